@@ -1,0 +1,59 @@
+"""Audio folders: LibriSpeech layout (``<spk>/<chapter>/*.flac`` + ``<spk>-<chapter>.trans.txt``) or plain."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List
+
+AUDIO_SUFFIXES = (".flac", ".wav", ".ogg", ".mp3")
+
+
+@dataclass(frozen=True)
+class Utterance:
+    utt_id: str
+    path: Path
+    transcript: str
+
+
+def read_librispeech(root: str | Path, limit: int | None = None) -> List[Utterance]:
+    """Every labelled utterance under ``root`` (searched recursively), sorted by id."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: not a directory")
+    utts: List[Utterance] = []
+    for trans in sorted(root.rglob("*.trans.txt")):
+        for line_no, line in enumerate(trans.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            utt_id, _, text = line.strip().partition(" ")
+            audio = next(
+                (
+                    trans.parent / f"{utt_id}{s}"
+                    for s in AUDIO_SUFFIXES
+                    if (trans.parent / f"{utt_id}{s}").exists()
+                ),
+                None,
+            )
+            if audio is None:
+                raise FileNotFoundError(f"{trans}:{line_no}: no audio file for utterance {utt_id}")
+            utts.append(Utterance(utt_id, audio, text))
+    if not utts:
+        raise FileNotFoundError(f"{root}: no *.trans.txt files (expected LibriSpeech layout)")
+    utts.sort(key=lambda u: u.utt_id)
+    return utts[:limit] if limit else utts
+
+
+def list_audio_files(*roots: str | Path) -> List[Path]:
+    """Every audio file under the given folders (recursively) or the files themselves, sorted."""
+    files: List[Path] = []
+    for root in map(Path, roots):
+        if root.is_file():
+            files.append(root)
+        elif root.is_dir():
+            files.extend(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+        else:
+            raise FileNotFoundError(f"{root}: no such file or directory")
+    if not files:
+        raise FileNotFoundError(f"no audio files under {', '.join(map(str, roots))}")
+    return sorted(files)

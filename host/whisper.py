@@ -1,0 +1,196 @@
+"""Whisper forward pass in numpy: conv frontend + encoder, decoder with a KV cache, greedy decoding.
+
+Every weight GEMM (both convs as im2col, every linear layer, the vocabulary projection) is one call to
+``gemm.matmul(x, layer)`` so the same runtime runs on float weights, the int8 kernel emulator or the FPGA.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Protocol
+
+import numpy as np
+from scipy.special import erf
+
+from host.features import N_SAMPLES, log_mel_spectrogram
+from host.tokenizer import Tokenizer
+from host.whisper_weights import WhisperWeights
+
+LOGITS_LAYER = "decoder.logits"
+
+
+class Gemm(Protocol):
+    """What the runtime needs from a backend: ``y[M, N] = x[M, K] @ W_layer[K, N] + bias``."""
+
+    def matmul(self, x: np.ndarray, layer: str) -> np.ndarray: ...
+
+
+def gemm_operands(weights: WhisperWeights) -> Dict[str, tuple]:
+    """``{layer: (W[K, N] float32, bias[N] float32)}`` for every weight GEMM, convs flattened for im2col."""
+    out = {}
+    for name in weights.linear_names():
+        w = weights.params[f"{name}.weight"]
+        w2 = w.reshape(w.shape[0], -1)  # conv [out, in, k] -> [out, in*k], matching im2col column order
+        out[name] = (np.ascontiguousarray(w2.T), weights.params[f"{name}.bias"])
+    emb = weights.params["decoder.token_embedding.weight"]
+    out[LOGITS_LAYER] = (np.ascontiguousarray(emb.T), np.zeros(emb.shape[0], np.float32))
+    return out
+
+
+class DenseGemm:
+    """Float32 numpy GEMMs on the (possibly pruned) weights: the accuracy reference."""
+
+    def __init__(self, weights: WhisperWeights):
+        self.ops = gemm_operands(weights)
+
+    def matmul(self, x: np.ndarray, layer: str) -> np.ndarray:
+        w, b = self.ops[layer]
+        return x @ w + b
+
+
+def gelu(x: np.ndarray) -> np.ndarray:
+    return 0.5 * x * (1.0 + erf(x / np.sqrt(2.0)))
+
+
+def layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float = 1e-5) -> np.ndarray:
+    mu = x.mean(-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(-1, keepdims=True)
+    return (x - mu) / np.sqrt(var + eps) * w + b
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def im2col_1d(x: np.ndarray, kernel: int, stride: int, pad: int) -> np.ndarray:
+    """``x[T, C]`` (time-major) -> ``[T_out, C * kernel]`` with column index ``c * kernel + j``."""
+    xp = np.pad(x, ((pad, pad), (0, 0)))
+    t_out = (xp.shape[0] - kernel) // stride + 1
+    cols = np.stack([xp[j : j + stride * (t_out - 1) + 1 : stride] for j in range(kernel)], axis=2)
+    return cols.reshape(t_out, -1)
+
+
+def attention(
+    q: np.ndarray, k: np.ndarray, v: np.ndarray, n_head: int, causal_offset: Optional[int]
+) -> np.ndarray:
+    """Multi-head scaled dot-product attention; ``causal_offset`` = cache length for decoder self-attention."""
+    m, d = q.shape
+    dh = d // n_head
+    qh = q.reshape(m, n_head, dh).transpose(1, 0, 2)
+    kh = k.reshape(-1, n_head, dh).transpose(1, 0, 2)
+    vh = v.reshape(-1, n_head, dh).transpose(1, 0, 2)
+    scores = (qh @ kh.transpose(0, 2, 1)) * (dh**-0.5)
+    if causal_offset is not None and m > 1:
+        mask = np.triu(np.ones((m, kh.shape[1]), bool), k=causal_offset + 1)
+        scores = np.where(mask, -np.inf, scores)
+    return (softmax(scores) @ vh).transpose(1, 0, 2).reshape(m, d)
+
+
+@dataclass
+class Transcript:
+    text: str
+    tokens: List[int]
+
+
+@dataclass
+class _Cache:
+    self_k: List[np.ndarray] = field(default_factory=list)
+    self_v: List[np.ndarray] = field(default_factory=list)
+    cross_k: List[np.ndarray] = field(default_factory=list)
+    cross_v: List[np.ndarray] = field(default_factory=list)
+
+
+class WhisperRuntime:
+    """Numpy Whisper: ``transcribe(audio)`` = features -> encoder -> greedy decoder -> text."""
+
+    def __init__(self, weights: WhisperWeights, gemm: Optional[Gemm] = None):
+        self.w = weights
+        self.p = weights.params
+        self.cfg = weights.config
+        self.gemm = gemm if gemm is not None else DenseGemm(weights)
+        self.tokenizer = Tokenizer(weights.vocab)
+        self._suppress = self._suppress_mask()
+
+    def _suppress_mask(self) -> np.ndarray:
+        mask = np.zeros(self.cfg["n_vocab"], bool)
+        mask[list(self.w.suppress_ids)] = True
+        mask[self.tokenizer.no_timestamps :] = True  # no timestamps, no special tokens after them
+        mask[self.tokenizer.sot] = True
+        return mask
+
+    def _ln(self, x: np.ndarray, name: str) -> np.ndarray:
+        return layer_norm(x, self.p[f"{name}.weight"], self.p[f"{name}.bias"])
+
+    def features(self, audio: np.ndarray) -> np.ndarray:
+        return log_mel_spectrogram(audio, self.cfg["n_mels"], N_SAMPLES)
+
+    def encode(self, mel: np.ndarray) -> np.ndarray:
+        """``mel[80, 3000]`` -> encoder states ``[1500, 384]``."""
+        g = self.gemm.matmul
+        x = gelu(g(im2col_1d(mel.T, 3, 1, 1), "encoder.conv1"))
+        x = gelu(g(im2col_1d(x, 3, 2, 1), "encoder.conv2"))
+        x = x + self.p["encoder.positional_embedding"][: x.shape[0]]
+        n_head = self.cfg["n_audio_head"]
+        for i in range(self.cfg["n_audio_layer"]):
+            b = f"encoder.blocks.{i}"
+            h = self._ln(x, f"{b}.attn_ln")
+            q, k, v = (g(h, f"{b}.attn.{n}") for n in ("query", "key", "value"))
+            x = x + g(attention(q, k, v, n_head, None), f"{b}.attn.out")
+            h = self._ln(x, f"{b}.mlp_ln")
+            x = x + g(gelu(g(h, f"{b}.mlp.0")), f"{b}.mlp.2")
+        return self._ln(x, "encoder.ln_post").astype(np.float32)
+
+    def _decoder_step(self, tokens: List[int], offset: int, cache: _Cache) -> np.ndarray:
+        g = self.gemm.matmul
+        n_head = self.cfg["n_text_head"]
+        x = (
+            self.p["decoder.token_embedding.weight"][tokens]
+            + self.p["decoder.positional_embedding"][offset : offset + len(tokens)]
+        )
+        for i in range(self.cfg["n_text_layer"]):
+            b = f"decoder.blocks.{i}"
+            h = self._ln(x, f"{b}.attn_ln")
+            q, k, v = (g(h, f"{b}.attn.{n}") for n in ("query", "key", "value"))
+            if len(cache.self_k) <= i:
+                cache.self_k.append(k)
+                cache.self_v.append(v)
+            else:
+                cache.self_k[i] = np.concatenate([cache.self_k[i], k])
+                cache.self_v[i] = np.concatenate([cache.self_v[i], v])
+            x = x + g(attention(q, cache.self_k[i], cache.self_v[i], n_head, offset), f"{b}.attn.out")
+            h = self._ln(x, f"{b}.cross_attn_ln")
+            q = g(h, f"{b}.cross_attn.query")
+            x = x + g(attention(q, cache.cross_k[i], cache.cross_v[i], n_head, None), f"{b}.cross_attn.out")
+            h = self._ln(x, f"{b}.mlp_ln")
+            x = x + g(gelu(g(h, f"{b}.mlp.0")), f"{b}.mlp.2")
+        return g(self._ln(x[-1:], "decoder.ln"), LOGITS_LAYER)[0]
+
+    def decode(self, encoded: np.ndarray, max_tokens: Optional[int] = None) -> Transcript:
+        """Greedy decoding without timestamps, Whisper's token suppression, KV cache."""
+        g = self.gemm.matmul
+        cache = _Cache()
+        for i in range(self.cfg["n_text_layer"]):
+            b = f"decoder.blocks.{i}.cross_attn"
+            cache.cross_k.append(g(encoded, f"{b}.key"))
+            cache.cross_v.append(g(encoded, f"{b}.value"))
+        prompt = self.tokenizer.initial_tokens()
+        max_tokens = max_tokens or self.cfg["n_text_ctx"] // 2
+        out: List[int] = []
+        pending, offset = prompt, 0
+        while len(out) < max_tokens:
+            logits = self._decoder_step(pending, offset, cache).astype(np.float64)
+            offset += len(pending)
+            logits[self._suppress] = -np.inf
+            if not out:
+                logits[list(self.w.suppress_ids_begin)] = -np.inf
+            token = int(np.argmax(logits))
+            if token == self.tokenizer.eot:
+                break
+            out.append(token)
+            pending = [token]
+        return Transcript(text=self.tokenizer.decode(out).strip(), tokens=out)
+
+    def transcribe(self, audio: np.ndarray) -> Transcript:
+        """Text of up to 30 s of 16-kHz mono audio."""
+        return self.decode(self.encode(self.features(audio)))
