@@ -165,7 +165,7 @@ def _resolve_voice(voice) -> Voice:
 
 
 def _run(cmd: List[str]) -> None:
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=False)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd[0]} failed (exit {proc.returncode}): {proc.stderr.strip() or proc.stdout}")
 
@@ -311,9 +311,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             f"(needs `{INSTALL_HINT}`). Voices: {', '.join(v.key for v in VOICES)}."
         ),
     )
-    parser.add_argument(
-        "--out", required=True, type=Path, help="output folder (or output .flac file with --say)"
-    )
+    parser.add_argument("--out", required=True, type=Path, help="output folder (or output .flac file with --say)")
     parser.add_argument("--count", type=int, default=24, help="number of utterances (default 24)")
     parser.add_argument("--seed", type=int, default=0, help="seed for sentence/voice assignment (default 0)")
     parser.add_argument(
@@ -323,12 +321,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         metavar="SECONDS",
         help="also write benchmark clips DIR/bench_<S>s.flac (+ .txt) of these durations, e.g. --bench 5 30",
     )
-    parser.add_argument(
-        "--say", metavar="TEXT", help="speak just TEXT into the file --out (transcript to <stem>.txt)"
-    )
-    parser.add_argument(
-        "--voice", default="flite:slt", help="voice for --say and --bench (default flite:slt)"
-    )
+    parser.add_argument("--say", metavar="TEXT", help="speak just TEXT into the file --out (transcript to <stem>.txt)")
+    parser.add_argument("--voice", default="flite:slt", help="voice for --say and --bench (default flite:slt)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = parser.parse_args(argv)
 
