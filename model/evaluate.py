@@ -77,8 +77,8 @@ def write_csv(rows: List[dict], path: Path) -> None:
 def build_runtime(model: Optional[str], package: Optional[str]) -> WhisperRuntime:
     """Dense float runtime from Whisper weights, or the int8 path of a weight package."""
     if package:
+        from host.driver import runtime_from_package
         from host.package import load_package
-        from host.quantized import runtime_from_package
 
         return runtime_from_package(load_package(package))
     from model.load import load_whisper

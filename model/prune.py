@@ -1,0 +1,157 @@
+"""SASP structured tile pruning: whole R x C tiles of ``W[K, N]`` (the systolic array's shape) are removed.
+
+Scores (lower is pruned first):
+- ``magnitude``: ``||W_tile||_F^2`` (the paper's baseline);
+- ``act``: the tile's contribution to the layer output on calibration activations, ``sum_n w_n^T H_tt w_n``
+  with ``H = X^T X`` and ``H_tt`` its diagonal block for the tile's input rows.
+Compensation (``-ls`` methods): for each column block, the kept weights are re-solved by least squares so the
+layer output on calibration activations stays close to the dense output:
+``(H_SS + lambda I) W_S = H_S: W + lambda W_S`` over the kept input rows ``S`` (ridge towards the original).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Optional, Sequence, Tuple
+
+import numpy as np
+import scipy.linalg
+
+METHODS = ("magnitude", "magnitude-ls", "act", "act-ls")
+DEFAULT_DAMP = 0.01
+
+
+@dataclass(frozen=True)
+class PrunedLayer:
+    weight: np.ndarray  # float32 [K, N], pruned tiles exactly zero
+    keep: np.ndarray  # bool [K_blocks, N_blocks]
+
+
+def blocks(k: int, n: int, tile: Tuple[int, int]) -> Tuple[int, int]:
+    return -(-k // tile[0]), -(-n // tile[1])
+
+
+def _padded(w: np.ndarray, tile: Tuple[int, int]) -> np.ndarray:
+    kb, nb = blocks(*w.shape, tile)
+    return np.pad(w, ((0, kb * tile[0] - w.shape[0]), (0, nb * tile[1] - w.shape[1])))
+
+
+def tile_scores(w: np.ndarray, tile: Tuple[int, int], method: str, gram: Optional[np.ndarray] = None) -> np.ndarray:
+    """``[K_blocks, N_blocks]`` importance of every tile of ``w[K, N]``."""
+    r, c = tile
+    wp = _padded(w.astype(np.float64), tile)
+    kb, nb = wp.shape[0] // r, wp.shape[1] // c
+    if method.startswith("magnitude"):
+        return (wp**2).reshape(kb, r, nb, c).sum(axis=(1, 3))
+    if gram is None:
+        raise ValueError("activation-aware scores need calibration statistics")
+    hp = _padded(gram, (r, r))
+    scores = np.empty((kb, nb))
+    for i in range(kb):
+        rows = wp[i * r : (i + 1) * r]  # [r, Np]
+        contrib = np.einsum("an,ab,bn->n", rows, hp[i * r : (i + 1) * r, i * r : (i + 1) * r], rows)
+        scores[i] = contrib.reshape(nb, c).sum(axis=1)
+    return scores
+
+
+def select_keep(scores: np.ndarray, rate: float) -> np.ndarray:
+    """Keep mask that prunes exactly ``round(rate * tiles)`` lowest-score tiles (ties broken by position)."""
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"pruning rate must be in [0, 1], got {rate}")
+    n_prune = int(round(rate * scores.size))
+    keep = np.ones(scores.size, bool)
+    keep[np.argsort(scores, axis=None, kind="stable")[:n_prune]] = False
+    return keep.reshape(scores.shape)
+
+
+def apply_mask(w: np.ndarray, keep: np.ndarray, tile: Tuple[int, int]) -> np.ndarray:
+    r, c = tile
+    mask = np.repeat(np.repeat(keep, r, axis=0), c, axis=1)[: w.shape[0], : w.shape[1]]
+    return np.where(mask, w, 0.0).astype(np.float32)
+
+
+def compensate(
+    w: np.ndarray, keep: np.ndarray, gram: np.ndarray, tile: Tuple[int, int], damp: float = DEFAULT_DAMP
+) -> np.ndarray:
+    """Least-squares re-solve of the kept tiles of every column block; pruned tiles stay exactly zero."""
+    r, c = tile
+    k, n = w.shape
+    w64 = w.astype(np.float64)
+    lam = damp * float(np.mean(np.diag(gram))) + 1e-12
+    out = apply_mask(w, keep, tile).astype(np.float64)
+    target_all = gram @ w64  # [K, N]: H W
+    groups: Dict[bytes, list] = {}
+    for j in range(keep.shape[1]):
+        groups.setdefault(keep[:, j].tobytes(), []).append(j)
+    for key, cols_blocks in groups.items():
+        kept_blocks = np.frombuffer(key, dtype=bool)
+        if not kept_blocks.any() or kept_blocks.all() and damp == 0:
+            continue
+        rows = np.concatenate([np.arange(i * r, min((i + 1) * r, k)) for i in np.flatnonzero(kept_blocks)])
+        cols = np.concatenate([np.arange(j * c, min((j + 1) * c, n)) for j in cols_blocks])
+        h_ss = gram[np.ix_(rows, rows)] + lam * np.eye(len(rows))
+        rhs = target_all[np.ix_(rows, cols)] + lam * w64[np.ix_(rows, cols)]
+        out[np.ix_(rows, cols)] = scipy.linalg.solve(h_ss, rhs, assume_a="pos")
+    return out.astype(np.float32)
+
+
+def output_error(w: np.ndarray, w_new: np.ndarray, gram: np.ndarray) -> float:
+    """Relative squared output error ``||X (W - W')||^2 / ||X W||^2`` from the Gram matrix."""
+    d = (w - w_new).astype(np.float64)
+    w64 = w.astype(np.float64)
+    num = np.einsum("kn,kl,ln->", d, gram, d)
+    den = np.einsum("kn,kl,ln->", w64, gram, w64)
+    return float(num / max(den, 1e-30))
+
+
+def prune_layer(
+    w: np.ndarray,
+    tile: Tuple[int, int],
+    rate: float,
+    method: str = "act-ls",
+    gram: Optional[np.ndarray] = None,
+    damp: float = DEFAULT_DAMP,
+) -> PrunedLayer:
+    """Prune ``rate`` of the tiles of ``w[K, N]`` with ``method`` (see module docstring)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown pruning method {method!r}; choose from {METHODS}")
+    keep = select_keep(tile_scores(w, tile, method, gram), rate)
+    if method.endswith("-ls") and rate > 0:
+        if gram is None:
+            raise ValueError("least-squares compensation needs calibration statistics")
+        return PrunedLayer(compensate(w, keep, gram, tile, damp), keep)
+    return PrunedLayer(apply_mask(w, keep, tile), keep)
+
+
+def allocate_rates(
+    errors: Dict[str, Sequence[float]],
+    rates: Sequence[float],
+    macs: Dict[str, float],
+    target: float,
+    weight: Optional[Dict[str, float]] = None,
+) -> Dict[str, float]:
+    """Per-layer rates reaching ``target`` sparsity of the layers' total MACs at the least summed error.
+
+    ``errors[layer][i]`` is the (relative) output error at ``rates[i]``; greedily raise the rate of the layer
+    whose next step costs the least error per pruned MAC, until the MAC target is met. ``weight`` scales each
+    layer's error (its measured sensitivity).
+    """
+    weight = weight or {}
+    total = sum(macs.values())
+    level = {name: 0 for name in errors}
+    pruned = 0.0
+    while pruned < target * total - 1e-9:
+        best, best_cost = None, np.inf
+        for name, errs in errors.items():
+            i = level[name]
+            if i + 1 >= len(rates):
+                continue
+            gain = (rates[i + 1] - rates[i]) * macs[name]
+            cost = weight.get(name, 1.0) * (errs[i + 1] - errs[i]) / gain
+            if cost < best_cost:
+                best, best_cost = name, cost
+        if best is None:
+            raise ValueError(f"target sparsity {target:.2f} is beyond the allowed rates {rates[-1]}")
+        pruned += (rates[level[best] + 1] - rates[level[best]]) * macs[best]
+        level[best] += 1
+    return {name: float(rates[i]) for name, i in level.items()}
