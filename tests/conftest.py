@@ -69,3 +69,68 @@ def dense_runtime(whisper_weights):
     from host.whisper import WhisperRuntime
 
     return WhisperRuntime(whisper_weights)
+
+
+def make_tiny_whisper(d: int = 16, n_mels: int = 4, vocab_size: int = 12, seed: int = 0):
+    """A random Whisper-shaped model (1 encoder + 1 decoder layer, width ``d``) for fast package tests."""
+    import numpy as np
+
+    from host.whisper_weights import WhisperWeights
+
+    rng = np.random.default_rng(seed)
+    p = {}
+
+    def lin(name, n_out, n_in):
+        p[f"{name}.weight"] = rng.standard_normal((n_out, n_in)).astype(np.float32) / np.sqrt(n_in)
+        p[f"{name}.bias"] = rng.standard_normal(n_out).astype(np.float32) * 0.1
+
+    def ln(name):
+        p[f"{name}.weight"], p[f"{name}.bias"] = np.ones(d, np.float32), np.zeros(d, np.float32)
+
+    p["encoder.conv1.weight"] = rng.standard_normal((d, n_mels, 3)).astype(np.float32)
+    p["encoder.conv1.bias"] = np.zeros(d, np.float32)
+    p["encoder.conv2.weight"] = rng.standard_normal((d, d, 3)).astype(np.float32) / d
+    p["encoder.conv2.bias"] = np.zeros(d, np.float32)
+    p["encoder.positional_embedding"] = rng.standard_normal((8, d)).astype(np.float32)
+    for side in ("encoder", "decoder"):
+        b = f"{side}.blocks.0"
+        ln(f"{b}.attn_ln")
+        ln(f"{b}.mlp_ln")
+        for n in ("query", "key", "value", "out"):
+            lin(f"{b}.attn.{n}", d, d)
+        lin(f"{b}.mlp.0", 4 * d, d)
+        lin(f"{b}.mlp.2", d, 4 * d)
+    ln("encoder.ln_post")
+    ln("decoder.blocks.0.cross_attn_ln")
+    for n in ("query", "key", "value", "out"):
+        lin(f"decoder.blocks.0.cross_attn.{n}", d, d)
+    ln("decoder.ln")
+    p["decoder.token_embedding.weight"] = rng.standard_normal((vocab_size, d)).astype(np.float32)
+    p["decoder.positional_embedding"] = rng.standard_normal((6, d)).astype(np.float32)
+    config = {"n_mels": n_mels, "n_audio_ctx": 8, "n_audio_state": d, "n_audio_head": 2, "n_audio_layer": 1,
+              "n_vocab": vocab_size, "n_text_ctx": 6, "n_text_state": d, "n_text_head": 2, "n_text_layer": 1}
+    vocab = [f"t{i}" for i in range(vocab_size - 2)] + ["<|endoftext|>", "<|startoftranscript|>"]
+    return WhisperWeights(p, config, vocab, suppress_ids=[1], suppress_ids_begin=[0])
+
+
+@pytest.fixture()
+def tiny_package(tmp_path):
+    """Path of a small valid weight package (random tiny Whisper, 4x4 tiles, a third of the tiles pruned)."""
+    import numpy as np
+
+    from host.package import FORMAT_NAME, FORMAT_VERSION, QUANT_SCHEME, write_package
+    from host.whisper import gemm_operands
+    from model.export import package_tensors
+    from model.prune import prune_layer
+
+    weights = make_tiny_whisper()
+    gemm_w, keeps = {}, {}
+    for name, (w, _) in gemm_operands(weights).items():
+        res = prune_layer(w, (4, 4), 0.34, "magnitude")
+        gemm_w[name], keeps[name] = res.weight, res.keep
+    tensors, info = package_tensors(weights, gemm_w, keeps, (4, 4))
+    meta = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "config": weights.config, "tile": [4, 4],
+            "method": "magnitude", "layers": info, "quantization": QUANT_SCHEME}
+    path = write_package(tmp_path / "tiny.sasp", tensors, meta)
+    assert np.isfinite(path.stat().st_size)
+    return path
