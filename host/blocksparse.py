@@ -57,7 +57,7 @@ class BlockSparseWeights:
     @classmethod
     def from_dense(
         cls, w_q: np.ndarray, tile: Tuple[int, int], keep: Optional[np.ndarray] = None
-    ) -> "BlockSparseWeights":
+    ) -> BlockSparseWeights:
         """Compress ``w_q`` int8[K, N]. ``keep`` bool[K_blocks, N_blocks] selects the stored tiles;
         ``None`` keeps every tile with a nonzero element (tiles outside ``keep`` are dropped even if nonzero)."""
         w_q = np.asarray(w_q)
