@@ -16,13 +16,15 @@ from __future__ import annotations
 import concurrent.futures
 import time
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Protocol, Tuple
+from typing import Dict, List, Optional, Protocol, Tuple
 
 import numpy as np
 
+from host.blocksparse import BlockSparseWeights
 from host.cycle_model import kernel_cycles
-from host.package import Package, QuantLayer
-from host.quant import dequantize, quantize_rows
+from host.package import Package
+from host.quant import dequantize, quantize_columns, quantize_rows
+from host.system_model import GemmCall
 from host.whisper import WhisperRuntime
 
 BACKENDS = ("reference", "emulated", "pynq")
@@ -36,8 +38,8 @@ class Backend(Protocol):
     array: Tuple[int, int]
     chunk: int
 
-    def gemm(self, x_q: np.ndarray, layer: QuantLayer) -> Tuple[np.ndarray, Optional[int]]:
-        """int32 ``x_q @ W``, and the kernel's cycle count if the backend measures one (else None)."""
+    def gemm(self, x_q: np.ndarray, w: BlockSparseWeights) -> Tuple[np.ndarray, Optional[int]]:
+        """int32 ``x_q @ w``, and the kernel's cycle count if the backend measures one (else None)."""
         ...
 
 
@@ -47,8 +49,8 @@ class ReferenceBackend:
     def __init__(self, array: Tuple[int, int], chunk: int = 256):
         self.array, self.chunk = array, chunk
 
-    def gemm(self, x_q: np.ndarray, layer: QuantLayer) -> Tuple[np.ndarray, Optional[int]]:
-        return layer.weights.gemm_int(x_q), None
+    def gemm(self, x_q: np.ndarray, w: BlockSparseWeights) -> Tuple[np.ndarray, Optional[int]]:
+        return w.gemm_int(x_q), None
 
 
 class EmulatedBackend:
@@ -62,8 +64,8 @@ class EmulatedBackend:
         self.kernel = EmulatedKernel(array[0], chunk)
         self.array, self.chunk = array, self.kernel.chunk
 
-    def gemm(self, x_q: np.ndarray, layer: QuantLayer) -> Tuple[np.ndarray, Optional[int]]:
-        y, cycles = self.kernel.run(x_q, layer.weights)
+    def gemm(self, x_q: np.ndarray, w: BlockSparseWeights) -> Tuple[np.ndarray, Optional[int]]:
+        y, cycles = self.kernel.run(x_q, w)
         return y, int(cycles)
 
 
@@ -119,42 +121,57 @@ class Accelerator:
         self.package = package
         self.timeout_s = timeout_s
         self.stats = AcceleratorStats()
+        self.calls: List[GemmCall] = []
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="accel")
         self._broken: Optional[str] = None
 
-    def _run_backend(self, x_q: np.ndarray, layer: QuantLayer, name: str) -> Tuple[np.ndarray, Optional[int]]:
+    def _run_backend(self, x_q: np.ndarray, w: BlockSparseWeights, name: str) -> Tuple[np.ndarray, Optional[int]]:
         if self._broken:
             raise AcceleratorTimeoutError(f"accelerator unusable after an earlier time-out ({self._broken})")
-        future = self._pool.submit(self.backend.gemm, x_q, layer)
+        future = self._pool.submit(self.backend.gemm, x_q, w)
         try:
             return future.result(timeout=self.timeout_s)
         except concurrent.futures.TimeoutError:
             self._broken = f"layer {name}"
             raise AcceleratorTimeoutError(
-                f"GEMM for layer {name} (M={x_q.shape[0]}, K={layer.weights.k}, N={layer.weights.n}) did not finish "
+                f"GEMM for layer {name} (M={x_q.shape[0]}, K={w.k}, N={w.n}) did not finish "
                 f"within {self.timeout_s:.1f} s: the kernel stalled (on a board: check TLAST on the output stream, "
                 f"the DMA buffer-length register width and that host and kernel agree on the word count)"
             ) from None
 
     def matmul(self, x: np.ndarray, layer: str) -> np.ndarray:
+        """``x[M, K] @ W_layer + bias`` through int8 quantization and the backend."""
         q = self.package.layers[layer]
+        return self._run(x, q.weights, q.scale, q.bias, layer)
+
+    def matmul_dynamic(self, a: np.ndarray, b: np.ndarray, name: str) -> np.ndarray:
+        """``a[M, K] @ b[K, N]`` for two activations (attention): ``b`` is quantized per column and streamed dense."""
+        b_q, scale_b = quantize_columns(b)
+        w = BlockSparseWeights.from_dense(b_q, self.backend.array)
+        return self._run(a, w, scale_b, np.zeros(b.shape[1], np.float32), name)
+
+    def _run(
+        self, x: np.ndarray, w: BlockSparseWeights, scale_w: np.ndarray, bias: np.ndarray, name: str
+    ) -> np.ndarray:
         t0 = time.perf_counter()
         x_q, scale_x = quantize_rows(x)
         t1 = time.perf_counter()
-        acc, measured = self._run_backend(x_q, q, layer)
+        acc, measured = self._run_backend(x_q, w, name)
         t2 = time.perf_counter()
-        y = dequantize(acc, scale_x, q.scale, q.bias)
+        y = dequantize(acc, scale_x, scale_w, bias)
         t3 = time.perf_counter()
-        w = q.weights
-        s = self.stats.layers.setdefault(layer, LayerStats())
         m = x.shape[0]
+        nnz = tuple(int(v) for v in w.nnz_per_colblock)
+        stage = "encoder" if name.startswith("encoder.") else "decoder"
+        self.calls.append(GemmCall(stage, name, m, w.k, w.n, nnz))
+        s = self.stats.layers.setdefault(name, LayerStats())
         s.calls += 1
         s.rows += m
         s.macs_dense += m * w.k * w.n
         s.macs_done += m * w.nnz_tiles * w.tile[0] * w.tile[1]
         s.tiles_total += w.total_tiles
         s.tiles_skipped += w.total_tiles - w.nnz_tiles
-        s.cycles += kernel_cycles(m, w.k, w.n, w.nnz_per_colblock, self.backend.array[0], self.backend.chunk)
+        s.cycles += kernel_cycles(m, w.k, w.n, nnz, self.backend.array, self.backend.chunk)
         s.measured_cycles += measured or 0
         s.backend_s += t2 - t1
         s.host_s += (t1 - t0) + (t3 - t2)

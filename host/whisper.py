@@ -7,16 +7,17 @@ Every weight GEMM (both convs as im2col, every linear layer, the vocabulary proj
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Protocol
+from typing import Callable, Dict, List, Optional, Protocol
 
 import numpy as np
 from scipy.special import erf
 
-from host.features import N_SAMPLES, log_mel_spectrogram
+from host.features import HOP_LENGTH, N_SAMPLES, log_mel_spectrogram
 from host.tokenizer import Tokenizer
 from host.whisper_weights import WhisperWeights
 
 LOGITS_LAYER = "decoder.logits"
+TRIM_MARGIN = 50  # extra encoder positions (1 s) after the audio when the window is trimmed
 
 
 class Gemm(Protocol):
@@ -72,19 +73,35 @@ def im2col_1d(x: np.ndarray, kernel: int, stride: int, pad: int) -> np.ndarray:
 
 
 def attention(
-    q: np.ndarray, k: np.ndarray, v: np.ndarray, n_head: int, causal_offset: Optional[int]
+    q: np.ndarray,
+    k: np.ndarray,
+    v: np.ndarray,
+    n_head: int,
+    causal_offset: Optional[int],
+    amm: Optional[Callable[[np.ndarray, np.ndarray, str], np.ndarray]] = None,
+    name: str = "",
 ) -> np.ndarray:
-    """Multi-head scaled dot-product attention; ``causal_offset`` = cache length for decoder self-attention."""
+    """Multi-head scaled dot-product attention; ``causal_offset`` = cache length for decoder self-attention.
+
+    ``amm(a, b, name)`` computes the two activation x activation products per head (``Q K^T`` and ``P V``) when
+    given, so they can run on the accelerator; otherwise numpy does.
+    """
     m, d = q.shape
     dh = d // n_head
     qh = q.reshape(m, n_head, dh).transpose(1, 0, 2)
     kh = k.reshape(-1, n_head, dh).transpose(1, 0, 2)
     vh = v.reshape(-1, n_head, dh).transpose(1, 0, 2)
-    scores = (qh @ kh.transpose(0, 2, 1)) * (dh**-0.5)
+    if amm is None:
+        scores = qh @ kh.transpose(0, 2, 1)
+    else:
+        scores = np.stack([amm(qh[h], kh[h].T, f"{name}.qk") for h in range(n_head)])
+    scores = scores * (dh**-0.5)
     if causal_offset is not None and m > 1:
         mask = np.triu(np.ones((m, kh.shape[1]), bool), k=causal_offset + 1)
         scores = np.where(mask, -np.inf, scores)
-    return (softmax(scores) @ vh).transpose(1, 0, 2).reshape(m, d)
+    probs = softmax(scores)
+    out = probs @ vh if amm is None else np.stack([amm(probs[h], vh[h], f"{name}.pv") for h in range(n_head)])
+    return out.transpose(1, 0, 2).reshape(m, d)
 
 
 @dataclass
@@ -104,12 +121,14 @@ class _Cache:
 class WhisperRuntime:
     """Numpy Whisper: ``transcribe(audio)`` = features -> encoder -> greedy decoder -> text."""
 
-    def __init__(self, weights: WhisperWeights, gemm: Optional[Gemm] = None):
+    def __init__(self, weights: WhisperWeights, gemm: Optional[Gemm] = None, offload_attention: bool = True):
+        """``offload_attention``: the encoder's ``Q K^T`` and ``P V`` go to ``gemm.matmul_dynamic`` if it has one."""
         self.w = weights
         self.p = weights.params
         self.cfg = weights.config
         self.gemm = gemm if gemm is not None else DenseGemm(weights)
         self.tokenizer = Tokenizer(weights.vocab)
+        self.amm = getattr(self.gemm, "matmul_dynamic", None) if offload_attention else None
         self._suppress = self._suppress_mask()
 
     def _suppress_mask(self) -> np.ndarray:
@@ -125,9 +144,15 @@ class WhisperRuntime:
     def features(self, audio: np.ndarray) -> np.ndarray:
         return log_mel_spectrogram(audio, self.cfg["n_mels"], N_SAMPLES)
 
-    def encode(self, mel: np.ndarray) -> np.ndarray:
-        """``mel[80, 3000]`` -> encoder states ``[1500, 384]``."""
+    def encode(self, mel: np.ndarray, audio_ctx: Optional[int] = None) -> np.ndarray:
+        """``mel[80, 3000]`` -> encoder states ``[1500, 384]`` (or the first ``audio_ctx`` positions only).
+
+        ``audio_ctx`` trims the encoder's window to the audio (2 mel frames per position), as whisper.cpp's
+        audio-context option does: the encoder's work shrinks with the clip instead of always covering 30 s.
+        """
         g = self.gemm.matmul
+        if audio_ctx is not None:
+            mel = mel[:, : 2 * audio_ctx]
         x = gelu(g(im2col_1d(mel.T, 3, 1, 1), "encoder.conv1"))
         x = gelu(g(im2col_1d(x, 3, 2, 1), "encoder.conv2"))
         x = x + self.p["encoder.positional_embedding"][: x.shape[0]]
@@ -136,7 +161,7 @@ class WhisperRuntime:
             b = f"encoder.blocks.{i}"
             h = self._ln(x, f"{b}.attn_ln")
             q, k, v = (g(h, f"{b}.attn.{n}") for n in ("query", "key", "value"))
-            x = x + g(attention(q, k, v, n_head, None), f"{b}.attn.out")
+            x = x + g(attention(q, k, v, n_head, None, self.amm, f"{b}.attn"), f"{b}.attn.out")
             h = self._ln(x, f"{b}.mlp_ln")
             x = x + g(gelu(g(h, f"{b}.mlp.0")), f"{b}.mlp.2")
         return self._ln(x, "encoder.ln_post").astype(np.float32)
@@ -191,6 +216,10 @@ class WhisperRuntime:
             pending = [token]
         return Transcript(text=self.tokenizer.decode(out).strip(), tokens=out)
 
-    def transcribe(self, audio: np.ndarray) -> Transcript:
-        """Text of up to 30 s of 16-kHz mono audio."""
-        return self.decode(self.encode(self.features(audio)))
+    def transcribe(self, audio: np.ndarray, trim: bool = False) -> Transcript:
+        """Text of up to 30 s of 16-kHz mono audio; ``trim`` runs the encoder on the audio's length only."""
+        return self.decode(self.encode(self.features(audio), self.audio_ctx(len(audio)) if trim else None))
+
+    def audio_ctx(self, n_samples: int, margin: int = TRIM_MARGIN) -> int:
+        """Encoder positions that cover ``n_samples`` of audio plus ``margin`` positions (20 ms each)."""
+        return min(self.cfg["n_audio_ctx"], -(-n_samples // (2 * HOP_LENGTH)) + margin)

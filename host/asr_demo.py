@@ -1,0 +1,284 @@
+"""End-to-end speech recognition on the SASP accelerator (emulated, numpy reference, or a PYNQ board).
+
+    python host/asr_demo.py                       # bundled clip, emulated kernel (C simulation of the HLS source)
+    python host/asr_demo.py --wav my.flac --board ultra96-v2 --array 16 --sparsity 0.2
+    python host/asr_demo.py --backend pynq --board pynq-z2 --package whisper-8x8.sasp    # on the board
+
+Prints the transcript and a report: per-stage latency (emulated wall time here, measured on a board), the
+modeled on-board latency and energy for the chosen board (cycle model + DMA bandwidth + CPU work), and the
+MACs/tiles the pruning skipped. ``--json`` writes the same report with a label on every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from host.audio import DEMO_CLIP, AudioError, demo_reference, load_audio  # noqa: E402
+from host.dataset import read_librispeech  # noqa: E402
+from host.driver import BACKENDS, Accelerator  # noqa: E402
+from host.package import PackageError, load_package  # noqa: E402
+from host.report import figure, format_table, work_summary, write_json  # noqa: E402
+from host.resources import board_profile  # noqa: E402
+from host.system_model import GemmCall, host_flops, model_energy, model_latency, resolve_board  # noqa: E402
+from host.text_normalize import normalize  # noqa: E402
+from host.whisper import WhisperRuntime  # noqa: E402
+
+CACHE = Path.home() / ".cache" / "sasp-asr"
+DEFAULT_ARRAY = {"pynq-z2": 8, "ultra96-v2": 16}
+
+
+def default_package(array: int, sparsity: float, method: str, calib: List[Path]) -> Path:
+    """Build (once) and cache a package for ``array`` and ``sparsity`` from the pip-installed Whisper weights."""
+    tag = f"s{sparsity:.2f}-{method}" if sparsity > 0 else "dense"
+    path = CACHE / "packages" / f"whisper-tiny.en-{array}x{array}-{tag}.sasp"
+    if path.exists():
+        return path
+    from host.whisper_weights import load_ct2_dir
+    from model.export import export_package
+
+    if sparsity > 0 and not calib:
+        from model.synth_speech import synthesize_set
+
+        calib = [CACHE / "calib-synth"]
+        if not calib[0].exists():
+            print("no --calib given: synthesizing 24 calibration utterances (flite/espeak-ng)", file=sys.stderr)
+            synthesize_set(calib[0], count=24, seed=1)
+    print(f"building weight package {path.name} (once; cached)", file=sys.stderr)
+    return export_package(path, load_ct2_dir(), (array, array), sparsity, method, calib, cache_dir=CACHE)
+
+
+def inputs_from_args(args: argparse.Namespace) -> List[Tuple[str, Path, Optional[str]]]:
+    if args.librispeech:
+        return [(u.utt_id, u.path, u.transcript) for u in read_librispeech(args.librispeech, args.limit)]
+    if args.wav:
+        out = []
+        for p in args.wav:
+            ref = p.with_suffix(".txt")
+            out.append((str(p), p, ref.read_text().strip() if ref.exists() else None))
+        return out
+    return [(str(DEMO_CLIP), DEMO_CLIP, demo_reference())]
+
+
+def dense_calls(calls: List[GemmCall], array: int) -> List[GemmCall]:
+    """The same calls with every tile present (the unpruned int8 model on the same array)."""
+    from host.cycle_model import dense_nnz
+
+    return [GemmCall(c.stage, c.layer, c.m, c.k, c.n, tuple(dense_nnz(c.k, c.n, array))) for c in calls]
+
+
+def transcribe_one(
+    runtime: WhisperRuntime,
+    acc: Accelerator,
+    name: str,
+    path: Path,
+    ref: Optional[str],
+    board: str,
+    array: int,
+    trim: bool,
+    meter,
+) -> dict:
+    t0 = time.perf_counter()
+    audio = load_audio(path)
+    mel = runtime.features(audio)
+    t1 = time.perf_counter()
+    acc.calls.clear()
+    acc.stats.layers.clear()
+    ctx = runtime.audio_ctx(len(audio)) if trim else runtime.cfg["n_audio_ctx"]
+    enc = runtime.encode(mel, ctx if trim else None)
+    enc_stats = acc.stats.total()
+    t2 = time.perf_counter()
+    tr = runtime.decode(enc)
+    t3 = time.perf_counter()
+    total = acc.stats.total()
+    emu = "measured" if meter is not None or acc.backend.__class__.__name__ == "PynqBackend" else "emulated"
+    dec_backend, dec_host = total.backend_s - enc_stats.backend_s, total.host_s - enc_stats.host_s
+    latency = {
+        "features": {"total_s": figure(t1 - t0, "s", emu)},
+        "encoder": {
+            "total_s": figure(t2 - t1, "s", emu),
+            "accelerator_s": figure(enc_stats.backend_s, "s", emu),
+            "host_s": figure(t2 - t1 - enc_stats.backend_s, "s", emu),
+        },
+        "decoder": {
+            "total_s": figure(t3 - t2, "s", emu),
+            "accelerator_s": figure(dec_backend, "s", emu),
+            "host_s": figure(t3 - t2 - dec_backend, "s", emu),
+        },
+    }
+    del dec_host
+    flops = host_flops(runtime.cfg, ctx, len(tr.tokens))
+    if runtime.amm is None:  # attention stays on the CPU: count its products as host work
+        flops["encoder"] += 4 * runtime.cfg["n_audio_layer"] * ctx * ctx * runtime.cfg["n_audio_state"]
+    else:
+        flops["encoder"] -= 4 * runtime.cfg["n_audio_layer"] * ctx * ctx * runtime.cfg["n_audio_state"]
+    modeled = model_latency(acc.calls, flops, board, array)
+    dense = model_latency(dense_calls(acc.calls, array), flops, board, array)
+    modeled["dense_total_s"] = dense["total_s"]
+    modeled["speedup_from_pruning"] = dense["total_s"] / modeled["total_s"]
+    energy = model_energy(modeled)
+    energy["dense_joules"] = model_energy(dense)["joules"]
+    out = {
+        "input": name,
+        "audio_s": figure(len(audio) / 16000, "s", "counted"),
+        "encoder_positions": ctx,
+        "transcript": tr.text,
+        "tokens": len(tr.tokens),
+        "latency": latency,
+        "modeled_board": modeled,
+        "energy": energy,
+        "work": work_summary(acc.stats),
+    }
+    if total.measured_cycles:
+        out["kernel_check"] = (
+            f"C-sim cycle counter {total.measured_cycles} vs cycle model {total.cycles} "
+            f"({'equal' if total.measured_cycles == total.cycles else 'DIFFERENT'})"
+        )
+    if ref is not None:
+        out["reference"] = ref
+        try:
+            import jiwer
+
+            out["wer"] = figure(jiwer.wer(normalize(ref), normalize(tr.text)), "fraction", "measured (jiwer)")
+        except ImportError:
+            out["wer_note"] = "jiwer not installed: pip install jiwer"
+    return out
+
+
+def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(
+        prog="python host/asr_demo.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    src = ap.add_mutually_exclusive_group()
+    src.add_argument(
+        "--wav",
+        type=Path,
+        action="append",
+        help="audio file (repeatable); a same-named .txt is taken as its reference transcript",
+    )
+    src.add_argument("--librispeech", type=Path, help="LibriSpeech-layout folder (reports WER)")
+    ap.add_argument("--limit", type=int, default=None, help="with --librispeech: first N utterances")
+    ap.add_argument(
+        "--package",
+        type=Path,
+        default=None,
+        help="weight package; default: build and cache one for "
+        "--array/--sparsity from the pip-installed Whisper tiny.en",
+    )
+    ap.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="emulated",
+        help="emulated = C simulation of the HLS kernel (default); reference = exact numpy integer "
+        "path; pynq = the FPGA overlay on a board",
+    )
+    ap.add_argument("--board", default="pynq-z2", help="pynq-z2 or ultra96-v2 (for the modeled figures and pynq)")
+    ap.add_argument(
+        "--array",
+        type=int,
+        default=None,
+        help="systolic array size (default 8 on pynq-z2, 16 on ultra96-v2); must equal the package's tile",
+    )
+    ap.add_argument(
+        "--sparsity",
+        type=float,
+        default=0.0,
+        help="for the default package: fraction of prunable "
+        "MACs pruned (needs calibration audio; default 0 = dense int8)",
+    )
+    ap.add_argument("--method", default="act-ls", help="pruning method for the default package")
+    ap.add_argument("--calib", type=Path, nargs="*", default=[], help="calibration audio for the default package")
+    ap.add_argument(
+        "--full-window",
+        action="store_true",
+        help="run the encoder on the whole 30-s window instead of trimming it to the audio",
+    )
+    ap.add_argument(
+        "--attention-on-host",
+        action="store_true",
+        help="keep the encoder's attention products on the CPU instead of the accelerator",
+    )
+    ap.add_argument("--bitfile", type=Path, default=None, help="pynq backend: overlay .bit (with its .hwh)")
+    ap.add_argument("--timeout", type=float, default=60.0, help="seconds before a stalled GEMM is an error")
+    ap.add_argument("--json", type=Path, default=None, help="write the report as JSON")
+    return ap.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    board = resolve_board(args.board)
+    try:
+        prof = board_profile(board)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    array = args.array or DEFAULT_ARRAY.get(board, 8)
+    try:
+        package_path = args.package or default_package(array, args.sparsity, args.method, args.calib)
+        package = load_package(package_path, expect_tile=(array, array))
+        kwargs = {"bitfile": args.bitfile, "board": board} if args.backend == "pynq" else {}
+        acc = Accelerator(package, args.backend, timeout_s=args.timeout, **kwargs)
+    except (PackageError, ValueError, FileNotFoundError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    runtime = WhisperRuntime(package.weights, acc, offload_attention=not args.attention_on_host)
+    meter = None
+    if args.backend == "pynq":
+        from host.power import open_rail_meter
+
+        meter, power_note = open_rail_meter(bool(prof["power"]["sensors"]))
+        print(power_note, file=sys.stderr)
+    utts = []
+    try:
+        for name, path, ref in inputs_from_args(args):
+            if meter is not None:
+                with meter:
+                    res = transcribe_one(runtime, acc, name, path, ref, board, array, not args.full_window, meter)
+                joules, secs = meter.energy()
+                res["energy_measured"] = {
+                    "label": "measured",
+                    "joules": joules,
+                    "seconds": secs,
+                    "avg_w": joules / max(secs, 1e-9),
+                    "rails": meter.names,
+                }
+            else:
+                res = transcribe_one(runtime, acc, name, path, ref, board, array, not args.full_window, None)
+            utts.append(res)
+            print(res["transcript"], flush=True)
+    except (AudioError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        acc.close()
+    meta = package.metadata
+    report = {
+        "config": {
+            "backend": args.backend,
+            "board": board,
+            "array": array,
+            "package": str(package_path),
+            "tile": f"{package.tile[0]}x{package.tile[1]}",
+            "method": meta.get("method"),
+            "mac_sparsity": float(meta.get("mac_sparsity", 0.0)),
+            "encoder_window": "full 30 s" if args.full_window else "trimmed to the audio",
+            "attention": "CPU" if args.attention_on_host else "accelerator",
+        },
+        "utterances": utts,
+        "assumptions": utts[0]["modeled_board"]["assumptions"] + utts[0]["energy"]["assumptions"] if utts else [],
+    }
+    print(format_table(report))
+    if args.json:
+        write_json(report, args.json)
+        print(f"report written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
