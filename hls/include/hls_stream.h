@@ -5,6 +5,8 @@
 #ifndef SASP_HLS_STREAM_STANDIN_H
 #define SASP_HLS_STREAM_STANDIN_H
 
+#define SASP_HLS_STREAM_STANDIN 1
+
 #ifdef __SYNTHESIS__
 #error "hls/include/hls_stream.h is a C-simulation stand-in; do not put hls/include on the synthesis include path"
 #endif

@@ -22,7 +22,6 @@ const int NB_MAX = (SA_N_MAX + C - 1) / C;
 const int WW = R * C / 8;       // stream words per tile
 const int OWPR = C / 2;         // output words per row per column block
 const int KR = 2 * KB_MAX;      // kidx ring entries
-const int ACT_P = R >= 8 ? R : 8;  // activation buffer banks (>= R bytes read and 8 written per cycle)
 
 static_assert((R * C) % 8 == 0, "R*C must be a multiple of 8");
 static_assert(C % 2 == 0, "C must be even (two int32 per output word)");
@@ -69,7 +68,7 @@ void sasp_gemm(hls::stream<axis_word_t>& in_stream, hls::stream<axis_word_t>& ou
 
     static int8_t act[2][SA_CHUNK][SA_K_MAX];
 #pragma HLS ARRAY_PARTITION variable = act complete dim = 1
-#pragma HLS ARRAY_PARTITION variable = act cyclic factor = ACT_P dim = 3
+#pragma HLS ARRAY_PARTITION variable = act cyclic factor = SASP_ACT_P dim = 3
     static int8_t wbuf[2][R][C];
 #pragma HLS ARRAY_PARTITION variable = wbuf complete dim = 0
     static int32_t acc[2][SA_CHUNK][C];

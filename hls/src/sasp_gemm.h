@@ -45,6 +45,13 @@
 #define SASP_D_COMP (SA_R + SA_C)
 #define SASP_STEP_MIN 4
 
+// activation buffer banks: >= R bytes read and 8 bytes written per cycle without conflicts
+#if SA_R >= 8
+#define SASP_ACT_P SA_R
+#else
+#define SASP_ACT_P 8
+#endif
+
 typedef ap_axiu<64, 0, 0, 0> axis_word_t;
 
 void sasp_gemm(hls::stream<axis_word_t>& in_stream, hls::stream<axis_word_t>& out_stream, ap_uint<32> m,
