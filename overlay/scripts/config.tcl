@@ -1,0 +1,71 @@
+# Board table and build parameters of the sasp_gemm overlay (sourced by build_overlay.tcl).
+#
+# Parameters come from the environment (the Makefile exports them) with defaults below:
+#   SASP_BOARD    pynq-z2 | ultra96-v2
+#   SASP_ARRAY    systolic array size A (A x A), must match the HLS IP in SASP_IP_REPO
+#   SASP_CLK_MHZ  PL clock driving DMA, interconnect and kernel (default: the board's)
+#   SASP_IP_REPO  directory holding the exported HLS IP (component.xml below it)
+#   SASP_IP_VLNV  VLNV of the HLS IP (default xilinx.com:hls:sasp_gemm:1.0)
+#   SASP_OUT_DIR  where sasp_gemm_<A>.bit / .hwh (same basename, as pynq.Overlay expects) are written
+#   SASP_JOBS     parallel implementation jobs
+#   SASP_PART     override the device part (e.g. xczu3eg-sbva484-1-e for an Ultra96 v1)
+
+namespace eval sasp {
+    # board -> {part board_part ps clk_mhz}
+    variable boards
+    array set boards {
+        pynq-z2    {xc7z020clg400-1     tul.com.tw:pynq-z2:part0:1.0   ps7 100}
+        ultra96-v2 {xczu3eg-sbva484-1-i avnet.com:ultra96v2:part0:1.2  ps8 150}
+    }
+    # Largest single DMA transfer of a Whisper tiny.en GEMM is the fc1 output (M=1500, N=1536 int32 =
+    # 9.2 MB) or, for small chunks, the input stream (the weight segment is re-sent per chunk: fc2 with
+    # chunk 16 sends 94 x 590 KB + 2.3 MB = 57.7 MB). 2^26 - 1 bytes (64 MiB) covers both; the driver
+    # splits larger GEMMs along M. The AXI DMA default (14 bits = 16 KiB) would hang the first GEMM.
+    variable dma_length_width 26
+    variable stream_width 64
+    variable ctrl_base_z7  0x40400000
+    variable kern_base_z7  0x43C00000
+    variable ctrl_base_zup 0xA0000000
+    variable kern_base_zup 0xA0010000
+
+    proc env {name default} {
+        if {[info exists ::env($name)] && $::env($name) ne ""} { return $::env($name) }
+        return $default
+    }
+
+    proc load_config {} {
+        variable boards
+        set board [env SASP_BOARD pynq-z2]
+        if {![info exists boards($board)]} {
+            error "unknown board '$board': choose one of [lsort [array names boards]]"
+        }
+        lassign $boards($board) part board_part ps clk
+        set cfg [dict create \
+            board     $board \
+            part      [env SASP_PART $part] \
+            board_part $board_part \
+            ps        $ps \
+            array     [env SASP_ARRAY 8] \
+            clk_mhz   [env SASP_CLK_MHZ $clk] \
+            ip_repo   [env SASP_IP_REPO ""] \
+            ip_vlnv   [env SASP_IP_VLNV xilinx.com:hls:sasp_gemm:1.0] \
+            out_dir   [env SASP_OUT_DIR [file join build $board]] \
+            jobs      [env SASP_JOBS 4] \
+        ]
+        if {![string is integer -strict [dict get $cfg array]] || [dict get $cfg array] < 2} {
+            error "SASP_ARRAY must be an integer >= 2, got '[dict get $cfg array]'"
+        }
+        if {![string is double -strict [dict get $cfg clk_mhz]]} {
+            error "SASP_CLK_MHZ must be a number, got '[dict get $cfg clk_mhz]'"
+        }
+        dict set cfg basename "sasp_gemm_[dict get $cfg array]"
+        return $cfg
+    }
+
+    # Newest installed version of a Xilinx IP (IP versions differ between Vivado releases).
+    proc ipdef {name} {
+        set defs [lsort -dictionary [get_ipdefs -all -quiet "xilinx.com:ip:${name}:*"]]
+        if {[llength $defs] == 0} { error "IP xilinx.com:ip:${name} not found in the IP catalog" }
+        return [lindex $defs end]
+    }
+}

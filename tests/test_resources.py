@@ -1,0 +1,108 @@
+"""The modeled resource estimator (host/resources.py) and the shared board profiles (host/data/boards.json)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from host import resources
+from host.resources import DEVICE_TOTALS, estimate_resources, load_boards
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_device_totals_match_datasheets():
+    assert DEVICE_TOTALS["pynq-z2"] == {"DSP": 220, "BRAM36": 140, "LUT": 53200, "FF": 106400}
+    assert DEVICE_TOTALS["ultra96-v2"] == {"DSP": 360, "BRAM36": 216, "LUT": 70560, "FF": 141120}
+
+
+def test_board_profiles_complete():
+    boards = load_boards()
+    assert set(boards) >= {"pynq-z2", "ultra96-v2"}
+    for name, p in boards.items():
+        for key in ("part", "resources", "pl_clock_mhz", "cpu", "memory", "stream", "power", "kernel_chunk"):
+            assert key in p, f"{name}: missing {key}"
+        assert p["cpu"]["cores"] >= 1 and p["cpu"]["clock_mhz"] > 0
+        assert p["stream"]["bytes_per_s"] <= p["stream"]["peak_bytes_per_s"]
+        # the stream peak is 8 bytes per PL clock (64-bit AXI4-Stream)
+        assert p["stream"]["peak_bytes_per_s"] == p["stream"]["width_bits"] // 8 * p["pl_clock_mhz"] * 10**6
+        assert p["power"]["basis"], f"{name}: power figures need a stated source"
+    assert boards["pynq-z2"]["power"]["sensors"] is False
+    assert boards["pynq-z2"]["part"] == "xc7z020clg400-1"
+    assert boards["ultra96-v2"]["part"].startswith("xczu3eg-sbva484-1")
+
+
+def test_chunk_agrees_with_kernel_header():
+    """boards.json kernel_chunk must be the SA_CHUNK values the kernel header documents per device."""
+    hdr = ROOT / "hls" / "src" / "sasp_gemm.h"
+    if not hdr.exists():
+        pytest.skip("hls/src/sasp_gemm.h not present")
+    text = hdr.read_text()
+    m = re.search(r"xc7z020:\s*(\d+),\s*xczu3eg:\s*(\d+)", text)
+    assert m, "SA_CHUNK comment with the per-device chunk not found in sasp_gemm.h"
+    boards = load_boards()
+    assert boards["pynq-z2"]["kernel_chunk"] == int(m.group(1))
+    assert boards["ultra96-v2"]["kernel_chunk"] == int(m.group(2))
+
+
+@pytest.mark.parametrize("board", ["pynq-z2", "ultra96-v2"])
+@pytest.mark.parametrize("array", resources.ARRAY_SIZES)
+def test_estimate_fields(board, array):
+    e = estimate_resources(array, board)
+    assert e["label"] == "modeled"
+    for k in ("DSP", "BRAM36", "LUT", "FF"):
+        assert e[k] > 0
+        assert e["utilization"][k] == pytest.approx(e[k] / DEVICE_TOTALS[board][k])
+    assert e["fits"] == (not e["over"])
+    assert e["DSP"] == array * array  # one DSP per int8 MAC (macs_per_dsp = 1 on both boards)
+
+
+@pytest.mark.parametrize("board", ["pynq-z2", "ultra96-v2"])
+def test_monotone_in_array_size(board):
+    prev = None
+    for a in resources.ARRAY_SIZES:
+        e = estimate_resources(a, board)
+        if prev:
+            for k in ("DSP", "BRAM36", "LUT", "FF"):
+                assert e[k] >= prev[k], (k, a)
+        prev = e
+
+
+def test_which_arrays_fit():
+    fits = {b: [a for a in resources.ARRAY_SIZES if estimate_resources(a, b)["fits"]] for b in DEVICE_TOTALS}
+    assert fits["pynq-z2"] == [4, 8, 12]  # 16x16 needs 256 DSP > 220
+    assert fits["ultra96-v2"] == [4, 8, 12, 16]  # 32x32 needs 1024 DSP > 360
+    assert "DSP" in estimate_resources(16, "pynq-z2")["over"]
+
+
+def test_bram_from_activation_buffer():
+    # 8x8 on the PYNQ-Z2: act = 2 buffers x 8 banks x ceil(96*1536/8 / 2048) BRAM18 = 144 BRAM18
+    # acc = 2 x 8 columns x 1 BRAM18, small = 2 BRAM18 -> (144 + 16 + 2) / 2 = 81 BRAM36, + 3 for the DMA
+    assert resources.kernel_bram36(8, 8, 96) == 81
+    assert estimate_resources(8, "pynq-z2")["BRAM36"] == 84
+    # a larger chunk can overflow the BRAM of the smaller device
+    assert not estimate_resources(8, "pynq-z2", chunk=192)["fits"]
+
+
+def test_rejects_bad_array_and_board():
+    with pytest.raises(ValueError, match="multiple of 8"):
+        estimate_resources((3, 3), "pynq-z2")
+    with pytest.raises(ValueError, match="unknown board"):
+        estimate_resources(8, "zcu104")
+
+
+def test_readme_table_is_current():
+    """overlay/README.md carries the table that resource_table() prints (regenerate it when the model changes)."""
+    readme = ROOT / "overlay" / "README.md"
+    assert resources.resource_table() in readme.read_text(), (
+        "overlay/README.md resource table is stale: paste the output of `python -m host.resources`"
+    )
+
+
+def test_boards_json_is_package_data():
+    # host/data/*.json ships with the package (pyproject [tool.setuptools.package-data] host = ["data/*"])
+    assert resources.BOARDS_JSON.is_file()
+    json.loads(resources.BOARDS_JSON.read_text())
