@@ -5,6 +5,7 @@ IP's ports used by the overlay match the kernel's interface pragmas, and the bui
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -16,7 +17,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 STUB = ROOT / "overlay" / "tcl_stub"
 KERNEL_CPP = ROOT / "hls" / "src" / "sasp_gemm.cpp"
-IP_VLNV = "xilinx.com:hls:sasp_gemm:1.0"
+INTERFACE = ROOT / "hls" / "interface.json"
+_ip = json.loads(INTERFACE.read_text())["ip"]
+IP_VLNV = ":".join(_ip[k] for k in ("vendor", "library", "name", "version"))
 
 pytestmark = pytest.mark.skipif(shutil.which("tclsh") is None, reason="tclsh not installed (apt-get install tcl)")
 
@@ -252,20 +255,54 @@ def test_missing_ip_is_an_error(tmp_path):
 
 
 # ---- HLS scripts -------------------------------------------------------------------------------------------
-HLS_SCRIPTS = sorted((ROOT / "hls" / "scripts").glob("*.tcl"))
+HLS_SCRIPTS = [p for p in sorted((ROOT / "hls" / "scripts").glob("*.tcl")) if p.name != "common.tcl"]  # sourced
+
+
+def makefile_hls_args(board: str = "pynq-z2", array: int = 8) -> list:
+    """The -tclargs the overlay Makefile passes to the HLS export script."""
+    res = subprocess.run(
+        ["make", "-s", "-C", str(ROOT / "overlay"), "print", f"BOARD={board}", f"ARRAY={array}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    line = next(ln for ln in res.stdout.splitlines() if ln.startswith("HLS: "))
+    return line.split("-tclargs", 1)[1].split()
 
 
 @pytest.mark.skipif(not HLS_SCRIPTS, reason="hls/scripts has no Tcl yet")
 @pytest.mark.parametrize("script", HLS_SCRIPTS, ids=lambda p: p.name)
 def test_hls_script_runs_stubbed(tmp_path, script):
-    env = {"SASP_ARRAY": "8", "SASP_PART": "xc7z020clg400-1", "SASP_CLK_MHZ": "100", "SASP_CHUNK": "96"}
-    res, rec = run_stubbed(script, tmp_path, env)
+    res, rec = run_stubbed(script, tmp_path, args=["board=pynq-z2", "array=8", "clock=10", "chunk=96"])
     assert res.returncode == 0, res.stderr + res.stdout
     cmds = [c[0] for c in rec["cmd"]]
+    assert ["set_top", "sasp_gemm"] in rec["cmd"]
+    assert ["set_part", "xc7z020clg400-1"] in rec["cmd"]
     if "export_design" in cmds:
-        assert "set_top" in cmds and "csynth_design" in cmds
-        top = next(c for c in rec["cmd"] if c[0] == "set_top")
-        assert top[1] == "sasp_gemm"
+        assert "csynth_design" in cmds
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make not installed")
+@pytest.mark.parametrize("board,part", [("pynq-z2", "xc7z020clg400-1"), ("ultra96-v2", "xczu3eg-sbva484-1")])
+def test_overlay_drives_hls_export(tmp_path, board, part):
+    """The Makefile's HLS call runs export_ip.tcl with arguments it accepts, for the right part, and the
+    exported VLNV is the one the overlay instantiates (hls/interface.json)."""
+    args = makefile_hls_args(board, 16)
+    res, rec = run_stubbed(ROOT / "hls" / "scripts" / "export_ip.tcl", tmp_path, args=args)
+    assert res.returncode == 0, res.stderr + res.stdout
+    assert ["set_part", part] in rec["cmd"]
+    exp = next(c for c in rec["cmd"] if c[0] == "export_design")
+    opt = dict(zip(exp[1::2], exp[2::2]))
+    vlnv = ":".join(opt[k] for k in ("-vendor", "-library", "-ipname", "-version"))
+    assert vlnv == IP_VLNV
+    board_arg = dict(a.split("=") for a in args)["board"]
+    assert opt["-output"].endswith(f"sasp_gemm_{board_arg}_a16.zip")
+    mk = subprocess.run(
+        ["make", "-s", "-C", str(ROOT / "overlay"), "print", f"BOARD={board}", "ARRAY=16"],
+        capture_output=True,
+        text=True,
+    )
+    assert f"HLS_ZIP={opt['-output']}" in mk.stdout
 
 
 # ---- Makefile ----------------------------------------------------------------------------------------------

@@ -5,12 +5,13 @@
 #   SASP_ARRAY    systolic array size A (A x A), must match the HLS IP in SASP_IP_REPO
 #   SASP_CLK_MHZ  PL clock driving DMA, interconnect and kernel (default: the board's)
 #   SASP_IP_REPO  directory holding the exported HLS IP (component.xml below it)
-#   SASP_IP_VLNV  VLNV of the HLS IP (default xilinx.com:hls:sasp_gemm:1.0)
+#   SASP_IP_VLNV  VLNV of the HLS IP (default: the "ip" entry of hls/interface.json, sasp.edge:hls:sasp_gemm:1.0)
 #   SASP_OUT_DIR  where sasp_gemm_<A>.bit / .hwh (same basename, as pynq.Overlay expects) are written
 #   SASP_JOBS     parallel implementation jobs
 #   SASP_PART     override the device part (e.g. xczu3eg-sbva484-1-e for an Ultra96 v1)
 
 namespace eval sasp {
+    variable script_dir [file dirname [file normalize [info script]]]
     # board -> {part board_part ps clk_mhz}
     variable boards
     array set boards {
@@ -48,7 +49,7 @@ namespace eval sasp {
             array     [env SASP_ARRAY 8] \
             clk_mhz   [env SASP_CLK_MHZ $clk] \
             ip_repo   [env SASP_IP_REPO ""] \
-            ip_vlnv   [env SASP_IP_VLNV xilinx.com:hls:sasp_gemm:1.0] \
+            ip_vlnv   [env SASP_IP_VLNV [interface_vlnv]] \
             out_dir   [env SASP_OUT_DIR [file join build $board]] \
             jobs      [env SASP_JOBS 4] \
         ]
@@ -60,6 +61,22 @@ namespace eval sasp {
         }
         dict set cfg basename "sasp_gemm_[dict get $cfg array]"
         return $cfg
+    }
+
+    # VLNV of the HLS IP as hls/scripts/export_ip.tcl exports it, read from hls/interface.json (the single
+    # source of truth for the kernel interface; plain regexps because tclsh/Vivado have no JSON parser).
+    proc interface_vlnv {} {
+        variable script_dir
+        set path [file join [file dirname [file dirname $script_dir]] hls interface.json]
+        if {![file exists $path]} { error "$path not found: the overlay needs the kernel's interface description" }
+        set f [open $path]; set text [read $f]; close $f
+        if {![regexp {"ip"\s*:\s*\{([^\}]*)\}} $text -> ip]} { error "no \"ip\" entry in $path" }
+        set parts {}
+        foreach key {vendor library name version} {
+            if {![regexp "\"$key\"\\s*:\\s*\"(\[^\"\]+)\"" $ip -> v]} { error "no ip.$key in $path" }
+            lappend parts $v
+        }
+        return [join $parts :]
     }
 
     # Newest installed version of a Xilinx IP (IP versions differ between Vivado releases).
