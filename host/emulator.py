@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 import threading
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Tuple, Union
 
 import numpy as np
 
@@ -118,7 +118,7 @@ def _load(path: Path) -> ctypes.CDLL:
 class EmulatedKernel:
     """C-simulation of ``sasp_gemm`` for an ``array x array`` systolic array (or ``(R, C)``)."""
 
-    def __init__(self, array, chunk: Optional[int] = None):
+    def __init__(self, array: Union[int, Tuple[int, int]], chunk: Optional[int] = None):
         r, c = (int(array), int(array)) if np.isscalar(array) else (int(array[0]), int(array[1]))
         self._rc = (r, c)
         self.chunk = int(chunk or DEFAULT_CHUNK)
