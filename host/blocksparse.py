@@ -13,6 +13,8 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+EXACT_ROWS = 1024  # K-rows per float32 partial product: |partial sum| <= 1024 * 128 * 128 = 2**24 stays exact
+
 
 def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
@@ -149,28 +151,50 @@ class BlockSparseWeights:
     def gemm_int(self, x_q: np.ndarray) -> np.ndarray:
         """Exact ``int32[M, N] = x_q[M, K] @ W`` computed from the stored tiles only.
 
-        Uses float64 matmuls per column block: every product and partial sum is an integer of
-        magnitude <= 128*128*K_pad <= 2**25 for K_pad <= 2048, far below 2**53, so no rounding
-        happens in any summation order and the result equals the kernel's int32 accumulation.
+        Column blocks that store the same K-blocks are multiplied together (one matmul per pattern: a dense layer
+        is a single matmul). The products run in float32 over at most ``EXACT_ROWS`` = 1024 K-rows at a time:
+        every product and every partial sum is an integer of magnitude <= 1024 * 128 * 128 = 2**24, which float32
+        represents exactly in any summation order, so the int32 total equals the kernel's accumulation.
         """
         x_q = np.asarray(x_q)
         if x_q.dtype != np.int8 or x_q.ndim != 2 or x_q.shape[1] != self.k:
             raise ValueError(f"gemm_int: expected int8[M, {self.k}], got {x_q.dtype}{list(x_q.shape)}")
         r, c = self.tile
-        kb, nb = self.k_blocks, self.n_blocks
-        if kb * r > 2**21:
-            raise ValueError("gemm_int: K too large for the float64 exactness bound")
         m = x_q.shape[0]
-        xb = np.zeros((m, kb * r), dtype=np.float64)
+        xb = np.zeros((m, self.k_blocks * r), dtype=np.float32)
         xb[:, : self.k] = x_q
-        xb = xb.reshape(m, kb, r)
-        tf = self.tiles.astype(np.float64)
-        y = np.zeros((m, nb * c), dtype=np.float64)
+        xb = xb.reshape(m, self.k_blocks, r)
+        y = np.zeros((m, self.n_blocks, c), dtype=np.int32)
+        for kblocks, cols, mats in self._plan():
+            xs = xb[:, kblocks, :].reshape(m, len(kblocks) * r)
+            acc = np.zeros((m, len(cols) * c), dtype=np.int32)
+            for lo, mat in mats:
+                acc += (xs[:, lo : lo + mat.shape[0]] @ mat).astype(np.int32)
+            y[:, cols, :] = acc.reshape(m, len(cols), c)
+        return np.ascontiguousarray(y.reshape(m, -1)[:, : self.n])
+
+    def _plan(self) -> list:
+        """Per distinct K-block pattern: (K-blocks, column blocks, [(row offset, float32 weight slab)]), cached."""
+        cached = self.__dict__.get("_plan_cache")
+        if cached is not None:
+            return cached
+        r, c = self.tile
         cp = np.asarray(self.colptr, dtype=np.int64)
-        for b in range(nb):
+        groups: dict = {}
+        for b in range(self.n_blocks):
             lo, hi = cp[b], cp[b + 1]
-            if hi == lo:
-                continue
-            xs = xb[:, self.kidx[lo:hi], :].reshape(m, (hi - lo) * r)
-            y[:, b * c : (b + 1) * c] = xs @ tf[lo:hi].reshape((hi - lo) * r, c)
-        return np.ascontiguousarray(y[:, : self.n]).astype(np.int32)
+            if hi > lo:
+                groups.setdefault(np.asarray(self.kidx[lo:hi]).tobytes(), []).append(b)
+        plan = []
+        step = max(r, (EXACT_ROWS // r) * r)
+        for key, cols in groups.items():
+            kblocks = np.frombuffer(key, dtype=np.asarray(self.kidx).dtype).astype(np.int64)
+            nt = len(kblocks)
+            # tiles of each column block in this group: [nt, R, C] -> [nt*R, C]; columns side by side
+            slab = np.concatenate([self.tiles[cp[b] : cp[b] + nt].reshape(nt * r, c) for b in cols], axis=1).astype(
+                np.float32
+            )
+            mats = [(lo, slab[lo : lo + step]) for lo in range(0, nt * r, step)]
+            plan.append((kblocks, np.asarray(cols), mats))
+        self.__dict__["_plan_cache"] = plan
+        return plan

@@ -63,6 +63,7 @@ class EmulatedBackend:
             raise ValueError(f"the emulated kernel is square; got array {array}")
         self.kernel = EmulatedKernel(array[0], chunk)
         self.array, self.chunk = array, self.kernel.chunk
+        self.k_max, self.n_max = self.kernel.k_max, self.kernel.n_max
 
     def gemm(self, x_q: np.ndarray, w: BlockSparseWeights) -> Tuple[np.ndarray, Optional[int]]:
         y, cycles = self.kernel.run(x_q, w)
@@ -107,6 +108,26 @@ def open_backend(name: str, array: Tuple[int, int], **kwargs) -> Backend:
     raise ValueError(f"unknown backend {name!r}; choose from {BACKENDS}")
 
 
+def split_columns(w: BlockSparseWeights, n_max: int) -> List[Tuple[int, int, BlockSparseWeights]]:
+    """``[(first column, end column, weights)]`` slabs of at most ``n_max`` columns (whole column blocks)."""
+    c = w.tile[1]
+    per = max(1, n_max // c)
+    out = []
+    for b0 in range(0, w.n_blocks, per):
+        b1 = min(w.n_blocks, b0 + per)
+        lo, hi = int(w.colptr[b0]), int(w.colptr[b1])
+        part = BlockSparseWeights(
+            tiles=w.tiles[lo:hi],
+            colptr=(w.colptr[b0 : b1 + 1] - lo).astype(np.int32),
+            kidx=w.kidx[lo:hi],
+            k=w.k,
+            n=min(w.n, b1 * c) - b0 * c,
+            tile=w.tile,
+        )
+        out.append((b0 * c, b0 * c + part.n, part))
+    return out
+
+
 class Accelerator:
     """Serves ``matmul(x, layer)`` for the runtime from a weight package on one backend."""
 
@@ -122,6 +143,9 @@ class Accelerator:
         self.timeout_s = timeout_s
         self.stats = AcceleratorStats()
         self.calls: List[GemmCall] = []
+        self._cycle_memo: Dict[tuple, int] = {}
+        self._nnz_memo: Dict[str, Tuple[int, ...]] = {}
+        self._slabs: Dict[str, list] = {}
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="accel")
         self._broken: Optional[str] = None
 
@@ -153,6 +177,21 @@ class Accelerator:
     def _run(
         self, x: np.ndarray, w: BlockSparseWeights, scale_w: np.ndarray, bias: np.ndarray, name: str
     ) -> np.ndarray:
+        n_max = getattr(self.backend, "n_max", None)
+        if n_max is None or w.n <= n_max:
+            return self._run_one(x, w, scale_w, bias, name, name)
+        # wider than the kernel's output buffer: one call per slab of whole column blocks
+        parts = self._slabs.get(name) if name in self.package.layers else None
+        if parts is None:
+            parts = split_columns(w, n_max)
+            if name in self.package.layers:
+                self._slabs[name] = parts
+        ys = [self._run_one(x, p, scale_w[lo:hi], bias[lo:hi], name, f"{name}[{lo}:{hi}]") for lo, hi, p in parts]
+        return np.concatenate(ys, axis=1)
+
+    def _run_one(
+        self, x: np.ndarray, w: BlockSparseWeights, scale_w: np.ndarray, bias: np.ndarray, name: str, key: str
+    ) -> np.ndarray:
         t0 = time.perf_counter()
         x_q, scale_x = quantize_rows(x)
         t1 = time.perf_counter()
@@ -161,7 +200,7 @@ class Accelerator:
         y = dequantize(acc, scale_x, scale_w, bias)
         t3 = time.perf_counter()
         m = x.shape[0]
-        nnz = tuple(int(v) for v in w.nnz_per_colblock)
+        nnz = self._nnz(key, w)
         stage = "encoder" if name.startswith("encoder.") else "decoder"
         self.calls.append(GemmCall(stage, name, m, w.k, w.n, nnz))
         s = self.stats.layers.setdefault(name, LayerStats())
@@ -171,11 +210,26 @@ class Accelerator:
         s.macs_done += m * w.nnz_tiles * w.tile[0] * w.tile[1]
         s.tiles_total += w.total_tiles
         s.tiles_skipped += w.total_tiles - w.nnz_tiles
-        s.cycles += kernel_cycles(m, w.k, w.n, nnz, self.backend.array, self.backend.chunk)
+        s.cycles += self._cycles(key, m, w, nnz)
         s.measured_cycles += measured or 0
         s.backend_s += t2 - t1
         s.host_s += (t1 - t0) + (t3 - t2)
         return y
+
+    def _nnz(self, key: str, w: BlockSparseWeights) -> Tuple[int, ...]:
+        """Stored tiles per column block; memoized for package layers (``key`` = layer or layer slab)."""
+        if key.split("[")[0] not in self.package.layers:
+            return tuple(int(v) for v in w.nnz_per_colblock)
+        if key not in self._nnz_memo:
+            self._nnz_memo[key] = tuple(int(v) for v in w.nnz_per_colblock)
+        return self._nnz_memo[key]
+
+    def _cycles(self, name: str, m: int, w: BlockSparseWeights, nnz: Tuple[int, ...]) -> int:
+        """Cycle-model prediction for this call, memoized per (layer or shape, M): layers repeat every token."""
+        key = (name if name.split("[")[0] in self.package.layers else (w.k, w.n, nnz), m)
+        if key not in self._cycle_memo:
+            self._cycle_memo[key] = kernel_cycles(m, w.k, w.n, nnz, self.backend.array, self.backend.chunk)
+        return self._cycle_memo[key]
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -20,7 +20,8 @@ TLAST on the last word.
 
 from __future__ import annotations
 
-from typing import List
+from functools import lru_cache
+from typing import List, Tuple
 
 import numpy as np
 
@@ -65,6 +66,12 @@ def weight_segment(w: BlockSparseWeights) -> np.ndarray:
     return np.concatenate(parts).astype("<u8") if parts else np.zeros(0, dtype="<u8")
 
 
+@lru_cache(maxsize=256)
+def _slots(m: int, k: int, n: int, nnz: Tuple[int, ...], rc: Tuple[int, int], chunk: int) -> tuple:
+    """The schedule's stream slots, memoized: decoder layers repeat the same (M=1) call every token."""
+    return tuple(schedule(m, k, n, nnz, rc, chunk).slots)
+
+
 def pack_input(x_q: np.ndarray, w: BlockSparseWeights, chunk: int) -> np.ndarray:
     """Input stream words (uint64) for ``Y = x_q @ W`` with ``chunk`` rows per on-chip chunk."""
     x_q = np.asarray(x_q)
@@ -74,10 +81,11 @@ def pack_input(x_q: np.ndarray, w: BlockSparseWeights, chunk: int) -> np.ndarray
     m = x_q.shape[0]
     g = geometry(w.k, w.n, (r, c))
     acts = _act_words(x_q, g.kw).reshape(-1)
-    seg = weight_segment(w)
-    sched = schedule(m, w.k, w.n, w.nnz_per_colblock, (r, c), chunk)
+    seg = w.__dict__.get("_segment_cache")
+    if seg is None:  # the weight part of the stream depends on the weights only: pack it once per layer
+        seg = w.__dict__["_segment_cache"] = weight_segment(w)
     parts: List[np.ndarray] = []
-    for s in sched.slots:
+    for s in _slots(m, w.k, w.n, tuple(int(v) for v in w.nnz_per_colblock), (r, c), chunk):
         if s.kind == "header":
             parts.append(np.array([header_word(r, c)], dtype="<u8"))
         elif s.kind == "act":

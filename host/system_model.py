@@ -122,7 +122,7 @@ def model_energy(latency: dict) -> dict:
         "joules": energy,
         "avg_w": energy / max(latency["total_s"], 1e-12),
         "assumptions": [
-            f"{p_active} W while the accelerator runs, {p_idle + cpu_extra} W while the CPU works ({pw['model_basis']})"
+            f"{p_active} W while the accelerator runs, {p_idle + cpu_extra} W while the CPU works ({pw['basis']})"
         ],
     }
 

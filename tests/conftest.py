@@ -107,8 +107,18 @@ def make_tiny_whisper(d: int = 16, n_mels: int = 4, vocab_size: int = 12, seed: 
     ln("decoder.ln")
     p["decoder.token_embedding.weight"] = rng.standard_normal((vocab_size, d)).astype(np.float32)
     p["decoder.positional_embedding"] = rng.standard_normal((6, d)).astype(np.float32)
-    config = {"n_mels": n_mels, "n_audio_ctx": 8, "n_audio_state": d, "n_audio_head": 2, "n_audio_layer": 1,
-              "n_vocab": vocab_size, "n_text_ctx": 6, "n_text_state": d, "n_text_head": 2, "n_text_layer": 1}
+    config = {
+        "n_mels": n_mels,
+        "n_audio_ctx": 8,
+        "n_audio_state": d,
+        "n_audio_head": 2,
+        "n_audio_layer": 1,
+        "n_vocab": vocab_size,
+        "n_text_ctx": 6,
+        "n_text_state": d,
+        "n_text_head": 2,
+        "n_text_layer": 1,
+    }
     vocab = [f"t{i}" for i in range(vocab_size - 2)] + ["<|endoftext|>", "<|startoftranscript|>"]
     return WhisperWeights(p, config, vocab, suppress_ids=[1], suppress_ids_begin=[0])
 
@@ -129,8 +139,25 @@ def tiny_package(tmp_path):
         res = prune_layer(w, (4, 4), 0.34, "magnitude")
         gemm_w[name], keeps[name] = res.weight, res.keep
     tensors, info = package_tensors(weights, gemm_w, keeps, (4, 4))
-    meta = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "config": weights.config, "tile": [4, 4],
-            "method": "magnitude", "layers": info, "quantization": QUANT_SCHEME}
+    meta = {
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "config": weights.config,
+        "tile": [4, 4],
+        "method": "magnitude",
+        "layers": info,
+        "quantization": QUANT_SCHEME,
+    }
     path = write_package(tmp_path / "tiny.sasp", tensors, meta)
     assert np.isfinite(path.stat().st_size)
     return path
+
+
+@pytest.fixture(scope="session")
+def dense_package8(tmp_path_factory, whisper_weights):
+    """Whisper tiny.en as a dense int8 package with 8x8 tiles (no pruning, so no calibration needed)."""
+    from model.export import export_package
+
+    return export_package(
+        tmp_path_factory.mktemp("pkg") / "dense8.sasp", whisper_weights, (8, 8), 0.0, "act-ls", cache_dir=None
+    )
