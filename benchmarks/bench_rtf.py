@@ -47,11 +47,11 @@ def main() -> None:
             audio = load_audio(path)
             tokens = rt.transcribe(audio).tokens
 
-            def run_torch():
-                enc = ref.encode(ref.log_mel(audio))
+            def run_torch(a=audio):
+                enc = ref.encode(ref.log_mel(a))
                 ref.greedy(enc, rt.tokenizer.initial_tokens(), rt.tokenizer.eot, rt._suppress)
 
-            t_np = best_of(lambda: rt.transcribe(audio), args.repeats)
+            t_np = best_of(lambda a=audio: rt.transcribe(a), args.repeats)
             t_torch = best_of(run_torch, args.repeats)
             dur = len(audio) / 16000
             print(f"{seconds:>5}s {len(tokens):>6} {t_np:8.2f} {t_np / dur:9.3f} {t_torch:8.2f} {t_torch / dur:9.3f} "
