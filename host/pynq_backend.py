@@ -260,7 +260,8 @@ class PynqBackend:
         self._in_buf = None
         self._out_buf = None
         self._broken: Optional[str] = None
-        self.last_cycles: List[int] = []
+        self.last_cycles: List[int] = []  # cycle counter of each kernel run of the last gemm()
+        self.last_run_s: List[float] = []  # wall time from ap_start to DMA + kernel idle, per run
         self.reallocations = 0
         if package is not None:
             self.reserve_for_package(package)
@@ -405,6 +406,7 @@ class PynqBackend:
         recv.transfer(outb, 0, 8 * n_out)
         send.transfer(inb, 0, 8 * n_in)
         self._wr("ap_ctrl", AP_START)
+        t_start = time.perf_counter()
         deadline = time.monotonic() + self.timeout_s
         what = f"GEMM M={m} K={w.k} N={w.n} ({n_in} words in, {n_out} out)"
         while True:
@@ -416,6 +418,7 @@ class PynqBackend:
                     f"(host/kernel word-count mismatch); reload the overlay"
                 )
             if send.idle and recv.idle and self._rd("ap_ctrl") & AP_IDLE:
+                self.last_run_s.append(time.perf_counter() - t_start)
                 break
             if time.monotonic() > deadline:
                 raise self._timeout(what)
@@ -451,6 +454,7 @@ class PynqBackend:
         y = np.zeros((m, w.n), dtype=np.int32)
         total = 0
         self.last_cycles = []
+        self.last_run_s = []
         limit = self.dma_max_bytes
         for k0, k1, wk in split_rows_k(w, self.k_max):
             xk = np.ascontiguousarray(x_q[:, k0:k1])

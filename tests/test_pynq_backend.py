@@ -337,3 +337,41 @@ def test_backend_in_accelerator(fake_pynq, tmp_path):
     x = rng.integers(-128, 128, (33, 96)).astype(np.int8)
     assert np.array_equal(be.gemm(x, w)[0], emu.gemm(x, w)[0])
     assert be.gemm(x, w)[1] == emu.gemm(x, w)[1]
+
+
+def test_board_suite_dry_run_against_fake(fake_pynq, tmp_path):
+    """Run board_tests/ (except the end-to-end transcription) against the fake pynq, so that the board suite's
+    own code is exercised in CI: every Whisper shape through the backend, cycle counters vs the model, the
+    largest transfers. The results file is labelled as a dry run, never as a board measurement."""
+    import os
+    import subprocess
+
+    env = dict(os.environ, SASP_BOARD_TESTS_FAKE="1", PYTHONPATH=os.pathsep.join([str(FAKE_DIR), str(ROOT)]))
+    out = tmp_path / "dry.json"
+    res = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "board_tests"),
+         "-k", "not end_to_end", "--board", "pynq-z2", "--bitfile", str(tmp_path / "sasp_gemm_8.bit"),
+         "--results", str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
+    assert "passed" in res.stdout and "failed" not in res.stdout
+    data = json.loads(out.read_text())
+    assert data["label"].startswith("CI DRY RUN")
+    assert {g["name"] for g in data["gemm"]} >= {"encoder.mlp.fc1", "decoder.logits (N split)"}
+    assert all(g["cycle_ratio"] == 1.0 for g in data["gemm"])
+
+
+def test_board_suite_skips_off_board_with_one_reason(monkeypatch):
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "SASP_BOARD_TESTS_FAKE"}
+    res = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", str(ROOT / "board_tests")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout[-3000:]
+    skipped = [ln for ln in res.stdout.splitlines() if ln.startswith("SKIPPED")]
+    assert len(skipped) == 1 and "not on a PYNQ board" in skipped[0], res.stdout[-3000:]
+    assert " passed" not in res.stdout
