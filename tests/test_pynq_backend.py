@@ -375,3 +375,24 @@ def test_board_suite_skips_off_board_with_one_reason(monkeypatch):
     skipped = [ln for ln in res.stdout.splitlines() if ln.startswith("SKIPPED")]
     assert len(skipped) == 1 and "not on a PYNQ board" in skipped[0], res.stdout[-3000:]
     assert " passed" not in res.stdout
+
+
+@pytest.mark.slow
+def test_board_end_to_end_dry_run_against_fake(fake_pynq, tmp_path, dense_package8):
+    """board_tests' end-to-end transcription with the pynq backend on the fake (C-simulated kernel behind the fake
+    DMA) must give the reference backend's tokens; checks the board test's own plumbing, not the board."""
+    import os
+    import subprocess
+
+    env = dict(os.environ, SASP_BOARD_TESTS_FAKE="1", PYTHONPATH=os.pathsep.join([str(FAKE_DIR), str(ROOT)]))
+    out = tmp_path / "e2e.json"
+    res = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "board_tests"),
+         "-k", "end_to_end", "--board", "pynq-z2", "--bitfile", str(tmp_path / "sasp_gemm_8.bit"),
+         "--package", str(dense_package8), "--results", str(out), "--timeout-s", "600"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200,
+    )  # fmt: skip
+    assert res.returncode == 0 and "1 passed" in res.stdout, res.stdout[-4000:] + res.stderr[-2000:]
+    e2e = json.loads(out.read_text())["end_to_end"]
+    assert e2e["transcript"] == e2e["emulated_transcript"] and e2e["transcript"]
+    assert e2e["kernel_cycles_measured"] == e2e["kernel_cycles_model"] > 0
