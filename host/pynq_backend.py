@@ -294,8 +294,11 @@ class PynqBackend:
         bad = []
         for name, info in regs.items():
             key = name if name in self.off else name.lower()
-            if key in self.off and "address_offset" in info and int(info["address_offset"]) != self.off[key]:
-                bad.append(f"{name}: hwh 0x{int(info['address_offset']):x}, interface.json 0x{self.off[key]:x}")
+            if key not in self.off or "address_offset" not in info:
+                continue
+            hwh = int(str(info["address_offset"]), 0)
+            if hwh != self.off[key]:
+                bad.append(f"{name}: hwh 0x{hwh:x}, interface.json 0x{self.off[key]:x}")
         if bad:
             raise PynqBackendError(
                 f"overlay {self.bitfile.name} register offsets differ from hls/interface.json ({'; '.join(bad)}): "

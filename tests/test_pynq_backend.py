@@ -300,6 +300,14 @@ def test_wrong_kernel_version_is_reported(fake_pynq, tmp_path):
         make_backend(fake_pynq, tmp_path)
 
 
+def test_hwh_register_offsets_must_match_interface(fake_pynq, tmp_path):
+    from host.pynq_backend import PynqBackendError
+
+    fake_pynq.CONFIG.hwh_offsets = {"cycles": 0x58}
+    with pytest.raises(PynqBackendError, match=r"cycles: hwh 0x58, interface.json 0x48"):
+        make_backend(fake_pynq, tmp_path)
+
+
 def test_chunk_above_kernel_limit_is_refused(fake_pynq, tmp_path):
     from host.pynq_backend import PynqBackendError
 

@@ -23,6 +23,7 @@ class FakeConfig:
     mode: str = "normal"  # normal | hang | drop_last_word | extra_word
     id_version: Optional[int] = None  # override the kernel's ID register
     array_size: Optional[int] = None  # override the array_size register
+    hwh_offsets: Optional[dict] = None  # override register offsets in ip_dict (as if the .hwh said so)
 
 
 CONFIG = FakeConfig()
@@ -223,6 +224,8 @@ class Overlay:
                 },
             },
         }
+        for name, off in (CONFIG.hwh_offsets or {}).items():
+            self.ip_dict["sasp_gemm"]["registers"][name]["address_offset"] = hex(off)
         self.download()
 
     def download(self):
