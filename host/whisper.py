@@ -166,7 +166,8 @@ class WhisperRuntime:
             x = x + g(gelu(g(h, f"{b}.mlp.0")), f"{b}.mlp.2")
         return self._ln(x, "encoder.ln_post").astype(np.float32)
 
-    def _decoder_step(self, tokens: List[int], offset: int, cache: _Cache) -> np.ndarray:
+    def _decoder_step(self, tokens: List[int], offset: int, cache: _Cache, all_positions: bool = False) -> np.ndarray:
+        """Logits of the last new position (or of every new position) after feeding ``tokens`` at ``offset``."""
         g = self.gemm.matmul
         n_head = self.cfg["n_text_head"]
         x = (
@@ -189,6 +190,8 @@ class WhisperRuntime:
             x = x + g(attention(q, cache.cross_k[i], cache.cross_v[i], n_head, None), f"{b}.cross_attn.out")
             h = self._ln(x, f"{b}.mlp_ln")
             x = x + g(gelu(g(h, f"{b}.mlp.0")), f"{b}.mlp.2")
+        if all_positions:
+            return g(self._ln(x, "decoder.ln"), LOGITS_LAYER)
         return g(self._ln(x[-1:], "decoder.ln"), LOGITS_LAYER)[0]
 
     def decode(self, encoded: np.ndarray, max_tokens: Optional[int] = None) -> Transcript:

@@ -79,15 +79,15 @@ class _RecordingGemm:
         return self.inner.matmul(x, layer)
 
 
-def teacher_forced_pass(runtime: WhisperRuntime, encoded: np.ndarray, tokens: List[int]) -> None:
-    """Run the decoder once over ``prompt + tokens`` (all positions at once), feeding every GEMM."""
+def teacher_forced_pass(runtime: WhisperRuntime, encoded: np.ndarray, tokens: List[int]) -> np.ndarray:
+    """Run the decoder once over ``prompt + tokens`` (all positions at once); logits of every position."""
     cache = _Cache()
     g = runtime.gemm.matmul
     for i in range(runtime.cfg["n_text_layer"]):
         b = f"decoder.blocks.{i}.cross_attn"
         cache.cross_k.append(g(encoded, f"{b}.key"))
         cache.cross_v.append(g(encoded, f"{b}.value"))
-    runtime._decoder_step(runtime.tokenizer.initial_tokens() + tokens, 0, cache)
+    return runtime._decoder_step(runtime.tokenizer.initial_tokens() + tokens, 0, cache, all_positions=True)
 
 
 def cache_key(weights: WhisperWeights, files: Sequence[Path], layers: Sequence[str]) -> str:

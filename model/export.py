@@ -9,6 +9,7 @@ sensitivity analysis on the calibration audio (``--uniform`` prunes every prunab
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import re
 import sys
@@ -17,30 +18,20 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-from host.blocksparse import BlockSparseWeights
 from tqdm import tqdm
 
+from host.blocksparse import BlockSparseWeights
 from host.dataset import list_audio_files
 from host.package import FORMAT_NAME, FORMAT_VERSION, QUANT_SCHEME, SUPPRESS_KEYS, VOCAB_KEY, write_package
 from host.quant import quantize_columns
 from host.whisper import LOGITS_LAYER, gemm_operands
 from host.whisper_weights import WhisperWeights
 from model.calibrate import CalibStats, collect_stats
-from model.prune import (
-    DEFAULT_DAMP,
-    METHODS,
-    allocate_rates,
-    blocks,
-    compensate,
-    output_error,
-    prune_layer,
-    select_keep,
-    tile_scores,
-)
+from model.prune import DEFAULT_DAMP, METHODS, allocate_rates, blocks, prune_layer
+from model.sensitivity import RATES, end_to_end_gains, layer_errors
 
 DEFAULT_PRUNABLE = r"^(encoder\.|decoder\.blocks\.)"
 DECODER_TOKENS = 40  # typical decoded tokens per utterance, used to weigh decoder MACs
-SENS_RATES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 DEFAULT_CACHE = Path.home() / ".cache" / "sasp-asr"
 
 
@@ -57,45 +48,6 @@ def layer_macs(ops: Dict[str, tuple], names: Sequence[str]) -> Dict[str, float]:
     return {n: float(layer_rows(n) * ops[n][0].shape[0] * ops[n][0].shape[1]) for n in names}
 
 
-def sampled_error(
-    w: np.ndarray,
-    gram: np.ndarray,
-    tile: Tuple[int, int],
-    rate: float,
-    method: str,
-    damp: float,
-    max_blocks: int = 12,
-    seed: int = 0,
-) -> float:
-    """Relative output error of pruning ``w`` at ``rate``, compensating a sample of column blocks (fast)."""
-    keep = select_keep(tile_scores(w, tile, method, gram), rate)
-    nb = keep.shape[1]
-    pick = np.sort(np.random.default_rng(seed).choice(nb, size=min(nb, max_blocks), replace=False))
-    cols = np.concatenate([np.arange(j * tile[1], min((j + 1) * tile[1], w.shape[1])) for j in pick])
-    sub_w, sub_keep = w[:, cols], keep[:, pick]
-    from model.prune import apply_mask
-
-    new = compensate(sub_w, sub_keep, gram, tile, damp) if method.endswith("-ls") else apply_mask(sub_w, sub_keep, tile)
-    return output_error(sub_w, new, gram)
-
-
-def sensitivity(
-    ops: Dict[str, tuple],
-    stats: CalibStats,
-    names: Sequence[str],
-    tile: Tuple[int, int],
-    method: str,
-    damp: float,
-    rates: Sequence[float] = SENS_RATES,
-) -> Dict[str, List[float]]:
-    """``{layer: [relative output error at each rate]}`` on the calibration statistics."""
-    out = {}
-    for name in tqdm(names, desc="sensitivity", unit="layer"):
-        w = ops[name][0]
-        out[name] = [0.0] + [sampled_error(w, stats.gram[name], tile, r, method, damp) for r in rates[1:]]
-    return out
-
-
 @dataclass
 class ExportPlan:
     rates: Dict[str, float]
@@ -103,6 +55,7 @@ class ExportPlan:
 
 
 def plan_rates(
+    weights: WhisperWeights,
     ops: Dict[str, tuple],
     stats: Optional[CalibStats],
     prunable: Sequence[str],
@@ -111,25 +64,25 @@ def plan_rates(
     method: str,
     damp: float,
     uniform: bool,
+    files: Sequence[Path],
     cache: Optional[Path],
 ) -> ExportPlan:
+    """Per-layer rates reaching ``sparsity`` of the prunable MACs (uniform, or allocated by measured sensitivity)."""
     macs = layer_macs(ops, prunable)
     if sparsity <= 0:
         rates = {n: 0.0 for n in prunable}
     elif uniform or stats is None:
         rates = {n: sparsity for n in prunable}
     else:
-        sens = None
-        if cache is not None and cache.exists():
-            sens = json.loads(cache.read_text())
-            if set(sens) != set(prunable):
-                sens = None
-        if sens is None:
-            sens = sensitivity(ops, stats, prunable, tile, method, damp)
+        sens = json.loads(cache.read_text()) if cache is not None and cache.exists() else None
+        if sens is None or set(sens["errors"]) != set(prunable):
+            errors = layer_errors(ops, stats, prunable, tile, method, damp)
+            gains = end_to_end_gains(weights, stats, prunable, tile, method, damp, files, errors)
+            sens = {"errors": errors, "gains": gains}
             if cache is not None:
                 cache.parent.mkdir(parents=True, exist_ok=True)
-                cache.write_text(json.dumps(sens))
-        rates = allocate_rates(sens, SENS_RATES, macs, sparsity)
+                cache.write_text(json.dumps(sens, indent=1))
+        rates = allocate_rates(sens["errors"], RATES, macs, sparsity, weight=sens["gains"])
     total = sum(macs.values())
     done = sum(macs[n] * rates[n] for n in prunable)
     return ExportPlan(rates, done / total if total else 0.0)
@@ -233,9 +186,10 @@ def export_package(
         stats = collect_stats(weights, files, prunable, cache_dir / "calib" if cache_dir else None)
     sens_cache = None
     if stats is not None and cache_dir is not None:
-        key = f"{tile[0]}x{tile[1]}-{method}-{damp}-{abs(hash(tuple(prunable))) % 10**8}-{len(files)}"
-        sens_cache = cache_dir / "sensitivity" / f"{key}-{sum(stats.rows.values())}.json"
-    plan = plan_rates(ops, stats, prunable, tile, sparsity, method, damp, uniform, sens_cache)
+        layers_hash = hashlib.sha256("|".join(prunable).encode()).hexdigest()[:10]
+        key = f"{tile[0]}x{tile[1]}-{method}-{damp}-{layers_hash}-{len(files)}"
+        sens_cache = cache_dir / "sensitivity" / f"{key}-{sum(stats.rows.values())}-v2.json"
+    plan = plan_rates(weights, ops, stats, prunable, tile, sparsity, method, damp, uniform, files, sens_cache)
     gemm_w, keeps = prune_weights(weights, tile, plan.rates, method, stats, damp)
     tensors, info = package_tensors(weights, gemm_w, keeps, tile)
     meta = {

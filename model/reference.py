@@ -49,6 +49,11 @@ class TorchWhisper:
 
     @torch.no_grad()
     def encode(self, mel: torch.Tensor) -> torch.Tensor:
+        """Encoder output ``[1500, 384]`` for ``mel[80, 3000]`` (no gradients)."""
+        return self.encode_grad(mel)
+
+    def encode_grad(self, mel: torch.Tensor) -> torch.Tensor:
+        """The encoder with autograd (distillation trains the parameters in ``self.p``)."""
         x = F.gelu(
             F.conv1d(mel[None], self.p["encoder.conv1.weight"], self.p["encoder.conv1.bias"], padding=1)
         )

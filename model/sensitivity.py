@@ -1,0 +1,111 @@
+"""Per-layer pruning sensitivity: how much each layer's output and the model's output suffer at each rate.
+
+Two measurements, combined by the allocator (``model.prune.allocate_rates``):
+- ``layer_errors``: the relative output error of a layer pruned (and compensated) at each rate, from the
+  calibration Gram matrix (cheap, no forward pass);
+- ``end_to_end_gains``: how strongly one layer's output error reaches the model's output: each layer alone is
+  pruned at a probe rate and the teacher-forced next-token distributions are compared with the dense model's
+  (mean KL divergence over the positions of a few calibration clips, decoded by the dense model).
+The cost of rate ``r`` in layer ``l`` is ``gain_l * layer_error_l(r)``: early layers whose small errors are
+amplified downstream are pruned less than their local error alone would suggest.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+from tqdm import tqdm
+
+from host.audio import load_audio
+from host.whisper import DenseGemm, WhisperRuntime
+from host.whisper_weights import WhisperWeights
+from model.calibrate import CalibStats, teacher_forced_pass
+from model.prune import apply_mask, compensate, output_error, prune_layer, select_keep, tile_scores
+
+RATES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+PROBE_RATE = 0.3
+PROBE_CLIPS = 3
+
+
+def sampled_error(
+    w: np.ndarray,
+    gram: np.ndarray,
+    tile: Tuple[int, int],
+    rate: float,
+    method: str,
+    damp: float,
+    max_blocks: int = 12,
+    seed: int = 0,
+) -> float:
+    """Relative output error of pruning ``w`` at ``rate``, compensating a sample of column blocks (fast)."""
+    keep = select_keep(tile_scores(w, tile, method, gram), rate)
+    nb = keep.shape[1]
+    pick = np.sort(np.random.default_rng(seed).choice(nb, size=min(nb, max_blocks), replace=False))
+    cols = np.concatenate([np.arange(j * tile[1], min((j + 1) * tile[1], w.shape[1])) for j in pick])
+    sub_w, sub_keep = w[:, cols], keep[:, pick]
+    new = compensate(sub_w, sub_keep, gram, tile, damp) if method.endswith("-ls") else apply_mask(sub_w, sub_keep, tile)
+    return output_error(sub_w, new, gram)
+
+
+def layer_errors(
+    ops: Dict[str, tuple],
+    stats: CalibStats,
+    names: Sequence[str],
+    tile: Tuple[int, int],
+    method: str,
+    damp: float,
+    rates: Sequence[float] = RATES,
+) -> Dict[str, List[float]]:
+    """``{layer: [relative output error at each rate]}`` on the calibration statistics."""
+    out = {}
+    for name in tqdm(names, desc="layer sensitivity", unit="layer"):
+        w = ops[name][0]
+        out[name] = [0.0] + [sampled_error(w, stats.gram[name], tile, r, method, damp) for r in rates[1:]]
+    return out
+
+
+def _log_softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def _kl(p_logits: np.ndarray, q_logits: np.ndarray) -> float:
+    lp, lq = _log_softmax(p_logits.astype(np.float64)), _log_softmax(q_logits.astype(np.float64))
+    return float((np.exp(lp) * (lp - lq)).sum(axis=-1).mean())
+
+
+def end_to_end_gains(
+    weights: WhisperWeights,
+    stats: CalibStats,
+    names: Sequence[str],
+    tile: Tuple[int, int],
+    method: str,
+    damp: float,
+    files: Sequence[Path],
+    errors: Dict[str, List[float]],
+    probe_rate: float = PROBE_RATE,
+) -> Dict[str, float]:
+    """``{layer: KL at the model output / layer relative error}``, each layer pruned alone at ``probe_rate``."""
+    gemm = DenseGemm(weights)
+    runtime = WhisperRuntime(weights, gemm)
+    clips = []
+    for f in list(files)[:PROBE_CLIPS]:
+        mel = runtime.features(load_audio(f))
+        enc = runtime.encode(mel)
+        tokens = runtime.decode(enc).tokens
+        clips.append((mel, enc, tokens, teacher_forced_pass(runtime, enc, tokens)))
+    idx = RATES.index(probe_rate)
+    gains = {}
+    for name in tqdm(names, desc="end-to-end sensitivity", unit="layer"):
+        w, b = gemm.ops[name]
+        pruned = prune_layer(w, tile, probe_rate, method, stats.gram.get(name), damp).weight
+        gemm.ops[name] = (pruned, b)
+        kl = 0.0
+        for mel, enc, tokens, ref_logits in clips:
+            enc_p = runtime.encode(mel) if name.startswith("encoder.") else enc
+            kl += _kl(ref_logits, teacher_forced_pass(runtime, enc_p, tokens))
+        gemm.ops[name] = (w, b)
+        gains[name] = (kl / len(clips)) / max(errors[name][idx], 1e-12)
+    return gains
