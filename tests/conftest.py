@@ -161,3 +161,20 @@ def dense_package8(tmp_path_factory, whisper_weights):
     return export_package(
         tmp_path_factory.mktemp("pkg") / "dense8.sasp", whisper_weights, (8, 8), 0.0, "act-ls", cache_dir=None
     )
+
+
+@pytest.fixture(scope="session")
+def pruned_package8(tmp_path_factory, whisper_weights):
+    """Whisper tiny.en with 30% of the 8x8 tiles of every encoder block pruned by magnitude (no calibration)."""
+    from model.export import export_package
+
+    return export_package(
+        tmp_path_factory.mktemp("pkg") / "mag30.sasp",
+        whisper_weights,
+        (8, 8),
+        0.3,
+        "magnitude",
+        prunable_regex=r"^encoder\.blocks\.",
+        uniform=True,
+        cache_dir=None,
+    )

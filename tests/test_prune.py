@@ -1,0 +1,81 @@
+"""SASP pruning: exact tile counts, masks, least-squares compensation, the rate allocator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from model.prune import (
+    METHODS,
+    allocate_rates,
+    compensate,
+    output_error,
+    prune_layer,
+    select_keep,
+    tile_scores,
+)
+
+
+@pytest.fixture()
+def layer():
+    """Correlated activations (calibration and held-out halves) and a weight matrix with K, N not tile multiples."""
+    rng = np.random.default_rng(0)
+    mix = rng.standard_normal((100, 100)) * (rng.random(100) ** 3)[:, None]
+    x = rng.standard_normal((4000, 100)) @ mix
+    w = rng.standard_normal((100, 60)).astype(np.float32)
+    return x[:2000], x[2000:], w
+
+
+@pytest.mark.parametrize("tile", [(4, 4), (8, 8), (12, 12), (16, 16), (32, 32), (8, 16)])
+@pytest.mark.parametrize("method", METHODS)
+def test_prunes_exactly_the_requested_tiles(layer, tile, method):
+    x, _, w = layer
+    res = prune_layer(w, tile, 0.4, method, x.T @ x)
+    kb, nb = -(-100 // tile[0]), -(-60 // tile[1])
+    assert res.keep.shape == (kb, nb)
+    assert (~res.keep).sum() == round(0.4 * kb * nb)
+    mask = np.repeat(np.repeat(res.keep, tile[0], 0), tile[1], 1)[:100, :60]
+    assert np.all(res.weight[~mask] == 0)  # pruned tiles are exactly zero
+    if not method.endswith("-ls"):
+        np.testing.assert_array_equal(res.weight[mask], w[mask])  # kept tiles untouched without compensation
+
+
+def test_magnitude_prunes_the_smallest_tiles():
+    w = np.ones((16, 16), np.float32)
+    w[:8, :8] = 0.01
+    keep = select_keep(tile_scores(w, (8, 8), "magnitude"), 0.25)
+    assert not keep[0, 0] and keep.sum() == 3
+
+
+def test_activation_aware_score_sees_the_inputs(layer):
+    x, _, w = layer
+    gram = x.T @ x
+    w = np.ones_like(w)
+    scores = tile_scores(w, (10, 10), "act", gram)
+    energy = np.add.reduceat(np.diag(gram), np.arange(0, 100, 10))
+    assert np.argmin(scores[:, 0]) == np.argmin(energy)  # rows with quiet inputs matter least
+
+
+def test_compensation_lowers_output_error_on_held_out_activations(layer):
+    calib, held_out, w = layer
+    gram = calib.T @ calib
+    keep = select_keep(tile_scores(w, (8, 8), "act", gram), 0.4)
+    from model.prune import apply_mask
+
+    plain = apply_mask(w, keep, (8, 8))
+    comp = compensate(w, keep, gram, (8, 8))
+    held = held_out.T @ held_out
+    assert output_error(w, comp, held) < 0.7 * output_error(w, plain, held)
+    assert np.all(comp[apply_mask(np.ones_like(w), keep, (8, 8)) == 0] == 0)
+
+
+def test_allocator_reaches_the_mac_target_where_it_is_cheapest():
+    rates = (0.0, 0.25, 0.5, 0.75)
+    errors = {"cheap": [0, 0.01, 0.02, 0.03], "costly": [0, 1.0, 2.0, 3.0]}
+    macs = {"cheap": 100.0, "costly": 100.0}
+    got = allocate_rates(errors, rates, macs, target=0.375)
+    assert got == {"cheap": 0.75, "costly": 0.0}
+    got = allocate_rates(errors, rates, macs, target=0.375, weight={"cheap": 1000.0})
+    assert got["costly"] >= 0.5
+    with pytest.raises(ValueError, match="beyond the allowed rates"):
+        allocate_rates(errors, rates, macs, target=0.9)
