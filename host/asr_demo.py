@@ -113,11 +113,7 @@ def transcribe_one(
         },
     }
     del dec_host
-    flops = host_flops(runtime.cfg, ctx, len(tr.tokens))
-    if runtime.amm is None:  # attention stays on the CPU: count its products as host work
-        flops["encoder"] += 4 * runtime.cfg["n_audio_layer"] * ctx * ctx * runtime.cfg["n_audio_state"]
-    else:
-        flops["encoder"] -= 4 * runtime.cfg["n_audio_layer"] * ctx * ctx * runtime.cfg["n_audio_state"]
+    flops = host_flops(runtime.cfg, ctx, len(tr.tokens), runtime.amm is not None)
     modeled = model_latency(acc.calls, flops, board, array)
     dense = model_latency(dense_calls(acc.calls, array), flops, board, array)
     modeled["dense_total_s"] = dense["total_s"]

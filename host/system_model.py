@@ -43,12 +43,20 @@ def _gemm_cost(m: int, k: int, n: int, nnz: Tuple[int, ...], array: int, chunk: 
     return kernel_cycles(m, k, n, nnz, array, chunk), stream_bytes(m, k, n, nnz, array, chunk).total
 
 
-def host_flops(cfg: Dict[str, int], audio_ctx: int, n_tokens: int) -> Dict[str, float]:
-    """Floating-point work left on the CPU per stage (attention, softmax, norms, GELU, (de)quantization)."""
+def host_flops(cfg: Dict[str, int], audio_ctx: int, n_tokens: int, attention_on_accel: bool = True) -> Dict[str, float]:
+    """Floating-point work left on the CPU per stage (softmax, norms, GELU, (de)quantization, and the encoder's
+    attention products unless they run on the accelerator)."""
     d, heads, ff = cfg["n_audio_state"], cfg["n_audio_head"], 4 * cfg["n_audio_state"]
     t = audio_ctx
     mel = 3000 * (400 * 9 * 2 + 201 * 80 * 2 + 30)  # windowed rFFT (~9 log2 n per point), mel product, log
-    per_enc = 4 * t * t * d + 5 * heads * t * t + 2 * 10 * t * d + 10 * t * ff + 6 * 4 * t * d + 6 * t * (d + ff)
+    per_enc = (
+        (0 if attention_on_accel else 4 * t * t * d)
+        + 5 * heads * t * t
+        + 2 * 10 * t * d
+        + 10 * t * ff
+        + 6 * 4 * t * d
+        + 6 * t * (d + ff)
+    )
     enc = cfg["n_audio_layer"] * per_enc + 10 * 2 * t * d + 3 * t * d
     per_tok = 0.0
     for pos in range(n_tokens):

@@ -1,0 +1,129 @@
+"""Reproduce the WER-vs-sparsity tables of docs/pruning.md (resumable: finished rows are skipped).
+
+    python benchmarks/pruning_table.py --calib /work/shared/speech/unlabelled \\
+        --eval real=/work/shared/speech --eval synth=DIR --tiles 8 16 --sparsity 0.1 0.2 0.3 \\
+        --methods act-ls act-ls+distill --out results/pruning.csv [--limit 30]
+
+Each row: tile, method, target and achieved MAC sparsity, WER (jiwer, int8 reference path) on each evaluation
+set, the CPU minutes spent on export/distillation, and the modeled system speedup from pruning on the board for
+that tile (mean over the evaluated utterances). ``+distill`` rows fine-tune the pruned package on the calibration
+audio (``model.distill``). Calibration/training audio and evaluation audio must be different folders.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import time
+from pathlib import Path
+from typing import Dict, List
+
+from host.asr_demo import dense_calls
+from host.dataset import read_librispeech
+from host.driver import Accelerator
+from host.package import load_package
+from host.system_model import host_flops, model_latency
+from host.whisper import WhisperRuntime
+from model.evaluate import evaluate
+
+BOARD_FOR_TILE = {4: "pynq-z2", 8: "pynq-z2", 12: "pynq-z2", 16: "ultra96-v2", 32: "ultra96-v2"}
+
+
+def evaluate_package(path: Path, utts, board: str) -> Dict[str, float]:
+    """WER and the mean modeled speedup (pruned vs dense int8 on the same array) over ``utts``."""
+    pkg = load_package(path)
+    acc = Accelerator(pkg, "reference")
+    rt = WhisperRuntime(pkg.weights, acc)
+    speedups: List[float] = []
+    res = evaluate(_Hooked(rt, acc, board, speedups), utts, progress=True)
+    return {"wer": res.wer, "speedup": sum(speedups) / len(speedups)}
+
+
+class _Hooked:
+    """Wraps the runtime: after each transcription, model pruned vs dense latency from the recorded calls."""
+
+    def __init__(self, rt: WhisperRuntime, acc: Accelerator, board: str, out: List[float]):
+        self.rt, self.acc, self.board, self.out = rt, acc, board, out
+
+    def transcribe(self, audio):
+        self.acc.calls.clear()
+        tr = self.rt.transcribe(audio)
+        array = self.acc.backend.array[0]
+        flops = host_flops(self.rt.cfg, self.rt.cfg["n_audio_ctx"], len(tr.tokens), self.rt.amm is not None)
+        pruned = model_latency(self.acc.calls, flops, self.board, array)["total_s"]
+        dense = model_latency(dense_calls(self.acc.calls, array), flops, self.board, array)["total_s"]
+        self.out.append(dense / pruned)
+        return tr
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--calib", type=Path, nargs="+", required=True, help="calibration / distillation audio")
+    ap.add_argument("--eval", nargs="+", required=True, help="NAME=DIR evaluation sets (LibriSpeech layout)")
+    ap.add_argument("--tiles", type=int, nargs="+", default=[8, 16])
+    ap.add_argument("--sparsity", type=float, nargs="+", default=[0.0, 0.1, 0.2, 0.3])
+    ap.add_argument("--methods", nargs="+", default=["act-ls"], help="model.prune methods, '+distill' suffix")
+    ap.add_argument("--epochs", type=int, default=2, help="distillation epochs")
+    ap.add_argument("--limit", type=int, default=None, help="utterances per evaluation set (evenly spaced)")
+    ap.add_argument("--packages", type=Path, default=Path("results/packages"))
+    ap.add_argument("--out", type=Path, default=Path("results/pruning.csv"))
+    args = ap.parse_args()
+    from model.distill import DistillConfig, distill
+    from model.export import export_package
+    from model.load import load_whisper
+
+    weights = load_whisper(None)
+    sets = {}
+    for spec in args.eval:
+        name, _, folder = spec.partition("=")
+        utts = read_librispeech(folder)
+        if args.limit:
+            utts = utts[:: max(1, len(utts) // args.limit)][: args.limit]
+        sets[name] = utts
+    done = set()
+    if args.out.exists():
+        with args.out.open() as f:
+            done = {(r["tile"], r["method"], r["target"]) for r in csv.DictReader(f)}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    for tile in args.tiles:
+        for method in args.methods:
+            for sp in args.sparsity:
+                key = (str(tile), method, f"{sp:.2f}")
+                if key in done or (sp == 0 and method != args.methods[0]):
+                    continue
+                base = method.replace("+distill", "")
+                t0 = time.process_time()
+                pkg = args.packages / f"t{tile}-{base}-s{sp:.2f}.sasp"
+                if not pkg.exists():
+                    export_package(pkg, weights, (tile, tile), sp, base, args.calib)
+                if method.endswith("+distill") and sp > 0:
+                    dpkg = pkg.with_name(pkg.stem + f"-distill{args.epochs}.sasp")
+                    if not dpkg.exists():
+                        distill(
+                            pkg, weights, args.calib, dpkg, DistillConfig(epochs=args.epochs), dpkg.with_suffix(".ckpt")
+                        )
+                    pkg = dpkg
+                cpu_min = (time.process_time() - t0) / 60
+                row = {
+                    "tile": tile,
+                    "method": method,
+                    "target": f"{sp:.2f}",
+                    "mac_sparsity": f"{float(load_package(pkg).metadata.get('mac_sparsity', 0)):.3f}",
+                    "cpu_min": f"{cpu_min:.1f}",
+                    "board": BOARD_FOR_TILE.get(tile, "ultra96-v2"),
+                }
+                for name, utts in sets.items():
+                    r = evaluate_package(pkg, utts, row["board"])
+                    row[f"wer_{name}"] = f"{100 * r['wer']:.2f}"
+                    row["modeled_speedup"] = f"{r['speedup']:.3f}"
+                new = not args.out.exists()
+                with args.out.open("a", newline="") as f:
+                    w = csv.DictWriter(f, fieldnames=list(row))
+                    if new:
+                        w.writeheader()
+                    w.writerow(row)
+                print(row, flush=True)
+
+
+if __name__ == "__main__":
+    main()
