@@ -118,6 +118,8 @@ def transcribe_one(
     dense = model_latency(dense_calls(acc.calls, array), flops, board, array)
     modeled["dense_total_s"] = dense["total_s"]
     modeled["speedup_from_pruning"] = dense["total_s"] / modeled["total_s"]
+    cycles = [sum(st["cycles"] for st in lat["stages"].values()) for lat in (dense, modeled)]
+    modeled["kernel_cycle_speedup"] = cycles[0] / cycles[1]
     energy = model_energy(modeled)
     energy["dense_joules"] = model_energy(dense)["joules"]
     out = {
