@@ -1,0 +1,134 @@
+"""model.sweep / model.plots: a 2x2 grid (arrays 8 and 16 x dense and 30% uniform magnitude pruning of the encoder
+blocks, 2 synthesized utterances) runs in this process and as local Ray tasks with identical results, resumes
+without recomputing, models extra boards from the stored calls, and writes non-empty plots."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from model import sweep
+from model.sweep import Point, SweepConfig, grid, run_sweep
+
+ARRAYS, SPARSITY = (8, 16), (0.3,)
+
+
+def make_cfg(synth_set: Path, out: Path, packages: Path, boards=("pynq-z2",)) -> SweepConfig:
+    return SweepConfig(
+        eval_dir=synth_set,
+        out=out,
+        boards=boards,
+        limit=2,
+        uniform=True,  # no calibration or sensitivity: magnitude scores alone
+        prunable=r"^encoder\.blocks\.",
+        cache_dir=None,
+        packages=packages,
+        progress=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def local_run(synth_set, tmp_path_factory):
+    """The grid run once in this process (workers=1); its packages are shared with the Ray run."""
+    root = tmp_path_factory.mktemp("sweep")
+    cfg = make_cfg(synth_set, root / "local", root / "packages")
+    res = run_sweep(cfg, grid(ARRAYS, SPARSITY, "magnitude"), workers=1)
+    return cfg, res
+
+
+def test_grid_has_dense_points_and_labelled_outputs(local_run):
+    cfg, res = local_run
+    assert list(res.points) == ["a8-dense", "a8-s0.30-magnitude", "a16-dense", "a16-s0.30-magnitude"]
+    assert res.computed == list(res.points) and res.skipped == []
+    for r in res.rows:
+        assert r["wer"]["label"] == "measured (jiwer)"
+        assert r["latency_s"]["label"] == r["energy_j"]["label"] == r["speedup"]["label"] == "modeled"
+        assert r["mac_sparsity"]["label"] == "counted" and r["DSP"]["label"] == r["fits"]["label"] == "modeled"
+        assert r["utterances"] == 2
+    dense = {r["array"]: r for r in res.rows if r["target_sparsity"] == 0}
+    pruned = {r["array"]: r for r in res.rows if r["target_sparsity"] > 0}
+    for a in ARRAYS:
+        assert dense[a]["speedup"]["value"] == pytest.approx(1.0)
+        assert pruned[a]["mac_sparsity"]["value"] > 0.2
+        # same calls with every tile present are slower: pruning saves kernel cycles on this array
+        assert pruned[a]["speedup_same_calls"]["value"] > 1.0
+        assert pruned[a]["kernel_cycle_speedup"]["value"] > 1.0
+    # the mean over utterances equals the mean of the per-utterance models (latency is a sum over calls)
+    p = res.points["a8-s0.30-magnitude"]
+    per_utt = [u["modeled"]["pynq-z2"]["latency_s"] for u in p["utterance_rows"]]
+    assert p["modeled"]["pynq-z2"]["latency_s"]["value"] == pytest.approx(sum(per_utt) / len(per_utt))
+    # CSV columns carry unit and label; JSON has the headline
+    with res.files["csv"].open() as f:
+        header = next(csv.reader(f))
+    assert "wer [fraction; measured (jiwer)]" in header and "speedup [x; modeled]" in header
+    summary = json.loads(res.files["json"].read_text())
+    assert set(summary["headline"]["pynq-z2"]) == {"8", "16"}
+
+
+def test_resume_skips_finished_points(local_run, monkeypatch):
+    cfg, res = local_run
+    files = sorted((Path(cfg.out) / "points").glob("*.json"))
+    assert len(files) == 4
+    before = {f: (f.stat().st_mtime_ns, json.loads(f.read_text())["cost"]["finished_at"]) for f in files}
+
+    def must_not_run(point, cfg):
+        raise AssertionError(f"point {point.key} recomputed on resume")
+
+    monkeypatch.setattr(sweep, "run_point", must_not_run)
+    again = run_sweep(cfg, grid(ARRAYS, SPARSITY, "magnitude"), workers=1, plots=False)
+    assert again.computed == [] and again.skipped == list(res.points)
+    assert {f: (f.stat().st_mtime_ns, json.loads(f.read_text())["cost"]["finished_at"]) for f in files} == before
+    assert again.rows == res.rows
+
+    # a new board is modeled from the stored calls, still without evaluating again
+    both = make_cfg(cfg.eval_dir, cfg.out, cfg.packages, boards=("pynq-z2", "ultra96-v2"))
+    more = run_sweep(both, grid(ARRAYS, SPARSITY, "magnitude"), workers=1, plots=False)
+    assert more.computed == [] and {r["board"] for r in more.rows} == {"pynq-z2", "ultra96-v2"}
+    fits = {(r["board"], r["array"]): r["fits"]["value"] for r in more.rows}
+    assert fits[("ultra96-v2", 16)] and not fits[("pynq-z2", 16)]  # 256 DSP > the xc7z020's 220
+
+    # a missing point file: only that point runs again
+    calls = []
+    monkeypatch.setattr(sweep, "run_point", lambda p, c: calls.append(p.key) or res.points[p.key])
+    victim = sweep.point_file(cfg, Point(16, 0.3, "magnitude"), cfg.fingerprint())
+    victim.unlink()
+    third = run_sweep(cfg, grid(ARRAYS, SPARSITY, "magnitude"), workers=1, plots=False)
+    assert calls == ["a16-s0.30-magnitude"] and third.computed == calls and victim.exists()
+
+
+def test_plots_written(local_run):
+    cfg, res = local_run
+    names = {"wer_vs_speedup_pynq-z2", "pareto_energy_pynq-z2", "layer_rates"}
+    assert names <= set(res.files)
+    for name in names:
+        data = res.files[name].read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, name
+
+
+def test_calibration_and_evaluation_must_differ(synth_set, tmp_path):
+    cfg = SweepConfig(eval_dir=synth_set, out=tmp_path, calib=(synth_set,), limit=2)
+    with pytest.raises(ValueError, match="also calibration audio"):
+        run_sweep(cfg, [Point(8, 0.1, "act-ls")], plots=False)
+
+
+def test_ray_matches_local(local_run, tmp_path):
+    ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'ray>=2.9', the 'sweep' extra)")
+    cfg, res = local_run
+    rcfg = make_cfg(cfg.eval_dir, tmp_path / "ray", cfg.packages)  # packages reused, points computed again
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=80 * 2**20, log_to_driver=False)
+    try:
+        rres = run_sweep(rcfg, grid(ARRAYS, SPARSITY, "magnitude"), ray_address="auto", plots=False)
+        workers = {p["cost"]["worker"] for p in rres.points.values()}
+    finally:
+        ray.shutdown()
+    assert rres.computed == list(res.points)
+    assert rres.rows == res.rows
+    assert rres.files["csv"].read_text() == res.files["csv"].read_text()
+    for key, p in rres.points.items():
+        q = res.points[key]
+        assert p["calls"] == q["calls"] and p["utterance_rows"] == q["utterance_rows"]
+    assert all(not w.endswith(f":{os.getpid()}") for w in workers)  # ran in Ray worker processes
