@@ -193,9 +193,11 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     ap.add_argument("--method", default="act-ls", help="pruning method for the default package")
     ap.add_argument("--calib", type=Path, nargs="*", default=[], help="calibration audio for the default package")
     ap.add_argument(
-        "--full-window",
+        "--trim-window",
         action="store_true",
-        help="run the encoder on the whole 30-s window instead of trimming it to the audio",
+        help="run the encoder on the audio's length (+1 s) instead of the whole 30-s window (whisper.cpp's "
+        "audio_ctx): much less work, but tiny.en repeats itself without fine-tuning on trimmed windows "
+        "(measured: 124.9%% WER on real speech)",
     )
     ap.add_argument(
         "--attention-on-host",
@@ -237,7 +239,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         for name, path, ref in inputs_from_args(args):
             if meter is not None:
                 with meter:
-                    res = transcribe_one(runtime, acc, name, path, ref, board, array, not args.full_window, meter)
+                    res = transcribe_one(runtime, acc, name, path, ref, board, array, args.trim_window, meter)
                 joules, secs = meter.energy()
                 res["energy_measured"] = {
                     "label": "measured",
@@ -247,7 +249,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                     "rails": meter.names,
                 }
             else:
-                res = transcribe_one(runtime, acc, name, path, ref, board, array, not args.full_window, None)
+                res = transcribe_one(runtime, acc, name, path, ref, board, array, args.trim_window, None)
             utts.append(res)
             print(res["transcript"], flush=True)
     except (AudioError, FileNotFoundError) as e:
@@ -265,7 +267,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             "tile": f"{package.tile[0]}x{package.tile[1]}",
             "method": meta.get("method"),
             "mac_sparsity": float(meta.get("mac_sparsity", 0.0)),
-            "encoder_window": "full 30 s" if args.full_window else "trimmed to the audio",
+            "encoder_window": "trimmed to the audio" if args.trim_window else "full 30 s",
             "attention": "CPU" if args.attention_on_host else "accelerator",
         },
         "utterances": utts,
