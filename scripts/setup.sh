@@ -15,5 +15,5 @@ if [ ${#need[@]} -gt 0 ] && command -v apt-get >/dev/null; then
 fi
 python -m pip install -q --upgrade pip
 python -m pip install -q torch==2.13.0
-python -m pip install -q -e ".[model,dev]"
+python -m pip install -q -e ".[model,dev,sweep]"
 python -m pip install -q --no-deps hls4ml==1.3.0
