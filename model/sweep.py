@@ -441,8 +441,12 @@ def run_sweep(
     ray_address: Optional[str] = None,
     plots: bool = True,
     plot_point: Optional[str] = None,
+    report_only: bool = False,
 ) -> SweepResult:
-    """Run (or resume) the grid, then write OUT/sweep.csv, OUT/sweep.json and the plots."""
+    """Run (or resume) the grid, then write OUT/sweep.csv, OUT/sweep.json and the plots.
+
+    ``report_only``: compute nothing; tables and plots of the points already finished (the rest listed as missing).
+    """
     check_separate(cfg)
     fp = cfg.fingerprint()
     out = Path(cfg.out)
@@ -456,6 +460,9 @@ def run_sweep(
             skipped.append(p.key)
         else:
             todo.append(p)
+    missing = [p.key for p in todo] if report_only else []
+    if report_only:
+        todo = []
     if todo and (workers > 1 or ray_address):
         warm_calibration(cfg, todo)
     runner = _run_ray(todo, cfg, ray_address, workers) if ray_address else _run_local(todo, cfg, workers)
@@ -468,9 +475,10 @@ def run_sweep(
             computed.append(p.key)
             bar.set_postfix_str(f"{p.key} WER {100 * res['wer']['value']:.1f}%")
             bar.update(1)
-    ordered = {p.key: results[p.key] for p in points}
+    ordered = {p.key: results[p.key] for p in points if p.key in results}
     rows = table_rows(ordered, cfg.boards, cfg.wer_budget)
     summary = summarize(ordered, rows, cfg)
+    summary["missing_points"] = missing
     files = write_outputs(out, rows, summary)
     if plots:
         from model.plots import plot_all
@@ -656,6 +664,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--wer-budget", type=float, default=100 * WER_BUDGET, help="WER points allowed above dense")
     ap.add_argument("--plot-point", default=None, help="point key for the per-layer rate plot (e.g. a8-s0.30-act-ls)")
     ap.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    ap.add_argument(
+        "--report-only", action="store_true", help="compute nothing: tables and plots of the finished points only"
+    )
     args = ap.parse_args(argv)
     cfg = SweepConfig(
         eval_dir=args.eval,
@@ -682,6 +693,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             args.ray,
             not args.no_plots,
             args.plot_point,
+            args.report_only,
         )
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -690,6 +702,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"\nbest point per array (largest sparsity within +{args.wer_budget:.1f} WER points of dense):")
     best_rows = [r for b in res.summary["headline"].values() for r in b.values()]
     print(format_table(best_rows))
+    if res.summary["missing_points"]:
+        print(f"\nnot computed (--report-only): {', '.join(res.summary['missing_points'])}")
     print(
         f"\n{len(res.computed)} point(s) computed, {len(res.skipped)} reused; CPU s of the points: "
         f"{res.summary['cpu_s']}; wrote {', '.join(str(p) for p in res.files.values())}"
