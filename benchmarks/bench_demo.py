@@ -31,11 +31,14 @@ def main() -> None:
     ap.add_argument("--calib", type=Path, nargs="*", default=[], help="calibration audio (default: synthesized)")
     ap.add_argument("--backend", default="emulated", choices=("emulated", "reference"))
     ap.add_argument("--clip", type=Path, default=None, help="audio file (default: a synthesized 5-s clip)")
+    ap.add_argument(
+        "--boards", nargs="+", default=[b for b, _ in TARGETS], help="pynq-z2 (8x8) and/or ultra96-v2 (16x16)"
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         clip = args.clip or synthesize_long(Path(tmp) / "clip5.flac", 5)
         rows = []
-        for board, array in TARGETS:
+        for board, array in [t for t in TARGETS if t[0] in args.boards]:
             modeled = {}
             for sparsity in (0.0, args.sparsity):
                 pkg = load_package(default_package(array, sparsity, args.method, args.calib))
@@ -47,8 +50,18 @@ def main() -> None:
                 acc.close()
                 mb = res["modeled_board"]
                 modeled[sparsity] = mb["total_s"]
-                rows.append((board, array, sparsity, float(pkg.metadata.get("mac_sparsity", 0.0)), wall,
-                             mb["total_s"], res["energy"]["joules"], res["transcript"]))
+                rows.append(
+                    (
+                        board,
+                        array,
+                        sparsity,
+                        float(pkg.metadata.get("mac_sparsity", 0.0)),
+                        wall,
+                        mb["total_s"],
+                        res["energy"]["joules"],
+                        res["transcript"],
+                    )
+                )
             rows.append((board, array, "speedup", None, None, modeled[0.0] / modeled[args.sparsity], None, ""))
     print(f"5-s clip, backend {args.backend}; wall = emulated (this machine), on-board = modeled")
     print(f"{'board':<11} {'array':>5} {'target':>7} {'MAC sp.':>7} {'wall s':>7} {'board ms':>9} {'J':>6}  transcript")
