@@ -18,11 +18,10 @@ import time
 from pathlib import Path
 from typing import Dict, List
 
-from host.asr_demo import dense_calls
 from host.dataset import read_librispeech
 from host.driver import Accelerator
 from host.package import load_package
-from host.system_model import host_flops, model_latency
+from host.system_model import dense_calls, host_flops, model_latency
 from host.whisper import WhisperRuntime
 from model.evaluate import evaluate
 

@@ -26,7 +26,7 @@ from host.driver import BACKENDS, Accelerator  # noqa: E402
 from host.package import PackageError, load_package  # noqa: E402
 from host.report import figure, format_table, work_summary, write_json  # noqa: E402
 from host.resources import board_profile  # noqa: E402
-from host.system_model import GemmCall, host_flops, model_energy, model_latency, resolve_board  # noqa: E402
+from host.system_model import dense_calls, host_flops, model_energy, model_latency, resolve_board  # noqa: E402
 from host.text_normalize import normalize  # noqa: E402
 from host.whisper import WhisperRuntime  # noqa: E402
 
@@ -64,13 +64,6 @@ def inputs_from_args(args: argparse.Namespace) -> List[Tuple[str, Path, Optional
             out.append((str(p), p, ref.read_text().strip() if ref.exists() else None))
         return out
     return [(str(DEMO_CLIP), DEMO_CLIP, demo_reference())]
-
-
-def dense_calls(calls: List[GemmCall], array: int) -> List[GemmCall]:
-    """The same calls with every tile present (the unpruned int8 model on the same array)."""
-    from host.cycle_model import dense_nnz
-
-    return [GemmCall(c.stage, c.layer, c.m, c.k, c.n, tuple(dense_nnz(c.k, c.n, array))) for c in calls]
 
 
 def transcribe_one(

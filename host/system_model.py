@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Dict, Iterable, List, Tuple
 
-from host.cycle_model import kernel_cycles, stream_bytes
+from host.cycle_model import dense_nnz, kernel_cycles, stream_bytes
 from host.resources import board_profile
 
 BOARD_ALIASES = {"ultra96v2": "ultra96-v2", "ultra96": "ultra96-v2", "pynqz2": "pynq-z2"}
@@ -36,6 +36,11 @@ class GemmCall:
     k: int
     n: int
     nnz: Tuple[int, ...]
+
+
+def dense_calls(calls: List[GemmCall], array: int) -> List[GemmCall]:
+    """The same calls with every tile present (the unpruned int8 model on the same array)."""
+    return [GemmCall(c.stage, c.layer, c.m, c.k, c.n, tuple(dense_nnz(c.k, c.n, array))) for c in calls]
 
 
 @lru_cache(maxsize=65536)

@@ -41,11 +41,10 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from tqdm import tqdm
 
-from host.asr_demo import dense_calls
 from host.dataset import list_audio_files, read_librispeech
 from host.report import figure
 from host.resources import estimate_resources
-from host.system_model import STAGES, GemmCall, host_flops, model_energy, model_latency, resolve_board
+from host.system_model import STAGES, GemmCall, dense_calls, host_flops, model_energy, model_latency, resolve_board
 from model.export import DEFAULT_CACHE, DEFAULT_PRUNABLE
 from model.prune import DEFAULT_DAMP, METHODS
 
