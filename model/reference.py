@@ -6,7 +6,7 @@ the runtime's im2col/numpy code, so that agreement between the two means somethi
 
 from __future__ import annotations
 
-from typing import List
+from typing import Callable, List, Optional
 
 import numpy as np
 import torch
@@ -19,33 +19,50 @@ from host.whisper_weights import WhisperWeights
 class TorchWhisper:
     """Float32 (or float64) torch Whisper with greedy decoding that mirrors openai-whisper."""
 
-    def __init__(self, weights: WhisperWeights, dtype: torch.dtype = torch.float32):
+    def __init__(self, weights: WhisperWeights, dtype: torch.dtype = torch.float32, device: str = "cpu"):
         self.w = weights
         self.dtype = dtype
-        self.p = {k: torch.from_numpy(np.asarray(v)).to(dtype) for k, v in weights.params.items()}
+        self.device = torch.device(device)
+        # copies: training one model (the student) must never write into the arrays of another (the teacher)
+        self.p = {k: torch.tensor(np.asarray(v), dtype=dtype, device=self.device) for k, v in weights.params.items()}
         self.cfg = weights.config
+        #: called with (GEMM layer name, its input rows ``[..., K]``) before every weight GEMM (calibration)
+        self.tap: Optional[Callable[[str, torch.Tensor], None]] = None
 
-    def log_mel(self, audio: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(np.asarray(audio, np.float32))
-        x = F.pad(x, (0, max(0, N_SAMPLES - x.shape[0])))[:N_SAMPLES]
-        stft = torch.stft(x, N_FFT, HOP_LENGTH, window=torch.hann_window(N_FFT), return_complex=True)
+    def log_mel(self, audio: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Log-mel ``[80, 3000]`` of one clip, or ``[B, 80, 3000]`` of a batch ``[B, samples]``."""
+        x = torch.as_tensor(np.asarray(audio, np.float32) if isinstance(audio, np.ndarray) else audio)
+        x = x.to(self.device, torch.float32)
+        x = F.pad(x, (0, max(0, N_SAMPLES - x.shape[-1])))[..., :N_SAMPLES]
+        window = torch.hann_window(N_FFT, device=self.device)
+        stft = torch.stft(x, N_FFT, HOP_LENGTH, window=window, return_complex=True)
         power = stft[..., :-1].abs() ** 2
-        mel = torch.from_numpy(mel_filters(self.cfg["n_mels"])) @ power
+        mel = torch.from_numpy(mel_filters(self.cfg["n_mels"])).to(self.device) @ power
         log_spec = torch.clamp(mel, min=1e-10).log10()
-        log_spec = torch.maximum(log_spec, log_spec.max() - 8.0)
+        log_spec = torch.maximum(log_spec, log_spec.amax(dim=(-2, -1), keepdim=True) - 8.0)
         return ((log_spec + 4.0) / 4.0).to(self.dtype)
 
     def _lin(self, x: torch.Tensor, name: str) -> torch.Tensor:
+        if self.tap is not None:
+            self.tap(name, x)
         return F.linear(x, self.p[f"{name}.weight"], self.p[f"{name}.bias"])
+
+    def _conv(self, x: torch.Tensor, name: str, stride: int) -> torch.Tensor:
+        """``x[B, C, T]`` -> gelu(conv1d); the tap sees the im2col rows (column ``c * 3 + j``, as the runtime)."""
+        if self.tap is not None:
+            cols = F.pad(x, (1, 1)).unfold(2, 3, stride)  # [B, C, T_out, 3]
+            self.tap(name, cols.permute(0, 2, 1, 3).reshape(x.shape[0], cols.shape[2], -1))
+        w, b = self.p[f"{name}.weight"], self.p[f"{name}.bias"]
+        return F.gelu(F.conv1d(x, w, b, stride=stride, padding=1))
 
     def _ln(self, x: torch.Tensor, name: str) -> torch.Tensor:
         return F.layer_norm(x, x.shape[-1:], self.p[f"{name}.weight"], self.p[f"{name}.bias"], 1e-5)
 
     def _mha(self, x: torch.Tensor, kv: torch.Tensor, name: str, n_head: int, causal: bool) -> torch.Tensor:
         q, k, v = self._lin(x, f"{name}.query"), self._lin(kv, f"{name}.key"), self._lin(kv, f"{name}.value")
-        split = lambda t: t.view(t.shape[0], n_head, -1).transpose(0, 1)  # noqa: E731
+        split = lambda t: t.view(*t.shape[:-1], n_head, -1).transpose(-2, -3)  # noqa: E731
         o = F.scaled_dot_product_attention(split(q), split(k), split(v), is_causal=causal)
-        return self._lin(o.transpose(0, 1).reshape(x.shape[0], -1), f"{name}.out")
+        return self._lin(o.transpose(-2, -3).reshape(*x.shape[:-1], -1), f"{name}.out")
 
     @torch.no_grad()
     def encode(self, mel: torch.Tensor) -> torch.Tensor:
@@ -53,14 +70,17 @@ class TorchWhisper:
         return self.encode_grad(mel)
 
     def encode_grad(self, mel: torch.Tensor) -> torch.Tensor:
-        """The encoder with autograd (distillation trains the parameters in ``self.p``)."""
-        x = F.gelu(
-            F.conv1d(mel[None], self.p["encoder.conv1.weight"], self.p["encoder.conv1.bias"], padding=1)
-        )
-        x = F.gelu(
-            F.conv1d(x, self.p["encoder.conv2.weight"], self.p["encoder.conv2.bias"], stride=2, padding=1)
-        )
-        x = x[0].T + self.p["encoder.positional_embedding"][: x.shape[2]]
+        """The encoder with autograd (distillation trains ``self.p``): ``[80, 3000]`` or a batch ``[B, 80, 3000]``."""
+        return self.encode_blocks(mel)[-1]
+
+    def encode_blocks(self, mel: torch.Tensor) -> List[torch.Tensor]:
+        """Every encoder block's output, then the final (normed) encoder output, for ``mel`` (batched or not)."""
+        batched = mel.dim() == 3
+        x = self._conv(self._conv(mel if batched else mel[None], "encoder.conv1", 1), "encoder.conv2", 2)
+        x = x.transpose(1, 2) + self.p["encoder.positional_embedding"][: x.shape[2]]
+        if not batched:
+            x = x[0]
+        outs = []
         for i in range(self.cfg["n_audio_layer"]):
             b = f"encoder.blocks.{i}"
             x = x + self._mha(
@@ -72,15 +92,22 @@ class TorchWhisper:
             )
             h = self._ln(x, f"{b}.mlp_ln")
             x = x + self._lin(F.gelu(self._lin(h, f"{b}.mlp.0")), f"{b}.mlp.2")
-        return self._ln(x, "encoder.ln_post")
+            outs.append(x)
+        return outs + [self._ln(x, "encoder.ln_post")]
 
     @torch.no_grad()
     def logits(self, tokens: List[int], enc: torch.Tensor) -> torch.Tensor:
         """Logits for every position of ``tokens`` (no cache: the whole prefix each call)."""
-        t = torch.tensor(tokens)
+        return self.logits_grad(torch.tensor(tokens, device=self.device), enc)
+
+    def logits_grad(self, t: torch.Tensor, enc: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced logits with autograd.
+
+        Tokens ``[L]`` or ``[B, L]``, encoder output ``[T, D]`` or ``[B, T, D]``.
+        """
         x = (
             self.p["decoder.token_embedding.weight"][t]
-            + self.p["decoder.positional_embedding"][: len(tokens)]
+            + self.p["decoder.positional_embedding"][: t.shape[-1]]
         )
         for i in range(self.cfg["n_text_layer"]):
             b = f"decoder.blocks.{i}"
@@ -98,10 +125,10 @@ class TorchWhisper:
     ) -> List[int]:
         """Greedy tokens after ``prompt`` with the same suppression rules as the numpy runtime."""
         out: List[int] = []
-        begin = torch.tensor(self.w.suppress_ids_begin)
+        begin = torch.tensor(self.w.suppress_ids_begin, device=self.device)
         while len(out) < max_tokens:
             logits = self.logits(prompt + out, enc)[-1].double()
-            logits[torch.from_numpy(suppress)] = -np.inf
+            logits[torch.from_numpy(suppress).to(self.device)] = -np.inf
             if not out:
                 logits[begin] = -np.inf
             token = int(logits.argmax())

@@ -11,7 +11,7 @@ pytest.importorskip("torch")
 
 from host.audio import load_audio  # noqa: E402
 from host.package import load_package  # noqa: E402
-from model.distill import DistillConfig, distill, package_keep  # noqa: E402
+from model.distill import DistillConfig, Distiller, distill, package_keep  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +72,50 @@ def test_distilled_package_runs_on_emulated_backend(pruned_package8, whisper_wei
     )
     total = emulated.stats.total()
     assert total.measured_cycles == total.cycles > 0  # C-sim counter == cycle model on the distilled layers
+
+
+def test_gradual_schedule_keeps_rates_and_resumes_exactly(
+    pruned_package8, whisper_weights, train_dir, tmp_path, monkeypatch
+):
+    """Gradual re-pruning (two steps) with augmentation and every loss: per-layer tile counts are the package's,
+    pruned tiles are zero, and a run interrupted after its first step resumes to the same package."""
+    kw = dict(
+        epochs=1,
+        lr=1e-4,
+        max_steps=2,
+        checkpoint_every=1,
+        batch=1,
+        schedule="gradual",
+        stages=2,
+        augment=True,
+        losses=("enc", "blocks", "kv", "logits"),
+    )
+    teacher_before = whisper_weights.params["encoder.blocks.1.mlp.0.weight"].copy()
+    full = distill(pruned_package8, whisper_weights, [train_dir], tmp_path / "g.sasp", DistillConfig(**kw))
+    # the gradual student starts from the teacher's weights: training it must not write into the teacher
+    np.testing.assert_array_equal(whisper_weights.params["encoder.blocks.1.mlp.0.weight"], teacher_before)
+    before, after = load_package(pruned_package8), load_package(full)
+    assert after.metadata["distillation"]["schedule"] == "gradual"
+    for layer in before.layers:
+        assert package_keep(after, layer).sum() == package_keep(before, layer).sum(), layer
+        w = after.layers[layer].weights.to_dense()
+        mask = np.repeat(np.repeat(package_keep(after, layer), 8, 0), 8, 1)[: w.shape[0], : w.shape[1]]
+        assert not np.any(w[~mask]), f"{layer}: pruned tile nonzero"
+    ckpt = tmp_path / "g.ckpt"
+    real_step = Distiller.train_step
+    calls = []
+
+    def interrupted(self, idx, step):  # the process dies after its first step (checkpoint written)
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(step)
+        return real_step(self, idx, step)
+
+    monkeypatch.setattr(Distiller, "train_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        distill(pruned_package8, whisper_weights, [train_dir], tmp_path / "g1.sasp", DistillConfig(**kw), ckpt)
+    monkeypatch.setattr(Distiller, "train_step", real_step)
+    resumed = distill(pruned_package8, whisper_weights, [train_dir], tmp_path / "g2.sasp", DistillConfig(**kw), ckpt)
+    for layer in ("encoder.blocks.1.mlp.0", "decoder.blocks.0.cross_attn.key"):
+        for a, b in zip(_layer_arrays(full, layer), _layer_arrays(resumed, layer)):
+            np.testing.assert_array_equal(a, b)

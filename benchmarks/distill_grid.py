@@ -1,0 +1,342 @@
+"""Prune-and-distill grid (tile x sparsity x schedule, loss ablations) for a GPU machine, in three steps.
+
+    # here: teacher weights, per-layer rates, training and evaluation audio -> one folder (< 64 MiB)
+    python benchmarks/distill_grid.py bundle --out .device/bundle --calib ../shared/speech/unlabelled \\
+        --real ../shared/speech --synth DIR --limit 20
+    # on the GPU machine: every configuration; WERs to results.json, int8 weights of the best ones to shards
+    python benchmarks/distill_grid.py run --bundle .device/bundle --out OUT --device cuda
+    # here: packages (same format as model.export) from the shards, for model.evaluate and the system model
+    python benchmarks/distill_grid.py assemble --results OUT --out results/packages/grid
+
+Pruning is ``model.prune``'s act-ls with the per-layer rates that ``model.export`` allocates; distillation is
+``model.distill`` (same code as the CLI). WERs printed by ``run`` are from the torch reference on the GPU with
+int8-quantized weights (activations in float): a selection figure; the tables report ``model.evaluate`` on the
+assembled packages (the bit-exact int8 path). The teacher's decoder GEMMs and token embedding travel as int8
+(per output channel, as in the package), the rest as float16, to fit the transfer limit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from host.whisper import LOGITS_LAYER, gemm_operands
+from host.whisper_weights import WhisperWeights
+
+SPARSITIES = (0.3, 0.4, 0.5, 0.6)
+TILES = (8, 16)
+INT8_PREFIXES = ("decoder.blocks.", "decoder.token_embedding")
+
+
+# -- bundle (here) ---------------------------------------------------------------------------------
+def save_teacher(weights: WhisperWeights, path: Path) -> None:
+    """Float16 weights, except the decoder's GEMMs and the token embedding: int8 per output channel."""
+    from host.quant import quantize_rows
+
+    arrays = {}
+    for name, w in weights.params.items():
+        if name.startswith(INT8_PREFIXES) and name.endswith(".weight") and w.ndim == 2:
+            q, s = quantize_rows(w)
+            arrays[f"q/{name}"], arrays[f"s/{name}"] = q, s
+        else:
+            arrays[f"p/{name}"] = w.astype(np.float16)
+    meta = {"config": weights.config, "vocab": weights.vocab, "suppress_ids": weights.suppress_ids,
+            "suppress_ids_begin": weights.suppress_ids_begin}
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    np.savez(path, **arrays)
+
+
+def load_teacher(path: Path) -> WhisperWeights:
+    z = np.load(path)
+    meta = json.loads(z["meta"].tobytes())
+    params = {k[2:]: z[k].astype(np.float32) for k in z.files if k.startswith("p/")}
+    for k in z.files:
+        if k.startswith("q/"):
+            params[k[2:]] = z[k].astype(np.float32) * z["s/" + k[2:]][:, None]
+    return WhisperWeights(params, meta["config"], meta["vocab"], meta["suppress_ids"], meta["suppress_ids_begin"])
+
+
+def bundle(args: argparse.Namespace) -> None:
+    from host.dataset import list_audio_files, read_librispeech
+    from model.export import allocated_rates
+    from model.load import load_whisper
+
+    out: Path = args.out
+    if out.exists():
+        shutil.rmtree(out)
+    (out / "audio").mkdir(parents=True)
+    weights = load_whisper(None)
+    save_teacher(weights, out / "teacher.npz")
+    rates = {}
+    for tile in args.tiles:
+        for sp in args.sparsity:
+            plan, _, _ = allocated_rates(weights, (tile, tile), sp, "act-ls", args.calib)
+            rates[f"{tile}/{sp:.2f}"] = {"rates": plan.rates, "mac_sparsity": plan.mac_sparsity}
+    (out / "rates.json").write_text(json.dumps(rates, indent=1))
+    train = out / "audio" / "train"
+    train.mkdir()
+    for f in list_audio_files(*args.calib):
+        shutil.copy(f, train / f.name)
+    sets = {}
+    for name, folder in (("real", args.real), ("synth", args.synth)):
+        utts = read_librispeech(folder)
+        utts = utts[:: max(1, len(utts) // args.limit)][: args.limit]  # evenly spaced, as benchmarks/pruning_table
+        (out / "audio" / name).mkdir()
+        sets[name] = []
+        for u in utts:
+            shutil.copy(u.path, out / "audio" / name / u.path.name)
+            sets[name].append([u.utt_id, u.path.name, u.transcript])
+    (out / "eval.json").write_text(json.dumps(sets, indent=1))
+    if args.synth_train is not None:
+        (out / "audio" / "synth_train").mkdir()
+        for f in list_audio_files(args.synth_train):
+            shutil.copy(f, out / "audio" / "synth_train" / f.name)
+    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    print(f"bundle {out}: {size / 2**20:.1f} MiB, {len(rates)} rate plans, eval sets " +
+          ", ".join(f"{k} ({len(v)})" for k, v in sets.items()))
+
+
+# -- run (GPU machine) -----------------------------------------------------------------------------
+def quantized(model) -> WhisperWeights:
+    """The student's float weights with every GEMM weight rounded through int8 per column, as the package."""
+    from host.quant import quantize_columns
+    from model.export import with_gemm_weights
+
+    gemm = {}
+    for name, (w, _) in gemm_operands(model.weights).items():
+        if name != LOGITS_LAYER:
+            q, s = quantize_columns(w)
+            gemm[name] = q.astype(np.float32) * s[None, :]
+    return with_gemm_weights(model.weights, gemm)
+
+
+def wer_sets(weights: WhisperWeights, sets: Dict[str, list], device: str) -> Dict[str, float]:
+    """Greedy transcripts (torch reference) of every evaluation set; WER per set."""
+    import jiwer
+    import torch
+
+    from host.text_normalize import normalize
+    from host.tokenizer import Tokenizer
+    from model.reference import TorchWhisper
+
+    tw = TorchWhisper(weights, device=device)
+    tok = Tokenizer(weights.vocab)
+    sup = np.asarray(weights.suppress_ids, np.int64)
+    out = {}
+    with torch.no_grad():
+        for name, utts in sets.items():
+            refs, hyps = [], []
+            for audio, ref in utts:
+                enc = tw.encode(tw.log_mel(audio))
+                ids = tw.greedy(enc, tok.initial_tokens(), tok.eot, sup, max_tokens=224)
+                refs.append(normalize(ref))
+                hyps.append(normalize(tok.decode(ids)))
+            out[name] = 100 * jiwer.wer(refs, hyps)
+    return out
+
+
+def dense_model(teacher: WhisperWeights, tile: int, rates: Dict[str, float]):
+    from model.distill import SparseModel
+    from model.prune import blocks
+
+    keeps = {n: np.ones(blocks(*w.shape, (tile, tile)), bool) for n, (w, _) in gemm_operands(teacher).items()}
+    return SparseModel(teacher, keeps, (tile, tile), rates)
+
+
+def save_shard(model, path: Path) -> None:
+    """The int8 block-sparse tensors of every pruned or trained GEMM layer, plus the changed biases."""
+    from model.export import package_tensors
+
+    gemm_w = {n: w for n, (w, _) in gemm_operands(model.weights).items() if n != LOGITS_LAYER}
+    tensors, info = package_tensors(model.weights, gemm_w, model.keeps, model.tile)
+    keep = {k: v for k, v in tensors.items() if k.rsplit(".", 1)[0] in gemm_w}
+    keep["info"] = np.frombuffer(json.dumps(info).encode(), np.uint8)
+    np.savez_compressed(path, **keep)
+
+
+def run_grid(args: argparse.Namespace) -> None:
+    import torch
+
+    from host.audio import load_audio
+    from model.distill import DistillConfig, Distiller, SparseModel, run
+
+    t0 = time.time()
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    b: Path = args.bundle
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    teacher = load_teacher(b / "teacher.npz")
+    plans = json.loads((b / "rates.json").read_text())
+    train = [load_audio(f) for f in sorted((b / "audio" / "train").glob("*.flac"))]
+    synth_train = sorted((b / "audio" / "synth_train").glob("*.flac"))
+    sets = {name: [(load_audio(b / "audio" / name / f), ref) for _, f, ref in utts]
+            for name, utts in json.loads((b / "eval.json").read_text()).items()}
+    results: List[dict] = []
+    models: Dict[str, SparseModel] = {}
+
+    def log(row: dict) -> None:
+        row["t_s"] = round(time.time() - t0, 1)
+        results.append(row)
+        (out / "results.json").write_text(json.dumps(results, indent=1))
+        print(json.dumps(row), flush=True)
+
+    def evaluate(key: str, model: SparseModel, **extra) -> None:
+        models[key] = model
+        log({"key": key, **extra, "wer": wer_sets(quantized(model), sets, args.device)})
+
+    base_cfg = dict(epochs=10_000, max_steps=args.steps, batch=args.batch, lr=args.lr, device=args.device,
+                    checkpoint_every=10**9)
+    log({"key": "teacher", "wer": wer_sets(teacher, sets, args.device)})
+    probe = Distiller(teacher, dense_model(teacher, 8, {}), train, DistillConfig(device=args.device))
+    pseudo = probe.pseudo_labels()
+    evaluate("dense-int8", dense_model(teacher, 8, {}))
+    extra_clips = [load_audio(f) for f in synth_train]
+    extra_pseudo: Optional[List[List[int]]] = None
+
+    def distilled(key: str, start: SparseModel, clips, labels, **cfg) -> None:
+        if time.time() - t0 > args.budget_s:
+            log({"key": key, "skipped": "time budget"})
+            return
+        t = time.time()
+        model, steps = run(teacher, start, clips, DistillConfig(**{**base_cfg, **cfg}), progress=False,
+                           pseudo=labels)
+        evaluate(key, model, steps=steps, train_s=round(time.time() - t, 1), **cfg)
+
+    order: List[Tuple[int, float]] = [(t, s) for t in args.tiles for s in args.sparsity]
+    for tile, sp in order:
+        plan = plans[f"{tile}/{sp:.2f}"]
+        rates = plan["rates"]
+        if time.time() - t0 > args.budget_s:
+            log({"key": f"t{tile}-s{sp:.2f}", "skipped": "time budget"})
+            continue
+        t = time.time()
+        actls, _ = run(teacher, dense_model(teacher, tile, rates), train,
+                       DistillConfig(schedule="gradual", stages=1, stage_method="act-ls", max_steps=0,
+                                     device=args.device), progress=False, pseudo=pseudo)
+        evaluate(f"t{tile}-s{sp:.2f}-act-ls", actls, mac_sparsity=plan["mac_sparsity"],
+                 prune_s=round(time.time() - t, 1))
+        distilled(f"t{tile}-s{sp:.2f}-oneshot", actls, train, pseudo, schedule="oneshot")
+        distilled(f"t{tile}-s{sp:.2f}-gradual", dense_model(teacher, tile, rates), train, pseudo,
+                  schedule="gradual", stages=args.stages, stage_method="act")
+    # loss / data ablations on one configuration (one-shot start)
+    t_ab, s_ab = args.ablate
+    key0 = f"t{t_ab}-s{s_ab:.2f}-act-ls"
+    if key0 in models:
+        start = models[key0]
+        for losses in (("enc",), ("enc", "kv", "blocks"), ("enc", "kv", "logits")):
+            distilled(f"{key0}-oneshot-loss-{'+'.join(losses)}", start, train, pseudo, schedule="oneshot",
+                      losses=losses)
+        distilled(f"{key0}-oneshot-augment", start, train, pseudo, schedule="oneshot", augment=True)
+        if extra_clips:
+            if extra_pseudo is None:
+                extra_pseudo = Distiller(teacher, dense_model(teacher, 8, {}), extra_clips,
+                                         DistillConfig(device=args.device)).pseudo_labels()
+            distilled(f"{key0}-oneshot-plus-synth", start, train + extra_clips, pseudo + extra_pseudo,
+                      schedule="oneshot")
+    pick_shards(results, models, out, args.shard_mib, args.bound)
+    print(f"grid done in {time.time() - t0:.0f} s", flush=True)
+
+
+def pick_shards(results: List[dict], models: Dict[str, object], out: Path, budget_mib: float, bound: float) -> None:
+    """Save int8 shards of the best configurations: per tile, the highest sparsity within ``bound`` WER points
+    of dense int8 on the real set, then the next sparsity up, then the rest by real WER, within the budget."""
+    rows = {r["key"]: r for r in results if "wer" in r}
+    dense = rows["dense-int8"]["wer"]["real"]
+    cand = [k for k in rows if k.startswith("t") and "-loss-" not in k and "-plus-" not in k]
+    within = sorted((k for k in cand if rows[k]["wer"]["real"] <= dense + bound),
+                    key=lambda k: -float(k.split("-")[1][1:]))
+    rest = sorted((k for k in cand if k not in within), key=lambda k: rows[k]["wer"]["real"])
+    used = 0.0
+    saved = []
+    for key in within + rest:
+        if len(saved) >= 7:
+            break
+        path = out / f"shard-{key}.npz"
+        save_shard(models[key], path)
+        mib = path.stat().st_size / 2**20
+        if used + mib > budget_mib or mib > 15.5:
+            path.unlink()
+            continue
+        used += mib
+        saved.append(key)
+    (out / "shards.json").write_text(json.dumps(saved))
+    print(f"shards: {saved} ({used:.1f} MiB)", flush=True)
+
+
+# -- assemble (here) -------------------------------------------------------------------------------
+def assemble(args: argparse.Namespace) -> None:
+    import re
+
+    from host.package import read_tensors, write_package
+    from model.export import DEFAULT_PRUNABLE, export_package, layer_macs
+    from model.load import load_whisper
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = {r["key"]: r for r in json.loads((args.results / "results.json").read_text())}
+    weights = load_whisper(None)
+    ops = gemm_operands(weights)
+    macs = layer_macs(ops, [n for n in ops if re.search(DEFAULT_PRUNABLE, n) and n != LOGITS_LAYER])
+    for shard in sorted(args.results.glob("shard-*.npz")):
+        key = shard.stem[len("shard-") :]
+        tile = int(key.split("-")[0][1:])
+        dense = args.out / f"dense-t{tile}.sasp"
+        if not dense.exists():
+            export_package(dense, weights, (tile, tile), 0.0, "act-ls")
+        tensors, meta = read_tensors(dense)
+        tensors = dict(tensors)
+        z = np.load(shard)
+        info = json.loads(z["info"].tobytes())
+        tensors.update({k: z[k] for k in z.files if k != "info"})
+        row = results[key]
+        meta = {k: v for k, v in meta.items() if k != "digest"}
+        meta["layers"] = {**meta["layers"], **info}
+        meta["method"] = "act-ls" if key.endswith("act-ls") else "act-ls+distill"
+        meta["mac_sparsity"] = sum(macs[n] * meta["layers"][n]["rate"] for n in macs) / sum(macs.values())
+        meta["distillation"] = {k: row[k] for k in ("schedule", "steps", "losses", "augment", "stages") if k in row}
+        meta["grid"] = {"key": key, "gpu_wer": row["wer"]}
+        path = write_package(args.out / f"{key}.sasp", tensors, meta)
+        print(f"wrote {path}: MAC sparsity {meta['mac_sparsity']:.3f}, GPU-run WER {row['wer']}")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("bundle", help="write the bundle for the GPU machine")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--calib", type=Path, nargs="+", required=True, help="unlabelled calibration/training audio")
+    p.add_argument("--real", type=Path, required=True, help="LibriSpeech-layout real speech (evaluation)")
+    p.add_argument("--synth", type=Path, required=True, help="LibriSpeech-layout synthesized speech (evaluation)")
+    p.add_argument("--limit", type=int, default=20, help="utterances per evaluation set (evenly spaced)")
+    p.add_argument("--synth-train", type=Path, default=None, help="extra synthesized training audio (ablation)")
+    p.add_argument("--tiles", type=int, nargs="+", default=list(TILES))
+    p.add_argument("--sparsity", type=float, nargs="+", default=list(SPARSITIES))
+    p = sub.add_parser("run", help="run the grid (GPU machine)")
+    p.add_argument("--bundle", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--tiles", type=int, nargs="+", default=list(TILES))
+    p.add_argument("--sparsity", type=float, nargs="+", default=list(SPARSITIES))
+    p.add_argument("--steps", type=int, default=400, help="distillation steps per configuration")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--stages", type=int, default=4, help="gradual schedule: pruning steps")
+    p.add_argument("--ablate", type=float, nargs=2, default=[8, 0.5], metavar=("TILE", "SPARSITY"))
+    p.add_argument("--budget-s", type=float, default=420.0, help="start no new configuration after this")
+    p.add_argument("--bound", type=float, default=1.4, help="WER points over dense int8 (shard choice)")
+    p.add_argument("--shard-mib", type=float, default=56.0, help="total size of the returned shards")
+    p = sub.add_parser("assemble", help="packages from the returned shards")
+    p.add_argument("--results", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args(argv)
+    {"bundle": bundle, "run": run_grid, "assemble": assemble}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()
