@@ -7,6 +7,9 @@
     python benchmarks/distill_grid.py run --bundle .device/bundle --out OUT --device cuda
     # here: packages (same format as model.export) from the shards, for model.evaluate and the system model
     python benchmarks/distill_grid.py assemble --results OUT --out results/packages/grid
+    # here: WER on the int8 path (bit-exact with the kernel) and the modeled speedups, as docs/pruning.md
+    python benchmarks/distill_grid.py table --packages results/packages/grid \
+        --eval real=../shared/speech synth=DIR --limit 20
 
 Pruning is ``model.prune``'s act-ls with the per-layer rates that ``model.export`` allocates; distillation is
 ``model.distill`` (same code as the CLI). WERs printed by ``run`` are from the torch reference on the GPU with
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import time
 from pathlib import Path
@@ -26,12 +30,13 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from host.whisper import LOGITS_LAYER, gemm_operands
+from host.whisper import LOGITS_LAYER, TRIM_MARGIN, gemm_operands
 from host.whisper_weights import WhisperWeights
 
 SPARSITIES = (0.3, 0.4, 0.5, 0.6)
 TILES = (8, 16)
 INT8_PREFIXES = ("decoder.blocks.", "decoder.token_embedding")
+TRIM_LAYERS = r"^(encoder\.|decoder\.blocks\.\d+\.cross_attn\.)"  # trained for trimmed windows
 
 
 # -- bundle (here) ---------------------------------------------------------------------------------
@@ -116,8 +121,9 @@ def quantized(model) -> WhisperWeights:
     return with_gemm_weights(model.weights, gemm)
 
 
-def wer_sets(weights: WhisperWeights, sets: Dict[str, list], device: str) -> Dict[str, float]:
-    """Greedy transcripts (torch reference) of every evaluation set; WER per set."""
+def wer_sets(weights: WhisperWeights, sets: Dict[str, list], device: str, trim: bool = False) -> Dict[str, float]:
+    """Greedy transcripts (torch reference) of every evaluation set; WER per set. ``trim``: the encoder window
+    is cut to the audio plus ``TRIM_MARGIN`` positions, as the runtime's ``transcribe(trim=True)``."""
     import jiwer
     import torch
 
@@ -133,7 +139,10 @@ def wer_sets(weights: WhisperWeights, sets: Dict[str, list], device: str) -> Dic
         for name, utts in sets.items():
             refs, hyps = [], []
             for audio, ref in utts:
-                enc = tw.encode(tw.log_mel(audio))
+                mel = tw.log_mel(audio)
+                if trim:
+                    mel = mel[:, : 2 * min(1500, -(-len(audio) // 320) + TRIM_MARGIN)]
+                enc = tw.encode(mel)
                 ids = tw.greedy(enc, tok.initial_tokens(), tok.eot, sup, max_tokens=224)
                 refs.append(normalize(ref))
                 hyps.append(normalize(tok.decode(ids)))
@@ -149,13 +158,18 @@ def dense_model(teacher: WhisperWeights, tile: int, rates: Dict[str, float]):
     return SparseModel(teacher, keeps, (tile, tile), rates)
 
 
-def save_shard(model, path: Path) -> None:
-    """The int8 block-sparse tensors of every pruned or trained GEMM layer, plus the changed biases."""
+def save_shard(model, path: Path, teacher: WhisperWeights) -> None:
+    """The int8 block-sparse tensors (and biases) of every GEMM layer that differs from the teacher's."""
     from model.export import package_tensors
 
-    gemm_w = {n: w for n, (w, _) in gemm_operands(model.weights).items() if n != LOGITS_LAYER}
-    tensors, info = package_tensors(model.weights, gemm_w, model.keeps, model.tile)
-    keep = {k: v for k, v in tensors.items() if k.rsplit(".", 1)[0] in gemm_w}
+    base = gemm_operands(teacher)
+    changed = {
+        n: w
+        for n, (w, b) in gemm_operands(model.weights).items()
+        if n != LOGITS_LAYER and not (np.array_equal(w, base[n][0]) and np.array_equal(b, base[n][1]))
+    }
+    tensors, info = package_tensors(model.weights, changed, model.keeps, model.tile)
+    keep = {k: v for k, v in tensors.items() if k.rsplit(".", 1)[0] in changed}
     keep["info"] = np.frombuffer(json.dumps(info).encode(), np.uint8)
     np.savez_compressed(path, **keep)
 
@@ -189,7 +203,7 @@ def run_grid(args: argparse.Namespace) -> None:
 
     def evaluate(key: str, model: SparseModel, **extra) -> None:
         models[key] = model
-        log({"key": key, **extra, "wer": wer_sets(quantized(model), sets, args.device)})
+        log({"key": key, **extra, "wer": wer_sets(quantized(model), sets, args.device, bool(extra.get("trim")))})
 
     base_cfg = dict(epochs=10_000, max_steps=args.steps, batch=args.batch, lr=args.lr, device=args.device,
                     checkpoint_every=10**9)
@@ -198,7 +212,6 @@ def run_grid(args: argparse.Namespace) -> None:
     pseudo = probe.pseudo_labels()
     evaluate("dense-int8", dense_model(teacher, 8, {}))
     extra_clips = [load_audio(f) for f in synth_train]
-    extra_pseudo: Optional[List[List[int]]] = None
 
     def distilled(key: str, start: SparseModel, clips, labels, **cfg) -> None:
         if time.time() - t0 > args.budget_s:
@@ -225,55 +238,65 @@ def run_grid(args: argparse.Namespace) -> None:
         distilled(f"t{tile}-s{sp:.2f}-oneshot", actls, train, pseudo, schedule="oneshot")
         distilled(f"t{tile}-s{sp:.2f}-gradual", dense_model(teacher, tile, rates), train, pseudo,
                   schedule="gradual", stages=args.stages, stage_method="act")
-    # loss / data ablations on one configuration (one-shot start)
+    # ablations on one configuration (one-shot start): losses, augmentation, extra synthesized data, lr, steps
     t_ab, s_ab = args.ablate
-    key0 = f"t{t_ab}-s{s_ab:.2f}-act-ls"
+    key0 = f"t{int(t_ab)}-s{s_ab:.2f}-act-ls"
     if key0 in models:
         start = models[key0]
         for losses in (("enc",), ("enc", "kv", "blocks"), ("enc", "kv", "logits")):
             distilled(f"{key0}-oneshot-loss-{'+'.join(losses)}", start, train, pseudo, schedule="oneshot",
                       losses=losses)
         distilled(f"{key0}-oneshot-augment", start, train, pseudo, schedule="oneshot", augment=True)
+        for lr in (3e-5, 3e-4):
+            distilled(f"{key0}-oneshot-lr{lr:g}", start, train, pseudo, schedule="oneshot", lr=lr)
+        distilled(f"{key0}-oneshot-steps{2 * args.steps}", start, train, pseudo, schedule="oneshot",
+                  max_steps=2 * args.steps)
         if extra_clips:
-            if extra_pseudo is None:
-                extra_pseudo = Distiller(teacher, dense_model(teacher, 8, {}), extra_clips,
-                                         DistillConfig(device=args.device)).pseudo_labels()
+            extra_pseudo = Distiller(teacher, dense_model(teacher, 8, {}), extra_clips,
+                                     DistillConfig(device=args.device)).pseudo_labels()
             distilled(f"{key0}-oneshot-plus-synth", start, train + extra_clips, pseudo + extra_pseudo,
                       schedule="oneshot")
-    pick_shards(results, models, out, args.shard_mib, args.bound)
+    # trimmed encoder windows (the demo's --trim-window), dense model: as is, then distilled for them
+    if time.time() - t0 <= args.budget_s:
+        dense8 = dense_model(teacher, 8, {})
+        evaluate("dense-trim", dense8, trim=True)
+        distilled("dense-trim-distill", dense8, train, pseudo, schedule="oneshot", trim=True,
+                  losses=("enc", "logits"), layers=TRIM_LAYERS)
+    pick_shards(results, models, teacher, out, args.shard_mib, args.bound)
     print(f"grid done in {time.time() - t0:.0f} s", flush=True)
 
 
-def pick_shards(results: List[dict], models: Dict[str, object], out: Path, budget_mib: float, bound: float) -> None:
+def pick_shards(
+    results: List[dict], models: Dict[str, object], teacher: WhisperWeights, out: Path, budget_mib: float, bound: float
+) -> None:
     """Save int8 shards of the best configurations: per tile, the highest sparsity within ``bound`` WER points
     of dense int8 on the real set, then the next sparsity up, then the rest by real WER, within the budget."""
     rows = {r["key"]: r for r in results if "wer" in r}
     dense = rows["dense-int8"]["wer"]["real"]
-    cand = [k for k in rows if k.startswith("t") and "-loss-" not in k and "-plus-" not in k]
+    cand = [k for k in rows if re.match(r"t\d+-s[\d.]+-(act-ls|oneshot|gradual)$", k)]
     within = sorted((k for k in cand if rows[k]["wer"]["real"] <= dense + bound),
                     key=lambda k: -float(k.split("-")[1][1:]))
     rest = sorted((k for k in cand if k not in within), key=lambda k: rows[k]["wer"]["real"])
+    if "dense-trim-distill" in rows and rows["dense-trim-distill"]["wer"]["real"] <= dense + bound:
+        within.insert(0, "dense-trim-distill")
     used = 0.0
     saved = []
     for key in within + rest:
-        if len(saved) >= 7:
+        if len(saved) >= 6:  # 8 files come back: results.json, the log and six shards
             break
         path = out / f"shard-{key}.npz"
-        save_shard(models[key], path)
+        save_shard(models[key], path, teacher)
         mib = path.stat().st_size / 2**20
         if used + mib > budget_mib or mib > 15.5:
             path.unlink()
             continue
         used += mib
         saved.append(key)
-    (out / "shards.json").write_text(json.dumps(saved))
     print(f"shards: {saved} ({used:.1f} MiB)", flush=True)
 
 
 # -- assemble (here) -------------------------------------------------------------------------------
 def assemble(args: argparse.Namespace) -> None:
-    import re
-
     from host.package import read_tensors, write_package
     from model.export import DEFAULT_PRUNABLE, export_package, layer_macs
     from model.load import load_whisper
@@ -285,13 +308,13 @@ def assemble(args: argparse.Namespace) -> None:
     macs = layer_macs(ops, [n for n in ops if re.search(DEFAULT_PRUNABLE, n) and n != LOGITS_LAYER])
     for shard in sorted(args.results.glob("shard-*.npz")):
         key = shard.stem[len("shard-") :]
-        tile = int(key.split("-")[0][1:])
+        z = np.load(shard)
+        tile = int(next(z[k] for k in z.files if k.endswith(".tiles")).shape[1])
         dense = args.out / f"dense-t{tile}.sasp"
         if not dense.exists():
             export_package(dense, weights, (tile, tile), 0.0, "act-ls")
         tensors, meta = read_tensors(dense)
         tensors = dict(tensors)
-        z = np.load(shard)
         info = json.loads(z["info"].tobytes())
         tensors.update({k: z[k] for k in z.files if k != "info"})
         row = results[key]
@@ -299,10 +322,52 @@ def assemble(args: argparse.Namespace) -> None:
         meta["layers"] = {**meta["layers"], **info}
         meta["method"] = "act-ls" if key.endswith("act-ls") else "act-ls+distill"
         meta["mac_sparsity"] = sum(macs[n] * meta["layers"][n]["rate"] for n in macs) / sum(macs.values())
-        meta["distillation"] = {k: row[k] for k in ("schedule", "steps", "losses", "augment", "stages") if k in row}
+        meta["distillation"] = {
+            k: row[k] for k in ("schedule", "steps", "losses", "augment", "stages", "trim", "lr") if k in row
+        }
         meta["grid"] = {"key": key, "gpu_wer": row["wer"]}
         path = write_package(args.out / f"{key}.sasp", tensors, meta)
         print(f"wrote {path}: MAC sparsity {meta['mac_sparsity']:.3f}, GPU-run WER {row['wer']}")
+
+
+def table(args: argparse.Namespace) -> None:
+    """``model.evaluate``-style WER (int8 reference path, jiwer) and modeled speedups of every package."""
+    import csv
+
+    from pruning_table import BOARD_FOR_TILE, evaluate_package  # beside this script
+
+    from host.dataset import read_librispeech
+    from host.package import load_package
+
+    sets = {}
+    for spec in args.eval:
+        name, _, folder = spec.partition("=")
+        utts = read_librispeech(folder)
+        sets[name] = utts[:: max(1, len(utts) // args.limit)][: args.limit]
+    done = set()
+    if args.csv.exists():
+        with args.csv.open() as f:
+            done = {r["package"] for r in csv.DictReader(f)}
+    for path in sorted(args.packages.glob("*.sasp")):
+        if path.name in done:
+            continue
+        meta = load_package(path).metadata
+        tile = int(meta["tile"][0])
+        row = {"package": path.name, "tile": tile, "mac_sparsity": f"{float(meta.get('mac_sparsity', 0)):.3f}",
+               "board": BOARD_FOR_TILE.get(tile, "ultra96-v2"),
+               "trim": bool(meta.get("distillation", {}).get("trim"))}
+        for name, utts in sets.items():
+            r = evaluate_package(path, utts, row["board"], trim=row["trim"])
+            row[f"wer_{name}"] = f"{100 * r['wer']:.2f}"
+            row["modeled_speedup"], row["modeled_ceiling"] = f"{r['speedup']:.3f}", f"{r['ceiling']:.3f}"
+        new = not args.csv.exists()
+        args.csv.parent.mkdir(parents=True, exist_ok=True)
+        with args.csv.open("a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                w.writeheader()
+            w.writerow(row)
+        print(row, flush=True)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
@@ -334,8 +399,13 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     p = sub.add_parser("assemble", help="packages from the returned shards")
     p.add_argument("--results", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
+    p = sub.add_parser("table", help="WER (int8 path) and modeled speedups of assembled packages (resumable)")
+    p.add_argument("--packages", type=Path, required=True)
+    p.add_argument("--eval", nargs="+", required=True, help="NAME=DIR evaluation sets (LibriSpeech layout)")
+    p.add_argument("--limit", type=int, default=20, help="utterances per set (evenly spaced)")
+    p.add_argument("--csv", type=Path, default=Path("results/distill_grid.csv"))
     args = ap.parse_args(argv)
-    {"bundle": bundle, "run": run_grid, "assemble": assemble}[args.cmd](args)
+    {"bundle": bundle, "run": run_grid, "assemble": assemble, "table": table}[args.cmd](args)
 
 
 if __name__ == "__main__":

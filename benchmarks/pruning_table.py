@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import re
 import time
 from pathlib import Path
 from typing import Dict, List
@@ -21,37 +22,44 @@ from typing import Dict, List
 from host.dataset import read_librispeech
 from host.driver import Accelerator
 from host.package import load_package
-from host.system_model import dense_calls, host_flops, model_latency
-from host.whisper import WhisperRuntime
+from host.system_model import dense_calls, host_flops, model_latency, skipped_calls
+from host.whisper import LOGITS_LAYER, WhisperRuntime
 from model.evaluate import evaluate
+from model.export import DEFAULT_PRUNABLE
 
 BOARD_FOR_TILE = {4: "pynq-z2", 8: "pynq-z2", 12: "pynq-z2", 16: "ultra96-v2", 32: "ultra96-v2"}
 
 
-def evaluate_package(path: Path, utts, board: str) -> Dict[str, float]:
-    """WER and the mean modeled speedup (pruned vs dense int8 on the same array) over ``utts``."""
+def evaluate_package(path: Path, utts, board: str, trim: bool = False) -> Dict[str, float]:
+    """WER, the mean modeled speedup (pruned vs dense int8 on the same array) over ``utts``, and the ceiling:
+    the modeled speedup if every prunable layer (``model.export.DEFAULT_PRUNABLE``) lost all of its tiles."""
     pkg = load_package(path)
     acc = Accelerator(pkg, "reference")
     rt = WhisperRuntime(pkg.weights, acc)
-    speedups: List[float] = []
-    res = evaluate(_Hooked(rt, acc, board, speedups), utts, progress=True)
-    return {"wer": res.wer, "speedup": sum(speedups) / len(speedups)}
+    speedups: List[tuple] = []
+    res = evaluate(_Hooked(rt, acc, board, speedups), utts, progress=True, trim=trim)
+    n = len(speedups)
+    return {"wer": res.wer, "speedup": sum(s[0] for s in speedups) / n, "ceiling": sum(s[1] for s in speedups) / n}
 
 
 class _Hooked:
     """Wraps the runtime: after each transcription, model pruned vs dense latency from the recorded calls."""
 
-    def __init__(self, rt: WhisperRuntime, acc: Accelerator, board: str, out: List[float]):
+    def __init__(self, rt: WhisperRuntime, acc: Accelerator, board: str, out: List[tuple]):
         self.rt, self.acc, self.board, self.out = rt, acc, board, out
 
-    def transcribe(self, audio):
+    def transcribe(self, audio, trim: bool = False):
         self.acc.calls.clear()
-        tr = self.rt.transcribe(audio)
+        tr = self.rt.transcribe(audio, trim=trim)
         array = self.acc.backend.array[0]
-        flops = host_flops(self.rt.cfg, self.rt.cfg["n_audio_ctx"], len(tr.tokens), self.rt.amm is not None)
+        ctx = self.rt.audio_ctx(len(audio)) if trim else self.rt.cfg["n_audio_ctx"]
+        flops = host_flops(self.rt.cfg, ctx, len(tr.tokens), self.rt.amm is not None)
         pruned = model_latency(self.acc.calls, flops, self.board, array)["total_s"]
-        dense = model_latency(dense_calls(self.acc.calls, array), flops, self.board, array)["total_s"]
-        self.out.append(dense / pruned)
+        full = dense_calls(self.acc.calls, array)
+        dense = model_latency(full, flops, self.board, array)["total_s"]
+        prunable = [c.layer for c in full if re.search(DEFAULT_PRUNABLE, c.layer) and c.layer != LOGITS_LAYER]
+        floor = model_latency(skipped_calls(full, prunable), flops, self.board, array)["total_s"]
+        self.out.append((dense / pruned, dense / floor))
         return tr
 
 
@@ -115,6 +123,7 @@ def main() -> None:
                     r = evaluate_package(pkg, utts, row["board"])
                     row[f"wer_{name}"] = f"{100 * r['wer']:.2f}"
                     row["modeled_speedup"] = f"{r['speedup']:.3f}"
+                    row["modeled_ceiling"] = f"{r['ceiling']:.3f}"
                 new = not args.out.exists()
                 with args.out.open("a", newline="") as f:
                     w = csv.DictWriter(f, fieldnames=list(row))

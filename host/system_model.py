@@ -43,6 +43,13 @@ def dense_calls(calls: List[GemmCall], array: int) -> List[GemmCall]:
     return [GemmCall(c.stage, c.layer, c.m, c.k, c.n, tuple(dense_nnz(c.k, c.n, array))) for c in calls]
 
 
+def skipped_calls(calls: List[GemmCall], layers: Iterable[str]) -> List[GemmCall]:
+    """The same calls with every tile of ``layers`` pruned: the most that tile pruning of those layers can save
+    (activations still stream in and bias-only outputs stream out)."""
+    skip = set(layers)
+    return [GemmCall(c.stage, c.layer, c.m, c.k, c.n, (0,) * len(c.nnz)) if c.layer in skip else c for c in calls]
+
+
 @lru_cache(maxsize=65536)
 def _gemm_cost(m: int, k: int, n: int, nnz: Tuple[int, ...], array: int, chunk: int) -> Tuple[int, int]:
     return kernel_cycles(m, k, n, nnz, array, chunk), stream_bytes(m, k, n, nnz, array, chunk).total

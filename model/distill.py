@@ -11,9 +11,10 @@ transcript (pseudo-labels). Pruned tiles stay exactly zero (gradients masked, we
 step, asserted at export).
 
 Schedules: ``oneshot`` keeps the package's tiles and distills; ``gradual`` restarts from the dense weights and
-prunes every layer to its package rate in ``--stages`` equal steps (activation-aware scores + least-squares
-compensation on the current student, Gram matrices from the training audio), distilling after each step, so
-the tiles chosen can differ from the package's while the per-layer rates are the same.
+prunes every layer to its package rate in ``--stages`` equal steps spread over the first half of training
+(activation-aware scores on the current student, Gram matrices from the training audio; ``--stage-method
+act-ls`` adds least-squares compensation), distilling in between and afterwards, so the tiles chosen can differ
+from the package's while the per-layer rates are the same.
 ``--augment`` applies speed (0.9-1.1, resampling) and noise (20-40 dB SNR) perturbation on the fly.
 Checkpoints let an interrupted run resume, and a fixed seed gives the same package (on the same device).
 """
@@ -37,7 +38,7 @@ from host.dataset import list_audio_files
 from host.features import HOP_LENGTH, N_SAMPLES
 from host.package import Package, load_package, write_package
 from host.tokenizer import Tokenizer
-from host.whisper import LOGITS_LAYER, gemm_operands
+from host.whisper import LOGITS_LAYER, TRIM_MARGIN, gemm_operands
 from host.whisper_weights import WhisperWeights
 from model.export import package_tensors, with_gemm_weights
 from model.prune import DEFAULT_DAMP, prune_layer
@@ -47,6 +48,7 @@ DEFAULT_LAYERS = r"^(encoder\.|decoder\.blocks\.\d+\.cross_attn\.(key|value))"
 DEFAULT_LR = 3e-5
 DEFAULT_EPOCHS = 2
 LOSSES = ("enc", "blocks", "kv", "logits")
+RAMP = 0.5  # fraction of the training steps over which the gradual schedule prunes (then it only distills)
 
 
 @dataclass
@@ -65,6 +67,7 @@ class DistillConfig:
     device: str = "cpu"
     damp: float = DEFAULT_DAMP
     stage_method: str = "act"  # tile scores (+ compensation) of each gradual pruning step
+    trim: bool = False  # train the student for encoder windows trimmed to the audio (the demo's --trim-window)
 
 
 @dataclass
@@ -212,11 +215,17 @@ class Distiller:
         return self._pseudo
 
     # -- loss --------------------------------------------------------------------------------------
+    def audio_ctx(self, i: int) -> int:
+        """Encoder positions of clip ``i`` in a trimmed window (as ``WhisperRuntime.audio_ctx``)."""
+        return min(self.teacher.cfg["n_audio_ctx"], -(-self.frames[i] // 2) + TRIM_MARGIN)
+
     def loss(self, idx: Sequence[int], step: int) -> torch.Tensor:
         mel = self.mels(idx, step)
         use = set(self.cfg.losses)
         with torch.no_grad():
             t_blocks = self.teacher.encode_blocks(mel)
+        if self.cfg.trim:
+            return self._trim_loss(idx, mel, t_blocks[-1], use)
         s_blocks = self.student.encode_blocks(mel)
         terms = []
         if "enc" in use:
@@ -245,6 +254,27 @@ class Distiller:
         if not terms:
             raise ValueError(f"no loss selected; choose from {LOSSES}")
         return sum(terms)
+
+    def _trim_loss(self, idx: Sequence[int], mel: torch.Tensor, t_enc: torch.Tensor, use: set) -> torch.Tensor:
+        """The student runs on windows trimmed to each clip (+ margin); the targets are the teacher's on the full
+        30-s window: its encoder output at the kept positions (``enc``) and its next-token distributions on the
+        pseudo-labels (``logits``)."""
+        terms = []
+        labels = self.pseudo_labels() if "logits" in use else None
+        for j, i in enumerate(idx):
+            ctx = self.audio_ctx(i)
+            s_enc = self.student.encode_grad(mel[j, :, : 2 * ctx])
+            if "enc" in use:
+                terms.append(_nmse(s_enc, t_enc[j, :ctx]))
+            if labels is not None:
+                tokens = torch.tensor(labels[i], device=mel.device)
+                with torch.no_grad():
+                    t_logp = F.log_softmax(self.teacher.logits_grad(tokens, t_enc[j]).float(), -1)
+                s_logp = F.log_softmax(self.student.logits_grad(tokens, s_enc).float(), -1)
+                terms.append(F.kl_div(s_logp, t_logp, log_target=True, reduction="batchmean"))
+        if not terms:
+            raise ValueError("trimmed-window distillation needs the enc and/or logits loss")
+        return sum(terms) / len(idx)
 
     def train_step(self, idx: Sequence[int], step: int) -> float:
         self.opt.zero_grad()
@@ -369,7 +399,8 @@ def run(
         d.opt.load_state_dict(state["opt"])
     bar = tqdm(total=total, initial=step, desc=f"distill ({cfg.schedule})", unit="step", disable=not progress)
     while True:
-        while pruned < stages and step >= pruned * total // stages:  # stage g starts at step g * total / G
+        # gradual: the G pruning steps are spread evenly over the first RAMP of the training steps
+        while pruned < stages and step >= int(pruned * RAMP * total / max(stages - 1, 1)):
             pruned += 1
             d.prune_to(pruned / stages)
         if step >= total:
@@ -416,6 +447,7 @@ def export_student(pkg: Package, student: SparseModel, out: Path, cfg: DistillCo
         "epochs": cfg.epochs,
         "batch": cfg.batch,
         "augment": cfg.augment,
+        "trimmed_windows": cfg.trim,
         "steps": steps,
         "seed": cfg.seed,
         "audio_files": n_files,
@@ -451,6 +483,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--schedule", choices=("oneshot", "gradual"), default="oneshot")
     ap.add_argument("--stages", type=int, default=4, help="pruning steps of the gradual schedule")
     ap.add_argument("--stage-method", choices=("act", "act-ls"), default="act", help="gradual: tile scores")
+    ap.add_argument("--trim", action="store_true", help="train for encoder windows trimmed to the audio")
     ap.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
 
 
@@ -468,6 +501,7 @@ def config_from(args: argparse.Namespace) -> DistillConfig:
         stages=args.stages,
         device=args.device,
         stage_method=args.stage_method,
+        trim=args.trim,
     )
 
 

@@ -119,3 +119,11 @@ def test_gradual_schedule_keeps_rates_and_resumes_exactly(
     for layer in ("encoder.blocks.1.mlp.0", "decoder.blocks.0.cross_attn.key"):
         for a, b in zip(_layer_arrays(full, layer), _layer_arrays(resumed, layer)):
             np.testing.assert_array_equal(a, b)
+
+
+def test_trimmed_window_distillation_trains_and_records_it(pruned_package8, whisper_weights, train_dir, tmp_path):
+    cfg = DistillConfig(epochs=1, max_steps=1, trim=True, losses=("enc", "logits"), lr=1e-3)
+    out = distill(pruned_package8, whisper_weights, [train_dir], tmp_path / "t.sasp", cfg)
+    name = "encoder.blocks.0.attn.query"
+    assert load_package(out).metadata["distillation"]["trimmed_windows"] is True
+    assert not np.array_equal(_layer_arrays(pruned_package8, name)[0], _layer_arrays(out, name)[0])
