@@ -470,38 +470,45 @@ def distill(
     return export_student(pkg, student, out, cfg, len(clips), steps)
 
 
-def add_arguments(ap: argparse.ArgumentParser) -> None:
-    """Distillation options (shared with ``model.export`` and ``model.sweep``)."""
-    ap.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
-    ap.add_argument("--lr", type=float, default=DEFAULT_LR)
-    ap.add_argument("--layers", default=DEFAULT_LAYERS, help="regex of the layers to train")
-    ap.add_argument("--max-steps", type=int, default=None)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--batch", type=int, default=1, help="clips per step")
-    ap.add_argument("--loss", nargs="+", choices=LOSSES, default=["enc", "kv"], help="loss terms (summed)")
-    ap.add_argument("--augment", action="store_true", help="speed and noise perturbation")
-    ap.add_argument("--schedule", choices=("oneshot", "gradual"), default="oneshot")
-    ap.add_argument("--stages", type=int, default=4, help="pruning steps of the gradual schedule")
-    ap.add_argument("--stage-method", choices=("act", "act-ls"), default="act", help="gradual: tile scores")
-    ap.add_argument("--trim", action="store_true", help="train for encoder windows trimmed to the audio")
-    ap.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+def add_arguments(ap: argparse.ArgumentParser, prefix: str = "") -> None:
+    """Distillation options; ``model.export`` and ``model.sweep`` add them with ``prefix="distill-"``."""
+    g = ap.add_argument_group("distillation")
+    p = f"--{prefix}"
+    g.add_argument(f"{p}epochs", type=int, default=DEFAULT_EPOCHS, help="passes over the training audio")
+    g.add_argument(f"{p}lr", type=float, default=DEFAULT_LR, help="Adam learning rate")
+    g.add_argument(f"{p}layers", default=DEFAULT_LAYERS, help="regex of the layers to train")
+    g.add_argument(f"{p}max-steps", type=int, default=None, help="stop after this many steps")
+    g.add_argument(f"{p}seed", type=int, default=0)
+    g.add_argument(f"{p}batch", type=int, default=1, help="clips per step")
+    g.add_argument(f"{p}loss", nargs="+", choices=LOSSES, default=["enc", "kv"], help="loss terms (summed)")
+    g.add_argument(f"{p}augment", action="store_true", help="speed and noise perturbation")
+    g.add_argument(f"{p}schedule", choices=("oneshot", "gradual"), default="oneshot")
+    g.add_argument(f"{p}stages", type=int, default=4, help="pruning steps of the gradual schedule")
+    g.add_argument(f"{p}stage-method", choices=("act", "act-ls"), default="act", help="gradual: tile scores")
+    g.add_argument(f"{p}trim", action="store_true", help="train for encoder windows trimmed to the audio")
+    g.add_argument(f"{p}device", default="cpu", help="torch device (cpu, cuda)")
 
 
-def config_from(args: argparse.Namespace) -> DistillConfig:
+def config_from(args: argparse.Namespace, prefix: str = "") -> DistillConfig:
+    """The :class:`DistillConfig` of options added by :func:`add_arguments` with the same ``prefix``."""
+
+    def get(name: str):
+        return getattr(args, (prefix + name).replace("-", "_"))
+
     return DistillConfig(
-        epochs=args.epochs,
-        lr=args.lr,
-        layers=args.layers,
-        seed=args.seed,
-        max_steps=args.max_steps,
-        batch=args.batch,
-        losses=tuple(args.loss),
-        augment=args.augment,
-        schedule=args.schedule,
-        stages=args.stages,
-        device=args.device,
-        stage_method=args.stage_method,
-        trim=args.trim,
+        epochs=get("epochs"),
+        lr=get("lr"),
+        layers=get("layers"),
+        seed=get("seed"),
+        max_steps=get("max-steps"),
+        batch=get("batch"),
+        losses=tuple(get("loss")),
+        augment=get("augment"),
+        schedule=get("schedule"),
+        stages=get("stages"),
+        device=get("device"),
+        stage_method=get("stage-method"),
+        trim=get("trim"),
     )
 
 

@@ -243,6 +243,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--model", default=None, help="Whisper weights (CTranslate2 dir or openai .pt)")
     ap.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="calibration/sensitivity cache")
     ap.add_argument("--out", type=Path, required=True, help="output package path (.sasp)")
+    ap.add_argument(
+        "--distill",
+        type=Path,
+        nargs="+",
+        default=None,
+        metavar="DIR",
+        help="then distill the pruned package on this unlabelled audio (model.distill; --distill-* options)",
+    )
+    from model.distill import add_arguments
+
+    add_arguments(ap, prefix="distill-")
     args = ap.parse_args(argv)
     from model.load import load_whisper
 
@@ -262,10 +273,24 @@ def main(argv: Optional[List[str]] = None) -> int:
     )
     from host.package import load_package
 
+    if args.distill and args.sparsity > 0:
+        from model.distill import config_from, distill
+
+        pruned = path.with_name(path.stem + "-pruned.sasp")
+        path.replace(pruned)
+        distill(
+            pruned,
+            load_whisper(args.model),
+            args.distill,
+            path,
+            config_from(args, "distill-"),
+            path.with_suffix(".ckpt"),
+        )
     pkg = load_package(path)
     print(
         f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB): tile {tile[0]}x{tile[1]}, method {args.method}, "
         f"sparsity of prunable MACs {pkg.metadata['mac_sparsity']:.3f} (target {args.sparsity})"
+        + (f", distilled ({pkg.metadata['distillation']['steps']} steps)" if "distillation" in pkg.metadata else "")
     )
     return 0
 

