@@ -124,3 +124,19 @@ def test_model_equals_csim_counter(array):
         x = rng.integers(-128, 128, (m, k), dtype=np.int8)
         _, cyc = ek.run(x, w)
         assert cyc == kernel_cycles(m, k, n, w.nnz_per_colblock, array, 32), (m, k, n, p)
+
+
+def test_pruning_ceiling_skips_only_the_named_layers():
+    from host.cycle_model import dense_nnz
+    from host.system_model import GemmCall, model_latency, skipped_calls
+
+    calls = [
+        GemmCall("encoder", "encoder.blocks.0.mlp.0", 1500, 384, 1536, tuple(dense_nnz(384, 1536, 8))),
+        GemmCall("decoder", "decoder.logits", 1, 384, 4096, tuple(dense_nnz(384, 4096, 8))),
+    ]
+    floor = skipped_calls(calls, ["encoder.blocks.0.mlp.0"])
+    assert floor[1] == calls[1] and set(floor[0].nnz) == {0}
+    flops = {"features": 0.0, "encoder": 0.0, "decoder": 0.0}
+    dense, ceiling = (model_latency(c, flops, "pynq-z2", 8)["stages"] for c in (calls, floor))
+    assert ceiling["encoder"]["kernel_s"] < dense["encoder"]["kernel_s"] / 10  # no weight tiles left to compute
+    assert ceiling["decoder"]["total_s"] == dense["decoder"]["total_s"]
