@@ -32,10 +32,12 @@ import numpy as np
 
 from host.whisper import LOGITS_LAYER, TRIM_MARGIN, gemm_operands
 from host.whisper_weights import WhisperWeights
+from model.distill import DEFAULT_LAYERS
 
 SPARSITIES = (0.3, 0.4, 0.5, 0.6)
 TILES = (8, 16)
 INT8_PREFIXES = ("decoder.blocks.", "decoder.token_embedding")
+ALL_LAYERS = r"^(encoder\.|decoder\.blocks\.)"  # every prunable layer (the decoder learns from the logits)
 TRIM_LAYERS = r"^(encoder\.|decoder\.blocks\.\d+\.cross_attn\.)"  # trained for trimmed windows
 
 
@@ -206,7 +208,7 @@ def run_grid(args: argparse.Namespace) -> None:
         log({"key": key, **extra, "wer": wer_sets(quantized(model), sets, args.device, bool(extra.get("trim")))})
 
     base_cfg = dict(epochs=10_000, max_steps=args.steps, batch=args.batch, lr=args.lr, device=args.device,
-                    checkpoint_every=10**9)
+                    checkpoint_every=10**9, losses=("enc", "kv", "logits"), layers=ALL_LAYERS)
     log({"key": "teacher", "wer": wer_sets(teacher, sets, args.device)})
     probe = Distiller(teacher, dense_model(teacher, 8, {}), train, DistillConfig(device=args.device))
     pseudo = probe.pseudo_labels()
@@ -243,9 +245,9 @@ def run_grid(args: argparse.Namespace) -> None:
     key0 = f"t{int(t_ab)}-s{s_ab:.2f}-act-ls"
     if key0 in models:
         start = models[key0]
-        for losses in (("enc",), ("enc", "kv", "blocks"), ("enc", "kv", "logits")):
+        for losses in (("enc",), ("enc", "kv"), ("enc", "kv", "logits", "blocks")):
             distilled(f"{key0}-oneshot-loss-{'+'.join(losses)}", start, train, pseudo, schedule="oneshot",
-                      losses=losses)
+                      losses=losses, layers=DEFAULT_LAYERS if "logits" not in losses else ALL_LAYERS)
         distilled(f"{key0}-oneshot-augment", start, train, pseudo, schedule="oneshot", augment=True)
         for lr in (3e-5, 3e-4):
             distilled(f"{key0}-oneshot-lr{lr:g}", start, train, pseudo, schedule="oneshot", lr=lr)
@@ -392,7 +394,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--stages", type=int, default=4, help="gradual schedule: pruning steps")
-    p.add_argument("--ablate", type=float, nargs=2, default=[8, 0.5], metavar=("TILE", "SPARSITY"))
+    p.add_argument("--ablate", type=float, nargs=2, default=[8, 0.6], metavar=("TILE", "SPARSITY"))
     p.add_argument("--budget-s", type=float, default=420.0, help="start no new configuration after this")
     p.add_argument("--bound", type=float, default=1.4, help="WER points over dense int8 (shard choice)")
     p.add_argument("--shard-mib", type=float, default=56.0, help="total size of the returned shards")
