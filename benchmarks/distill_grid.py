@@ -224,6 +224,34 @@ def run_grid(args: argparse.Namespace) -> None:
                            pseudo=labels)
         evaluate(key, model, steps=steps, train_s=round(time.time() - t, 1), **cfg)
 
+    def ablations() -> None:
+        # ablations on one configuration (one-shot start): losses, augmentation, extra synthesized data, lr, steps
+        t_ab, s_ab = args.ablate
+        key0 = f"t{int(t_ab)}-s{s_ab:.2f}-act-ls"
+        if key0 in models:
+            start = models[key0]
+            for losses in (("enc",), ("enc", "kv"), ("enc", "kv", "logits", "blocks")):
+                distilled(f"{key0}-oneshot-loss-{'+'.join(losses)}", start, train, pseudo, schedule="oneshot",
+                          losses=losses, layers=DEFAULT_LAYERS if "logits" not in losses else ALL_LAYERS)
+            distilled(f"{key0}-oneshot-augment", start, train, pseudo, schedule="oneshot", augment=True)
+            for lr in (3e-5, 3e-4):
+                distilled(f"{key0}-oneshot-lr{lr:g}", start, train, pseudo, schedule="oneshot", lr=lr)
+            distilled(f"{key0}-oneshot-steps{2 * args.steps}", start, train, pseudo, schedule="oneshot",
+                      max_steps=2 * args.steps)
+            if extra_clips:
+                extra_pseudo = Distiller(teacher, dense_model(teacher, 8, {}), extra_clips,
+                                         DistillConfig(device=args.device)).pseudo_labels()
+                distilled(f"{key0}-oneshot-plus-synth", start, train + extra_clips, pseudo + extra_pseudo,
+                          schedule="oneshot")
+
+    def trimmed() -> None:
+        # trimmed encoder windows (the demo's --trim-window), dense model: as is, then distilled for them
+        if time.time() - t0 <= args.budget_s:
+            dense8 = dense_model(teacher, 8, {})
+            evaluate("dense-trim", dense8, trim=True)
+            distilled("dense-trim-distill", dense8, train, pseudo, schedule="oneshot", trim=True,
+                      losses=("enc", "logits"), layers=TRIM_LAYERS)
+
     order: List[Tuple[int, float]] = [(t, s) for t in args.tiles for s in args.sparsity]
     for tile, sp in order:
         plan = plans[f"{tile}/{sp:.2f}"]
@@ -237,35 +265,17 @@ def run_grid(args: argparse.Namespace) -> None:
                                      device=args.device), progress=False, pseudo=pseudo)
         evaluate(f"t{tile}-s{sp:.2f}-act-ls", actls, mac_sparsity=plan["mac_sparsity"],
                  prune_s=round(time.time() - t, 1))
-        distilled(f"t{tile}-s{sp:.2f}-oneshot", actls, train, pseudo, schedule="oneshot")
-        distilled(f"t{tile}-s{sp:.2f}-gradual", dense_model(teacher, tile, rates), train, pseudo,
-                  schedule="gradual", stages=args.stages, stage_method="act")
-    # ablations on one configuration (one-shot start): losses, augmentation, extra synthesized data, lr, steps
-    t_ab, s_ab = args.ablate
-    key0 = f"t{int(t_ab)}-s{s_ab:.2f}-act-ls"
-    if key0 in models:
-        start = models[key0]
-        for losses in (("enc",), ("enc", "kv"), ("enc", "kv", "logits", "blocks")):
-            distilled(f"{key0}-oneshot-loss-{'+'.join(losses)}", start, train, pseudo, schedule="oneshot",
-                      losses=losses, layers=DEFAULT_LAYERS if "logits" not in losses else ALL_LAYERS)
-        distilled(f"{key0}-oneshot-augment", start, train, pseudo, schedule="oneshot", augment=True)
-        for lr in (3e-5, 3e-4):
-            distilled(f"{key0}-oneshot-lr{lr:g}", start, train, pseudo, schedule="oneshot", lr=lr)
-        distilled(f"{key0}-oneshot-steps{2 * args.steps}", start, train, pseudo, schedule="oneshot",
-                  max_steps=2 * args.steps)
-        if extra_clips:
-            extra_pseudo = Distiller(teacher, dense_model(teacher, 8, {}), extra_clips,
-                                     DistillConfig(device=args.device)).pseudo_labels()
-            distilled(f"{key0}-oneshot-plus-synth", start, train + extra_clips, pseudo + extra_pseudo,
-                      schedule="oneshot")
-    # trimmed encoder windows (the demo's --trim-window), dense model: as is, then distilled for them
-    if time.time() - t0 <= args.budget_s:
-        dense8 = dense_model(teacher, 8, {})
-        evaluate("dense-trim", dense8, trim=True)
-        distilled("dense-trim-distill", dense8, train, pseudo, schedule="oneshot", trim=True,
-                  losses=("enc", "logits"), layers=TRIM_LAYERS)
+        if "oneshot" in args.schedules:
+            distilled(f"t{tile}-s{sp:.2f}-oneshot", actls, train, pseudo, schedule="oneshot")
+        if "gradual" in args.schedules:
+            distilled(f"t{tile}-s{sp:.2f}-gradual", dense_model(teacher, tile, rates), train, pseudo,
+                      schedule="gradual", stages=args.stages, stage_method="act")
+    for extra in args.extras:
+        {"ablate": ablations, "trim": trimmed}[extra]()
     pick_shards(results, models, teacher, out, args.shard_mib, args.bound)
     print(f"grid done in {time.time() - t0:.0f} s", flush=True)
+
+
 
 
 def pick_shards(
@@ -394,6 +404,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--stages", type=int, default=4, help="gradual schedule: pruning steps")
+    p.add_argument("--schedules", nargs="+", default=["oneshot", "gradual"], choices=("oneshot", "gradual"))
+    p.add_argument("--extras", nargs="*", default=["ablate", "trim"], choices=("ablate", "trim"),
+                   help="after the grid, in this order: loss/data ablations, trimmed-window distillation")
     p.add_argument("--ablate", type=float, nargs=2, default=[8, 0.6], metavar=("TILE", "SPARSITY"))
     p.add_argument("--budget-s", type=float, default=420.0, help="start no new configuration after this")
     p.add_argument("--bound", type=float, default=1.4, help="WER points over dense int8 (shard choice)")
