@@ -32,12 +32,11 @@ import numpy as np
 
 from host.whisper import LOGITS_LAYER, TRIM_MARGIN, gemm_operands
 from host.whisper_weights import WhisperWeights
-from model.distill import DEFAULT_LAYERS
+from model.distill import DEFAULT_LAYERS, ENCODER_SIDE_LAYERS
 
 SPARSITIES = (0.3, 0.4, 0.5, 0.6)
 TILES = (8, 16)
 INT8_PREFIXES = ("decoder.blocks.", "decoder.token_embedding")
-ALL_LAYERS = r"^(encoder\.|decoder\.blocks\.)"  # every prunable layer (the decoder learns from the logits)
 TRIM_LAYERS = r"^(encoder\.|decoder\.blocks\.\d+\.cross_attn\.)"  # trained for trimmed windows
 
 
@@ -208,7 +207,7 @@ def run_grid(args: argparse.Namespace) -> None:
         log({"key": key, **extra, "wer": wer_sets(quantized(model), sets, args.device, bool(extra.get("trim")))})
 
     base_cfg = dict(epochs=10_000, max_steps=args.steps, batch=args.batch, lr=args.lr, device=args.device,
-                    checkpoint_every=10**9, losses=("enc", "kv", "logits"), layers=ALL_LAYERS)
+                    checkpoint_every=10**9, losses=("enc", "kv", "logits"), layers=DEFAULT_LAYERS)
     log({"key": "teacher", "wer": wer_sets(teacher, sets, args.device)})
     probe = Distiller(teacher, dense_model(teacher, 8, {}), train, DistillConfig(device=args.device))
     pseudo = probe.pseudo_labels()
@@ -232,7 +231,7 @@ def run_grid(args: argparse.Namespace) -> None:
             start = models[key0]
             for losses in (("enc",), ("enc", "kv"), ("enc", "kv", "logits", "blocks")):
                 distilled(f"{key0}-oneshot-loss-{'+'.join(losses)}", start, train, pseudo, schedule="oneshot",
-                          losses=losses, layers=DEFAULT_LAYERS if "logits" not in losses else ALL_LAYERS)
+                          losses=losses, layers=ENCODER_SIDE_LAYERS if "logits" not in losses else DEFAULT_LAYERS)
             distilled(f"{key0}-oneshot-augment", start, train, pseudo, schedule="oneshot", augment=True)
             for lr in (3e-5, 3e-4):
                 distilled(f"{key0}-oneshot-lr{lr:g}", start, train, pseudo, schedule="oneshot", lr=lr)
@@ -382,6 +381,61 @@ def table(args: argparse.Namespace) -> None:
         print(row, flush=True)
 
 
+def speedups(args: argparse.Namespace) -> None:
+    """Modeled speedup from pruning of each package for the dense model's own runs (same utterances, same decoded
+    tokens: each call's stored tiles replaced by the package's), and the ceiling (every prunable layer empty)."""
+    import csv
+
+    from pruning_table import BOARD_FOR_TILE  # beside this script
+
+    from host.audio import load_audio
+    from host.dataset import read_librispeech
+    from host.driver import Accelerator
+    from host.package import load_package
+    from host.system_model import GemmCall, dense_calls, host_flops, model_latency, skipped_calls
+    from host.whisper import WhisperRuntime
+    from model.export import DEFAULT_PRUNABLE
+
+    utts = read_librispeech(args.eval)
+    utts = utts[:: max(1, len(utts) // args.limit)][: args.limit]
+    runs: Dict[int, list] = {}
+    rows = []
+    for path in sorted(args.packages.glob("*.sasp")):
+        pkg = load_package(path)
+        tile = pkg.tile[0]
+        board = BOARD_FOR_TILE.get(tile, "ultra96-v2")
+        if tile not in runs:  # the dense int8 model's calls for every utterance, once per tile size
+            dense = load_package(args.packages / f"dense-t{tile}.sasp")
+            acc = Accelerator(dense, "reference")
+            rt = WhisperRuntime(dense.weights, acc)
+            runs[tile] = []
+            for u in utts:
+                acc.calls.clear()
+                tr = rt.transcribe(load_audio(u.path))
+                flops = host_flops(rt.cfg, rt.cfg["n_audio_ctx"], len(tr.tokens), rt.amm is not None)
+                runs[tile].append((list(acc.calls), flops))
+        nnz = {n: tuple(int(x) for x in np.diff(q.weights.colptr)) for n, q in pkg.layers.items()}
+        ratio, ceil = [], []
+        for calls, flops in runs[tile]:
+            full = dense_calls(calls, tile)
+            mine = [GemmCall(c.stage, c.layer, c.m, c.k, c.n, nnz[c.layer]) if c.layer in nnz and
+                    len(nnz[c.layer]) == len(c.nnz) else c for c in full]
+            prunable = [c.layer for c in full if re.search(DEFAULT_PRUNABLE, c.layer) and c.layer != LOGITS_LAYER]
+            t_dense = model_latency(full, flops, board, tile)["total_s"]
+            ratio.append(t_dense / model_latency(mine, flops, board, tile)["total_s"])
+            ceil.append(t_dense / model_latency(skipped_calls(full, prunable), flops, board, tile)["total_s"])
+        row = {"package": path.name, "tile": tile, "board": board,
+               "mac_sparsity": f"{float(pkg.metadata.get('mac_sparsity', 0)):.3f}",
+               "modeled_speedup": f"{np.mean(ratio):.3f}", "modeled_ceiling": f"{np.mean(ceil):.3f}"}
+        rows.append(row)
+        print(row, flush=True)
+    args.csv.parent.mkdir(parents=True, exist_ok=True)
+    with args.csv.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -419,8 +473,14 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     p.add_argument("--eval", nargs="+", required=True, help="NAME=DIR evaluation sets (LibriSpeech layout)")
     p.add_argument("--limit", type=int, default=20, help="utterances per set (evenly spaced)")
     p.add_argument("--csv", type=Path, default=Path("results/distill_grid.csv"))
+    p = sub.add_parser("speedups", help="modeled speedups of packages on the dense model's runs (no WER)")
+    p.add_argument("--packages", type=Path, required=True, help="folder with the packages and dense-t<TILE>.sasp")
+    p.add_argument("--eval", type=Path, required=True, help="LibriSpeech-layout folder (utterances to model)")
+    p.add_argument("--limit", type=int, default=5, help="utterances (evenly spaced)")
+    p.add_argument("--csv", type=Path, default=Path("results/distill_grid_speedups.csv"))
     args = ap.parse_args(argv)
-    {"bundle": bundle, "run": run_grid, "assemble": assemble, "table": table}[args.cmd](args)
+    commands = {"bundle": bundle, "run": run_grid, "assemble": assemble, "table": table, "speedups": speedups}
+    commands[args.cmd](args)
 
 
 if __name__ == "__main__":
