@@ -127,3 +127,37 @@ def test_trimmed_window_distillation_trains_and_records_it(pruned_package8, whis
     name = "encoder.blocks.0.attn.query"
     assert load_package(out).metadata["distillation"]["trimmed_windows"] is True
     assert not np.array_equal(_layer_arrays(pruned_package8, name)[0], _layer_arrays(out, name)[0])
+
+
+def test_export_distill_option_writes_a_distilled_package(train_dir, tmp_path):
+    from model.export import main as export_main
+
+    out = tmp_path / "e.sasp"
+    rc = export_main(
+        [
+            "--tile",
+            "8",
+            "--sparsity",
+            "0.2",
+            "--method",
+            "magnitude",
+            "--uniform",
+            "--layers",
+            r"^encoder\.blocks\.",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--out",
+            str(out),
+            "--distill",
+            str(train_dir),
+            "--distill-max-steps",
+            "1",
+            "--distill-loss",
+            "enc",
+            "--distill-device",
+            "cpu",
+        ]
+    )
+    meta = load_package(out).metadata
+    assert rc == 0 and meta["distillation"]["steps"] == 1 and meta["distillation"]["losses"] == ["enc"]
+    assert (tmp_path / "e-pruned.sasp").exists()  # the undistilled package stays beside it
