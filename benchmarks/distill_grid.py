@@ -30,7 +30,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from host.whisper import LOGITS_LAYER, TRIM_MARGIN, gemm_operands
+from host.whisper import LOGITS_LAYER, gemm_operands, trimmed_ctx
 from host.whisper_weights import WhisperWeights
 from model.distill import DEFAULT_LAYERS, ENCODER_SIDE_LAYERS
 
@@ -69,7 +69,7 @@ def load_teacher(path: Path) -> WhisperWeights:
 
 
 def bundle(args: argparse.Namespace) -> None:
-    from host.dataset import list_audio_files, read_librispeech
+    from host.dataset import evenly_spaced, list_audio_files, read_librispeech
     from model.export import allocated_rates
     from model.load import load_whisper
 
@@ -91,8 +91,7 @@ def bundle(args: argparse.Namespace) -> None:
         shutil.copy(f, train / f.name)
     sets = {}
     for name, folder in (("real", args.real), ("synth", args.synth)):
-        utts = read_librispeech(folder)
-        utts = utts[:: max(1, len(utts) // args.limit)][: args.limit]  # evenly spaced, as benchmarks/pruning_table
+        utts = evenly_spaced(read_librispeech(folder), args.limit)  # as benchmarks/pruning_table
         (out / "audio" / name).mkdir()
         sets[name] = []
         for u in utts:
@@ -124,7 +123,7 @@ def quantized(model) -> WhisperWeights:
 
 def wer_sets(weights: WhisperWeights, sets: Dict[str, list], device: str, trim: bool = False) -> Dict[str, float]:
     """Greedy transcripts (torch reference) of every evaluation set; WER per set. ``trim``: the encoder window
-    is cut to the audio plus ``TRIM_MARGIN`` positions, as the runtime's ``transcribe(trim=True)``."""
+    is cut to the audio plus a margin, as the runtime's ``transcribe(trim=True)``."""
     import jiwer
     import torch
 
@@ -142,7 +141,7 @@ def wer_sets(weights: WhisperWeights, sets: Dict[str, list], device: str, trim: 
             for audio, ref in utts:
                 mel = tw.log_mel(audio)
                 if trim:
-                    mel = mel[:, : 2 * min(1500, -(-len(audio) // 320) + TRIM_MARGIN)]
+                    mel = mel[:, : 2 * trimmed_ctx(len(audio), weights.config["n_audio_ctx"])]
                 enc = tw.encode(mel)
                 ids = tw.greedy(enc, tok.initial_tokens(), tok.eot, sup, max_tokens=224)
                 refs.append(normalize(ref))
@@ -207,7 +206,7 @@ def run_grid(args: argparse.Namespace) -> None:
         log({"key": key, **extra, "wer": wer_sets(quantized(model), sets, args.device, bool(extra.get("trim")))})
 
     base_cfg = dict(epochs=10_000, max_steps=args.steps, batch=args.batch, lr=args.lr, device=args.device,
-                    checkpoint_every=10**9, losses=("enc", "kv", "logits"), layers=DEFAULT_LAYERS)
+                    checkpoint_every=10**9)  # losses and trained layers: DistillConfig's defaults
     log({"key": "teacher", "wer": wer_sets(teacher, sets, args.device)})
     probe = Distiller(teacher, dense_model(teacher, 8, {}), train, DistillConfig(device=args.device))
     pseudo = probe.pseudo_labels()
@@ -273,8 +272,6 @@ def run_grid(args: argparse.Namespace) -> None:
         {"ablate": ablations, "trim": trimmed}[extra]()
     pick_shards(results, models, teacher, out, args.shard_mib, args.bound)
     print(f"grid done in {time.time() - t0:.0f} s", flush=True)
-
-
 
 
 def pick_shards(
@@ -345,16 +342,15 @@ def table(args: argparse.Namespace) -> None:
     """``model.evaluate``-style WER (int8 reference path, jiwer) and modeled speedups of every package."""
     import csv
 
-    from pruning_table import BOARD_FOR_TILE, evaluate_package  # beside this script
+    from pruning_table import BOARD_FOR_TILE, append_row, evaluate_package  # beside this script
 
-    from host.dataset import read_librispeech
+    from host.dataset import evenly_spaced, read_librispeech
     from host.package import load_package
 
     sets = {}
     for spec in args.eval:
         name, _, folder = spec.partition("=")
-        utts = read_librispeech(folder)
-        sets[name] = utts[:: max(1, len(utts) // args.limit)][: args.limit]
+        sets[name] = evenly_spaced(read_librispeech(folder), args.limit)
     done = set()
     if args.csv.exists():
         with args.csv.open() as f:
@@ -371,13 +367,7 @@ def table(args: argparse.Namespace) -> None:
             r = evaluate_package(path, utts, row["board"], trim=row["trim"])
             row[f"wer_{name}"] = f"{100 * r['wer']:.2f}"
             row["modeled_speedup"], row["modeled_ceiling"] = f"{r['speedup']:.3f}", f"{r['ceiling']:.3f}"
-        new = not args.csv.exists()
-        args.csv.parent.mkdir(parents=True, exist_ok=True)
-        with args.csv.open("a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(row))
-            if new:
-                w.writeheader()
-            w.writerow(row)
+        append_row(args.csv, row)
         print(row, flush=True)
 
 
@@ -386,18 +376,16 @@ def speedups(args: argparse.Namespace) -> None:
     tokens: each call's stored tiles replaced by the package's), and the ceiling (every prunable layer empty)."""
     import csv
 
-    from pruning_table import BOARD_FOR_TILE  # beside this script
+    from pruning_table import BOARD_FOR_TILE, speedup_and_ceiling  # beside this script
 
     from host.audio import load_audio
-    from host.dataset import read_librispeech
+    from host.dataset import evenly_spaced, read_librispeech
     from host.driver import Accelerator
     from host.package import load_package
-    from host.system_model import GemmCall, dense_calls, host_flops, model_latency, skipped_calls
+    from host.system_model import GemmCall, dense_calls, host_flops
     from host.whisper import WhisperRuntime
-    from model.export import DEFAULT_PRUNABLE
 
-    utts = read_librispeech(args.eval)
-    utts = utts[:: max(1, len(utts) // args.limit)][: args.limit]
+    utts = evenly_spaced(read_librispeech(args.eval), args.limit)
     runs: Dict[int, list] = {}
     rows = []
     for path in sorted(args.packages.glob("*.sasp")):
@@ -417,13 +405,11 @@ def speedups(args: argparse.Namespace) -> None:
         nnz = {n: tuple(int(x) for x in np.diff(q.weights.colptr)) for n, q in pkg.layers.items()}
         ratio, ceil = [], []
         for calls, flops in runs[tile]:
-            full = dense_calls(calls, tile)
             mine = [GemmCall(c.stage, c.layer, c.m, c.k, c.n, nnz[c.layer]) if c.layer in nnz and
-                    len(nnz[c.layer]) == len(c.nnz) else c for c in full]
-            prunable = [c.layer for c in full if re.search(DEFAULT_PRUNABLE, c.layer) and c.layer != LOGITS_LAYER]
-            t_dense = model_latency(full, flops, board, tile)["total_s"]
-            ratio.append(t_dense / model_latency(mine, flops, board, tile)["total_s"])
-            ceil.append(t_dense / model_latency(skipped_calls(full, prunable), flops, board, tile)["total_s"])
+                    len(nnz[c.layer]) == len(c.nnz) else c for c in dense_calls(calls, tile)]
+            r, c = speedup_and_ceiling(mine, flops, board, tile)
+            ratio.append(r)
+            ceil.append(c)
         row = {"package": path.name, "tile": tile, "board": board,
                "mac_sparsity": f"{float(pkg.metadata.get('mac_sparsity', 0)):.3f}",
                "modeled_speedup": f"{np.mean(ratio):.3f}", "modeled_ceiling": f"{np.mean(ceil):.3f}"}

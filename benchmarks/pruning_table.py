@@ -19,10 +19,10 @@ import time
 from pathlib import Path
 from typing import Dict, List
 
-from host.dataset import read_librispeech
+from host.dataset import evenly_spaced, read_librispeech
 from host.driver import Accelerator
 from host.package import load_package
-from host.system_model import dense_calls, host_flops, model_latency, skipped_calls
+from host.system_model import GemmCall, dense_calls, host_flops, model_latency, skipped_calls
 from host.whisper import LOGITS_LAYER, WhisperRuntime
 from model.evaluate import evaluate
 from model.export import DEFAULT_PRUNABLE
@@ -34,6 +34,27 @@ def first_recipe(epochs: int):
     from model.distill import DistillConfig
 
     return DistillConfig(epochs=epochs, lr=3e-5, batch=1, losses=("enc",), layers=r"^encoder\.", device="cpu")
+
+
+def speedup_and_ceiling(calls: List[GemmCall], flops: Dict[str, float], board: str, array: int) -> tuple:
+    """Modeled ``(dense / pruned, dense / ceiling)`` of one run's calls: the ceiling skips every tile of every
+    prunable layer (``model.export.DEFAULT_PRUNABLE``)."""
+    full = dense_calls(calls, array)
+    dense = model_latency(full, flops, board, array)["total_s"]
+    prunable = [c.layer for c in full if re.search(DEFAULT_PRUNABLE, c.layer) and c.layer != LOGITS_LAYER]
+    floor = model_latency(skipped_calls(full, prunable), flops, board, array)["total_s"]
+    return dense / model_latency(calls, flops, board, array)["total_s"], dense / floor
+
+
+def append_row(path: Path, row: dict) -> None:
+    """Append ``row`` to the CSV at ``path`` (header first when the file is new)."""
+    new = not path.exists()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            w.writeheader()
+        w.writerow(row)
 
 
 BOARD_FOR_TILE = {4: "pynq-z2", 8: "pynq-z2", 12: "pynq-z2", 16: "ultra96-v2", 32: "ultra96-v2"}
@@ -63,12 +84,7 @@ class _Hooked:
         array = self.acc.backend.array[0]
         ctx = self.rt.audio_ctx(len(audio)) if trim else self.rt.cfg["n_audio_ctx"]
         flops = host_flops(self.rt.cfg, ctx, len(tr.tokens), self.rt.amm is not None)
-        pruned = model_latency(self.acc.calls, flops, self.board, array)["total_s"]
-        full = dense_calls(self.acc.calls, array)
-        dense = model_latency(full, flops, self.board, array)["total_s"]
-        prunable = [c.layer for c in full if re.search(DEFAULT_PRUNABLE, c.layer) and c.layer != LOGITS_LAYER]
-        floor = model_latency(skipped_calls(full, prunable), flops, self.board, array)["total_s"]
-        self.out.append((dense / pruned, dense / floor))
+        self.out.append(speedup_and_ceiling(self.acc.calls, flops, self.board, array))
         return tr
 
 
@@ -92,10 +108,7 @@ def main() -> None:
     sets = {}
     for spec in args.eval:
         name, _, folder = spec.partition("=")
-        utts = read_librispeech(folder)
-        if args.limit:
-            utts = utts[:: max(1, len(utts) // args.limit)][: args.limit]
-        sets[name] = utts
+        sets[name] = evenly_spaced(read_librispeech(folder), args.limit)
     done = set()
     if args.out.exists():
         with args.out.open() as f:
@@ -131,12 +144,7 @@ def main() -> None:
                     row[f"wer_{name}"] = f"{100 * r['wer']:.2f}"
                     row["modeled_speedup"] = f"{r['speedup']:.3f}"
                     row["modeled_ceiling"] = f"{r['ceiling']:.3f}"
-                new = not args.out.exists()
-                with args.out.open("a", newline="") as f:
-                    w = csv.DictWriter(f, fieldnames=list(row))
-                    if new:
-                        w.writeheader()
-                    w.writerow(row)
+                append_row(args.out, row)
                 print(row, flush=True)
 
 

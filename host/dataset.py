@@ -44,6 +44,11 @@ def read_librispeech(root: str | Path, limit: int | None = None) -> List[Utteran
     return utts[:limit] if limit else utts
 
 
+def evenly_spaced(utts: List[Utterance], limit: int | None) -> List[Utterance]:
+    """At most ``limit`` utterances spread evenly over ``utts`` (all of them without a limit)."""
+    return utts[:: max(1, len(utts) // limit)][:limit] if limit else utts
+
+
 def list_audio_files(*roots: str | Path) -> List[Path]:
     """Every audio file under the given folders (recursively) or the files themselves, sorted."""
     files: List[Path] = []

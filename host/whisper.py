@@ -26,6 +26,11 @@ class Gemm(Protocol):
     def matmul(self, x: np.ndarray, layer: str) -> np.ndarray: ...
 
 
+def trimmed_ctx(n_samples: int, n_audio_ctx: int, margin: int = TRIM_MARGIN) -> int:
+    """Encoder positions of a window trimmed to ``n_samples`` of audio plus ``margin`` positions (20 ms each)."""
+    return min(n_audio_ctx, -(-n_samples // (2 * HOP_LENGTH)) + margin)
+
+
 def gemm_operands(weights: WhisperWeights) -> Dict[str, tuple]:
     """``{layer: (W[K, N] float32, bias[N] float32)}`` for every weight GEMM, convs flattened for im2col."""
     out = {}
@@ -225,4 +230,4 @@ class WhisperRuntime:
 
     def audio_ctx(self, n_samples: int, margin: int = TRIM_MARGIN) -> int:
         """Encoder positions that cover ``n_samples`` of audio plus ``margin`` positions (20 ms each)."""
-        return min(self.cfg["n_audio_ctx"], -(-n_samples // (2 * HOP_LENGTH)) + margin)
+        return trimmed_ctx(n_samples, self.cfg["n_audio_ctx"], margin)

@@ -25,6 +25,18 @@ from host.whisper_weights import WhisperWeights
 ENCODER_FRAME_LAYERS = ("encoder.conv1",)
 
 
+def valid_rows(layer: str, frames: int) -> Optional[int]:
+    """Input rows of ``layer`` that come from ``frames`` mel frames of real audio (``None``: all of them).
+
+    conv1 sees one row per frame, the rest of the encoder and the cross-attention K/V one per two frames;
+    padding rows of the 30-s window are left out of the calibration statistics."""
+    if layer in ENCODER_FRAME_LAYERS:
+        return frames
+    if layer.startswith("encoder.") or ".cross_attn.key" in layer or ".cross_attn.value" in layer:
+        return (frames + 1) // 2
+    return None
+
+
 @dataclass
 class CalibStats:
     """Per layer: ``gram`` = sum of x x^T over calibration rows (float64), ``rows`` = how many rows."""
@@ -70,12 +82,7 @@ class _RecordingGemm:
 
     def matmul(self, x: np.ndarray, layer: str) -> np.ndarray:
         if layer in self.layers:
-            rows = x
-            if layer in ENCODER_FRAME_LAYERS:
-                rows = x[: self.valid_frames]
-            elif layer.startswith("encoder.") or ".cross_attn.key" in layer or ".cross_attn.value" in layer:
-                rows = x[: (self.valid_frames + 1) // 2]
-            self.stats.add(layer, rows)
+            self.stats.add(layer, x[: valid_rows(layer, self.valid_frames)])
         return self.inner.matmul(x, layer)
 
 

@@ -38,8 +38,9 @@ from host.dataset import list_audio_files
 from host.features import HOP_LENGTH, N_SAMPLES
 from host.package import Package, load_package, write_package
 from host.tokenizer import Tokenizer
-from host.whisper import LOGITS_LAYER, TRIM_MARGIN, gemm_operands
+from host.whisper import LOGITS_LAYER, gemm_operands, trimmed_ctx
 from host.whisper_weights import WhisperWeights
+from model.calibrate import valid_rows
 from model.export import package_tensors, with_gemm_weights
 from model.prune import DEFAULT_DAMP, prune_layer
 from model.reference import TorchWhisper
@@ -167,7 +168,8 @@ class Distiller:
         self.audio = torch.zeros(len(clips), N_SAMPLES, device=dev)
         for i, a in enumerate(clips):
             self.audio[i, : min(len(a), N_SAMPLES)] = torch.from_numpy(a[:N_SAMPLES]).to(dev)
-        self.frames = [min(3000, -(-len(a) // HOP_LENGTH)) for a in clips]
+        self.lengths = [min(len(a), N_SAMPLES) for a in clips]
+        self.frames = [-(-n // HOP_LENGTH) for n in self.lengths]
         self.tokenizer = Tokenizer(teacher.vocab)
         self._pseudo = pseudo
 
@@ -221,7 +223,7 @@ class Distiller:
     # -- loss --------------------------------------------------------------------------------------
     def audio_ctx(self, i: int) -> int:
         """Encoder positions of clip ``i`` in a trimmed window (as ``WhisperRuntime.audio_ctx``)."""
-        return min(self.teacher.cfg["n_audio_ctx"], -(-self.frames[i] // 2) + TRIM_MARGIN)
+        return trimmed_ctx(self.lengths[i], self.teacher.cfg["n_audio_ctx"])
 
     def loss(self, idx: Sequence[int], step: int) -> torch.Tensor:
         mel = self.mels(idx, step)
@@ -249,11 +251,7 @@ class Distiller:
             labels = self.pseudo_labels()
             kl = []
             for j, i in enumerate(idx):
-                tokens = torch.tensor(labels[i], device=mel.device)
-                with torch.no_grad():
-                    t_logp = F.log_softmax(self.teacher.logits_grad(tokens, t_blocks[-1][j]).float(), -1)
-                s_logp = F.log_softmax(self.student.logits_grad(tokens, s_blocks[-1][j]).float(), -1)
-                kl.append(F.kl_div(s_logp, t_logp, log_target=True, reduction="batchmean"))
+                kl.append(self._logits_kl(labels[i], t_blocks[-1][j], s_blocks[-1][j]))
             terms.append(sum(kl) / len(kl))
         if not terms:
             raise ValueError(f"no loss selected; choose from {LOSSES}")
@@ -271,14 +269,18 @@ class Distiller:
             if "enc" in use:
                 terms.append(_nmse(s_enc, t_enc[j, :ctx]))
             if labels is not None:
-                tokens = torch.tensor(labels[i], device=mel.device)
-                with torch.no_grad():
-                    t_logp = F.log_softmax(self.teacher.logits_grad(tokens, t_enc[j]).float(), -1)
-                s_logp = F.log_softmax(self.student.logits_grad(tokens, s_enc).float(), -1)
-                terms.append(F.kl_div(s_logp, t_logp, log_target=True, reduction="batchmean"))
+                terms.append(self._logits_kl(labels[i], t_enc[j], s_enc))
         if not terms:
             raise ValueError("trimmed-window distillation needs the enc and/or logits loss")
         return sum(terms) / len(idx)
+
+    def _logits_kl(self, tokens: List[int], t_enc: torch.Tensor, s_enc: torch.Tensor) -> torch.Tensor:
+        """KL(teacher || student) of the next-token distributions, teacher-forced on ``tokens``."""
+        t = torch.tensor(tokens, device=t_enc.device)
+        with torch.no_grad():
+            t_logp = F.log_softmax(self.teacher.logits_grad(t, t_enc).float(), -1)
+        s_logp = F.log_softmax(self.student.logits_grad(t, s_enc).float(), -1)
+        return F.kl_div(s_logp, t_logp, log_target=True, reduction="batchmean")
 
     def train_step(self, idx: Sequence[int], step: int) -> float:
         self.opt.zero_grad()
@@ -295,17 +297,12 @@ class Distiller:
         """``X^T X`` of each layer's valid input rows on the training audio, through the current student."""
         want = set(layers)
         acc: Dict[str, torch.Tensor] = {}
-        valid = {"n": 0, "frames": 0}
+        valid = {"frames": 0}
 
         def tap(name: str, x: torch.Tensor) -> None:
             if name not in want:
                 return
-            if name == "encoder.conv1":
-                rows = x[..., : valid["frames"], :]
-            elif name.startswith("encoder.") or ".cross_attn.key" in name or ".cross_attn.value" in name:
-                rows = x[..., : (valid["frames"] + 1) // 2, :]
-            else:
-                rows = x
+            rows = x[..., : valid_rows(name, valid["frames"]), :]
             rows = rows.reshape(-1, rows.shape[-1]).double()
             acc[name] = acc.get(name, 0) + rows.T @ rows
 
@@ -323,7 +320,8 @@ class Distiller:
         return {k: v.cpu().numpy() for k, v in acc.items()}
 
     def prune_to(self, fraction: float) -> None:
-        """Prune every layer to ``fraction`` of its target rate (act-ls on the current student); masks grow."""
+        """Prune every layer to ``fraction`` of its target rate (``stage_method`` scores on the current student,
+        Gram matrices from the training audio); the masks only grow."""
         layers = [n for n, r in self.rates.items() if r > 0 and n != LOGITS_LAYER]
         grams = self.grams(layers)
         for name in tqdm(layers, desc=f"pruning to {fraction:.0%} of the rates", unit="layer", leave=False):
@@ -393,9 +391,9 @@ def run(
     orders = [rng.permutation(len(clips)) for _ in range(cfg.epochs)]
     step, pruned = 0, 0
     if checkpoint is not None and checkpoint.exists():
-        state = torch.load(checkpoint, weights_only=False)
+        state = torch.load(checkpoint, weights_only=True)
         step, pruned = int(state["step"]), int(state["pruned"])
-        d.keeps = {k: np.asarray(v, bool) for k, v in state["keeps"].items()}
+        d.keeps = {k: v.numpy().astype(bool) for k, v in state["keeps"].items()}
         d._set_masks()
         with torch.no_grad():
             for k, v in state["weights"].items():
@@ -420,7 +418,7 @@ def run(
             state = {
                 "step": step,
                 "pruned": pruned,
-                "keeps": d.keeps,
+                "keeps": {k: torch.from_numpy(v) for k, v in d.keeps.items()},
                 "opt": d.opt.state_dict(),
                 "weights": d.gemm_state(),
             }
