@@ -134,9 +134,7 @@ def _to_kn(w: torch.Tensor) -> np.ndarray:
 
 
 def load_clips(audio: Sequence[Path]) -> List[np.ndarray]:
-    files = list_audio_files(*audio)
-    if not files:
-        raise ValueError(f"no audio files under {', '.join(map(str, audio))}")
+    files = list_audio_files(*audio)  # raises FileNotFoundError when there is none
     return [load_audio(f, max_seconds=30.0) for f in tqdm(files, desc="audio", unit="clip")]
 
 

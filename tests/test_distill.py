@@ -161,3 +161,22 @@ def test_export_distill_option_writes_a_distilled_package(train_dir, tmp_path):
     meta = load_package(out).metadata
     assert rc == 0 and meta["distillation"]["steps"] == 1 and meta["distillation"]["losses"] == ["enc"]
     assert (tmp_path / "e-pruned.sasp").exists()  # the undistilled package stays beside it
+
+
+@pytest.mark.parametrize(
+    "cfg, message",
+    [
+        (dict(schedule="sometimes"), "unknown schedule"),
+        (dict(trim=True, losses=("kv",)), "needs the enc and/or logits loss"),
+    ],
+)
+def test_bad_distillation_config_is_a_clear_error(pruned_package8, whisper_weights, train_dir, tmp_path, cfg, message):
+    with pytest.raises(ValueError, match=message):
+        distill(pruned_package8, whisper_weights, [train_dir], tmp_path / "x.sasp", DistillConfig(max_steps=1, **cfg))
+    assert not (tmp_path / "x.sasp").exists()
+
+
+def test_distill_without_audio_is_a_clear_error(pruned_package8, whisper_weights, tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no audio files"):
+        distill(pruned_package8, whisper_weights, [tmp_path / "empty"], tmp_path / "x.sasp", DistillConfig())
