@@ -1,37 +1,48 @@
-"""Exact schedule model of the ``sasp_gemm`` kernel (numpy/stdlib only).
+"""Closed-form schedule model of the ``sasp_gemm`` v2 kernel (numpy only).
 
-The model walks the kernel's loops at step granularity and reproduces its cycle counter exactly
-(C-sim == model is tested). It also yields the order of the input stream words, which
-``host.stream.pack_input`` uses: activations of chunk c+1 fill the input slots that the weight
-loader leaves idle while chunk c computes, so the host must interleave them the same way.
+The kernel's ``compute`` process paces itself so that no other dataflow process can stall it (see
+hls/README.md, "Schedule"), and counts its iterations plus named pipeline depths: that count is the
+``cycles`` register, and this module reproduces it exactly (C-sim == model is tested) without walking
+the schedule. Per chunk of ``mr`` rows and per column block with ``nt`` stored tiles::
 
-Counter definition (see hls/README.md, "Cycle counter"):
+    S    = max(mr, STEP_MIN, WW)                        iterations per tile step (WW = R*C/8 words per tile)
+    lead = 1 + ceil(nt/4) + C + (WW if nt else 0)       the weight loader's words before the first tile is in
+    T_b  = max(lead + (nt*S if nt else mr), mr*OW + D_DRAIN)     OW = C/4 (fp16 output) or C/2 (int32)
 
-* 1 cycle for the header word;
-* per chunk: prologue loop (remaining activation words of the chunk, then the metadata and
-  weights up to the first tile, one word per cycle) + ``D_LOAD``; compute loop (one iteration
-  per cycle: tile steps of ``max(rows, STEP_MIN, words of the next tile unit)`` iterations and
-  close stalls while the previous column block's output is still draining) + ``D_COMP``;
-* the final output drain + ``D_OUT``.
+    cycles = 1 + mr_0*(1 + KW) + D_ACT                  header + chunk 0's activation load (exposed)
+           + sum over chunks of max(sum_b T_b, next chunk's activation load) + D_COMP
+           + mr_last*OW + D_DRAIN                       the last block's output
+
+The constants are read from ``hls/src/sasp_gemm.h``, their one owner.
 """
 
 from __future__ import annotations
 
-from typing import Iterator, List, NamedTuple, Sequence, Tuple, Union
+import re
+from pathlib import Path
+from typing import Dict, Iterator, NamedTuple, Sequence, Tuple, Union
 
 import numpy as np
 
-D_LOAD = 2  # prologue pipeline depth (stream read -> BRAM write)
-D_OUT = 2  # drain pipeline depth (BRAM read -> stream write)
-STEP_MIN = 4  # minimum iterations per tile step (accumulator read-modify-write distance)
+HEADER_H = Path(__file__).resolve().parents[1] / "hls" / "src" / "sasp_gemm.h"
+
+
+def _kernel_constants() -> Dict[str, int]:
+    text = HEADER_H.read_text()
+    out = {}
+    for name in ("STEP_MIN", "D_ACT", "D_COMP", "D_DRAIN"):
+        m = re.search(rf"#define SASP_{name} (\d+)", text)
+        if not m:
+            raise RuntimeError(f"{HEADER_H}: SASP_{name} not defined")
+        out[name] = int(m.group(1))
+    return out
+
+
+_K = _kernel_constants()
+STEP_MIN, D_ACT, D_COMP, D_DRAIN = _K["STEP_MIN"], _K["D_ACT"], _K["D_COMP"], _K["D_DRAIN"]
 HEADER_WORDS = 1
 
 ArrayLike = Union[int, Tuple[int, int], Sequence[int]]
-
-
-def d_comp(r: int, c: int) -> int:
-    """Compute-loop pipeline depth: systolic skew ``R + C - 1`` plus one accumulator write."""
-    return r + c
 
 
 def array_rc(array: ArrayLike) -> Tuple[int, int]:
@@ -42,210 +53,157 @@ def array_rc(array: ArrayLike) -> Tuple[int, int]:
     return int(r), int(c)
 
 
-def _cdiv(a: int, b: int) -> int:
+def check_array(array: ArrayLike) -> Tuple[int, int]:
+    """``(R, C)`` if the kernel can be built for it (R a multiple of 8, C a multiple of 4, both >= 8)."""
+    r, c = array_rc(array)
+    if r < 8 or r % 8 or c < 8 or c % 4:
+        raise ValueError(f"array {r}x{c}: the kernel needs R a multiple of 8 and C a multiple of 4 (both >= 8)")
+    return r, c
+
+
+def _cdiv(a, b):
     return -(-a // b)
 
 
-def meta_words(nt: int) -> int:
-    """Metadata words of a column block with ``nt`` tiles: header (nt + 3 kidx) + 4 kidx per word."""
-    return 1 + _cdiv(max(nt - 3, 0), 4)
-
-
-def words_per_tile(r: int, c: int) -> int:
-    return (r * c) // 8
-
-
-def act_words_per_row(k: int, r: int) -> int:
-    """64-bit words per activation row: ``Kp = ceil(K/R)*R`` bytes rounded up to 8."""
-    return _cdiv(_cdiv(k, r) * r, 8)
+def meta_words(nt):
+    """Metadata words of a column block with ``nt`` tiles: the count, then 4 x 16-bit kidx per word."""
+    return 1 + _cdiv(nt, 4)
 
 
 class Geometry(NamedTuple):
     r: int
     c: int
-    kw: int  # activation words per row
+    kb: int  # K-blocks (K padded to a multiple of R)
+    kw: int  # activation words per row (without the scale word)
     ww: int  # words per tile
     nb: int  # column blocks
-    out_wpr: int  # output words per row per column block (C/2)
+
+    @property
+    def row_words(self) -> int:
+        """Input stream words per activation row: the float32 scale word, then ``kw`` words of int8."""
+        return 1 + self.kw
+
+    def out_words_per_row(self, fp16: bool) -> int:
+        """Output words per row per column block: 4 fp16 or 2 int32 per word."""
+        return self.c // 4 if fp16 else self.c // 2
 
 
 def geometry(k: int, n: int, array: ArrayLike) -> Geometry:
-    r, c = array_rc(array)
-    if (r * c) % 8 or c % 2:
-        raise ValueError(f"array {r}x{c}: R*C must be a multiple of 8 and C even")
-    return Geometry(r, c, act_words_per_row(k, r), words_per_tile(r, c), _cdiv(n, c), c // 2)
+    r, c = check_array(array)
+    kb = _cdiv(k, r)
+    return Geometry(r, c, kb, kb * r // 8, r * c // 8, _cdiv(n, c))
 
 
-class _Seg(NamedTuple):
-    """Per-chunk weight segment layout (identical for every chunk)."""
-
-    seg_words: int
-    u0: int  # words read in the prologue (leading metadata + tile 0 + trailing metadata)
-    unit: List[int]  # unit[j] = words of tile j's weights + metadata up to tile j+1's weights
-    events: List[Tuple[str, int]]  # ("step", tile j) / ("close", block b), in compute order
-
-
-def _segment(nnz_per_colblock: Sequence[int], ww: int) -> _Seg:
-    nts = [int(v) for v in nnz_per_colblock]
-    nb = len(nts)
-    mw = [meta_words(v) for v in nts]
-    seg_words = sum(mw) + ww * sum(nts)
-    unit: List[int] = []
-    events: List[Tuple[str, int]] = []
-    lead = 0  # metadata words before the first tile's weights
-    b = 0
-    while b < nb and nts[b] == 0:
-        lead += mw[b]
-        b += 1
-    if b < nb:
-        lead += mw[b]
-    j = 0
-    for b in range(nb):
-        for t in range(nts[b]):
-            extra = 0
-            if t == nts[b] - 1:  # trailing metadata up to and including the next non-empty block
-                b2 = b + 1
-                while b2 < nb:
-                    extra += mw[b2]
-                    if nts[b2] > 0:
-                        break
-                    b2 += 1
-            unit.append(ww + extra)
-            events.append(("step", j))
-            j += 1
-        events.append(("close", b))
-    u0 = lead + unit[0] if unit else seg_words
-    return _Seg(seg_words, u0, unit, events)
+def _nts(nnz_per_colblock: Sequence[int], g: Geometry) -> np.ndarray:
+    nt = np.asarray(nnz_per_colblock, dtype=np.int64).reshape(-1)
+    if nt.size != g.nb:
+        raise ValueError(f"nnz_per_colblock has {nt.size} entries, expected {g.nb}")
+    if nt.size and (nt.min() < 0 or nt.max() > g.kb):
+        raise ValueError(f"tile counts must lie in [0, {g.kb}]")
+    return nt
 
 
-class Slot(NamedTuple):
-    """A run of input words: ``kind`` "act" (``count`` words of chunk ``chunk``) or "seg" (words
-    ``start .. start+count-1`` of the weight segment), or "header"."""
-
-    kind: str
-    chunk: int
-    start: int
-    count: int
-
-
-class Schedule(NamedTuple):
-    cycles: int
-    breakdown: dict
-    slots: List[Slot]
-
-
-def schedule(
-    m: int, k: int, n: int, nnz_per_colblock: Sequence[int], array: ArrayLike, chunk: int, want_slots: bool = True
-) -> Schedule:
-    """Walk the kernel schedule; returns cycles, a breakdown and (optionally) the input word order."""
-    g = geometry(k, n, array)
-    if len(nnz_per_colblock) != g.nb:
-        raise ValueError(f"nnz_per_colblock has {len(nnz_per_colblock)} entries, expected {g.nb}")
+def _chunk_rows(m: int, chunk: int) -> np.ndarray:
     if m < 1 or chunk < 1:
         raise ValueError("m and chunk must be >= 1")
-    seg = _segment(nnz_per_colblock, g.ww)
-    nch = _cdiv(m, chunk)
-    rows = [min(chunk, m - c * chunk) for c in range(nch)]
-    slots: List[Slot] = [Slot("header", -1, 0, HEADER_WORDS)] if want_slots else []
-    dc = d_comp(g.r, g.c)
-    bd = {"header": HEADER_WORDS, "prologue": 0, "steps": 0, "close_stall": 0, "drain": 0, "depth": 0}
-    pend = 0
-    act_left = rows[0] * g.kw  # words of the current chunk not read yet
-    act_pos = 0  # words of the current chunk already read
-    for ci, mr in enumerate(rows):
-        # prologue: rest of this chunk's activations, then the weight segment up to tile 0
-        pro = act_left + seg.u0
-        if want_slots:
-            if act_left:
-                slots.append(Slot("act", ci, act_pos, act_left))
-            slots.append(Slot("seg", ci, 0, seg.u0))
-        pend -= min(pend, pro)
-        bd["prologue"] += pro
-        bd["depth"] += D_LOAD
-        # compute loop
-        nxt_total = rows[ci + 1] * g.kw if ci + 1 < nch else 0
-        nxt_read = 0
-        seg_pos = seg.u0
-        ntiles = len(seg.unit)
-        for kind, idx in seg.events:
-            if kind == "step":
-                u = seg.unit[idx + 1] if idx + 1 < ntiles else 0
-                trip = max(mr, STEP_MIN, u)
-                a = min(nxt_total - nxt_read, trip - u)
-                if want_slots:
-                    if u:
-                        slots.append(Slot("seg", ci, seg_pos, u))
-                    if a:
-                        slots.append(Slot("act", ci + 1, nxt_read, a))
-                seg_pos += u
-                nxt_read += a
-                pend -= min(pend, trip)
-                bd["steps"] += trip
-            else:
-                s = pend
-                a = min(nxt_total - nxt_read, s)
-                if want_slots and a:
-                    slots.append(Slot("act", ci + 1, nxt_read, a))
-                nxt_read += a
-                bd["close_stall"] += s
-                pend = mr * g.out_wpr
-        bd["depth"] += dc
-        act_left = nxt_total - nxt_read
-        act_pos = nxt_read
-    bd["drain"] = pend
-    bd["depth"] += D_OUT
-    cycles = sum(bd.values())
-    return Schedule(int(cycles), bd, slots)
+    rows = np.full(m // chunk, chunk, dtype=np.int64)
+    return np.append(rows, m % chunk) if m % chunk else rows
 
 
-def kernel_cycles(m: int, k: int, n: int, nnz_per_colblock: Sequence[int], array: ArrayLike, chunk: int) -> int:
-    """Cycles the kernel's counter reports for ``Y[m, n] = X[m, k] W`` (exact)."""
-    return schedule(m, k, n, nnz_per_colblock, array, chunk, want_slots=False).cycles
+def _block_iters(nt: np.ndarray, mr: int, g: Geometry, ow: int) -> int:
+    """Sum over column blocks of T_b for a chunk of ``mr`` rows."""
+    s = max(mr, STEP_MIN, g.ww)
+    lead = 1 + _cdiv(nt, 4) + g.c + np.where(nt > 0, g.ww, 0)
+    work = np.where(nt > 0, nt * s, mr)
+    return int(np.maximum(lead + work, mr * ow + D_DRAIN).sum())
 
 
-def cycle_breakdown(m: int, k: int, n: int, nnz_per_colblock: Sequence[int], array: ArrayLike, chunk: int) -> dict:
-    """Cycle components: header, prologue, steps, close_stall, drain, depth (sum == kernel_cycles)."""
-    return dict(schedule(m, k, n, nnz_per_colblock, array, chunk, want_slots=False).breakdown)
+def cycle_breakdown(
+    m: int, k: int, n: int, nnz_per_colblock: Sequence[int], array: ArrayLike, chunk: int, fp16: bool = True
+) -> Dict[str, int]:
+    """Components of the cycle counter: header, act_load0, blocks, act_wait, drain, depth (sum == cycles)."""
+    g = geometry(k, n, array)
+    nt = _nts(nnz_per_colblock, g)
+    rows = _chunk_rows(m, chunk)
+    ow = g.out_words_per_row(fp16)
+    memo: Dict[int, int] = {}
+    blocks = wait = 0
+    for ci, mr in enumerate(rows.tolist()):
+        if mr not in memo:
+            memo[mr] = _block_iters(nt, mr, g, ow)
+        nxt = int(rows[ci + 1]) * g.row_words + D_ACT if ci + 1 < rows.size else 0
+        blocks += memo[mr]
+        wait += max(0, nxt - memo[mr])
+    return {
+        "header": HEADER_WORDS,
+        "act_load0": int(rows[0]) * g.row_words,
+        "blocks": blocks,
+        "act_wait": wait,
+        "drain": int(rows[-1]) * ow,
+        "depth": D_ACT + int(rows.size) * D_COMP + D_DRAIN,
+    }
+
+
+def kernel_cycles(
+    m: int, k: int, n: int, nnz_per_colblock: Sequence[int], array: ArrayLike, chunk: int, fp16: bool = True
+) -> int:
+    """Cycles the kernel's schedule counter reports for ``Y[m, n] = X[m, k] W`` (exact)."""
+    return sum(cycle_breakdown(m, k, n, nnz_per_colblock, array, chunk, fp16).values())
 
 
 class StreamBytes(NamedTuple):
-    input: int
-    output: int
+    input: int  # AXI4-Stream in (MM2S DMA): header + activation rows
+    output: int  # AXI4-Stream out (S2MM DMA)
+    weights: int  # m_axi reads of the weight segment (once per chunk)
 
     @property
     def total(self) -> int:
-        return self.input + self.output
+        return self.input + self.output + self.weights
 
 
-def input_words(m: int, k: int, n: int, nnz_per_colblock: Sequence[int], array: ArrayLike, chunk: int) -> int:
-    """64-bit input stream words: header + all activations + the weight segment once per chunk."""
+def input_words(m: int, k: int, array: ArrayLike) -> int:
+    """64-bit input stream words: header + per row a scale word and the int8 activations."""
+    g = geometry(k, 1, array)
+    return HEADER_WORDS + m * g.row_words
+
+
+def output_words(m: int, n: int, array: ArrayLike, fp16: bool = True) -> int:
+    """64-bit output words: ``M * N_blocks * OW`` (padded columns included)."""
+    g = geometry(1, n, array)
+    return m * g.nb * g.out_words_per_row(fp16)
+
+
+def segment_words(k: int, n: int, nnz_per_colblock: Sequence[int], array: ArrayLike) -> int:
+    """64-bit words of the weight segment: per column block metadata, C parameter words and its tiles."""
     g = geometry(k, n, array)
-    seg = sum(meta_words(int(v)) for v in nnz_per_colblock) + g.ww * int(np.sum(nnz_per_colblock))
-    return HEADER_WORDS + m * g.kw + _cdiv(m, chunk) * seg
+    nt = _nts(nnz_per_colblock, g)
+    return int((meta_words(nt) + g.c + nt * g.ww).sum())
 
 
-def output_words(m: int, n: int, array: ArrayLike) -> int:
-    """64-bit output words: ``M * N_blocks * C/2`` (two int32 per word, padded columns included)."""
-    r, c = array_rc(array)
-    return m * _cdiv(n, c) * (c // 2)
+def stream_bytes(
+    m: int, k: int, n: int, nnz_per_colblock: Sequence[int], array: ArrayLike, chunk: int, fp16: bool = True
+) -> StreamBytes:
+    """Bytes moved between DDR and the kernel per GEMM: DMA in, DMA out, and the weight reads."""
+    return StreamBytes(
+        8 * input_words(m, k, array),
+        8 * output_words(m, n, array, fp16),
+        8 * segment_words(k, n, nnz_per_colblock, array) * _cdiv(m, chunk),
+    )
 
 
-def stream_bytes(m: int, k: int, n: int, nnz_per_colblock: Sequence[int], array: ArrayLike, chunk: int) -> StreamBytes:
-    """Bytes moved by the DMA per GEMM (in: MM2S, out: S2MM)."""
-    return StreamBytes(8 * input_words(m, k, n, nnz_per_colblock, array, chunk), 8 * output_words(m, n, array))
-
-
-def dense_nnz(k: int, n: int, array: ArrayLike) -> List[int]:
+def dense_nnz(k: int, n: int, array: ArrayLike) -> list:
     """``nnz_per_colblock`` of a dense matrix."""
     r, c = array_rc(array)
     return [_cdiv(k, r)] * _cdiv(n, c)
 
 
-def utilization(m: int, k: int, n: int, nnz_per_colblock: Sequence[int], array: ArrayLike, chunk: int) -> float:
+def utilization(
+    m: int, k: int, n: int, nnz_per_colblock: Sequence[int], array: ArrayLike, chunk: int, fp16: bool = True
+) -> float:
     """Useful MACs (stored tiles only, padded tile size) / (cycles * R * C)."""
     r, c = array_rc(array)
     macs = m * int(np.sum(nnz_per_colblock)) * r * c
-    return macs / (kernel_cycles(m, k, n, nnz_per_colblock, array, chunk) * r * c)
+    return macs / (kernel_cycles(m, k, n, nnz_per_colblock, array, chunk, fp16) * r * c)
 
 
 def iter_shapes() -> Iterator[Tuple[str, int, int]]:

@@ -16,16 +16,16 @@ import subprocess
 import tempfile
 import threading
 from pathlib import Path
-from typing import Dict, Optional, Tuple, Union
+from typing import Dict, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 
-from host.blocksparse import BlockSparseWeights
-from host.stream import expected_input_words, expected_output_words, pack_input, unpack_output
+from host.cycle_model import array_rc, check_array, input_words, output_words
+from host.stream import GemmOperand, pack_input, unpack_output
 
 HLS_DIR = Path(__file__).resolve().parents[1] / "hls"
 SOURCES = ("src/sasp_gemm.cpp", "src/emu_wrapper.cpp")
-HEADERS = ("src/sasp_gemm.h", "include/hls_stream.h", "include/ap_axi_sdata.h")
+HEADERS = ("src/sasp_gemm.h", "include/hls_stream.h", "include/hls_streamofblocks.h", "include/ap_axi_sdata.h")
 DEFAULT_CHUNK = 96  # xc7z020 (PYNQ-Z2) build; see hls/README.md
 
 _RC = {
@@ -36,10 +36,12 @@ _RC = {
     5: "C++ exception",
     6: "kernel status error",
 }
-_STATUS_BITS = {0x2: "bad arguments", 0x4: "bad header word", 0x8: "bad metadata (kidx or tile count)"}
+_STATUS_BITS = {0x2: "bad arguments", 0x4: "bad header word", 0x8: "bad weight segment (kidx, tile count or length)"}
 
 
-OPT_FLAGS = ("-O3", "-march=native")  # about 1.6x faster C simulation than -O2 (measured on this x86 host)
+# -O3 -march=native: about 1.6x faster C simulation than -O2 (measured on this x86 host); -ffp-contract=off: no
+# fused multiply-add, so the epilogue rounds after every float32 operation like the fabric operators and numpy
+OPT_FLAGS = ("-O3", "-march=native", "-ffp-contract=off")
 
 
 class KernelStallError(TimeoutError):
@@ -79,7 +81,8 @@ def build_library(r: int, c: int, chunk: int) -> Path:
     if not cxx:
         raise RuntimeError("no C++ compiler found: install g++ (e.g. apt-get install g++) to use the emulator")
     ap = ap_types_dir()
-    out = cache_dir() / f"sasp_gemm_{source_hash()}_r{r}c{c}_ch{chunk}_{'_'.join(OPT_FLAGS).strip('-')}.so"
+    flags = "_".join(f.strip("-") for f in OPT_FLAGS)
+    out = cache_dir() / f"sasp_gemm_{source_hash()}_r{r}c{c}_ch{chunk}_{flags}.so"
     if out.is_file():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -112,29 +115,41 @@ def _load(path: Path) -> ctypes.CDLL:
         u32p, i64p, u64p = (ctypes.POINTER(t) for t in (ctypes.c_uint32, ctypes.c_int64, ctypes.c_uint64))
         lib.sasp_emu_config.argtypes = [u32p]
         lib.sasp_emu_config.restype = ctypes.c_int
-        lib.sasp_emu_run.argtypes = [u64p, ctypes.c_int64, u64p, ctypes.c_int64] + [ctypes.c_uint32] * 5 + [u32p, i64p]
+        lib.sasp_emu_run.argtypes = (
+            [u64p, ctypes.c_int64, u64p, ctypes.c_int64, u64p] + [ctypes.c_uint32] * 6 + [u32p, i64p]
+        )
         lib.sasp_emu_run.restype = ctypes.c_int
+        lib.sasp_emu_f16.argtypes = [ctypes.POINTER(ctypes.c_float), ctypes.POINTER(ctypes.c_uint16), ctypes.c_int64]
+        lib.sasp_emu_f16.restype = None
         _LIBS[path] = lib
     return _LIBS[path]
 
 
+class RawRun(NamedTuple):
+    """One kernel call as the hardware sees it."""
+
+    out: np.ndarray  # output stream words
+    regs: Dict[str, int]  # id_version, array_size, cycles, hw_cycles (1 in C simulation), status
+    consumed: int  # input words read
+    produced: int  # output words written
+    tlast: int  # index of the first output word with TLAST (-1: none)
+    rc: int
+
+
+FLAG_PROBE, FLAG_FP16 = 0x1, 0x2
+
+
 class EmulatedKernel:
-    """C-simulation of ``sasp_gemm`` for an ``array x array`` systolic array (or ``(R, C)``)."""
+    """C simulation of ``sasp_gemm`` for an ``R x C`` array (``array``: int for square, or ``(R, C)``)."""
 
     def __init__(self, array: Union[int, Tuple[int, int]], chunk: Optional[int] = None):
-        r, c = (int(array), int(array)) if np.isscalar(array) else (int(array[0]), int(array[1]))
+        r, c = check_array(array_rc(array))
         self._rc = (r, c)
         self.chunk = int(chunk or DEFAULT_CHUNK)
         self._lib = _load(build_library(r, c, self.chunk))
         cfg = (ctypes.c_uint32 * 6)()
         self._lib.sasp_emu_config(cfg)
         self.k_max, self.n_max, self._id = int(cfg[3]), int(cfg[4]), int(cfg[5])
-        self.last_regs: Tuple[int, int, int, int] = (0, 0, 0, 0)
-
-    @property
-    def array(self) -> int:
-        """Array rows R (== columns C for square arrays)."""
-        return self._rc[0]
 
     @property
     def tile(self) -> Tuple[int, int]:
@@ -144,53 +159,70 @@ class EmulatedKernel:
     def id_version(self) -> int:
         return self._id
 
-    def run_words(self, words: np.ndarray, m: int, k: int, n: int, out_words: int, flags: int = 0):
-        """Raw call: returns (output words, regs(id, array, cycles, status), counts(in, out, tlast_pos), rc)."""
+    def f32_to_f16(self, x: np.ndarray) -> np.ndarray:
+        """The kernel's own fp32 -> fp16 conversion (bit patterns as uint16)."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        y = np.empty(x.shape, dtype=np.uint16)
+        self._lib.sasp_emu_f16(
+            x.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), y.ctypes.data_as(ctypes.POINTER(ctypes.c_uint16)), x.size
+        )
+        return y
+
+    def run_words(
+        self, words: np.ndarray, segment: np.ndarray, m: int, k: int, n: int, out_words: int, flags: int = FLAG_FP16,
+        wlen: Optional[int] = None,
+    ) -> RawRun:  # fmt: skip
+        """Raw call on stream words and a weight segment (``wlen`` defaults to the segment's length)."""
         words = np.ascontiguousarray(words, dtype=np.uint64)
+        seg = np.ascontiguousarray(segment, dtype=np.uint64)
         out = np.zeros(max(out_words, 1), dtype=np.uint64)
-        regs = (ctypes.c_uint32 * 4)()
+        regs = (ctypes.c_uint32 * 5)()
         counts = (ctypes.c_int64 * 3)()
         u64p = ctypes.POINTER(ctypes.c_uint64)
         with _LOCK:
             rc = self._lib.sasp_emu_run(
-                words.ctypes.data_as(u64p), words.size, out.ctypes.data_as(u64p), out_words,
-                m, k, n, self.chunk, flags, regs, counts,
+                words.ctypes.data_as(u64p), words.size, out.ctypes.data_as(u64p), out_words, seg.ctypes.data_as(u64p),
+                seg.size if wlen is None else wlen, m, k, n, self.chunk, flags, regs, counts,
             )  # fmt: skip
-        self.last_regs = tuple(int(v) for v in regs)
-        return out[:out_words], self.last_regs, tuple(int(v) for v in counts), int(rc)
+        names = ("id_version", "array_size", "cycles", "hw_cycles", "status")
+        return RawRun(out[:out_words], dict(zip(names, (int(v) for v in regs))), *(int(v) for v in counts), int(rc))
 
-    def run(self, x_q: np.ndarray, w: BlockSparseWeights) -> Tuple[np.ndarray, int]:
-        """``(int32[M, N], kernel cycle counter)`` for ``x_q @ W``."""
+    def run(self, x_q: np.ndarray, scale_x: np.ndarray, op: GemmOperand, fp16: bool = True) -> Tuple[np.ndarray, int]:
+        """``(fp16[M, N] epilogue output (int32 if not fp16), schedule counter)`` for ``x_q @ W``."""
+        w = op.w
         if tuple(w.tile) != self._rc:
             raise ValueError(f"weights are tiled {w.tile}, the kernel array is {self._rc}")
         if w.k > self.k_max or w.n > self.n_max:
             raise ValueError(f"K={w.k} / N={w.n} exceed the kernel limits K<={self.k_max}, N<={self.n_max}")
         m = int(x_q.shape[0])
-        words = pack_input(x_q, w, self.chunk)
-        return self.run_packed(words, m, w)
+        words = pack_input(x_q, scale_x, self._rc)
+        return self.run_packed(words, op.segment, m, w.k, w.n, fp16)
 
-    def run_packed(self, words: np.ndarray, m: int, w: BlockSparseWeights) -> Tuple[np.ndarray, int]:
-        """Run on already packed stream words (used to test malformed streams)."""
-        n_out = expected_output_words(m, w.n, w.tile)
-        n_in = expected_input_words(m, w, self.chunk)
-        out, regs, counts, rc = self.run_words(words, m, w.k, w.n, n_out)
-        if rc == 1:
+    def run_packed(
+        self, words: np.ndarray, segment: np.ndarray, m: int, k: int, n: int, fp16: bool = True
+    ) -> Tuple[np.ndarray, int]:
+        """Run on already packed words; raises on every protocol error the board would show as a hang or fault."""
+        n_out = output_words(m, n, self._rc, fp16)
+        n_in = input_words(m, k, self._rc)
+        res = self.run_words(words, segment, m, k, n, n_out, FLAG_FP16 if fp16 else 0)
+        st = res.regs["status"]
+        if res.rc == 1:
             raise KernelStallError(
-                f"kernel stalled waiting for input word {counts[0] + 1} of {n_in}: the host sent fewer stream "
+                f"kernel stalled waiting for input word {res.consumed + 1} of {n_in}: the host sent fewer stream "
                 f"words ({len(words)}) than the kernel expects (on a board the DMA would never complete)"
             )
-        if rc == 6:
-            bits = [txt for bit, txt in _STATUS_BITS.items() if regs[3] & bit]
-            raise KernelProtocolError(f"kernel status 0x{regs[3]:x}: {', '.join(bits) or 'unknown error'}")
-        if rc == 2 or counts[1] != n_out:
-            raise KernelProtocolError(f"kernel produced {counts[1]} output words, the host expects {n_out}")
-        if rc == 3:
+        if res.rc == 6:
+            bits = [txt for bit, txt in _STATUS_BITS.items() if st & bit]
+            raise KernelProtocolError(f"kernel status 0x{st:x}: {', '.join(bits) or 'unknown error'}")
+        if res.rc == 2 or res.produced != n_out:
+            raise KernelProtocolError(f"kernel produced {res.produced} output words, the host expects {n_out}")
+        if res.rc == 3:
             raise KernelProtocolError(
-                f"kernel finished after {counts[0]} input words but the host sent {len(words)} "
+                f"kernel finished after {res.consumed} input words but the host sent {len(words)} "
                 f"(expected {n_in}); on a board the MM2S DMA would never complete"
             )
-        if rc == 4:
-            raise KernelProtocolError(f"TLAST on output word {counts[2]}, expected on the last word {n_out - 1}")
-        if rc != 0:
-            raise KernelProtocolError(f"emulator error {rc} ({_RC.get(rc, 'unknown')})")
-        return unpack_output(out, m, w.n, w.tile, self.chunk), regs[2]
+        if res.rc == 4:
+            raise KernelProtocolError(f"TLAST on output word {res.tlast}, expected on the last word {n_out - 1}")
+        if res.rc != 0:
+            raise KernelProtocolError(f"emulator error {res.rc} ({_RC.get(res.rc, 'unknown')})")
+        return unpack_output(res.out, m, n, self._rc, self.chunk, fp16), res.regs["cycles"]

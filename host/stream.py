@@ -1,126 +1,130 @@
-"""AXI4-Stream word protocol of the ``sasp_gemm`` kernel (numpy only; see hls/README.md).
+"""Data layout of the ``sasp_gemm`` v2 kernel (numpy only; see hls/README.md, "Stream protocol").
 
-One module packs the input stream and unpacks the output stream for every backend (the C++
-emulator and the PYNQ DMA backend). All words are little-endian uint64.
+The one packer and unpacker for every backend (C++ emulator, PYNQ DMA). All words are little-endian uint64.
 
-Input stream::
+Input AXI4-Stream (per call, the only per-call packing)::
 
-    header                      1 word: magic 'SASP' | version << 32 | R << 40 | C << 48
-    per chunk c (rows c*chunk .. min(M, (c+1)*chunk)-1):
-        activations             rows x KW words, row-major, 8 int8 per word (K zero-padded to KW*8)
-        weight segment          per column block: metadata words, then its tiles (R*C/8 words each,
-                                row-major int8); metadata = [nt | kidx0<<16 | kidx1<<32 | kidx2<<48]
-                                followed by ceil((nt-3)/4) words of 4 x 16-bit kidx
-    The activations of chunk c+1 are interleaved into the weight segment of chunk c exactly in the
-    input slots the kernel leaves free (order from host.cycle_model.schedule).
+    header            1 word: magic 'SASP' | version 2 << 32 | R << 40 | C << 48
+    per row           1 word float32 row scale (low half), then KW = K_blocks*R/8 words of int8 (K zero-padded)
 
-Output stream: per chunk, per column block, per row, C/2 words ``y[2q] | y[2q+1] << 32`` (int32);
-TLAST on the last word.
+Weight segment (m_axi ``wmem``, built once per layer and kept resident), per column block::
+
+    [nt] [ceil(nt/4) words of 4 x 16-bit kidx] [C words: float32 scale | float32 bias << 32] [nt tiles x R*C/8 words]
+
+Output AXI4-Stream: per chunk, per column block, per row, ``C/4`` words of 4 fp16 (epilogue on) or ``C/2``
+words of 2 int32; TLAST on the last word.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
-from typing import List, Tuple
+from dataclasses import dataclass, field
+from typing import Optional, Tuple
 
 import numpy as np
 
 from host.blocksparse import BlockSparseWeights
-from host.cycle_model import array_rc, geometry, input_words, meta_words, output_words, schedule
+from host.cycle_model import geometry, input_words, meta_words, output_words
+from host.quant import flush_subnormals
 
 MAGIC = 0x50534153  # b"SASP" little-endian
-STREAM_VERSION = 1
+STREAM_VERSION = 2
 
 
 def header_word(r: int, c: int) -> int:
     return MAGIC | (STREAM_VERSION << 32) | (r << 40) | (c << 48)
 
 
-def _act_words(x_q: np.ndarray, kw: int) -> np.ndarray:
-    m, k = x_q.shape
-    xp = np.zeros((m, kw * 8), dtype=np.int8)
-    xp[:, :k] = x_q
-    return xp.view("<u8").reshape(m, kw)
-
-
-def weight_segment(w: BlockSparseWeights) -> np.ndarray:
-    """uint64 words of the per-chunk weight segment (metadata + tiles, column-block order)."""
-    r, c = w.tile
-    ww = r * c // 8
-    nts = w.nnz_per_colblock
-    tiles = np.ascontiguousarray(w.tiles).reshape(-1).view("<u8").reshape(-1, ww)
-    parts: List[np.ndarray] = []
-    cp = np.asarray(w.colptr, dtype=np.int64)
-    kidx = np.asarray(w.kidx, dtype=np.uint64)
-    for b, nt in enumerate(nts):
-        nt = int(nt)
-        mw = meta_words(nt)
-        fields = np.zeros(mw * 4, dtype=np.uint64)
-        fields[0] = nt
-        fields[1 : 1 + nt] = kidx[cp[b] : cp[b + 1]]
-        f = fields.reshape(mw, 4)
-        meta = f[:, 0] | (f[:, 1] << np.uint64(16)) | (f[:, 2] << np.uint64(32)) | (f[:, 3] << np.uint64(48))
-        parts.append(meta)
-        if nt:
-            parts.append(tiles[cp[b] : cp[b + 1]].reshape(-1))
-    return np.concatenate(parts).astype("<u8") if parts else np.zeros(0, dtype="<u8")
-
-
-@lru_cache(maxsize=256)
-def _slots(m: int, k: int, n: int, nnz: Tuple[int, ...], rc: Tuple[int, int], chunk: int) -> tuple:
-    """The schedule's stream slots, memoized: decoder layers repeat the same (M=1) call every token."""
-    return tuple(schedule(m, k, n, nnz, rc, chunk).slots)
-
-
-def pack_input(x_q: np.ndarray, w: BlockSparseWeights, chunk: int) -> np.ndarray:
-    """Input stream words (uint64) for ``Y = x_q @ W`` with ``chunk`` rows per on-chip chunk."""
+def pack_input_into(dst: np.ndarray, x_q: np.ndarray, scale_x: np.ndarray, tile: Tuple[int, int]) -> int:
+    """Write the input stream of ``x_q`` (int8[M, K]) with row scales into ``dst`` (uint64); returns its words."""
     x_q = np.asarray(x_q)
-    if x_q.dtype != np.int8 or x_q.ndim != 2 or x_q.shape[1] != w.k:
-        raise ValueError(f"pack_input: expected int8[M, {w.k}], got {x_q.dtype}{list(x_q.shape)}")
-    r, c = w.tile
-    m = x_q.shape[0]
-    g = geometry(w.k, w.n, (r, c))
-    acts = _act_words(x_q, g.kw).reshape(-1)
-    seg = w.__dict__.get("_segment_cache")
-    if seg is None:  # the weight part of the stream depends on the weights only: pack it once per layer
-        seg = w.__dict__["_segment_cache"] = weight_segment(w)
-    parts: List[np.ndarray] = []
-    for s in _slots(m, w.k, w.n, tuple(int(v) for v in w.nnz_per_colblock), (r, c), chunk):
-        if s.kind == "header":
-            parts.append(np.array([header_word(r, c)], dtype="<u8"))
-        elif s.kind == "act":
-            base = s.chunk * chunk * g.kw + s.start
-            parts.append(acts[base : base + s.count])
-        else:
-            parts.append(seg[s.start : s.start + s.count])
-    out = np.concatenate(parts)
-    assert out.size == input_words(m, w.k, w.n, w.nnz_per_colblock, (r, c), chunk)
+    m, k = x_q.shape
+    if x_q.dtype != np.int8 or x_q.ndim != 2:
+        raise ValueError(f"pack_input: expected int8[M, K], got {x_q.dtype}{list(x_q.shape)}")
+    g = geometry(k, 1, tile)
+    words = input_words(m, k, tile)
+    if dst.size < words:
+        raise ValueError(f"pack_input: buffer holds {dst.size} words, {words} needed")
+    dst[0] = header_word(g.r, g.c)
+    rows = dst[1:words].reshape(m, g.row_words)
+    rows[:, 0] = flush_subnormals(scale_x).view(np.uint32)
+    xb = rows[:, 1:].view(np.int8)  # the row's activation bytes
+    xb[:, :k] = x_q
+    if k < xb.shape[1]:
+        xb[:, k:] = 0
+    return words
+
+
+def pack_input(x_q: np.ndarray, scale_x: np.ndarray, tile: Tuple[int, int]) -> np.ndarray:
+    """Input stream words (uint64) for ``x_q`` with per-row scales ``scale_x``."""
+    out = np.empty(input_words(int(np.shape(x_q)[0]), int(np.shape(x_q)[1]), tile), dtype="<u8")
+    pack_input_into(out, x_q, scale_x, tile)
     return out
 
 
-def expected_input_words(m: int, w: BlockSparseWeights, chunk: int) -> int:
-    return input_words(m, w.k, w.n, w.nnz_per_colblock, w.tile, chunk)
+def weight_segment(w: BlockSparseWeights, scale: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """uint64 words of the weight segment (metadata, epilogue parameters, tiles; column-block order)."""
+    g = geometry(w.k, w.n, w.tile)
+    nt = np.asarray(w.nnz_per_colblock, dtype=np.int64)
+    mw = meta_words(nt)
+    blk_words = mw + g.c + nt * g.ww
+    off = np.zeros(g.nb + 1, dtype=np.int64)
+    np.cumsum(blk_words, out=off[1:])
+    seg = np.zeros(int(off[-1]), dtype="<u8")
+    seg[off[:-1]] = nt.astype(np.uint64)
+    cp = np.asarray(w.colptr, dtype=np.int64)
+    blk = np.repeat(np.arange(g.nb), nt)  # column block of each stored tile
+    local = np.arange(cp[-1]) - cp[blk]  # index of the tile inside its block
+    seg.view("<u2")[4 * (off[blk] + 1) + local] = np.asarray(w.kidx, dtype=np.uint16)
+    params = np.zeros(g.nb * g.c, dtype="<u8")
+    params[: w.n] = flush_subnormals(scale).view(np.uint32).astype(np.uint64)
+    params[: w.n] |= flush_subnormals(bias).view(np.uint32).astype(np.uint64) << np.uint64(32)
+    pstart = off[:-1] + mw
+    seg[(pstart[:, None] + np.arange(g.c)).reshape(-1)] = params
+    if cp[-1]:
+        tstart = pstart[blk] + g.c + local * g.ww
+        tiles = np.ascontiguousarray(w.tiles).reshape(-1).view("<u8").reshape(-1, g.ww)
+        seg[(tstart[:, None] + np.arange(g.ww)).reshape(-1)] = tiles.reshape(-1)
+    return seg
 
 
-def expected_output_words(m: int, n: int, tile) -> int:
-    """Output words for ``Y[m, n]`` on an array/tile ``(R, C)`` (or int)."""
-    return output_words(m, n, tile)
+@dataclass(eq=False)
+class GemmOperand:
+    """The kernel's right-hand side: block-sparse int8 weights with their per-column scale and bias.
+
+    ``segment`` (the weight segment words) is built on first use and kept: for a model layer that is once per
+    load, which is what the board keeps resident in DDR."""
+
+    w: BlockSparseWeights
+    scale: np.ndarray
+    bias: np.ndarray
+    _segment: Optional[np.ndarray] = field(default=None, repr=False)
+
+    @property
+    def segment(self) -> np.ndarray:
+        if self._segment is None:
+            self._segment = weight_segment(self.w, self.scale, self.bias)
+        return self._segment
+
+    def columns(self, lo: int, hi: int, w: BlockSparseWeights) -> GemmOperand:
+        """The operand restricted to columns ``lo:hi`` whose weights are ``w``."""
+        return GemmOperand(w, self.scale[lo:hi], self.bias[lo:hi])
 
 
-def unpack_output(words: np.ndarray, m: int, n: int, tile, chunk: int) -> np.ndarray:
-    """int32[m, n] from the output stream words."""
-    r, c = array_rc(tile)
+def unpack_output(words: np.ndarray, m: int, n: int, tile, chunk: int, fp16: bool = True) -> np.ndarray:
+    """float16[m, n] (epilogue) or int32[m, n] from the output stream words (views and one copy)."""
+    g = geometry(1, n, tile)
     words = np.ascontiguousarray(words, dtype="<u8")
-    exp = output_words(m, n, (r, c))
+    exp = output_words(m, n, tile, fp16)
     if words.size != exp:
-        raise ValueError(f"unpack_output: got {words.size} words, expected {exp} for M={m} N={n} tile {r}x{c}")
-    nb = -(-n // c)
-    y = np.empty((m, nb * c), dtype=np.int32)
-    pos = 0
-    for r0 in range(0, m, chunk):
-        mr = min(chunk, m - r0)
-        cnt = mr * nb * (c // 2)
-        blk = words[pos : pos + cnt].view("<i4").reshape(nb, mr, c)
-        y[r0 : r0 + mr] = blk.transpose(1, 0, 2).reshape(mr, nb * c)
-        pos += cnt
-    return np.ascontiguousarray(y[:, :n])
+        raise ValueError(f"unpack_output: got {words.size} words, expected {exp} for M={m} N={n} tile {tile}")
+    dt = "<f2" if fp16 else "<i4"
+    vals = words.view(dt)
+    y = np.empty((m, g.nb * g.c), dtype=dt)
+    full, rem = divmod(m, chunk)
+    split = full * chunk * g.nb * g.c
+    if full:
+        blocks = vals[:split].reshape(full, g.nb, chunk, g.c)
+        y[: full * chunk] = blocks.transpose(0, 2, 1, 3).reshape(full * chunk, -1)
+    if rem:
+        y[full * chunk :] = vals[split:].reshape(g.nb, rem, g.c).transpose(1, 0, 2).reshape(rem, -1)
+    return y[:, :n]

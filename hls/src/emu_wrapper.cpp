@@ -27,10 +27,12 @@ int sasp_emu_config(uint32_t* cfg) {
     return 0;
 }
 
-// regs[4] = id_version, array_size, cycles, status; counts[3] = input words consumed,
-// output words produced, index of the first word with TLAST (-1 if none).
-int sasp_emu_run(const uint64_t* in, int64_t n_in, uint64_t* out, int64_t out_cap, uint32_t m, uint32_t k,
-                 uint32_t n, uint32_t chunk, uint32_t flags, uint32_t* regs, int64_t* counts) {
+// regs[5] = id_version, array_size, cycles, hw_cycles, status; counts[3] = input words consumed,
+// output words produced, index of the first word with TLAST (-1 if none). wmem: the weight segment
+// (the kernel's m_axi memory), wlen words.
+int sasp_emu_run(const uint64_t* in, int64_t n_in, uint64_t* out, int64_t out_cap, const uint64_t* wmem,
+                 uint32_t wlen, uint32_t m, uint32_t k, uint32_t n, uint32_t chunk, uint32_t flags, uint32_t* regs,
+                 int64_t* counts) {
     hls::stream<axis_word_t> sin("in_stream"), sout("out_stream");
     for (int64_t i = 0; i < n_in; ++i) {
         axis_word_t w;
@@ -40,10 +42,11 @@ int sasp_emu_run(const uint64_t* in, int64_t n_in, uint64_t* out, int64_t out_ca
         w.last = (i == n_in - 1) ? 1 : 0;
         sin.write(w);
     }
-    ap_uint<32> idv = 0, arr = 0, cyc = 0, st = 0;
+    ap_uint<32> idv = 0, arr = 0, cyc = 0, hw = 0, st = 0;
     int rc = EMU_OK;
     try {
-        sasp_gemm(sin, sout, m, k, n, chunk, flags, idv, arr, cyc, st);
+        sasp_gemm(sin, sout, reinterpret_cast<const ap_uint<64>*>(wmem), wlen, m, k, n, chunk, flags, idv, arr, cyc,
+                  hw, st);
     } catch (const hls::stream_underrun&) {
         rc = EMU_STALL;
     } catch (const std::exception&) {
@@ -52,7 +55,8 @@ int sasp_emu_run(const uint64_t* in, int64_t n_in, uint64_t* out, int64_t out_ca
     regs[0] = (uint32_t)idv;
     regs[1] = (uint32_t)arr;
     regs[2] = (uint32_t)cyc;
-    regs[3] = (uint32_t)st;
+    regs[3] = (uint32_t)hw;
+    regs[4] = (uint32_t)st;
     counts[0] = (int64_t)sin.reads();
     int64_t produced = 0, first_last = -1;
     while (!sout.empty()) {
@@ -69,5 +73,10 @@ int sasp_emu_run(const uint64_t* in, int64_t n_in, uint64_t* out, int64_t out_ca
     if (counts[0] != n_in) return EMU_IN_LEFTOVER;
     if (produced > 0 && first_last != produced - 1) return EMU_TLAST;
     return EMU_OK;
+}
+
+// The kernel's fp32 -> fp16 conversion, for the host's bit-exactness test against numpy.
+void sasp_emu_f16(const float* x, uint16_t* y, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) y[i] = sasp_f32_to_f16(x[i]);
 }
 }

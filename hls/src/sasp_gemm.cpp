@@ -1,60 +1,506 @@
-// sasp_gemm: weight-stationary R x C systolic-array GEMM, int8 x int8 -> int32, on block-compressed
-// weights streamed over AXI4-Stream. Stream protocol and schedule: hls/README.md.
+// sasp_gemm v2: R x C int8 GEMM on block-compressed weights, fused fp16 dequantization epilogue.
+// Stream protocol, schedule and the reasoning behind every pragma: hls/README.md.
 //
-// Per chunk of up to SA_CHUNK activation rows (held on chip, double-buffered):
-//   prologue : read the chunk's remaining activation words, then the metadata and weights up to
-//              the first tile (plus trailing metadata), draining pending output meanwhile.
-//   compute  : ONE pipelined loop (II=1), one activation row per cycle through the array. Tile step j
-//              takes max(rows, STEP_MIN, words of the next tile unit) iterations; while it computes,
-//              the loader fills the other weight buffer (tile j+1), then idle input slots carry the
-//              NEXT chunk's activations, and the drainer emits the previous column block's outputs.
-//              A column block is closed once the previous block's output has fully drained.
-// The cycle counter adds one per loop iteration plus a fixed pipeline depth per loop invocation,
-// so host/cycle_model.py reproduces it exactly.
+// Structure (DATAFLOW, UG1399 "Dataflow"): five processes joined only by FIFOs and one
+// stream_of_blocks, so no memory is shared between processes and each memory has at most one
+// reader and one writer per cycle:
+//
+//   in_stream --> act_load --(activation chunks, ping-pong)--> compute --(accumulator rows)--> drain --> out_stream
+//                    \--(row scales)------------------------------------------------------------/
+//   wmem (m_axi) --> w_load --(tiles)--> compute        w_load --(column scales, biases)--> drain
+//                                                                   drain --(done)--> hw_count
+//
+// The array is a broadcast multiply block with one adder tree per column (not a chain of registered
+// neighbours): every iteration one activation K-block (R int8) meets the R x C weight tile held in
+// registers, R*C multipliers feed C adder trees, and the C sums accumulate into one accumulator row.
+// Vitis pipelines the trees; one int8 x int8 product maps to one DSP48 (or LUTs), and no operand
+// travels farther than one pipeline register, which is what sets the clock of a large array.
 #include "sasp_gemm.h"
+
+#include <hls_streamofblocks.h>
 
 namespace {
 
 const int R = SA_R;
 const int C = SA_C;
+const int R8 = R / 8;        // 64-bit stream words per activation K-block
 const int KB_MAX = SA_K_MAX / R;
-const int NB_MAX = (SA_N_MAX + C - 1) / C;
-const int WW = R * C / 8;       // stream words per tile
-const int OWPR = C / 2;         // output words per row per column block
-const int KR = 2 * KB_MAX;      // kidx ring entries
+const int WW = R * C / 8;    // 64-bit words per weight tile
+const int PW = C;            // epilogue parameter words per column block: scale | bias << 32 per column
 
-static_assert((R * C) % 8 == 0, "R*C must be a multiple of 8");
-static_assert(C % 2 == 0, "C must be even (two int32 per output word)");
-static_assert(SA_K_MAX % 8 == 0 && SA_K_MAX % R == 0, "SA_K_MAX must be a multiple of 8 and of R");
+static_assert(R % 8 == 0 && R >= 8, "SA_R must be a multiple of 8");
+static_assert(C % 4 == 0 && C >= 8, "SA_C must be a multiple of 4, at least 8");
+static_assert(SA_K_MAX % R == 0, "SA_K_MAX must be a multiple of SA_R");
 static_assert(SA_CHUNK >= 1 && SA_CHUNK < 65536, "SA_CHUNK out of range");
 
-enum Mode { STEP = 0, CLOSE = 1, DONE = 2 };
+typedef ap_uint<8 * R> kblk_t;                 // one K-block of one activation row: byte r = x[r]
+typedef kblk_t act_blk_t[SA_CHUNK][KB_MAX];    // one chunk of activations
+typedef ap_uint<32 * C> row_t;                 // one accumulator row: bits 32c.. = y[c] (int32)
+typedef ap_uint<8 * C> trow_t;                 // one row of a weight tile: byte c = W[r][c]
 
-// Reader of the per-chunk weight segment: [meta(b), tiles(b)...] for every column block b.
-struct Loader {
-    int blk;        // next column block whose metadata header is read
-    int meta_left;  // continuation metadata words left in the current block
-    int kleft;      // kidx fields still to store for the current block
-    int tl;         // tiles of the current block whose weights are still to be read
-    int tile;       // chunk-local index of the tile whose weights come next
-    int wpos;       // word within that tile
-    int kpos;       // chunk-local tile index of the next kidx stored
-
-    void reset() { blk = meta_left = kleft = tl = tile = wpos = kpos = 0; }
-    bool next_is_meta(int nb) const { return meta_left > 0 || (tl == 0 && blk < nb); }
-    bool seg_left(int nb) const { return meta_left > 0 || tl > 0 || blk < nb; }
-    // The loader may read while words remain and the next word is metadata or belongs to a tile
-    // no further ahead than cur+1 (the free weight buffer).
-    bool can_read(int cur, int nb) const { return seg_left(nb) && (next_is_meta(nb) || tile <= cur + 1); }
+struct tile_t {  // one R x C weight tile (R rows of C int8; no integer wider than 1024 bits)
+    trow_t w[R];
 };
+
+struct par_t {  // epilogue parameters of one column block: float32 bits per column
+    ap_uint<32 * C> sw;
+    ap_uint<32 * C> bias;
+};
+
+struct tok_t {  // w_load -> compute: a block head (nt) or one tile (kidx, weights)
+    tile_t t;
+    ap_uint<16> kidx;
+    ap_uint<16> nt;
+    bool head;
+};
+
+enum WState { W_HEAD = 0, W_KIDX = 1, W_PARAM = 2, W_TILE = 3 };
+enum CPhase { P_HEAD = 0, P_LEAD = 1, P_STEP = 2, P_ZERO = 3, P_TAIL = 4 };
+
+inline float bits_to_float(uint32_t u) {
+    union {
+        uint32_t u;
+        float f;
+    } v;
+    v.u = u;
+    return v.f;
+}
+
+inline int cdiv(int a, int b) { return (a + b - 1) / b; }
+
+// ---- act_load: header-less activation rows from the AXI4-Stream into one chunk buffer ----------------
+// Row layout: word 0 = float32 row scale (low 32 bits), words 1..KB*R8 = int8 activations.
+void act_load(hls::stream<axis_word_t>& in, hls::stream_of_blocks<act_blk_t>& acts,
+              hls::stream<ap_uint<32> >& sx_s, uint32_t M, int CH, int KB) {
+    const int row_words = 1 + KB * R8;
+act_chunks:
+    for (uint32_t r0 = 0; r0 < M; r0 += CH) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 32
+        const int mr = (M - r0) < (uint32_t)CH ? (int)(M - r0) : CH;
+        hls::write_lock<act_blk_t> a(acts);
+        int row = 0, w = 0, kb = 0, part = 0;
+        kblk_t sh = 0;
+    act_words:
+        for (int i = 0; i < mr * row_words; ++i) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 18528
+            const ap_uint<64> d = in.read().data;
+            if (w == 0) {
+                sx_s.write(d.range(31, 0));
+            } else {
+                for (int p = 0; p < R8; ++p) {
+#pragma HLS UNROLL
+                    if (p == part) sh.range(64 * p + 63, 64 * p) = d;
+                }
+                if (part == R8 - 1) {
+                    a[row][kb] = sh;  // one buffer write per cycle at most
+                    ++kb;
+                    part = 0;
+                } else {
+                    ++part;
+                }
+            }
+            if (++w == row_words) {
+                w = 0;
+                kb = 0;
+                ++row;
+            }
+        }
+    }
+}
+
+// ---- w_load: the weight segment from DDR (m_axi), re-read once per chunk ----------------------------
+// Per column block: [nt] [ceil(nt/4) words of 4 x 16-bit kidx] [C words scale|bias] [nt tiles x WW words].
+// The parse always emits exactly one head, nt tiles and one parameter word per column block, whatever
+// the data (nt and kidx are clamped, a short segment is completed with zeros): a corrupt segment gives
+// wrong numbers and the BAD_META status, never a hang.
+struct WParser {
+    int state, blk, cnt, nt, t, wpos;
+    ap_uint<16> kl[KB_MAX];
+    par_t par;
+    tile_t tw;
+    bool err;
+};
+
+inline void w_step(WParser& P, const ap_uint<64> d, int KB, hls::stream<tok_t>& toks, hls::stream<par_t>& pars) {
+#pragma HLS INLINE
+    if (P.state == W_HEAD) {
+        int nt = (int)d.range(15, 0);
+        if (nt > KB) {
+            P.err = true;
+            nt = KB;
+        }
+        P.nt = nt;
+        tok_t h;
+        for (int r = 0; r < R; ++r) {
+#pragma HLS UNROLL
+            h.t.w[r] = 0;
+        }
+        h.kidx = 0;
+        h.nt = nt;
+        h.head = true;
+        toks.write(h);
+        P.cnt = 0;
+        P.t = 0;
+        P.wpos = 0;
+        P.state = nt > 0 ? W_KIDX : W_PARAM;
+    } else if (P.state == W_KIDX) {
+        for (int q = 0; q < 4; ++q) {
+#pragma HLS UNROLL
+            ap_uint<16> v = d.range(16 * q + 15, 16 * q);
+            const int j = 4 * P.cnt + q;
+            if (j < P.nt) {
+                if ((int)v >= KB) {
+                    P.err = true;
+                    v = 0;
+                }
+                P.kl[j] = v;  // bank j % 4 == q: one write per bank per cycle
+            }
+        }
+        ++P.cnt;
+        if (4 * P.cnt >= P.nt) {
+            P.cnt = 0;
+            P.state = W_PARAM;
+        }
+    } else if (P.state == W_PARAM) {
+        for (int p = 0; p < PW; ++p) {
+#pragma HLS UNROLL
+            if (p == P.cnt) {
+                P.par.sw.range(32 * p + 31, 32 * p) = d.range(31, 0);
+                P.par.bias.range(32 * p + 31, 32 * p) = d.range(63, 32);
+            }
+        }
+        if (++P.cnt == PW) {
+            pars.write(P.par);
+            P.cnt = 0;
+            if (P.nt > 0) {
+                P.state = W_TILE;
+            } else {
+                P.state = W_HEAD;
+                ++P.blk;
+            }
+        }
+    } else {
+        for (int p = 0; p < WW; ++p) {
+#pragma HLS UNROLL
+            if (p == P.wpos) {
+                for (int j = 0; j < 8; ++j) {  // byte 8p + j of the tile = W[(8p + j) / C][(8p + j) % C]
+#pragma HLS UNROLL
+                    const int pos = 8 * p + j;
+                    P.tw.w[pos / C].range(8 * (pos % C) + 7, 8 * (pos % C)) = d.range(8 * j + 7, 8 * j);
+                }
+            }
+        }
+        if (++P.wpos == WW) {
+            tok_t tk;
+            tk.t = P.tw;
+            tk.kidx = P.kl[P.t];  // one read per cycle (4 banks, muxed)
+            tk.nt = P.nt;
+            tk.head = false;
+            toks.write(tk);
+            P.wpos = 0;
+            if (++P.t == P.nt) {
+                P.state = W_HEAD;
+                ++P.blk;
+            }
+        }
+    }
+}
+
+void w_load(const ap_uint<64>* wmem, hls::stream<tok_t>& toks, hls::stream<par_t>& pars,
+            hls::stream<ap_uint<1> >& err_s, uint32_t wlen, uint32_t M, int CH, int KB, int NB) {
+    WParser P;
+#pragma HLS ARRAY_PARTITION variable = P.kl cyclic factor = 4 dim = 1
+#pragma HLS ARRAY_PARTITION variable = P.tw.w complete dim = 1
+    P.err = false;
+    P.par.sw = 0;
+    P.par.bias = 0;
+    for (int r = 0; r < R; ++r) {
+#pragma HLS UNROLL
+        P.tw.w[r] = 0;
+    }
+w_chunks:
+    for (uint32_t r0 = 0; r0 < M; r0 += CH) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 32
+        P.state = W_HEAD;
+        P.blk = P.cnt = P.nt = P.t = P.wpos = 0;
+    w_words:  // a counted loop over sequential addresses: Vitis infers AXI bursts (UG1399, "Burst Transfers")
+        for (uint32_t i = 0; i < wlen; ++i) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 815616
+            const ap_uint<64> d = wmem[i];
+            if (P.blk < NB) {
+                w_step(P, d, KB, toks, pars);
+            } else {
+                P.err = true;  // words beyond the last column block
+            }
+        }
+    w_complete:  // only for a short (corrupt) segment: finish the blocks with zero words
+        while (P.blk < NB) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = 1
+            P.err = true;
+            w_step(P, 0, KB, toks, pars);
+        }
+    }
+    err_s.write(P.err ? 1 : 0);
+}
+
+// ---- compute: one chunk at a time, one iteration per cycle, paced so that no other process stalls it ----
+// Per column block b with nt tiles: iteration 0 reads the head; the lead (H_b = 1 + ceil(nt/4) + C words,
+// plus WW for the first tile) is the time w_load needs to deliver the head, kidx, parameters and tile 0;
+// then nt steps of S = max(rows, STEP_MIN, WW) iterations (row i of step t accumulates tile t; the next
+// tile arrives within S >= WW cycles); an empty block pushes `rows` zero rows instead. The block lasts at
+// least rows*OW + D_DRAIN iterations so the drain keeps up, and a chunk lasts at least the next chunk's
+// activation load. Every wait is thus counted here, which is the schedule counter (host/cycle_model.py).
+void compute(hls::stream_of_blocks<act_blk_t>& acts, hls::stream<tok_t>& toks, hls::stream<row_t>& rows_s,
+             hls::stream<ap_uint<32> >& sched_s, uint32_t M, int CH, int KB, int NB, int OW) {
+    row_t acc[SA_CHUNK];
+    // acc[i] is read (step t+1) S >= SASP_STEP_MIN iterations after it was written (step t): the true
+    // distance, so Vitis raises the II rather than read a stale row if the read-modify-write is longer.
+#pragma HLS DEPENDENCE variable = acc type = inter direction = RAW distance = SASP_STEP_MIN dependent = true
+    const int row_words = 1 + KB * R8;
+    const int mr0 = M < (uint32_t)CH ? (int)M : CH;
+    uint32_t cyc = 1 + (uint32_t)mr0 * row_words + SASP_D_ACT;  // header + chunk 0's exposed activation load
+    int mr_last = mr0;
+comp_chunks:
+    for (uint32_t r0 = 0; r0 < M; r0 += CH) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 32
+        const int mr = (M - r0) < (uint32_t)CH ? (int)(M - r0) : CH;
+        const uint32_t r1 = r0 + CH;
+        const int mr_next = r1 >= M ? 0 : ((M - r1) < (uint32_t)CH ? (int)(M - r1) : CH);
+        const int S = mr > SASP_STEP_MIN ? (mr > WW ? mr : WW) : (SASP_STEP_MIN > WW ? SASP_STEP_MIN : WW);
+        const uint32_t DR = (uint32_t)mr * OW + SASP_D_DRAIN;
+        const uint32_t A_next = mr_next ? (uint32_t)mr_next * row_words + SASP_D_ACT : 0;
+        mr_last = mr;
+        hls::read_lock<act_blk_t> a(acts);
+        int b = 0, phase = P_HEAD, nt = 0, t = 0, i = 0;
+        uint32_t lead = 0, el = 0, cel = 0;
+        tile_t wcur;
+#pragma HLS ARRAY_PARTITION variable = wcur.w complete dim = 1
+        for (int r = 0; r < R; ++r) {
+#pragma HLS UNROLL
+            wcur.w[r] = 0;
+        }
+        ap_uint<16> kcur = 0;
+        bool done = false;
+    walk:
+        while (!done) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 1000000
+            ++el;
+            ++cel;
+            if (phase == P_HEAD) {
+                const tok_t h = toks.read();
+                nt = h.nt;
+                lead = 1 + cdiv(nt, 4) + PW + (nt > 0 ? WW : 0);
+                t = 0;
+                i = 0;
+                phase = P_LEAD;
+            } else if (phase == P_LEAD) {
+                if (el == lead) phase = nt > 0 ? P_STEP : P_ZERO;
+            } else if (phase == P_STEP) {
+                if (i == 0) {
+                    const tok_t tk = toks.read();
+                    wcur = tk.t;
+                    kcur = tk.kidx;
+                }
+                if (i < mr) {
+                    const kblk_t x = a[i][kcur];
+                    row_t prev = 0;
+                    if (t > 0) prev = acc[i];
+                    row_t next;
+                    for (int c = 0; c < C; ++c) {
+#pragma HLS UNROLL
+                        int32_t s = 0;
+                        for (int r = 0; r < R; ++r) {
+#pragma HLS UNROLL
+                            const ap_int<8> xv = x.range(8 * r + 7, 8 * r);
+                            const ap_int<8> wv = wcur.w[r].range(8 * c + 7, 8 * c);
+                            s += (int32_t)xv * (int32_t)wv;
+                        }
+                        const ap_int<32> pv = prev.range(32 * c + 31, 32 * c);
+                        next.range(32 * c + 31, 32 * c) = (ap_int<32>)(pv + s);
+                    }
+                    acc[i] = next;
+                    if (t == nt - 1) rows_s.write(next);
+                }
+                if (++i == S) {
+                    i = 0;
+                    if (++t == nt) phase = P_TAIL;
+                }
+            } else if (phase == P_ZERO) {
+                rows_s.write(0);
+                if (++i == mr) phase = P_TAIL;
+            }
+            if (phase == P_TAIL && el >= DR) {  // block done: the next head, or the end of the chunk
+                el = 0;
+                if (++b < NB) {
+                    phase = P_HEAD;
+                } else if (cel >= A_next) {
+                    done = true;
+                }
+            }
+        }
+        cyc += cel + SASP_D_COMP;
+    }
+    cyc += (uint32_t)mr_last * OW + SASP_D_DRAIN;  // the last block's output after the compute ends
+    sched_s.write(cyc);
+}
+
+// ---- drain: epilogue and output stream, one output word per cycle, one loop for the whole call ----------
+void drain(hls::stream<row_t>& rows_s, hls::stream<par_t>& pars, hls::stream<ap_uint<32> >& sx_s,
+           hls::stream<axis_word_t>& out, hls::stream<ap_uint<1> >& done_s, uint32_t M, int CH, int NB, bool fp16) {
+    float sxl[SA_CHUNK];
+    // sxl[i] is written in column block 0 of a chunk and read in blocks 1.. of the same chunk, at least
+    // OW >= C/4 >= 2 iterations later (row i of block 1 comes rows*OW iterations after row i of block 0).
+#pragma HLS DEPENDENCE variable = sxl type = inter direction = RAW distance = 2 dependent = true
+    const int OW = fp16 ? C / 4 : C / 2;
+    const uint64_t total = (uint64_t)M * NB * OW;
+    uint32_t r0 = 0;
+    int mr = M < (uint32_t)CH ? (int)M : CH;
+    int b = 0, i = 0, q = 0;
+    row_t row = 0;
+    par_t par;
+    par.sw = 0;
+    par.bias = 0;
+    float sx = 0.0f;
+drain_words:
+    for (uint64_t o = 0; o < total; ++o) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 6144000
+        if (i == 0 && q == 0) par = pars.read();
+        if (q == 0) {
+            row = rows_s.read();
+            if (b == 0) {
+                sx = bits_to_float(sx_s.read());
+                sxl[i] = sx;
+            } else {
+                sx = sxl[i];
+            }
+        }
+        ap_uint<64> wd = 0;
+        if (fp16) {
+            for (int j = 0; j < 4; ++j) {
+#pragma HLS UNROLL
+                const int c = 4 * q + j;
+                const ap_int<32> av = row.range(32 * c + 31, 32 * c);
+                const float sw = bits_to_float(par.sw.range(32 * c + 31, 32 * c));
+                const float bias = bits_to_float(par.bias.range(32 * c + 31, 32 * c));
+                const float prod = (float)(int32_t)av * sx;  // same order as host.quant.dequantize
+                const float scaled = prod * sw;
+                wd.range(16 * j + 15, 16 * j) = sasp_f32_to_f16(scaled + bias);
+            }
+        } else {
+            wd.range(31, 0) = row.range(32 * (2 * q) + 31, 32 * (2 * q));
+            wd.range(63, 32) = row.range(32 * (2 * q + 1) + 31, 32 * (2 * q + 1));
+        }
+        axis_word_t ow;
+        ow.data = wd;
+        ow.keep = 0xFF;
+        ow.strb = 0xFF;
+        ow.last = (o == total - 1) ? 1 : 0;
+        out.write(ow);
+        if (++q == OW) {
+            q = 0;
+            if (++i == mr) {
+                i = 0;
+                if (++b == NB) {
+                    b = 0;
+                    r0 += CH;
+                    mr = (M - r0) < (uint32_t)CH ? (int)(M - r0) : CH;
+                }
+            }
+        }
+    }
+    done_s.write(1);
+}
+
+// ---- hw_count: clock cycles from the start of the dataflow region until the drain is done ------------
+// A free-running II=1 loop that stops at the drain's done token. In C simulation the processes run one
+// after another, so it reads 1 there; on the board it is the kernel's real run time in PL cycles.
+void hw_count(hls::stream<ap_uint<1> >& done_s, hls::stream<ap_uint<32> >& hw_s) {
+    uint32_t n = 0;
+    bool fin = false;
+hw_loop:
+    while (!fin) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 100000000
+        ap_uint<1> d;
+        ++n;
+        fin = done_s.read_nb(d);
+    }
+    hw_s.write(n);
+}
+
+void core(hls::stream<axis_word_t>& in, hls::stream<axis_word_t>& out, const ap_uint<64>* wmem, uint32_t wlen,
+          uint32_t M, int CH, int KB, int NB, bool fp16, hls::stream<ap_uint<32> >& sched_s,
+          hls::stream<ap_uint<32> >& hw_s, hls::stream<ap_uint<1> >& err_s) {
+#pragma HLS DATAFLOW
+    hls::stream_of_blocks<act_blk_t, 2> acts;  // ping-pong: chunk c+1 loads while chunk c computes
+    hls::stream<ap_uint<32> > sx_s("sx_s");
+    hls::stream<tok_t> toks("toks");
+    hls::stream<par_t> pars("pars");
+    hls::stream<row_t> rows_s("rows_s");
+    hls::stream<ap_uint<1> > done_s("done_s");
+    // sx_s: act_load runs at most one chunk ahead of the drain's reads; rows_s: one block of rows
+    // pushed in a burst while the previous one drains; toks/pars: w_load runs a few tokens ahead.
+#pragma HLS STREAM variable = sx_s depth = 2 * SA_CHUNK
+#pragma HLS STREAM variable = rows_s depth = 2 * SA_CHUNK
+#pragma HLS STREAM variable = toks depth = 4
+#pragma HLS STREAM variable = pars depth = 4
+#pragma HLS STREAM variable = done_s depth = 2
+    const int OW = fp16 ? C / 4 : C / 2;
+    act_load(in, acts, sx_s, M, CH, KB);
+    w_load(wmem, toks, pars, err_s, wlen, M, CH, KB, NB);
+    compute(acts, toks, rows_s, sched_s, M, CH, KB, NB, OW);
+    drain(rows_s, pars, sx_s, out, done_s, M, CH, NB, fp16);
+    hw_count(done_s, hw_s);  // last: in the sequential C simulation it must find the done token
+}
 
 }  // namespace
 
-void sasp_gemm(hls::stream<axis_word_t>& in_stream, hls::stream<axis_word_t>& out_stream, ap_uint<32> m,
-               ap_uint<32> k, ap_uint<32> n, ap_uint<32> chunk, ap_uint<32> flags, ap_uint<32>& id_version,
-               ap_uint<32>& array_size, ap_uint<32>& cycles, ap_uint<32>& status) {
+uint16_t sasp_f32_to_f16(float f) {
+    union {
+        float f;
+        uint32_t u;
+    } v;
+    v.f = f;
+    const uint32_t x = v.u;
+    const uint32_t sign = (x >> 16) & 0x8000u;
+    const uint32_t a = x & 0x7FFFFFFFu;
+    uint32_t h;
+    if (a >= 0x7F800000u) {  // inf / NaN
+        h = a > 0x7F800000u ? (0x7E00u | ((a >> 13) & 0x3FFu)) : 0x7C00u;
+    } else if (a >= 0x477FF000u) {  // >= 65520: rounds to infinity
+        h = 0x7C00u;
+    } else if (a >= 0x38800000u) {  // normal fp16: rebias the exponent, round the 13 dropped bits
+        const uint32_t base = (a >> 13) - (112u << 10);
+        const uint32_t rem = a & 0x1FFFu;
+        h = base + ((rem > 0x1000u || (rem == 0x1000u && (base & 1u))) ? 1u : 0u);
+    } else if (a > 0x33000000u) {  // subnormal fp16: value / 2^-24, rounded to nearest even
+        const uint32_t e = a >> 23;
+        const uint32_t mant = (a & 0x7FFFFFu) | 0x800000u;
+        const uint32_t shift = 126u - e;  // 14 .. 24
+        const uint32_t q = mant >> shift;
+        const uint32_t rem = mant & ((1u << shift) - 1u);
+        const uint32_t half = 1u << (shift - 1u);
+        h = q + ((rem > half || (rem == half && (q & 1u))) ? 1u : 0u);
+    } else {  // |f| <= 2^-25: rounds to zero
+        h = 0;
+    }
+    return (uint16_t)(sign | h);
+}
+
+void sasp_gemm(hls::stream<axis_word_t>& in_stream, hls::stream<axis_word_t>& out_stream, const ap_uint<64>* wmem,
+               ap_uint<32> wlen, ap_uint<32> m, ap_uint<32> k, ap_uint<32> n, ap_uint<32> chunk, ap_uint<32> flags,
+               ap_uint<32>& id_version, ap_uint<32>& array_size, ap_uint<32>& cycles, ap_uint<32>& hw_cycles,
+               ap_uint<32>& status) {
 #pragma HLS INTERFACE mode = axis port = in_stream
 #pragma HLS INTERFACE mode = axis port = out_stream
+#pragma HLS INTERFACE mode = m_axi port = wmem offset = slave bundle = gmem depth = 815616 max_read_burst_length = 256 num_read_outstanding = 16 max_widen_bitwidth = 64
+#pragma HLS INTERFACE mode = s_axilite port = wmem bundle = control
+#pragma HLS INTERFACE mode = s_axilite port = wlen bundle = control
 #pragma HLS INTERFACE mode = s_axilite port = m bundle = control
 #pragma HLS INTERFACE mode = s_axilite port = k bundle = control
 #pragma HLS INTERFACE mode = s_axilite port = n bundle = control
@@ -63,19 +509,9 @@ void sasp_gemm(hls::stream<axis_word_t>& in_stream, hls::stream<axis_word_t>& ou
 #pragma HLS INTERFACE mode = s_axilite port = id_version bundle = control
 #pragma HLS INTERFACE mode = s_axilite port = array_size bundle = control
 #pragma HLS INTERFACE mode = s_axilite port = cycles bundle = control
+#pragma HLS INTERFACE mode = s_axilite port = hw_cycles bundle = control
 #pragma HLS INTERFACE mode = s_axilite port = status bundle = control
 #pragma HLS INTERFACE mode = s_axilite port = return bundle = control
-
-    static int8_t act[2][SA_CHUNK][SA_K_MAX];
-#pragma HLS ARRAY_PARTITION variable = act complete dim = 1
-#pragma HLS ARRAY_PARTITION variable = act cyclic factor = SASP_ACT_P dim = 3
-    static int8_t wbuf[2][R][C];
-#pragma HLS ARRAY_PARTITION variable = wbuf complete dim = 0
-    static int32_t acc[2][SA_CHUNK][C];
-#pragma HLS ARRAY_PARTITION variable = acc complete dim = 1
-#pragma HLS ARRAY_PARTITION variable = acc complete dim = 3
-    static uint16_t kring[KR];
-    static uint16_t ntb[NB_MAX];
 
     id_version = SASP_ID_VERSION;
     array_size = (ap_uint<32>)(R | (C << 8) | ((uint32_t)SA_CHUNK << 16));
@@ -83,6 +519,7 @@ void sasp_gemm(hls::stream<axis_word_t>& in_stream, hls::stream<axis_word_t>& ou
     const uint32_t M = m, K = k, N = n, CH = chunk, FL = flags;
     if (FL == SASP_FLAG_PROBE) {
         cycles = 0;
+        hw_cycles = 0;
         status = SASP_ST_PROBE;
         return;
     }
@@ -91,253 +528,34 @@ void sasp_gemm(hls::stream<axis_word_t>& in_stream, hls::stream<axis_word_t>& ou
     err.keep = 0xFF;
     err.strb = 0xFF;
     err.last = 1;
-    if (M == 0 || K == 0 || K > SA_K_MAX || N == 0 || N > SA_N_MAX || CH == 0 || CH > SA_CHUNK || FL != 0) {
+    if (M == 0 || K == 0 || K > SA_K_MAX || N == 0 || N > SA_N_MAX || CH == 0 || CH > SA_CHUNK ||
+        (FL & ~SASP_FLAG_FP16) != 0) {
         out_stream.write(err);
         cycles = 0;
+        hw_cycles = 0;
         status = SASP_ST_BAD_ARGS;
         return;
     }
-
-    uint64_t cyc = 1;  // header word
     const uint64_t hdr = in_stream.read().data;
     const uint64_t hdr_expect = (uint64_t)SASP_MAGIC | ((uint64_t)SASP_STREAM_VERSION << 32) |
                                 ((uint64_t)R << 40) | ((uint64_t)C << 48);
     if (hdr != hdr_expect) {
         out_stream.write(err);
-        cycles = (uint32_t)cyc;
+        cycles = 1;
+        hw_cycles = 0;
         status = SASP_ST_BAD_HEADER;
         return;
     }
-
-    const int KB = (K + R - 1) / R;
-    const int KW = (KB * R + 7) / 8;
-    const int NB = (N + C - 1) / C;
-    const int NCH = (M + CH - 1) / CH;
-    const uint64_t total_out = (uint64_t)M * NB * OWPR;
-    bool meta_err = false;
-
-    // output drainer
-    uint32_t pend = 0;
-    int obank = 0, om = 0, oq = 0;
-    bool ozero = false;
-    uint64_t ocount = 0;
-    // activation writer
-    int a_buf = 0, a_row = 0, a_w = 0;
-    uint32_t a_left = (CH < M ? CH : M) * KW;
-    // global column-block counter (accumulator bank parity)
-    uint32_t gb = 0;
-    Loader L;
-
-// -------- helpers (inlined in the loops below) --------
-#define SASP_EMIT()                                                                               \
-    do {                                                                                          \
-        uint64_t wd = 0;                                                                          \
-        if (!ozero)                                                                               \
-            wd = (uint64_t)(uint32_t)acc[obank][om][2 * oq] |                                     \
-                 ((uint64_t)(uint32_t)acc[obank][om][2 * oq + 1] << 32);                          \
-        axis_word_t o;                                                                            \
-        o.data = wd;                                                                              \
-        o.keep = 0xFF;                                                                            \
-        o.strb = 0xFF;                                                                            \
-        o.last = (ocount == total_out - 1) ? 1 : 0;                                               \
-        out_stream.write(o);                                                                      \
-        ++ocount;                                                                                 \
-        --pend;                                                                                   \
-        if (++oq == OWPR) {                                                                       \
-            oq = 0;                                                                               \
-            ++om;                                                                                 \
-        }                                                                                         \
-    } while (0)
-
-#define SASP_ACT_WRITE(W)                                                                         \
-    do {                                                                                          \
-        const uint64_t aw_ = (W);                                                                 \
-        for (int b = 0; b < 8; ++b) {                                                             \
-            _Pragma("HLS UNROLL") act[a_buf][a_row][a_w * 8 + b] = (int8_t)(aw_ >> (8 * b));      \
-        }                                                                                         \
-        if (++a_w == KW) {                                                                        \
-            a_w = 0;                                                                              \
-            ++a_row;                                                                              \
-        }                                                                                         \
-        --a_left;                                                                                 \
-    } while (0)
-
-#define SASP_KPUT(V)                                                                              \
-    do {                                                                                          \
-        uint32_t v_ = (V);                                                                        \
-        if ((int)v_ >= KB) {                                                                      \
-            meta_err = true;                                                                      \
-            v_ = 0;                                                                               \
-        }                                                                                         \
-        kring[L.kpos % KR] = (uint16_t)v_;                                                        \
-        ++L.kpos;                                                                                 \
-        --L.kleft;                                                                                \
-    } while (0)
-
-#define SASP_SEG_WORD(W)                                                                          \
-    do {                                                                                          \
-        const uint64_t sw_ = (W);                                                                 \
-        if (L.meta_left > 0) {                                                                    \
-            for (int q = 0; q < 4; ++q) {                                                         \
-                _Pragma("HLS UNROLL") if (L.kleft > 0) SASP_KPUT((uint32_t)(sw_ >> (16 * q)) & 0xFFFF); \
-            }                                                                                     \
-            --L.meta_left;                                                                        \
-        } else if (L.tl == 0) {                                                                   \
-            const int nt_ = (int)(sw_ & 0xFFFF);                                                  \
-            if (nt_ > KB) meta_err = true;                                                        \
-            ntb[L.blk] = (uint16_t)nt_;                                                           \
-            L.kleft = nt_;                                                                        \
-            for (int q = 1; q < 4; ++q) {                                                         \
-                _Pragma("HLS UNROLL") if (L.kleft > 0) SASP_KPUT((uint32_t)(sw_ >> (16 * q)) & 0xFFFF); \
-            }                                                                                     \
-            L.meta_left = nt_ > 3 ? (nt_ - 3 + 3) / 4 : 0;                                        \
-            L.tl = nt_;                                                                           \
-            ++L.blk;                                                                              \
-        } else {                                                                                  \
-            for (int b = 0; b < 8; ++b) {                                                         \
-                _Pragma("HLS UNROLL") const int p_ = L.wpos * 8 + b;                              \
-                wbuf[L.tile & 1][p_ / C][p_ % C] = (int8_t)(sw_ >> (8 * b));                      \
-            }                                                                                     \
-            if (++L.wpos == WW) {                                                                 \
-                L.wpos = 0;                                                                       \
-                ++L.tile;                                                                         \
-                --L.tl;                                                                           \
-            }                                                                                     \
-        }                                                                                         \
-    } while (0)
-
-chunks:
-    for (int ci = 0; ci < NCH; ++ci) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 16
-        const int mr = (int)((M - (uint32_t)ci * CH) < CH ? (M - (uint32_t)ci * CH) : CH);
-        const int cb = ci & 1;
-        L.reset();
-
-    prologue:
-        while (a_left > 0 || L.can_read(-1, NB)) {
-#pragma HLS PIPELINE II = 1
-            ++cyc;
-            const uint64_t w = in_stream.read().data;
-            if (a_left > 0) {
-                SASP_ACT_WRITE(w);
-            } else {
-                SASP_SEG_WORD(w);
-            }
-            if (pend > 0) SASP_EMIT();
-        }
-        cyc += SASP_D_LOAD;
-
-        // the activation writer now fills the other buffer with the next chunk
-        if (ci + 1 < NCH) {
-            const uint32_t rest = M - (uint32_t)(ci + 1) * CH;
-            a_buf = cb ^ 1;
-            a_row = 0;
-            a_w = 0;
-            a_left = (rest < CH ? rest : CH) * KW;
-        } else {
-            a_left = 0;
-        }
-
-        // compute walk state
-        int lb = 0;       // chunk-local column block being computed / closed
-        int cur = 0;      // chunk-local index of the tile being computed
-        int cb_left = 0;  // tiles of block lb not finished
-        int i = 0;        // iteration within the tile step
-        int ki = 0;       // kidx of tile cur
-        bool first = false;
-        int mode = DONE;
-
-#define SASP_ENTER()                                                                              \
-    do {                                                                                          \
-        if (lb >= NB) {                                                                           \
-            mode = DONE;                                                                          \
-        } else if (ntb[lb] == 0) {                                                                \
-            mode = CLOSE;                                                                         \
-        } else {                                                                                  \
-            mode = STEP;                                                                          \
-            cb_left = ntb[lb];                                                                    \
-            i = 0;                                                                                \
-            first = true;                                                                         \
-            ki = kring[cur % KR];                                                                 \
-        }                                                                                         \
-    } while (0)
-
-// close block lb once the previous block's output has drained: its output becomes pending
-#define SASP_RESOLVE()                                                                            \
-    do {                                                                                          \
-        if (mode == CLOSE && pend == 0) {                                                         \
-            pend = (uint32_t)mr * OWPR;                                                           \
-            obank = gb & 1;                                                                       \
-            ozero = (ntb[lb] == 0);                                                               \
-            om = 0;                                                                               \
-            oq = 0;                                                                               \
-            ++gb;                                                                                 \
-            ++lb;                                                                                 \
-            SASP_ENTER();                                                                         \
-        }                                                                                         \
-    } while (0)
-
-        SASP_ENTER();
-        SASP_RESOLVE();
-    compute:
-        while (mode != DONE) {
-#pragma HLS PIPELINE II = 1
-#pragma HLS DEPENDENCE variable = acc inter false
-#pragma HLS DEPENDENCE variable = act inter false
-#pragma HLS DEPENDENCE variable = wbuf inter false
-            ++cyc;
-            if (mode == STEP && L.can_read(cur, NB)) {
-                SASP_SEG_WORD(in_stream.read().data);
-            } else if (a_left > 0) {
-                SASP_ACT_WRITE(in_stream.read().data);
-            }
-            if (pend > 0) SASP_EMIT();
-            if (mode == STEP) {
-                if (i < mr) {
-                    const int bank = gb & 1;
-                    const int wb = cur & 1;
-                    for (int c = 0; c < C; ++c) {
-#pragma HLS UNROLL
-                        int32_t s = 0;
-                        for (int r = 0; r < R; ++r) {
-#pragma HLS UNROLL
-                            s += (int32_t)act[cb][i][ki * R + r] * (int32_t)wbuf[wb][r][c];
-                        }
-                        acc[bank][i][c] = (first ? 0 : acc[bank][i][c]) + s;
-                    }
-                }
-                ++i;
-                if (i >= mr && i >= SASP_STEP_MIN && !L.can_read(cur, NB)) {
-                    ++cur;
-                    if (--cb_left > 0) {
-                        i = 0;
-                        first = false;
-                        ki = kring[cur % KR];
-                    } else {
-                        mode = CLOSE;
-                    }
-                }
-            }
-            SASP_RESOLVE();
-        }
-        cyc += SASP_D_COMP;
-#undef SASP_ENTER
-#undef SASP_RESOLVE
-    }
-
-final_drain:
-    while (pend > 0) {
-#pragma HLS PIPELINE II = 1
-        ++cyc;
-        SASP_EMIT();
-    }
-    cyc += SASP_D_OUT;
-
-#undef SASP_EMIT
-#undef SASP_ACT_WRITE
-#undef SASP_KPUT
-#undef SASP_SEG_WORD
-
-    cycles = (uint32_t)cyc;
-    status = SASP_ST_OK | (meta_err ? SASP_ST_BAD_META : 0u);
+    const int KB = cdiv((int)K, R);
+    const int NB = cdiv((int)N, C);
+    hls::stream<ap_uint<32> > sched_s("sched_s"), hw_s("hw_s");
+    hls::stream<ap_uint<1> > err_s("err_s");
+#pragma HLS STREAM variable = sched_s depth = 2
+#pragma HLS STREAM variable = hw_s depth = 2
+#pragma HLS STREAM variable = err_s depth = 2
+    core(in_stream, out_stream, wmem, (uint32_t)wlen, M, (int)CH, KB, NB, (FL & SASP_FLAG_FP16) != 0, sched_s, hw_s,
+         err_s);
+    cycles = sched_s.read();
+    hw_cycles = hw_s.read();
+    status = SASP_ST_OK | (err_s.read() ? SASP_ST_BAD_META : 0u);
 }
