@@ -20,49 +20,73 @@ from typing import List, Optional, Tuple
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from host.audio import DEMO_CLIP, AudioError, demo_reference, load_audio  # noqa: E402
-from host.dataset import read_librispeech  # noqa: E402
+from host import cli  # noqa: E402
+from host.audio import DEMO_CLIP, demo_reference, load_audio  # noqa: E402
+from host.dataset import list_audio_files, read_librispeech  # noqa: E402
 from host.driver import BACKENDS, Accelerator  # noqa: E402
-from host.package import PackageError, load_package  # noqa: E402
+from host.package import PackageError, cache_root, load_package  # noqa: E402
 from host.report import figure, format_table, work_summary, write_json  # noqa: E402
 from host.resources import board_profile  # noqa: E402
 from host.system_model import dense_calls, host_flops, model_energy, model_latency, resolve_board  # noqa: E402
 from host.text_normalize import normalize  # noqa: E402
 from host.whisper import WhisperRuntime  # noqa: E402
 
-CACHE = Path.home() / ".cache" / "sasp-asr"
 DEFAULT_ARRAY = {"pynq-z2": 8, "ultra96-v2": 16}
+CALIB_COUNT, CALIB_SEED = 24, 1  # the synthesized calibration set of the default pruned packages
+
+
+def calibration_set() -> Path:
+    """The synthesized calibration set in the cache, (re)built when it is missing or incomplete."""
+    from model.synth_speech import is_complete_set, synthesize_set
+
+    path = cache_root() / "calib-synth"
+    if not is_complete_set(path, CALIB_COUNT, CALIB_SEED):
+        print(f"no --calib given: synthesizing {CALIB_COUNT} calibration utterances (flite/espeak-ng)", file=sys.stderr)
+        synthesize_set(path, count=CALIB_COUNT, seed=CALIB_SEED, replace=True)
+    return path
 
 
 def default_package(array: int, sparsity: float, method: str, calib: List[Path]) -> Path:
-    """Build (once) and cache a package for ``array`` and ``sparsity`` from the pip-installed Whisper weights."""
+    """Build (once) and cache a package for ``array`` and ``sparsity`` from the pip-installed Whisper weights;
+    a cached package that does not load (corrupt, or an older format) is rebuilt."""
+    cache = cache_root()
     tag = f"s{sparsity:.2f}-{method}" if sparsity > 0 else "dense"
-    path = CACHE / "packages" / f"whisper-tiny.en-{array}x{array}-{tag}.sasp"
+    path = cache / "packages" / f"whisper-tiny.en-{array}x{array}-{tag}.sasp"
     if path.exists():
-        return path
+        try:
+            load_package(path, expect_tile=(array, array))
+            return path
+        except PackageError as e:
+            print(f"rebuilding the cached package: {e}", file=sys.stderr)
     from host.whisper_weights import load_ct2_dir
     from model.export import export_package
 
     if sparsity > 0 and not calib:
-        from model.synth_speech import synthesize_set
-
-        calib = [CACHE / "calib-synth"]
-        if not calib[0].exists():
-            print("no --calib given: synthesizing 24 calibration utterances (flite/espeak-ng)", file=sys.stderr)
-            synthesize_set(calib[0], count=24, seed=1)
+        calib = [calibration_set()]
     print(f"building weight package {path.name} (once; cached)", file=sys.stderr)
-    return export_package(path, load_ct2_dir(), (array, array), sparsity, method, calib, cache_dir=CACHE)
+    return export_package(path, load_ct2_dir(), (array, array), sparsity, method, calib, cache_dir=cache)
+
+
+def read_reference(path: Path) -> Optional[str]:
+    """The reference transcript beside an audio file (same name, ``.txt``), if there is one."""
+    ref = path.with_suffix(".txt")
+    if not ref.is_file():
+        return None
+    try:
+        return ref.read_text(encoding="utf-8").strip()
+    except UnicodeDecodeError as e:
+        raise cli.UserError(f"{ref}: reference transcript is not UTF-8 text (byte {e.start}: {e.reason})") from None
 
 
 def inputs_from_args(args: argparse.Namespace) -> List[Tuple[str, Path, Optional[str]]]:
+    """``(name, audio path, reference or None)`` of every input, checked before any is transcribed."""
     if args.librispeech:
         return [(u.utt_id, u.path, u.transcript) for u in read_librispeech(args.librispeech, args.limit)]
     if args.wav:
-        out = []
         for p in args.wav:
-            ref = p.with_suffix(".txt")
-            out.append((str(p), p, ref.read_text().strip() if ref.exists() else None))
-        return out
+            if not p.is_file():
+                raise cli.UserError(f"{p}: audio file not found" if not p.exists() else f"{p}: not a file")
+        return [(str(p), p, read_reference(p)) for p in args.wav]
     return [(str(DEMO_CLIP), DEMO_CLIP, demo_reference())]
 
 
@@ -142,9 +166,10 @@ def transcribe_one(
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(
-        prog="python host/asr_demo.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    """The demo's options, each checked here (out-of-range values stop before any work)."""
+    from model.prune import METHODS
+
+    ap = cli.Parser(prog="python host/asr_demo.py", description=__doc__)
     src = ap.add_mutually_exclusive_group()
     src.add_argument(
         "--wav",
@@ -153,7 +178,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
         help="audio file (repeatable); a same-named .txt is taken as its reference transcript",
     )
     src.add_argument("--librispeech", type=Path, help="LibriSpeech-layout folder (reports WER)")
-    ap.add_argument("--limit", type=int, default=None, help="with --librispeech: first N utterances")
+    ap.add_argument("--limit", type=cli.positive_int, default=None, help="with --librispeech: first N utterances")
     ap.add_argument(
         "--package",
         type=Path,
@@ -171,18 +196,18 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     ap.add_argument("--board", default="pynq-z2", help="pynq-z2 or ultra96-v2 (for the modeled figures and pynq)")
     ap.add_argument(
         "--array",
-        type=int,
+        type=cli.array_size,
         default=None,
         help="systolic array size (default 8 on pynq-z2, 16 on ultra96-v2); must equal the package's tile",
     )
     ap.add_argument(
         "--sparsity",
-        type=float,
+        type=cli.sparsity,
         default=0.0,
         help="for the default package: fraction of prunable "
         "MACs pruned (needs calibration audio; default 0 = dense int8)",
     )
-    ap.add_argument("--method", default="act-ls", help="pruning method for the default package")
+    ap.add_argument("--method", choices=METHODS, default="act-ls", help="pruning method for the default package")
     ap.add_argument("--calib", type=Path, nargs="*", default=[], help="calibration audio for the default package")
     ap.add_argument(
         "--trim-window",
@@ -198,28 +223,39 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
         help="keep the encoder's attention products on the CPU instead of the accelerator",
     )
     ap.add_argument("--bitfile", type=Path, default=None, help="pynq backend: overlay .bit (with its .hwh)")
-    ap.add_argument("--timeout", type=float, default=60.0, help="seconds before a stalled GEMM is an error")
+    ap.add_argument(
+        "--timeout", type=cli.positive_float, default=60.0, help="seconds before a stalled GEMM is an error"
+    )
     ap.add_argument("--json", type=Path, default=None, help="write the report as JSON")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    if args.limit is not None and not args.librispeech:
+        ap.error("argument --limit: applies to --librispeech only")
+    if args.package is not None and (args.sparsity or args.calib):
+        ap.error("arguments --sparsity/--calib: describe the default package; --package names one already built")
+    if args.json is not None and args.json.is_dir():
+        ap.error(f"argument --json: {args.json} is a directory")
+    return args
 
 
+@cli.entry_point
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     board = resolve_board(args.board)
     try:
         prof = board_profile(board)
     except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise cli.UserError(f"--board {args.board}: {e}") from None
     array = args.array or DEFAULT_ARRAY.get(board, 8)
+    inputs = inputs_from_args(args)
+    if args.sparsity > 0 and args.calib:
+        list_audio_files(*args.calib)  # a missing or empty calibration folder stops here, not after minutes
     try:
         package_path = args.package or default_package(array, args.sparsity, args.method, args.calib)
         package = load_package(package_path, expect_tile=(array, array))
         kwargs = {"bitfile": args.bitfile, "board": board} if args.backend == "pynq" else {}
         acc = Accelerator(package, args.backend, timeout_s=args.timeout, **kwargs)
-    except (PackageError, ValueError, FileNotFoundError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except (ValueError, RuntimeError) as e:
+        raise cli.UserError(str(e)) from e
     runtime = WhisperRuntime(package.weights, acc, offload_attention=not args.attention_on_host)
     meter = None
     if args.backend == "pynq":
@@ -229,7 +265,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(power_note, file=sys.stderr)
     utts = []
     try:
-        for name, path, ref in inputs_from_args(args):
+        for name, path, ref in inputs:
             if meter is not None:
                 with meter:
                     res = transcribe_one(runtime, acc, name, path, ref, board, array, args.trim_window, meter)
@@ -245,9 +281,6 @@ def main(argv: Optional[List[str]] = None) -> int:
                 res = transcribe_one(runtime, acc, name, path, ref, board, array, args.trim_window, None)
             utts.append(res)
             print(res["transcript"], flush=True)
-    except (AudioError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     finally:
         acc.close()
     meta = package.metadata

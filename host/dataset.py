@@ -9,6 +9,15 @@ from typing import List
 AUDIO_SUFFIXES = (".flac", ".wav", ".ogg", ".mp3")
 
 
+class DatasetError(ValueError):
+    """A malformed dataset file or a bad selection from it; the message names the file or value."""
+
+
+def _check_limit(limit: int | None) -> None:
+    if limit is not None and limit < 1:
+        raise DatasetError(f"limit must be a positive number of utterances, got {limit}")
+
+
 @dataclass(frozen=True)
 class Utterance:
     utt_id: str
@@ -17,13 +26,18 @@ class Utterance:
 
 
 def read_librispeech(root: str | Path, limit: int | None = None) -> List[Utterance]:
-    """Every labelled utterance under ``root`` (searched recursively), sorted by id."""
+    """Every labelled utterance under ``root`` (searched recursively), sorted by id; the first ``limit``."""
+    _check_limit(limit)
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: not a directory")
     utts: List[Utterance] = []
     for trans in sorted(root.rglob("*.trans.txt")):
-        for line_no, line in enumerate(trans.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            text_lines = trans.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as e:
+            raise DatasetError(f"{trans}: transcript file is not UTF-8 text (byte {e.start}: {e.reason})") from None
+        for line_no, line in enumerate(text_lines, 1):
             if not line.strip():
                 continue
             utt_id, _, text = line.strip().partition(" ")
@@ -46,6 +60,7 @@ def read_librispeech(root: str | Path, limit: int | None = None) -> List[Utteran
 
 def evenly_spaced(utts: List[Utterance], limit: int | None) -> List[Utterance]:
     """At most ``limit`` utterances spread evenly over ``utts`` (all of them without a limit)."""
+    _check_limit(limit)
     return utts[:: max(1, len(utts) // limit)][:limit] if limit else utts
 
 

@@ -4,12 +4,14 @@ Only real speech frames count: Whisper pads every clip to 30 s, and statistics d
 make the least-squares compensation worse. Encoder rows past the clip's length are dropped (conv1 works on
 mel frames, every later encoder GEMM and the cross-attention K/V on encoder positions). The decoder runs
 teacher-forced on the dense model's own greedy transcript (pseudo-labels), so no transcripts are needed.
-Statistics are cached on disk, keyed by the weights, the audio files and the layer set.
+Statistics are cached on disk, keyed by the weights, the audio files and the layer set; the cache file is
+written atomically and checked when read (a damaged one is recomputed).
 """
 
 from __future__ import annotations
 
 import hashlib
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -19,6 +21,7 @@ from tqdm import tqdm
 
 from host.audio import load_audio
 from host.features import HOP_LENGTH
+from host.package import atomic_path
 from host.whisper import DenseGemm, WhisperRuntime, _Cache
 from host.whisper_weights import WhisperWeights
 
@@ -55,19 +58,26 @@ class CalibStats:
             self.rows[layer] = x.shape[0]
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        """Write atomically (temporary file + rename)."""
         arrays = {f"gram/{k}": v.astype(np.float32) for k, v in self.gram.items()}
         arrays.update({f"rows/{k}": np.array(v) for k, v in self.rows.items()})
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, **arrays)
-        tmp.replace(path)
+        with atomic_path(path) as tmp, tmp.open("wb") as f:
+            np.savez(f, **arrays)
 
     @classmethod
-    def load(cls, path: Path) -> CalibStats:
-        with np.load(path) as z:
-            gram = {k[5:]: z[k].astype(np.float64) for k in z.files if k.startswith("gram/")}
-            rows = {k[5:]: int(z[k]) for k in z.files if k.startswith("rows/")}
-        return cls(gram, rows)
+    def load(cls, path: Path, layers: Sequence[str]) -> Optional[CalibStats]:
+        """The statistics cached at ``path`` if they are whole (every layer, square finite Gram matrices and a
+        positive row count); ``None`` if the file is damaged or incomplete."""
+        try:
+            with np.load(path) as z:
+                gram = {k[5:]: z[k].astype(np.float64) for k in z.files if k.startswith("gram/")}
+                rows = {k[5:]: int(z[k]) for k in z.files if k.startswith("rows/")}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+            return None
+        whole = set(gram) == set(rows) == set(layers) and all(
+            g.ndim == 2 and g.shape[0] == g.shape[1] and np.isfinite(g).all() and rows[k] > 0 for k, g in gram.items()
+        )
+        return cls(gram, rows) if whole else None
 
 
 class _RecordingGemm:
@@ -121,8 +131,9 @@ def collect_stats(
     path = None
     if cache_dir is not None:
         path = Path(cache_dir) / f"calib-{cache_key(weights, files, layers)}.npz"
-        if path.exists():
-            return CalibStats.load(path)
+        cached = CalibStats.load(path, layers) if path.exists() else None
+        if cached is not None:
+            return cached
     stats = CalibStats()
     rec = _RecordingGemm(weights, layers, stats)
     runtime = WhisperRuntime(weights, rec)

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from host import cli
 from host.audio import load_audio
 from host.dataset import list_audio_files
 from host.features import HOP_LENGTH, N_SAMPLES
@@ -474,16 +475,16 @@ def add_arguments(ap: argparse.ArgumentParser, prefix: str = "") -> None:
     """Distillation options; ``model.export`` and ``model.sweep`` add them with ``prefix="distill-"``."""
     g = ap.add_argument_group("distillation")
     p = f"--{prefix}"
-    g.add_argument(f"{p}epochs", type=int, default=DEFAULT_EPOCHS, help="passes over the training audio")
-    g.add_argument(f"{p}lr", type=float, default=DEFAULT_LR, help="Adam learning rate")
-    g.add_argument(f"{p}layers", default=DEFAULT_LAYERS, help="regex of the layers to train")
-    g.add_argument(f"{p}max-steps", type=int, default=None, help="stop after this many steps")
+    g.add_argument(f"{p}epochs", type=cli.positive_int, default=DEFAULT_EPOCHS, help="passes over the training audio")
+    g.add_argument(f"{p}lr", type=cli.positive_float, default=DEFAULT_LR, help="Adam learning rate")
+    g.add_argument(f"{p}layers", type=cli.regex, default=DEFAULT_LAYERS, help="regex of the layers to train")
+    g.add_argument(f"{p}max-steps", type=cli.positive_int, default=None, help="stop after this many steps")
     g.add_argument(f"{p}seed", type=int, default=0)
-    g.add_argument(f"{p}batch", type=int, default=DEFAULT_BATCH, help="clips per step")
+    g.add_argument(f"{p}batch", type=cli.positive_int, default=DEFAULT_BATCH, help="clips per step")
     g.add_argument(f"{p}loss", nargs="+", choices=LOSSES, default=list(DEFAULT_LOSSES), help="loss terms (summed)")
     g.add_argument(f"{p}augment", action="store_true", help="speed and noise perturbation")
     g.add_argument(f"{p}schedule", choices=("oneshot", "gradual"), default="oneshot")
-    g.add_argument(f"{p}stages", type=int, default=4, help="pruning steps of the gradual schedule")
+    g.add_argument(f"{p}stages", type=cli.positive_int, default=4, help="pruning steps of the gradual schedule")
     g.add_argument(f"{p}stage-method", choices=("act", "act-ls"), default="act", help="gradual: tile scores")
     g.add_argument(f"{p}trim", action="store_true", help="train for encoder windows trimmed to the audio")
     g.add_argument(
@@ -514,10 +515,9 @@ def config_from(args: argparse.Namespace, prefix: str = "") -> DistillConfig:
     )
 
 
+@cli.entry_point
 def main(argv: Optional[List[str]] = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="python -m model.distill", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = cli.Parser(prog="python -m model.distill", description=__doc__)
     ap.add_argument("--package", type=Path, required=True, help="pruned weight package to fine-tune")
     ap.add_argument("--audio", type=Path, nargs="+", required=True, help="unlabelled training audio folders")
     ap.add_argument("--out", type=Path, required=True, help="distilled package path")

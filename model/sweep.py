@@ -23,7 +23,6 @@ workers must see the same file system paths (evaluation/calibration audio, OUT, 
 
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
 import json
@@ -41,14 +40,25 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from tqdm import tqdm
 
+from host import cli
 from host.dataset import list_audio_files, read_librispeech
 from host.report import figure
 from host.resources import estimate_resources
-from host.system_model import STAGES, GemmCall, dense_calls, host_flops, model_energy, model_latency, resolve_board
+from host.system_model import (
+    STAGES,
+    GemmCall,
+    HostOps,
+    add_ops,
+    dense_calls,
+    host_ops,
+    model_energy,
+    model_latency,
+    resolve_board,
+)
 from model.export import DEFAULT_CACHE, DEFAULT_PRUNABLE
 from model.prune import DEFAULT_DAMP, METHODS
 
-SCHEMA = "sasp-sweep/1"
+SCHEMA = "sasp-sweep/2"  # 2: per-class host operation counts ("host_ops")
 WER_BUDGET = 0.014  # the paper's headline: 1.4 WER points above dense
 LABELS = {
     "wer": "measured (jiwer)",
@@ -181,14 +191,14 @@ def ensure_package(point: Point, cfg: SweepConfig) -> Tuple[Path, bool]:
     return path, True
 
 
-def utterance_model(calls: Sequence[GemmCall], flops: Dict[str, float], board: str, array: int) -> dict:
+def utterance_model(calls: Sequence[GemmCall], ops: HostOps, board: str, array: int) -> dict:
     """Modeled latency/energy of one utterance on ``board``, and of the same calls with every tile present.
 
     The per-utterance part of ``host.asr_demo.transcribe_one`` (which also loads audio and runs the model itself),
     built from the same public pieces: ``model_latency``, ``dense_calls``, ``model_energy``.
     """
-    pruned = model_latency(calls, flops, board, array)
-    dense = model_latency(dense_calls(list(calls), array), flops, board, array)
+    pruned = model_latency(calls, ops, board, array)
+    dense = model_latency(dense_calls(list(calls), array), ops, board, array)
     return {
         "latency_s": pruned["total_s"],
         "dense_same_calls_s": dense["total_s"],
@@ -203,7 +213,7 @@ class RecordingRuntime:
     def __init__(self, runtime, acc, trim: bool, boards: Sequence[str], array: int):
         self.rt, self.acc, self.trim, self.boards, self.array = runtime, acc, trim, list(boards), array
         self.calls: Counter = Counter()
-        self.flops: Dict[str, float] = {s: 0.0 for s in STAGES}
+        self.ops: HostOps = {}
         self.per_utt: List[dict] = []
 
     def transcribe(self, audio):
@@ -211,15 +221,14 @@ class RecordingRuntime:
         ctx = self.rt.audio_ctx(len(audio)) if self.trim else self.rt.cfg["n_audio_ctx"]
         tr = self.rt.transcribe(audio, trim=self.trim)
         calls = list(self.acc.calls)
-        flops = host_flops(self.rt.cfg, ctx, len(tr.tokens), self.rt.amm is not None)
+        ops = host_ops(self.rt.cfg, ctx, len(tr.tokens), self.rt.amm is not None)
         self.calls.update(calls)
-        for s in STAGES:
-            self.flops[s] += flops.get(s, 0.0)
+        add_ops(self.ops, ops)
         self.per_utt.append(
             {
                 "tokens": len(tr.tokens),
                 "encoder_positions": ctx,
-                "modeled": {b: utterance_model(calls, flops, b, self.array) for b in self.boards},
+                "modeled": {b: utterance_model(calls, ops, b, self.array) for b in self.boards},
             }
         )
         return tr
@@ -251,10 +260,10 @@ def board_model(result: dict, board: str) -> dict:
     array = result["array"]
     n = max(result["eval"]["utterances"], 1)
     calls = decode_calls(result["calls"])
-    flops = result["host_flops"]
-    lat = model_latency(_expand(calls), flops, board, array)
+    ops = result["host_ops"]
+    lat = model_latency(_expand(calls), ops, board, array)
     dense_unique = dense_calls([c for c, _ in calls], array)
-    dense = model_latency(_expand(zip(dense_unique, (cnt for _, cnt in calls))), flops, board, array)
+    dense = model_latency(_expand(zip(dense_unique, (cnt for _, cnt in calls))), ops, board, array)
     cyc = [sum(st["cycles"] for st in d["stages"].values()) for d in (dense, lat)]
     accel = sum(st["accel_s"] for st in lat["stages"].values())
     return {
@@ -319,7 +328,7 @@ def run_point(point: Point, cfg: SweepConfig) -> dict:
         "calibration": {"dirs": [str(p) for p in cfg.calib], "files": len(cfg.calib_files()) if not point.dense else 0},
         "utterance_rows": rows,
         "calls": encode_calls(rec.calls),
-        "host_flops": rec.flops,
+        "host_ops": rec.ops,
         "cost": {
             "exported": exported,
             "export_cpu_s": round(c1 - c0, 2),
@@ -640,25 +649,30 @@ def format_table(rows: List[dict]) -> str:
     return "\n".join(lines)
 
 
+@cli.entry_point
 def main(argv: Optional[List[str]] = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="python -m model.sweep", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = cli.Parser(prog="python -m model.sweep", description=__doc__)
     ap.add_argument("--board", nargs="+", default=["pynq-z2"], help="board(s) to model: pynq-z2, ultra96-v2")
-    ap.add_argument("--arrays", type=int, nargs="+", default=[4, 8, 12, 16, 32], help="array sizes (= tile R = C)")
     ap.add_argument(
-        "--sparsity", type=float, nargs="+", default=[0, 0.1, 0.2, 0.3, 0.4, 0.5], help="target MAC sparsities"
+        "--arrays", type=cli.array_size, nargs="+", default=[4, 8, 12, 16, 32], help="array sizes (= tile R = C)"
+    )
+    ap.add_argument(
+        "--sparsity", type=cli.sparsity, nargs="+", default=[0, 0.1, 0.2, 0.3, 0.4, 0.5], help="target MAC sparsities"
     )
     ap.add_argument("--method", choices=METHODS, default="act-ls", help="pruning method (model.prune)")
     ap.add_argument("--eval", type=Path, required=True, help="LibriSpeech-layout evaluation folder (labelled)")
     ap.add_argument("--calib", type=Path, nargs="*", default=[], help="calibration audio folders (unlabelled)")
     ap.add_argument("--out", type=Path, default=Path("results/sweep"), help="output folder")
-    ap.add_argument("--limit", type=int, default=None, help="evaluate only the first N utterances (by id)")
-    ap.add_argument("--workers", type=int, default=1, help="local worker processes (1 = run in this process)")
+    ap.add_argument("--limit", type=cli.positive_int, default=None, help="evaluate only the first N utterances (by id)")
+    ap.add_argument(
+        "--workers", type=cli.positive_int, default=1, help="local worker processes (1 = run in this process)"
+    )
     ap.add_argument("--ray", default=None, metavar="ADDRESS", help="run points as Ray tasks: ADDRESS, auto or local")
     ap.add_argument("--uniform", action="store_true", help="same rate in every prunable layer (no sensitivity)")
-    ap.add_argument("--layers", default=DEFAULT_PRUNABLE, help="regex of prunable GEMM layers")
-    ap.add_argument("--damp", type=float, default=DEFAULT_DAMP, help="ridge term of the least-squares compensation")
+    ap.add_argument("--layers", type=cli.regex, default=DEFAULT_PRUNABLE, help="regex of prunable GEMM layers")
+    ap.add_argument(
+        "--damp", type=cli.nonnegative_float, default=DEFAULT_DAMP, help="ridge term of the least-squares compensation"
+    )
     ap.add_argument("--model", default=None, help="Whisper weights (default: the pip package)")
     ap.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="calibration/sensitivity cache")
     ap.add_argument("--packages", type=Path, default=None, help="package cache (default OUT/packages)")
@@ -669,7 +683,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         "as model.evaluate does (trimmed windows make greedy decoding repeat the sentence on short clips)",
     )
     ap.add_argument("--attention-on-host", action="store_true", help="encoder attention products on the CPU")
-    ap.add_argument("--wer-budget", type=float, default=100 * WER_BUDGET, help="WER points allowed above dense")
+    ap.add_argument(
+        "--wer-budget", type=cli.nonnegative_float, default=100 * WER_BUDGET, help="WER points allowed above dense"
+    )
     ap.add_argument("--plot-point", default=None, help="point key for the per-layer rate plot (e.g. a8-s0.30-act-ls)")
     ap.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     ap.add_argument(

@@ -21,7 +21,7 @@ Needs the ``flite`` and ``espeak-ng`` programs (``apt-get install flite espeak-n
 
 from __future__ import annotations
 
-import argparse
+import os
 import random
 import re
 import shutil
@@ -35,7 +35,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import soundfile as sf
 
+from host import cli
 from host.audio import SAMPLE_RATE, prepare_audio
+from host.dataset import read_librispeech
 
 __all__ = [
     "SENTENCES",
@@ -46,6 +48,7 @@ __all__ = [
     "check_tools",
     "synthesize",
     "synthesize_set",
+    "is_complete_set",
     "synthesize_long",
     "main",
 ]
@@ -223,16 +226,65 @@ def _assign(count: int, seed: int) -> List[Tuple[Voice, str]]:
     return pairs
 
 
-def synthesize_set(out_dir: Path, count: int = 24, seed: int = 0, *, progress: bool = True) -> Path:
+SPEAKERS_HEADER = "; Synthesized speech (model.synth_speech): one TTS voice per speaker"
+
+
+def is_complete_set(out_dir: Path, count: int, seed: int) -> bool:
+    """Whether ``out_dir`` holds a whole set written by :func:`synthesize_set` with ``count`` and ``seed``."""
+    speakers = Path(out_dir) / "SPEAKERS.TXT"
+    try:
+        lines = speakers.read_text(encoding="utf-8").splitlines()
+        utts = read_librispeech(out_dir)
+        return (
+            lines[:2] == [SPEAKERS_HEADER, f"; count={count} seed={seed}"]
+            and len(utts) == count
+            and all(sf.info(str(u.path)).frames > 0 for u in utts)
+        )
+    except (OSError, ValueError, RuntimeError):
+        return False
+
+
+def _install(tmp: Path, out_dir: Path, replace: bool) -> None:
+    """Rename the finished set ``tmp`` onto ``out_dir``, replacing an empty folder, an earlier synthesized
+    set or (``replace``) anything."""
+    if out_dir.exists():
+        earlier = (out_dir / "SPEAKERS.TXT").is_file() and (out_dir / "SPEAKERS.TXT").read_text(
+            encoding="utf-8", errors="replace"
+        ).startswith(SPEAKERS_HEADER)
+        if not (replace or earlier or (out_dir.is_dir() and not any(out_dir.iterdir()))):
+            raise ValueError(f"{out_dir}: exists and is not a synthesized set: choose a new or empty folder")
+        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+        os.replace(out_dir, old / "set")
+        os.replace(tmp, out_dir)
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp, out_dir)
+
+
+def synthesize_set(
+    out_dir: Path, count: int = 24, seed: int = 0, *, progress: bool = True, replace: bool = False
+) -> Path:
     """Write ``count`` synthesized utterances in LibriSpeech layout under ``out_dir``.
 
+    The set is written into a temporary folder beside ``out_dir`` and renamed when complete, so an interrupted
+    run leaves nothing; it replaces an empty folder or an earlier synthesized set (anything with ``replace``).
     Same ``count`` and ``seed`` give the same files.  Returns ``out_dir``.
     """
     if count < 1:
         raise ValueError(f"count must be at least 1, got {count}")
     check_tools()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    final = Path(out_dir)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
+    try:
+        _write_set(out_dir, count, seed, progress)
+        _install(out_dir, final, replace)
+    finally:
+        shutil.rmtree(out_dir, ignore_errors=True)
+    return final
+
+
+def _write_set(out_dir: Path, count: int, seed: int, progress: bool) -> None:
     pairs = _assign(count, seed)
 
     transcripts: Dict[Voice, List[str]] = {}
@@ -254,14 +306,13 @@ def synthesize_set(out_dir: Path, count: int = 24, seed: int = 0, *, progress: b
         trans.write_text("\n".join(sorted(lines)) + "\n", encoding="utf-8")
 
     speakers = [
-        "; Synthesized speech (model.synth_speech): one TTS voice per speaker",
+        SPEAKERS_HEADER,
         f"; count={count} seed={seed}",
         ";ID    |SEX| SUBSET    | VOICE",
     ]
     for voice in sorted(transcripts, key=lambda v: v.speaker):
         speakers.append(f"{voice.speaker} | {voice.sex} | synthetic | {voice.key}")
     (out_dir / "SPEAKERS.TXT").write_text("\n".join(speakers) + "\n", encoding="utf-8")
-    return out_dir
 
 
 def synthesize_long(path, seconds: float, *, voice="flite:slt", seed: int = 0) -> Path:
@@ -303,8 +354,9 @@ def synthesize_long(path, seconds: float, *, voice="flite:slt", seed: int = 0) -
     return out
 
 
+@cli.entry_point
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = cli.Parser(
         prog="python -m model.synth_speech",
         description=(
             "Synthesize a LibriSpeech-layout speech set with flite and espeak-ng voices "
@@ -312,11 +364,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         ),
     )
     parser.add_argument("--out", required=True, type=Path, help="output folder (or output .flac file with --say)")
-    parser.add_argument("--count", type=int, default=24, help="number of utterances (default 24)")
+    parser.add_argument("--count", type=cli.positive_int, default=24, help="number of utterances (default 24)")
     parser.add_argument("--seed", type=int, default=0, help="seed for sentence/voice assignment (default 0)")
     parser.add_argument(
         "--bench",
-        type=float,
+        type=cli.positive_float,
         nargs="*",
         metavar="SECONDS",
         help="also write benchmark clips DIR/bench_<S>s.flac (+ .txt) of these durations, e.g. --bench 5 30",

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from host.package import PackageError, data_digest, load_package
+from host.package import PackageError, load_package, package_digest
 
 
 def _rewrite(path: Path, edit) -> Path:
@@ -21,7 +21,7 @@ def _rewrite(path: Path, edit) -> Path:
     header = json.loads(raw[8 : 8 + hlen])
     data = bytearray(raw[8 + hlen :])
     edit(header, data)
-    header["__metadata__"]["digest"] = json.dumps(data_digest(bytes(data)))
+    header["__metadata__"]["digest"] = json.dumps(package_digest(header, bytes(data)))
     blob = json.dumps(header).encode()
     out = path.with_name("edited.sasp")
     out.write_bytes(struct.pack("<Q", len(blob)) + blob + bytes(data))
@@ -135,7 +135,7 @@ def test_fuzz_mutated_packages_give_only_package_errors(tiny_package, edits, mod
     if mode == 2:  # data edits with a valid digest: the structural checks must catch what matters
         try:
             header = json.loads(bytes(raw[8 : 8 + hlen]))
-            header["__metadata__"]["digest"] = json.dumps(data_digest(bytes(raw[8 + hlen :])))
+            header["__metadata__"]["digest"] = json.dumps(package_digest(header, bytes(raw[8 + hlen :])))
             blob = json.dumps(header).encode()
             bad.write_bytes(struct.pack("<Q", len(blob)) + blob + bytes(raw[8 + hlen :]))
         except (ValueError, KeyError, TypeError):
