@@ -244,21 +244,25 @@ def is_complete_set(out_dir: Path, count: int, seed: int) -> bool:
         return False
 
 
-def _install(tmp: Path, out_dir: Path, replace: bool) -> None:
-    """Rename the finished set ``tmp`` onto ``out_dir``, replacing an empty folder, an earlier synthesized
-    set or (``replace``) anything."""
-    if out_dir.exists():
-        earlier = (out_dir / "SPEAKERS.TXT").is_file() and (out_dir / "SPEAKERS.TXT").read_text(
-            encoding="utf-8", errors="replace"
-        ).startswith(SPEAKERS_HEADER)
-        if not (replace or earlier or (out_dir.is_dir() and not any(out_dir.iterdir()))):
-            raise ValueError(f"{out_dir}: exists and is not a synthesized set: choose a new or empty folder")
-        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-        os.replace(out_dir, old / "set")
+def _check_target(out_dir: Path, replace: bool) -> None:
+    """Refuse to replace anything but a missing or empty folder or an earlier synthesized set (unless ``replace``)."""
+    if replace or not out_dir.exists():
+        return
+    speakers = out_dir / "SPEAKERS.TXT"
+    earlier = speakers.is_file() and speakers.read_text(encoding="utf-8", errors="replace").startswith(SPEAKERS_HEADER)
+    if not (earlier or (out_dir.is_dir() and not any(out_dir.iterdir()))):
+        raise ValueError(f"{out_dir}: exists and is not a synthesized set: choose a new or empty folder")
+
+
+def _install(tmp: Path, out_dir: Path) -> None:
+    """Rename the finished set ``tmp`` onto ``out_dir`` (whatever was there is removed afterwards)."""
+    if not out_dir.exists():
         os.replace(tmp, out_dir)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, out_dir)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+    os.replace(out_dir, old / "set")
+    os.replace(tmp, out_dir)
+    shutil.rmtree(old)
 
 
 def synthesize_set(
@@ -274,11 +278,12 @@ def synthesize_set(
         raise ValueError(f"count must be at least 1, got {count}")
     check_tools()
     final = Path(out_dir)
+    _check_target(final, replace)
     final.parent.mkdir(parents=True, exist_ok=True)
     out_dir = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
     try:
         _write_set(out_dir, count, seed, progress)
-        _install(out_dir, final, replace)
+        _install(out_dir, final)
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)
     return final
