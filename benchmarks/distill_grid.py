@@ -382,7 +382,7 @@ def speedups(args: argparse.Namespace) -> None:
     from host.dataset import evenly_spaced, read_librispeech
     from host.driver import Accelerator
     from host.package import load_package
-    from host.system_model import GemmCall, dense_calls, host_flops
+    from host.system_model import GemmCall, dense_calls, host_ops
     from host.whisper import WhisperRuntime
 
     utts = evenly_spaced(read_librispeech(args.eval), args.limit)
@@ -400,14 +400,14 @@ def speedups(args: argparse.Namespace) -> None:
             for u in utts:
                 acc.calls.clear()
                 tr = rt.transcribe(load_audio(u.path))
-                flops = host_flops(rt.cfg, rt.cfg["n_audio_ctx"], len(tr.tokens), rt.amm is not None)
-                runs[tile].append((list(acc.calls), flops))
+                ops = host_ops(rt.cfg, rt.cfg["n_audio_ctx"], len(tr.tokens), rt.amm is not None)
+                runs[tile].append((list(acc.calls), ops))
         nnz = {n: tuple(int(x) for x in np.diff(q.weights.colptr)) for n, q in pkg.layers.items()}
         ratio, ceil = [], []
-        for calls, flops in runs[tile]:
+        for calls, ops in runs[tile]:
             mine = [GemmCall(c.stage, c.layer, c.m, c.k, c.n, nnz[c.layer]) if c.layer in nnz and
                     len(nnz[c.layer]) == len(c.nnz) else c for c in dense_calls(calls, tile)]
-            r, c = speedup_and_ceiling(mine, flops, board, tile)
+            r, c = speedup_and_ceiling(mine, ops, board, tile)
             ratio.append(r)
             ceil.append(c)
         row = {"package": path.name, "tile": tile, "board": board,

@@ -22,7 +22,7 @@ from typing import Dict, List
 from host.dataset import evenly_spaced, read_librispeech
 from host.driver import Accelerator
 from host.package import load_package
-from host.system_model import GemmCall, dense_calls, host_flops, model_latency, skipped_calls
+from host.system_model import GemmCall, HostOps, dense_calls, host_ops, model_latency, skipped_calls
 from host.whisper import LOGITS_LAYER, WhisperRuntime
 from model.evaluate import evaluate
 from model.export import DEFAULT_PRUNABLE
@@ -36,14 +36,14 @@ def first_recipe(epochs: int):
     return DistillConfig(epochs=epochs, lr=3e-5, batch=1, losses=("enc",), layers=r"^encoder\.", device="cpu")
 
 
-def speedup_and_ceiling(calls: List[GemmCall], flops: Dict[str, float], board: str, array: int) -> tuple:
+def speedup_and_ceiling(calls: List[GemmCall], ops: HostOps, board: str, array: int) -> tuple:
     """Modeled ``(dense / pruned, dense / ceiling)`` of one run's calls: the ceiling skips every tile of every
     prunable layer (``model.export.DEFAULT_PRUNABLE``)."""
     full = dense_calls(calls, array)
-    dense = model_latency(full, flops, board, array)["total_s"]
+    dense = model_latency(full, ops, board, array)["total_s"]
     prunable = [c.layer for c in full if re.search(DEFAULT_PRUNABLE, c.layer) and c.layer != LOGITS_LAYER]
-    floor = model_latency(skipped_calls(full, prunable), flops, board, array)["total_s"]
-    return dense / model_latency(calls, flops, board, array)["total_s"], dense / floor
+    floor = model_latency(skipped_calls(full, prunable), ops, board, array)["total_s"]
+    return dense / model_latency(calls, ops, board, array)["total_s"], dense / floor
 
 
 def append_row(path: Path, row: dict) -> None:
@@ -83,8 +83,8 @@ class _Hooked:
         tr = self.rt.transcribe(audio, trim=trim)
         array = self.acc.backend.array[0]
         ctx = self.rt.audio_ctx(len(audio)) if trim else self.rt.cfg["n_audio_ctx"]
-        flops = host_flops(self.rt.cfg, ctx, len(tr.tokens), self.rt.amm is not None)
-        self.out.append(speedup_and_ceiling(self.acc.calls, flops, self.board, array))
+        ops = host_ops(self.rt.cfg, ctx, len(tr.tokens), self.rt.amm is not None)
+        self.out.append(speedup_and_ceiling(self.acc.calls, ops, self.board, array))
         return tr
 
 
