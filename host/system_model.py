@@ -10,10 +10,12 @@ window and the token count, and priced with the per-class costs of ``host/data/b
 calibration file written by ``benchmarks/bench_host_ops.py``).
 
 Backend independence: the recorded ``GemmCall`` list depends on how this machine split each GEMM (the
-``reference`` backend runs the vocabulary projection as one call, ``emulated`` in column slabs). The model
-first merges slabs back into logical GEMMs (``logical_calls``), then splits each the way the board's kernel
-must (``hls/interface.json`` limits), so the figure is the same whichever backend ran. Every result is
-labelled ``modeled`` and carries its assumptions.
+``reference`` backend runs the vocabulary projection as one call, ``emulated`` in column slabs of the kernel's
+N_max). The model cuts every recorded call the way the board's kernel must (``board_runs``: slabs of whole column
+blocks at ``hls/interface.json``'s N_max, as ``host.pynq_backend.split_columns`` does), so an unsplit call and its
+slabs cost the same and the figure is the same whichever backend ran; it depends neither on the order of the
+calls nor on which utterance they came from (``model.sweep`` sums them). Every result is labelled ``modeled``
+and carries its assumptions.
 """
 
 from __future__ import annotations
@@ -86,29 +88,6 @@ def skipped_calls(calls: List[GemmCall], layers: Iterable[str]) -> List[GemmCall
     return [GemmCall(c.stage, c.layer, c.m, c.k, c.n, (0,) * len(c.nnz)) if c.layer in skip else c for c in calls]
 
 
-def is_activation_product(layer: str) -> bool:
-    """Attention products streamed to the accelerator per head (``host.whisper.attention`` names them)."""
-    return layer.endswith(".qk") or layer.endswith(".pv")
-
-
-def logical_calls(calls: Iterable[GemmCall]) -> List[GemmCall]:
-    """Column slabs merged back into whole GEMMs: consecutive calls of one weight layer with the same stage, M and
-    K are one GEMM (the runtime never calls a weight layer twice in a row). Attention products are one GEMM per
-    head and kept as recorded (per-head N is the window or the head width, below every backend's N limit)."""
-    out: List[GemmCall] = []
-    for c in calls:
-        p = out[-1] if out else None
-        if (
-            p is not None
-            and not is_activation_product(c.layer)
-            and (p.stage, p.layer, p.m, p.k) == (c.stage, c.layer, c.m, c.k)
-        ):
-            out[-1] = GemmCall(p.stage, p.layer, p.m, p.k, p.n + c.n, p.nnz + c.nnz)
-        else:
-            out.append(c)
-    return out
-
-
 @lru_cache(maxsize=4)
 def kernel_limits(path: str = str(INTERFACE_JSON)) -> Tuple[int, int]:
     """``(K_max, N_max)`` of the kernel (hls/interface.json, the one source of the register map and limits)."""
@@ -117,8 +96,9 @@ def kernel_limits(path: str = str(INTERFACE_JSON)) -> Tuple[int, int]:
 
 
 def board_runs(call: GemmCall, array: int) -> List[Tuple[int, Tuple[int, ...]]]:
-    """``[(N, nnz)]`` of the kernel runs that one logical GEMM takes on the board: slabs of whole column blocks
-    of at most N_max columns, as ``host.pynq_backend.split_columns`` cuts them."""
+    """``[(N, nnz)]`` of the kernel runs that one recorded call takes on the board: slabs of whole column blocks
+    of at most N_max columns, as ``host.pynq_backend.split_columns`` cuts them (a call that a backend already cut
+    at N_max stays one run)."""
     k_max, n_max = kernel_limits()
     if call.k > k_max:
         raise ValueError(f"{call.layer}: K={call.k} exceeds the kernel's K_max={k_max} (no Whisper tiny.en GEMM does)")
@@ -362,7 +342,7 @@ def model_latency(
             "cycles": 0, "bytes": 0, "classes": dict.fromkeys(ACCEL_PARTS, 0.0)}
         for s in STAGES
     }
-    for c in logical_calls(calls):
+    for c in calls:
         st = stages[c.stage]
         cl = st["classes"]
         for n, nnz in board_runs(c, array):

@@ -18,7 +18,6 @@ from host.system_model import (
     add_ops,
     host_ops,
     kernel_limits,
-    logical_calls,
     model_latency,
 )
 
@@ -56,20 +55,17 @@ def _utterance(n_max=None) -> list:
 
 def test_model_is_the_same_whichever_way_this_machine_split_the_calls():
     ops = host_ops(CFG, 1500, 1)
-    # reference (no split), emulated (the kernel's N_max) and a backend with a narrower output buffer; per-head
-    # products (N <= 1500) stay below each limit, as host.system_model.logical_calls requires
-    one, slabs, narrow = (model_latency(_utterance(n), ops, "pynq-z2", 8) for n in (None, 4096, 2048))
-    assert len(_utterance(2048)) > len(_utterance(4096)) > len(_utterance(None))
-    for other in (slabs, narrow):
+    # reference (no split) and emulated (column slabs at the kernel's N_max), in any order
+    n_max = kernel_limits()[1]
+    one, slabs = (model_latency(_utterance(n), ops, "pynq-z2", 8) for n in (None, n_max))
+    shuffled = model_latency(sorted(_utterance(n_max), key=lambda c: (c.n, c.layer)), ops, "pynq-z2", 8)
+    assert len(_utterance(n_max)) > len(_utterance(None))
+    for other in (slabs, shuffled):
         assert other["total_s"] == pytest.approx(one["total_s"], rel=1e-12)
         for s in STAGES:
             assert other["stages"][s]["classes"] == pytest.approx(one["stages"][s]["classes"], rel=1e-12)
-    # the merged GEMMs: the logits whole again, the six heads still six products
-    merged = logical_calls(_utterance(2048))
-    assert [c.n for c in merged if c.layer == "decoder.logits"] == [51864, 51864]
-    assert sum(c.layer.endswith(".qk") for c in merged) == 6
-    # and the board splits the logits at its own N limit: ceil(51864 / N_max) runs per token
-    runs = -(-51864 // kernel_limits()[1])
+    # the board splits the logits at its own N limit: ceil(51864 / N_max) runs per token
+    runs = -(-51864 // n_max)
     assert one["stages"]["decoder"]["calls"] == 2 * (1 + runs)
 
 
