@@ -1,9 +1,10 @@
 """The accelerator seen by the Whisper runtime: ``Accelerator.matmul(x, layer)`` on a weight package.
 
-Each call quantizes ``x`` per row to int8, runs the int8 x int8 -> int32 block-sparse GEMM on a backend and
-dequantizes with ``scale_x * scale_w + bias``. Backends:
+Each call quantizes ``x`` per row to int8 and runs the int8 x int8 block-sparse GEMM with the kernel's fused
+epilogue, ``fp16(acc * scale_x * scale_w + bias)``, on a backend. Backends:
 
-- ``reference``: the exact integer numpy path on the block-compressed weights (bit-exact model of the kernel);
+- ``reference``: the exact integer numpy path on the block-compressed weights and a bit-exact numpy model of the
+  epilogue (``host.quant.kernel_epilogue``);
 - ``emulated``: the HLS kernel's own C++ compiled with g++ (C simulation), fed the same stream words as the DMA;
 - ``pynq``: the overlay on a PYNQ-Z2 / Ultra96-V2 board (``host.pynq_backend``).
 
@@ -23,7 +24,8 @@ import numpy as np
 from host.blocksparse import BlockSparseWeights
 from host.cycle_model import kernel_cycles
 from host.package import Package
-from host.quant import dequantize, quantize_columns, quantize_rows
+from host.quant import kernel_epilogue, quantize_columns, quantize_rows
+from host.stream import GemmOperand
 from host.system_model import GemmCall
 from host.whisper import WhisperRuntime
 
@@ -38,19 +40,19 @@ class Backend(Protocol):
     array: Tuple[int, int]
     chunk: int
 
-    def gemm(self, x_q: np.ndarray, w: BlockSparseWeights) -> Tuple[np.ndarray, Optional[int]]:
-        """int32 ``x_q @ w``, and the kernel's cycle count if the backend measures one (else None)."""
+    def gemm(self, x_q: np.ndarray, scale_x: np.ndarray, op: GemmOperand) -> Tuple[np.ndarray, Optional[int]]:
+        """float16 ``epilogue(x_q @ op.w)``, and the kernel's cycle count if the backend has one (else None)."""
         ...
 
 
 class ReferenceBackend:
-    """Exact integer numpy GEMM on the block-compressed weights; cycles from the cycle model."""
+    """Exact integer numpy GEMM and the numpy model of the epilogue; cycles from the cycle model."""
 
     def __init__(self, array: Tuple[int, int], chunk: int = 256):
         self.array, self.chunk = array, chunk
 
-    def gemm(self, x_q: np.ndarray, w: BlockSparseWeights) -> Tuple[np.ndarray, Optional[int]]:
-        return w.gemm_int(x_q), None
+    def gemm(self, x_q: np.ndarray, scale_x: np.ndarray, op: GemmOperand) -> Tuple[np.ndarray, Optional[int]]:
+        return kernel_epilogue(op.w.gemm_int(x_q), scale_x, op.scale, op.bias), None
 
 
 class EmulatedBackend:
@@ -59,14 +61,12 @@ class EmulatedBackend:
     def __init__(self, array: Tuple[int, int], chunk: Optional[int] = None):
         from host.emulator import EmulatedKernel
 
-        if array[0] != array[1]:
-            raise ValueError(f"the emulated kernel is square; got array {array}")
-        self.kernel = EmulatedKernel(array[0], chunk)
-        self.array, self.chunk = array, self.kernel.chunk
+        self.kernel = EmulatedKernel(tuple(array), chunk)
+        self.array, self.chunk = tuple(array), self.kernel.chunk
         self.k_max, self.n_max = self.kernel.k_max, self.kernel.n_max
 
-    def gemm(self, x_q: np.ndarray, w: BlockSparseWeights) -> Tuple[np.ndarray, Optional[int]]:
-        y, cycles = self.kernel.run(x_q, w)
+    def gemm(self, x_q: np.ndarray, scale_x: np.ndarray, op: GemmOperand) -> Tuple[np.ndarray, Optional[int]]:
+        y, cycles = self.kernel.run(x_q, scale_x, op)
         return y, int(cycles)
 
 
@@ -145,14 +145,17 @@ class Accelerator:
         self.calls: List[GemmCall] = []
         self._cycle_memo: Dict[tuple, int] = {}
         self._nnz_memo: Dict[str, Tuple[int, ...]] = {}
-        self._slabs: Dict[str, list] = {}
+        self._ops: Dict[str, List[Tuple[int, int, GemmOperand]]] = {}
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="accel")
         self._broken: Optional[str] = None
 
-    def _run_backend(self, x_q: np.ndarray, w: BlockSparseWeights, name: str) -> Tuple[np.ndarray, Optional[int]]:
+    def _run_backend(
+        self, x_q: np.ndarray, scale_x: np.ndarray, op: GemmOperand, name: str
+    ) -> Tuple[np.ndarray, Optional[int]]:
         if self._broken:
             raise AcceleratorTimeoutError(f"accelerator unusable after an earlier time-out ({self._broken})")
-        future = self._pool.submit(self.backend.gemm, x_q, w)
+        w = op.w
+        future = self._pool.submit(self.backend.gemm, x_q, scale_x, op)
         try:
             return future.result(timeout=self.timeout_s)
         except concurrent.futures.TimeoutError:
@@ -164,40 +167,39 @@ class Accelerator:
             ) from None
 
     def matmul(self, x: np.ndarray, layer: str) -> np.ndarray:
-        """``x[M, K] @ W_layer + bias`` through int8 quantization and the backend."""
-        q = self.package.layers[layer]
-        return self._run(x, q.weights, q.scale, q.bias, layer)
+        """``x[M, K] @ W_layer + bias`` through int8 quantization, the backend and the kernel's epilogue."""
+        parts = self._ops.get(layer)
+        if parts is None:
+            q = self.package.layers[layer]
+            parts = self._ops[layer] = self._slabs(GemmOperand(q.weights, q.scale, q.bias))
+        return self._run(x, parts, layer)
 
     def matmul_dynamic(self, a: np.ndarray, b: np.ndarray, name: str) -> np.ndarray:
-        """``a[M, K] @ b[K, N]`` for two activations (attention): ``b`` is quantized per column and streamed dense."""
+        """``a[M, K] @ b[K, N]`` for two activations (attention): ``b`` is quantized per column and sent dense."""
         b_q, scale_b = quantize_columns(b)
         w = BlockSparseWeights.from_dense(b_q, self.backend.array)
-        return self._run(a, w, scale_b, np.zeros(b.shape[1], np.float32), name)
+        return self._run(a, self._slabs(GemmOperand(w, scale_b, np.zeros(b.shape[1], np.float32))), name)
 
-    def _run(
-        self, x: np.ndarray, w: BlockSparseWeights, scale_w: np.ndarray, bias: np.ndarray, name: str
-    ) -> np.ndarray:
+    def _slabs(self, op: GemmOperand) -> List[Tuple[int, int, GemmOperand]]:
+        """``[(first column, end column, operand)]``: one slab, or several when N exceeds the kernel's N_max."""
         n_max = getattr(self.backend, "n_max", None)
-        if n_max is None or w.n <= n_max:
-            return self._run_one(x, w, scale_w, bias, name, name)
-        # wider than the kernel's output buffer: one call per slab of whole column blocks
-        parts = self._slabs.get(name) if name in self.package.layers else None
-        if parts is None:
-            parts = split_columns(w, n_max)
-            if name in self.package.layers:
-                self._slabs[name] = parts
-        ys = [self._run_one(x, p, scale_w[lo:hi], bias[lo:hi], name, f"{name}[{lo}:{hi}]") for lo, hi, p in parts]
-        return np.concatenate(ys, axis=1)
+        if n_max is None or op.w.n <= n_max:
+            return [(0, op.w.n, op)]
+        return [(lo, hi, op.columns(lo, hi, part)) for lo, hi, part in split_columns(op.w, n_max)]
 
-    def _run_one(
-        self, x: np.ndarray, w: BlockSparseWeights, scale_w: np.ndarray, bias: np.ndarray, name: str, key: str
-    ) -> np.ndarray:
+    def _run(self, x: np.ndarray, parts: List[Tuple[int, int, GemmOperand]], name: str) -> np.ndarray:
+        if len(parts) == 1:
+            return self._run_one(x, parts[0][2], name, name)
+        return np.concatenate([self._run_one(x, op, name, f"{name}[{lo}:{hi}]") for lo, hi, op in parts], axis=1)
+
+    def _run_one(self, x: np.ndarray, op: GemmOperand, name: str, key: str) -> np.ndarray:
+        w = op.w
         t0 = time.perf_counter()
         x_q, scale_x = quantize_rows(x)
         t1 = time.perf_counter()
-        acc, measured = self._run_backend(x_q, w, name)
+        y16, measured = self._run_backend(x_q, scale_x, op, name)
         t2 = time.perf_counter()
-        y = dequantize(acc, scale_x, scale_w, bias)
+        y = y16.astype(np.float32)
         t3 = time.perf_counter()
         m = x.shape[0]
         nnz = self._nnz(key, w)

@@ -35,16 +35,18 @@ static_assert(SA_CHUNK >= 1 && SA_CHUNK < 65536, "SA_CHUNK out of range");
 
 typedef ap_uint<8 * R> kblk_t;                 // one K-block of one activation row: byte r = x[r]
 typedef kblk_t act_blk_t[SA_CHUNK][KB_MAX];    // one chunk of activations
-typedef ap_uint<32 * C> row_t;                 // one accumulator row: bits 32c.. = y[c] (int32)
-typedef ap_uint<8 * C> trow_t;                 // one row of a weight tile: byte c = W[r][c]
-
-struct tile_t {  // one R x C weight tile (R rows of C int8; no integer wider than 1024 bits)
-    trow_t w[R];
+// FIFO payloads: structs in an hls::stream are packed into one FIFO word (UG1399, "Structs": aggregated)
+struct row_t {  // one accumulator row
+    int32_t v[C];
 };
 
-struct par_t {  // epilogue parameters of one column block: float32 bits per column
-    ap_uint<32 * C> sw;
-    ap_uint<32 * C> bias;
+struct tile_t {  // one R x C weight tile
+    int8_t w[R][C];
+};
+
+struct par_t {  // epilogue parameters of one column block
+    float sw[C];
+    float bias[C];
 };
 
 struct tok_t {  // w_load -> compute: a block head (nt) or one tile (kidx, weights)
@@ -119,6 +121,7 @@ struct WParser {
     ap_uint<16> kl[KB_MAX];
     par_t par;
     tile_t tw;
+    tok_t blank;
     bool err;
 };
 
@@ -131,11 +134,7 @@ inline void w_step(WParser& P, const ap_uint<64> d, int KB, hls::stream<tok_t>& 
             nt = KB;
         }
         P.nt = nt;
-        tok_t h;
-        for (int r = 0; r < R; ++r) {
-#pragma HLS UNROLL
-            h.t.w[r] = 0;
-        }
+        tok_t h = P.blank;  // a head carries no weights
         h.kidx = 0;
         h.nt = nt;
         h.head = true;
@@ -166,8 +165,8 @@ inline void w_step(WParser& P, const ap_uint<64> d, int KB, hls::stream<tok_t>& 
         for (int p = 0; p < PW; ++p) {
 #pragma HLS UNROLL
             if (p == P.cnt) {
-                P.par.sw.range(32 * p + 31, 32 * p) = d.range(31, 0);
-                P.par.bias.range(32 * p + 31, 32 * p) = d.range(63, 32);
+                P.par.sw[p] = bits_to_float(d.range(31, 0));
+                P.par.bias[p] = bits_to_float(d.range(63, 32));
             }
         }
         if (++P.cnt == PW) {
@@ -187,7 +186,7 @@ inline void w_step(WParser& P, const ap_uint<64> d, int KB, hls::stream<tok_t>& 
                 for (int j = 0; j < 8; ++j) {  // byte 8p + j of the tile = W[(8p + j) / C][(8p + j) % C]
 #pragma HLS UNROLL
                     const int pos = 8 * p + j;
-                    P.tw.w[pos / C].range(8 * (pos % C) + 7, 8 * (pos % C)) = d.range(8 * j + 7, 8 * j);
+                    P.tw.w[pos / C][pos % C] = (int8_t)(uint8_t)d.range(8 * j + 7, 8 * j);
                 }
             }
         }
@@ -211,13 +210,19 @@ void w_load(const ap_uint<64>* wmem, hls::stream<tok_t>& toks, hls::stream<par_t
             hls::stream<ap_uint<1> >& err_s, uint32_t wlen, uint32_t M, int CH, int KB, int NB) {
     WParser P;
 #pragma HLS ARRAY_PARTITION variable = P.kl cyclic factor = 4 dim = 1
-#pragma HLS ARRAY_PARTITION variable = P.tw.w complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = P.tw.w complete dim = 0
+#pragma HLS ARRAY_PARTITION variable = P.par.sw complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = P.par.bias complete dim = 1
     P.err = false;
-    P.par.sw = 0;
-    P.par.bias = 0;
-    for (int r = 0; r < R; ++r) {
+    for (int c = 0; c < C; ++c) {
 #pragma HLS UNROLL
-        P.tw.w[r] = 0;
+        P.par.sw[c] = 0.0f;
+        P.par.bias[c] = 0.0f;
+        for (int r = 0; r < R; ++r) {
+#pragma HLS UNROLL
+            P.tw.w[r][c] = 0;
+            P.blank.t.w[r][c] = 0;
+        }
     }
 w_chunks:
     for (uint32_t r0 = 0; r0 < M; r0 += CH) {
@@ -255,10 +260,18 @@ w_chunks:
 // activation load. Every wait is thus counted here, which is the schedule counter (host/cycle_model.py).
 void compute(hls::stream_of_blocks<act_blk_t>& acts, hls::stream<tok_t>& toks, hls::stream<row_t>& rows_s,
              hls::stream<ap_uint<32> >& sched_s, uint32_t M, int CH, int KB, int NB, int OW) {
-    row_t acc[SA_CHUNK];
-    // acc[i] is read (step t+1) S >= SASP_STEP_MIN iterations after it was written (step t): the true
+    int32_t acc[SA_CHUNK][C];
+#pragma HLS ARRAY_PARTITION variable = acc complete dim = 2
+    // acc[i][c] is read (step t+1) S >= SASP_STEP_MIN iterations after it was written (step t): the true
     // distance, so Vitis raises the II rather than read a stale row if the read-modify-write is longer.
 #pragma HLS DEPENDENCE variable = acc type = inter direction = RAW distance = SASP_STEP_MIN dependent = true
+    int8_t wreg[R][C];  // the tile being computed, in registers
+#pragma HLS ARRAY_PARTITION variable = wreg complete dim = 0
+    row_t zero_row;
+    for (int c = 0; c < C; ++c) {
+#pragma HLS UNROLL
+        zero_row.v[c] = 0;
+    }
     const int row_words = 1 + KB * R8;
     const int mr0 = M < (uint32_t)CH ? (int)M : CH;
     uint32_t cyc = 1 + (uint32_t)mr0 * row_words + SASP_D_ACT;  // header + chunk 0's exposed activation load
@@ -276,12 +289,6 @@ comp_chunks:
         hls::read_lock<act_blk_t> a(acts);
         int b = 0, phase = P_HEAD, nt = 0, t = 0, i = 0;
         uint32_t lead = 0, el = 0, cel = 0;
-        tile_t wcur;
-#pragma HLS ARRAY_PARTITION variable = wcur.w complete dim = 1
-        for (int r = 0; r < R; ++r) {
-#pragma HLS UNROLL
-            wcur.w[r] = 0;
-        }
         ap_uint<16> kcur = 0;
         bool done = false;
     walk:
@@ -302,35 +309,47 @@ comp_chunks:
             } else if (phase == P_STEP) {
                 if (i == 0) {
                     const tok_t tk = toks.read();
-                    wcur = tk.t;
                     kcur = tk.kidx;
+                    for (int r = 0; r < R; ++r) {
+#pragma HLS UNROLL
+                        for (int c = 0; c < C; ++c) {
+#pragma HLS UNROLL
+                            wreg[r][c] = tk.t.w[r][c];
+                        }
+                    }
                 }
                 if (i < mr) {
                     const kblk_t x = a[i][kcur];
-                    row_t prev = 0;
-                    if (t > 0) prev = acc[i];
-                    row_t next;
+                    int8_t xv[R];
+#pragma HLS ARRAY_PARTITION variable = xv complete dim = 1
+                    for (int r = 0; r < R; ++r) {
+#pragma HLS UNROLL
+                        xv[r] = (int8_t)x.range(8 * r + 7, 8 * r);
+                    }
                     for (int c = 0; c < C; ++c) {
 #pragma HLS UNROLL
                         int32_t s = 0;
                         for (int r = 0; r < R; ++r) {
 #pragma HLS UNROLL
-                            const ap_int<8> xv = x.range(8 * r + 7, 8 * r);
-                            const ap_int<8> wv = wcur.w[r].range(8 * c + 7, 8 * c);
-                            s += (int32_t)xv * (int32_t)wv;
+                            s += (int32_t)xv[r] * (int32_t)wreg[r][c];
                         }
-                        const ap_int<32> pv = prev.range(32 * c + 31, 32 * c);
-                        next.range(32 * c + 31, 32 * c) = (ap_int<32>)(pv + s);
+                        acc[i][c] = (t > 0 ? acc[i][c] : 0) + s;
                     }
-                    acc[i] = next;
-                    if (t == nt - 1) rows_s.write(next);
+                    if (t == nt - 1) {
+                        row_t out;
+                        for (int c = 0; c < C; ++c) {
+#pragma HLS UNROLL
+                            out.v[c] = acc[i][c];
+                        }
+                        rows_s.write(out);
+                    }
                 }
                 if (++i == S) {
                     i = 0;
                     if (++t == nt) phase = P_TAIL;
                 }
             } else if (phase == P_ZERO) {
-                rows_s.write(0);
+                rows_s.write(zero_row);
                 if (++i == mr) phase = P_TAIL;
             }
             if (phase == P_TAIL && el >= DR) {  // block done: the next head, or the end of the chunk
@@ -360,10 +379,14 @@ void drain(hls::stream<row_t>& rows_s, hls::stream<par_t>& pars, hls::stream<ap_
     uint32_t r0 = 0;
     int mr = M < (uint32_t)CH ? (int)M : CH;
     int b = 0, i = 0, q = 0;
-    row_t row = 0;
+    row_t row;
     par_t par;
-    par.sw = 0;
-    par.bias = 0;
+    for (int c = 0; c < C; ++c) {
+#pragma HLS UNROLL
+        row.v[c] = 0;
+        par.sw[c] = 0.0f;
+        par.bias[c] = 0.0f;
+    }
     float sx = 0.0f;
 drain_words:
     for (uint64_t o = 0; o < total; ++o) {
@@ -384,16 +407,13 @@ drain_words:
             for (int j = 0; j < 4; ++j) {
 #pragma HLS UNROLL
                 const int c = 4 * q + j;
-                const ap_int<32> av = row.range(32 * c + 31, 32 * c);
-                const float sw = bits_to_float(par.sw.range(32 * c + 31, 32 * c));
-                const float bias = bits_to_float(par.bias.range(32 * c + 31, 32 * c));
-                const float prod = (float)(int32_t)av * sx;  // same order as host.quant.dequantize
-                const float scaled = prod * sw;
-                wd.range(16 * j + 15, 16 * j) = sasp_f32_to_f16(scaled + bias);
+                const float prod = (float)row.v[c] * sx;  // same order as host.quant.dequantize
+                const float scaled = prod * par.sw[c];
+                wd.range(16 * j + 15, 16 * j) = sasp_f32_to_f16(scaled + par.bias[c]);
             }
         } else {
-            wd.range(31, 0) = row.range(32 * (2 * q) + 31, 32 * (2 * q));
-            wd.range(63, 32) = row.range(32 * (2 * q + 1) + 31, 32 * (2 * q + 1));
+            wd.range(31, 0) = (uint32_t)row.v[2 * q];
+            wd.range(63, 32) = (uint32_t)row.v[2 * q + 1];
         }
         axis_word_t ow;
         ow.data = wd;
