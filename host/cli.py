@@ -108,7 +108,7 @@ def tile_fault(r: int, c: int) -> Optional[str]:
 
 
 def array_size(text: str) -> int:
-    """A square systolic array size the kernel supports (R*C a multiple of 8 and C even: a multiple of 4)."""
+    """A square systolic array size the kernel supports (by the cycle model's geometry rule)."""
     n = positive_int(text)
     fault = tile_fault(n, n)
     if fault:
