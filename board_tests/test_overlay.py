@@ -30,8 +30,8 @@ def test_dma_length_register_is_26_bits(backend):
 
 
 def test_axi_lite_arguments_are_writable(backend):
-    """m/k/n/chunk/flags registers hold what the host writes (AXI-Lite path and offsets from interface.json)."""
-    for name, value in (("m", 1500), ("k", 1536), ("n", 384), ("chunk", backend.chunk)):
+    """wmem/wlen/m/k/n/chunk/flags registers hold what the host writes (AXI-Lite path and interface.json offsets)."""
+    for name, value in (("wmem", 0x1000), ("wlen", 77), ("m", 1500), ("k", 1536), ("n", 384), ("chunk", backend.chunk)):
         backend._wr(name, value)
         assert backend._rd(name) == value, name
     backend._wr("flags", 0)

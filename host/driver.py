@@ -178,7 +178,8 @@ class Accelerator:
         """``a[M, K] @ b[K, N]`` for two activations (attention): ``b`` is quantized per column and sent dense."""
         b_q, scale_b = quantize_columns(b)
         w = BlockSparseWeights.from_dense(b_q, self.backend.array)
-        return self._run(a, self._slabs(GemmOperand(w, scale_b, np.zeros(b.shape[1], np.float32))), name)
+        op = GemmOperand(w, scale_b, np.zeros(b.shape[1], np.float32), resident=False)
+        return self._run(a, self._slabs(op), name)
 
     def _slabs(self, op: GemmOperand) -> List[Tuple[int, int, GemmOperand]]:
         """``[(first column, end column, operand)]``: one slab, or several when N exceeds the kernel's N_max."""

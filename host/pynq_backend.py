@@ -1,14 +1,19 @@
-"""PYNQ backend: the sasp_gemm overlay on a PYNQ-Z2 / Ultra96-V2 board, driven through AXI-Lite and AXI DMA.
+"""PYNQ backend: the sasp_gemm v2 overlay on a PYNQ-Z2 / Ultra96-V2 board, driven through AXI-Lite, one AXI DMA
+(activations in, results out) and the kernel's own AXI master (weights).
 
-One GEMM is: pack the input stream with ``host.stream.pack_input`` (the same words the emulator consumes), copy
-it into a contiguous ``pynq.allocate`` buffer and flush it, write m/k/n/chunk/flags at the offsets of
-``hls/interface.json``, arm the S2MM (receive) channel, start the MM2S (send) channel, set ap_start, poll the
-channels and the kernel's ap_idle with a deadline, invalidate the output buffer, check the status register and
-the received byte count, read the cycle counter, unpack with ``host.stream.unpack_output``.
+Weights: each layer's weight segment (``host.stream.GemmOperand.segment``: metadata, epilogue scales and biases,
+tiles) is copied once into its own cacheable ``pynq.allocate`` buffer and flushed; the kernel reads it over its
+``m_axi`` port at the address written to the ``wmem`` register, once per activation chunk. Per call the host only
+packs the activation rows (``host.stream.pack_input_into``: one vectorized copy into the DMA buffer, which the
+send channel flushes), writes wmem/wlen/m/k/n/chunk/flags at the offsets of ``hls/interface.json``, arms S2MM,
+starts MM2S and the kernel, polls with a deadline, and reads the fp16 results through views
+(``host.stream.unpack_output``), with the schedule counter and the hardware cycle counter.
 
 ``pynq`` is imported inside ``PynqBackend.__init__`` only, so this module imports anywhere (CI without pynq).
-Register offsets are read from ``hls/interface.json`` at run time (one source of truth) and cross-checked
-against the register map in the overlay's ``.hwh`` when PYNQ exposes it.
+Register offsets are read from ``hls/interface.json`` at run time and cross-checked against the register map in
+the overlay's ``.hwh`` when PYNQ exposes it. PYNQ API used: ``Overlay``, ``allocate(shape, dtype,
+cacheable=True)`` with ``flush()``/``invalidate()``, ``AxiDMA.sendchannel/recvchannel.transfer(buf, start,
+nbytes)``, ``Clocks.fclk0_mhz`` (pynq/ps.py, pynq/buffer.py, pynq/lib/dma.py of PYNQ 3.0).
 """
 
 from __future__ import annotations
@@ -21,9 +26,8 @@ from typing import Dict, Iterable, List, Optional, Tuple, Union
 
 import numpy as np
 
-from host.blocksparse import BlockSparseWeights
 from host.cycle_model import array_rc, input_words, output_words
-from host.stream import pack_input, unpack_output
+from host.stream import GemmOperand, pack_input_into, unpack_output
 
 ROOT = Path(__file__).resolve().parents[1]
 INTERFACE_JSON = ROOT / "hls" / "interface.json"
@@ -34,10 +38,11 @@ BOARD_ALIASES.update({"ultra96": "ultra96-v2"})
 
 # ap_ctrl bits (Vitis HLS s_axilite ap_ctrl_hs)
 AP_START, AP_DONE, AP_IDLE = 0x1, 0x2, 0x4
-# status register bits (hls/src/sasp_gemm.h)
+# status and flags register bits (hls/src/sasp_gemm.h)
 ST_OK, ST_BAD_ARGS, ST_BAD_HEADER, ST_BAD_META, ST_PROBE = 0x1, 0x2, 0x4, 0x8, 0x10
-FLAG_PROBE = 0x1
-STATUS_TEXT = {ST_BAD_ARGS: "bad arguments", ST_BAD_HEADER: "bad header word", ST_BAD_META: "bad metadata"}
+FLAG_PROBE, FLAG_FP16 = 0x1, 0x2
+STATUS_TEXT = {ST_BAD_ARGS: "bad arguments", ST_BAD_HEADER: "bad header word", ST_BAD_META: "bad weight segment"}
+ADDR_LIMIT = 1 << 32  # the kernel's m_axi address register is 32 bits wide (hls/scripts/common.tcl)
 
 # Largest row counts per GEMM in Whisper tiny.en (30 s window): conv1 im2col 3000 rows, the encoder and the
 # cross-attention K/V 1500 rows, decoder steps a few tokens (the prompt) then 1.
@@ -60,7 +65,8 @@ def load_interface(path: Optional[Union[str, Path]] = None) -> dict:
         offsets[reg["name"]] = int(str(reg["offset"]), 0)
         if "ap_vld_offset" in reg:
             offsets[reg["name"] + "_ap_vld"] = int(str(reg["ap_vld_offset"]), 0)
-    need = {"ap_ctrl", "m", "k", "n", "chunk", "flags", "id_version", "array_size", "cycles", "status"}
+    need = {"ap_ctrl", "wmem", "wlen", "m", "k", "n", "chunk", "flags", "id_version", "array_size", "cycles",
+            "hw_cycles", "status"}
     missing = need - set(offsets)
     if missing:
         raise PynqBackendError(f"{path}: registers {sorted(missing)} missing from s_axilite.registers")
@@ -102,77 +108,19 @@ def default_bitfile(board: str, array: int) -> Path:
     return OVERLAY_BUILD / board / f"sasp_gemm_{array}.bit"
 
 
-# ---- GEMM splitting (exact) -------------------------------------------------------------------------------------
-def split_columns(w: BlockSparseWeights, n_max: int) -> List[Tuple[int, BlockSparseWeights]]:
-    """``[(col0, W[:, col0:col0+n])]`` with every part at most ``n_max`` columns (whole column blocks)."""
-    c = w.tile[1]
-    per = max(1, n_max // c)
-    if w.n_blocks <= per:
-        return [(0, w)]
-    parts = []
-    cp = np.asarray(w.colptr, dtype=np.int64)
-    for b0 in range(0, w.n_blocks, per):
-        b1 = min(w.n_blocks, b0 + per)
-        lo, hi = int(cp[b0]), int(cp[b1])
-        n = min(w.n, b1 * c) - b0 * c
-        sub = BlockSparseWeights(
-            tiles=w.tiles[lo:hi],
-            colptr=(cp[b0 : b1 + 1] - lo).astype(np.int32),
-            kidx=np.asarray(w.kidx[lo:hi], dtype=np.int32),
-            k=w.k,
-            n=int(n),
-            tile=w.tile,
-        )
-        parts.append((b0 * c, sub))
-    return parts
-
-
-def split_rows_k(w: BlockSparseWeights, k_max: int) -> List[Tuple[int, int, BlockSparseWeights]]:
-    """``[(k0, k1, W[k0:k1, :])]`` with every part at most ``k_max`` rows (whole row blocks); the int32 partial
-    products of the parts add up exactly to the full GEMM."""
-    r = w.tile[0]
-    per = max(1, k_max // r)
-    if w.k_blocks <= per:
-        return [(0, w.k, w)]
-    parts = []
-    kidx = np.asarray(w.kidx, dtype=np.int64)
-    col = np.repeat(np.arange(w.n_blocks), w.nnz_per_colblock)
-    for kb0 in range(0, w.k_blocks, per):
-        kb1 = min(w.k_blocks, kb0 + per)
-        sel = (kidx >= kb0) & (kidx < kb1)
-        counts = np.bincount(col[sel], minlength=w.n_blocks)
-        colptr = np.zeros(w.n_blocks + 1, dtype=np.int32)
-        np.cumsum(counts, out=colptr[1:])
-        k0, k1 = kb0 * r, min(w.k, kb1 * r)
-        sub = BlockSparseWeights(
-            tiles=w.tiles[sel], colptr=colptr, kidx=(kidx[sel] - kb0).astype(np.int32), k=k1 - k0, n=w.n, tile=w.tile
-        )
-        parts.append((k0, k1, sub))
-    return parts
-
-
-def rows_per_call(m: int, w: BlockSparseWeights, chunk: int, in_limit: int, out_limit: int) -> int:
-    """Largest row count (a multiple of ``chunk``, or ``m``) whose input and output streams fit the limits
-    (bytes); splitting along M at chunk boundaries leaves every result bit identical."""
-    nnz = w.nnz_per_colblock
+# ---- splitting along M (exact) ---------------------------------------------------------------------------------
+def rows_per_call(m: int, k: int, n: int, tile, chunk: int, limit: int) -> int:
+    """Largest row count (a multiple of ``chunk``, or ``m``) whose input and output streams fit ``limit`` bytes;
+    splitting along M at chunk boundaries leaves every result bit identical."""
 
     def fits(rows: int) -> bool:
-        return (
-            8 * input_words(rows, w.k, w.n, nnz, w.tile, chunk) <= in_limit
-            and 8 * output_words(rows, w.n, w.tile) <= out_limit
-        )
+        return 8 * max(input_words(rows, k, tile), output_words(rows, n, tile)) <= limit
 
     if fits(m):
         return m
-    rows = chunk
-    if not fits(rows):
-        raise PynqBackendError(
-            f"one chunk of {chunk} rows (K={w.k}, N={w.n}) needs more than the DMA/buffer limit "
-            f"(in {in_limit} B, out {out_limit} B)"
-        )
-    while rows + chunk < m and fits(rows + chunk):
-        rows += chunk
-    return rows
+    if not fits(chunk):
+        raise PynqBackendError(f"one chunk of {chunk} rows (K={k}, N={n}) needs more than the DMA limit {limit} B")
+    return limit // (8 * max(input_words(chunk, k, tile), output_words(chunk, n, tile))) * chunk
 
 
 def max_rows_for_layer(name: str) -> int:
@@ -185,7 +133,7 @@ def max_rows_for_layer(name: str) -> int:
 
 
 class PynqBackend:
-    """The sasp_gemm overlay as a ``host.driver`` backend: ``gemm(x_q, w) -> (int32[M, N], cycles)``.
+    """The sasp_gemm overlay as a ``host.driver`` backend: ``gemm(x_q, scale_x, op) -> (fp16[M, N], cycles)``.
 
     ``array``: the weight package's tile shape, checked against the overlay's ``array_size`` register.
     ``bitfile``: overlay ``.bit`` (its ``.hwh`` beside it); default ``overlay/build/<board>/sasp_gemm_<A>.bit``.
@@ -216,6 +164,8 @@ class PynqBackend:
         self.array = array_rc(array)
         self.iface = load_interface(interface)
         self.off = self.iface["offsets"]
+        if not timeout_s > 0:
+            raise PynqBackendError(f"timeout_s must be > 0, got {timeout_s}")
         self.timeout_s = float(timeout_s)
         self.poll_interval_s = float(poll_interval_s)
         if bitfile is None:
@@ -234,10 +184,7 @@ class PynqBackend:
                 f"{self.bitfile.with_suffix('.hwh')} not found: pynq.Overlay needs the .hwh with the same basename "
                 f"next to the .bit"
             )
-        self.overlay = pynq.Overlay(str(self.bitfile), download=download)
-        self.dma, self.kernel = self._find_ips()
-        self.dma_max_bytes = int(getattr(self.dma, "buffer_max_size", (1 << DMA_LENGTH_WIDTH) - 1))
-        self._check_hwh_offsets()
+        self._open_overlay(download)
         self.id_version, (r, c, sa_chunk) = self._probe()
         self.sa_chunk = sa_chunk
         if self.id_version != self.iface["id_expected"]:
@@ -249,8 +196,7 @@ class PynqBackend:
         if (r, c) != self.array:
             raise PynqBackendError(
                 f"overlay {self.bitfile.name} holds a {r}x{c} array but the weight package is tiled "
-                f"{self.array[0]}x{self.array[1]}: load sasp_gemm_{self.array[0]}.bit or export a package with "
-                f"--tile {r}"
+                f"{self.array[0]}x{self.array[1]}: load sasp_gemm_{r}.bit or export a package with --tile {r}"
             )
         if chunk is not None and not 1 <= int(chunk) <= sa_chunk:
             raise PynqBackendError(f"chunk {chunk} out of range: this kernel holds at most {sa_chunk} rows (SA_CHUNK)")
@@ -259,14 +205,25 @@ class PynqBackend:
         self.n_max = self.iface["limits_int"]["N_max"]
         self._in_buf = None
         self._out_buf = None
+        self._scratch = None  # weight buffer of operands that are not resident (attention's right-hand side)
+        self._resident: Dict[int, Tuple[GemmOperand, object]] = {}
         self._broken: Optional[str] = None
-        self.last_cycles: List[int] = []  # cycle counter of each kernel run of the last gemm()
+        self.last_cycles: List[int] = []  # schedule counter of each kernel run of the last gemm()
+        self.last_hw_cycles: List[int] = []  # free-running PL-cycle counter of each run
         self.last_run_s: List[float] = []  # wall time from ap_start to DMA + kernel idle, per run
         self.reallocations = 0
         if package is not None:
             self.reserve_for_package(package)
 
     # ---- setup ---------------------------------------------------------------------------------------------
+    def _open_overlay(self, download: bool = True) -> None:
+        """A fresh ``pynq.Overlay`` (downloading the bitstream): new driver objects, so the DMA channels are
+        started (a channel is started when its driver is created; after ``download()`` the old ones are halted)."""
+        self.overlay = self._pynq.Overlay(str(self.bitfile), download=download)
+        self.dma, self.kernel = self._find_ips()
+        self.dma_max_bytes = int(getattr(self.dma, "buffer_max_size", (1 << DMA_LENGTH_WIDTH) - 1))
+        self._check_hwh_offsets()
+
     def _find_ips(self):
         ip_dict = self.overlay.ip_dict
         dmas = [n for n, d in ip_dict.items() if ":axi_dma:" in str(d.get("type", ""))]
@@ -305,6 +262,12 @@ class PynqBackend:
                 f"the overlay was built from another kernel version"
             )
 
+    def pl_clock_hz(self) -> Optional[float]:
+        """The PL clock the kernel runs at, as PYNQ reports it (``pynq.Clocks.fclk0_mhz``), or None."""
+        clocks = getattr(self._pynq, "Clocks", None)
+        mhz = getattr(clocks, "fclk0_mhz", None) if clocks is not None else None
+        return float(mhz) * 1e6 if mhz else None
+
     def _rd(self, name: str) -> int:
         return int(self.kernel.read(self.off[name])) & 0xFFFFFFFF
 
@@ -322,7 +285,7 @@ class PynqBackend:
         """Run the kernel with flags=probe (no stream traffic) so that id_version and array_size are written."""
         deadline = time.monotonic() + min(self.timeout_s, 2.0)
         self._wait_kernel_idle(deadline, "kernel idle before the probe")
-        for name, v in (("m", 1), ("k", 1), ("n", 1), ("chunk", 1), ("flags", FLAG_PROBE)):
+        for name, v in (("wmem", 0), ("wlen", 0), ("m", 1), ("k", 1), ("n", 1), ("chunk", 1), ("flags", FLAG_PROBE)):
             self._wr(name, v)
         self._wr("ap_ctrl", AP_START)
         self._wait_kernel_idle(deadline, "probe run (flags=probe)")
@@ -335,35 +298,54 @@ class PynqBackend:
         return self._rd("id_version"), decode_array_size(self._rd("array_size"))
 
     # ---- buffers --------------------------------------------------------------------------------------------
+    def _alloc(self, words: int):
+        return self._pynq.allocate(shape=(max(int(words), 1),), dtype=np.uint64, cacheable=True)
+
     def _ensure_buffers(self, in_words: int, out_words: int) -> None:
         if self._in_buf is None or self._in_buf.shape[0] < in_words:
             if self._in_buf is not None:
                 self._in_buf.freebuffer()
                 self.reallocations += 1
-            self._in_buf = self._pynq.allocate(shape=(max(in_words, 1),), dtype=np.uint64)
+            self._in_buf = self._alloc(in_words)
         if self._out_buf is None or self._out_buf.shape[0] < out_words:
             if self._out_buf is not None:
                 self._out_buf.freebuffer()
                 self.reallocations += 1
-            self._out_buf = self._pynq.allocate(shape=(max(out_words, 1),), dtype=np.uint64)
+            self._out_buf = self._alloc(out_words)
 
-    def stream_words(self, m: int, w: BlockSparseWeights) -> Tuple[int, int]:
-        """(input, output) stream words of the largest single kernel run for ``x[m, K] @ w``."""
-        limit = self.dma_max_bytes
-        wi = wo = 0
-        for _, _, wk in split_rows_k(w, self.k_max):
-            for _, wn in split_columns(wk, self.n_max):
-                rows = rows_per_call(m, wn, self.chunk, limit, limit)
-                wi = max(wi, input_words(rows, wn.k, wn.n, wn.nnz_per_colblock, wn.tile, self.chunk))
-                wo = max(wo, output_words(rows, wn.n, wn.tile))
-        return wi, wo
+    def _weights(self, op: GemmOperand):
+        """The DDR buffer holding ``op``'s weight segment: resident per operand (copied and flushed once), or the
+        scratch buffer for operands built per call."""
+        seg = op.segment
+        if op.resident:
+            entry = self._resident.get(id(op))
+            if entry is None or entry[0] is not op:
+                buf = self._alloc(seg.size)
+                buf[: seg.size] = seg
+                buf.flush()
+                entry = self._resident[id(op)] = (op, buf)
+            buf = entry[1]
+        else:
+            if self._scratch is None or self._scratch.shape[0] < seg.size:
+                if self._scratch is not None:
+                    self._scratch.freebuffer()
+                    self.reallocations += 1
+                self._scratch = self._alloc(seg.size)
+            buf = self._scratch
+            buf[: seg.size] = seg
+            buf.flush()
+        addr = int(buf.physical_address)
+        if addr + 8 * seg.size > ADDR_LIMIT:
+            raise PynqBackendError(f"weight buffer at 0x{addr:x} lies above the kernel's 32-bit address range")
+        return addr, int(seg.size)
 
-    def reserve(self, shapes: Iterable[Tuple[int, BlockSparseWeights]]) -> Tuple[int, int]:
-        """Allocate the DMA buffers once for the largest of ``(m, w)``; returns their sizes in bytes."""
+    def reserve(self, shapes: Iterable[Tuple[int, int, int]]) -> Tuple[int, int]:
+        """Allocate the DMA buffers once for the largest of ``(m, k, n)``; returns their sizes in bytes."""
         wi = wo = 1
-        for m, w in shapes:
-            a, b = self.stream_words(int(m), w)
-            wi, wo = max(wi, a), max(wo, b)
+        for m, k, n in shapes:
+            rows = rows_per_call(int(m), k, n, self.array, self.chunk, self.dma_max_bytes)
+            wi = max(wi, input_words(rows, k, self.array))
+            wo = max(wo, output_words(rows, min(n, self.n_max), self.array))
         self._ensure_buffers(wi, wo)
         return 8 * wi, 8 * wo
 
@@ -373,7 +355,7 @@ class PynqBackend:
             from host.package import load_package
 
             package = load_package(package, expect_tile=self.array)
-        return self.reserve((max_rows_for_layer(name), q.weights) for name, q in package.layers.items())
+        return self.reserve((max_rows_for_layer(name), q.weights.k, q.weights.n) for name, q in package.layers.items())
 
     # ---- one kernel run -------------------------------------------------------------------------------------
     def _timeout(self, what: str, kernel_only: bool = False) -> Exception:
@@ -394,16 +376,18 @@ class PynqBackend:
             f"(PynqBackend.reset()) before the next run."
         )
 
-    def _run_once(self, x_q: np.ndarray, w: BlockSparseWeights) -> Tuple[np.ndarray, int]:
+    def _run_once(
+        self, x_q: np.ndarray, scale_x: np.ndarray, k: int, n: int, waddr: int, wlen: int
+    ) -> Tuple[np.ndarray, int, int]:
         m = int(x_q.shape[0])
-        words = pack_input(x_q, w, self.chunk)
-        n_in, n_out = int(words.size), output_words(m, w.n, w.tile)
+        n_in, n_out = input_words(m, k, self.array), output_words(m, n, self.array)
         self._ensure_buffers(n_in, n_out)
         inb, outb = self._in_buf, self._out_buf
-        inb[:n_in] = words
-        inb.flush()
+        pack_input_into(inb, x_q, scale_x, self.array)  # sendchannel.transfer() flushes it (pynq/lib/dma.py)
         outb.invalidate()  # no stale dirty lines may be written back over the DMA's data
-        for name, v in (("m", m), ("k", w.k), ("n", w.n), ("chunk", self.chunk), ("flags", 0)):
+        regs = (("wmem", waddr), ("wlen", wlen), ("m", m), ("k", k), ("n", n), ("chunk", self.chunk),
+                ("flags", FLAG_FP16))  # fmt: skip
+        for name, v in regs:
             self._wr(name, v)
         send, recv = self.dma.sendchannel, self.dma.recvchannel
         recv.transfer(outb, 0, 8 * n_out)
@@ -411,7 +395,7 @@ class PynqBackend:
         self._wr("ap_ctrl", AP_START)
         t_start = time.perf_counter()
         deadline = time.monotonic() + self.timeout_s
-        what = f"GEMM M={m} K={w.k} N={w.n} ({n_in} words in, {n_out} out)"
+        what = f"GEMM M={m} K={k} N={n} ({n_in} words in, {n_out} out, {wlen} weight words)"
         while True:
             if getattr(send, "error", False) or getattr(recv, "error", False):
                 self._broken = what
@@ -428,57 +412,54 @@ class PynqBackend:
             if self.poll_interval_s:
                 time.sleep(self.poll_interval_s)
         send.wait()  # already idle: returns at once; records transferred bytes
-        recv.wait()  # already idle: invalidates the receive buffer
-        outb.invalidate()
-        status, cycles = self._rd("status"), self._rd("cycles")
+        recv.wait()  # already idle: invalidates the receive buffer (pynq/lib/dma.py)
+        status, cycles, hw = self._rd("status"), self._rd("cycles"), self._rd("hw_cycles")
         if status != ST_OK:
             bits = [t for b, t in STATUS_TEXT.items() if status & b]
             raise PynqBackendError(f"{what}: kernel status 0x{status:x} ({', '.join(bits) or 'unknown'})")
         got = int(getattr(recv, "transferred", 8 * n_out) or 8 * n_out)
         if got != 8 * n_out:
             raise PynqBackendError(f"{what}: received {got} bytes, expected {8 * n_out} (TLAST at the wrong word)")
-        y = unpack_output(np.asarray(outb[:n_out]), m, w.n, w.tile, self.chunk)
-        return y, cycles
+        return unpack_output(outb[:n_out], m, n, self.array, self.chunk), cycles, hw
 
     # ---- backend protocol -------------------------------------------------------------------------------------
-    def gemm(self, x_q: np.ndarray, w) -> Tuple[np.ndarray, Optional[int]]:
-        """int32 ``x_q @ w`` on the FPGA and the kernel's cycle count (sum over the runs it took)."""
+    def gemm(self, x_q: np.ndarray, scale_x: np.ndarray, op: GemmOperand) -> Tuple[np.ndarray, Optional[int]]:
+        """fp16 ``epilogue(x_q @ op.w)`` on the FPGA and the schedule counter (summed over the runs it took)."""
         if self._broken:
             from host.driver import AcceleratorTimeoutError
 
             raise AcceleratorTimeoutError(f"overlay unusable after an earlier failure ({self._broken}): call reset()")
-        w = getattr(w, "weights", w)  # a QuantLayer or the BlockSparseWeights
+        w = op.w
         x_q = np.ascontiguousarray(x_q)
         if x_q.dtype != np.int8 or x_q.ndim != 2 or x_q.shape[1] != w.k:
             raise ValueError(f"gemm: expected int8[M, {w.k}], got {x_q.dtype}{list(x_q.shape)}")
         if tuple(w.tile) != self.array:
             raise ValueError(f"weights are tiled {w.tile}, the overlay array is {self.array}")
+        if w.k > self.k_max or w.n > self.n_max:
+            raise ValueError(f"K={w.k} / N={w.n} exceed the kernel limits K<={self.k_max}, N<={self.n_max}")
         m = int(x_q.shape[0])
-        y = np.zeros((m, w.n), dtype=np.int32)
-        total = 0
-        self.last_cycles = []
-        self.last_run_s = []
-        limit = self.dma_max_bytes
-        for k0, k1, wk in split_rows_k(w, self.k_max):
-            xk = np.ascontiguousarray(x_q[:, k0:k1])
-            for c0, wn in split_columns(wk, self.n_max):
-                rows = rows_per_call(m, wn, self.chunk, limit, limit)
-                for r0 in range(0, m, rows):
-                    part, cyc = self._run_once(np.ascontiguousarray(xk[r0 : r0 + rows]), wn)
-                    y[r0 : r0 + rows, c0 : c0 + wn.n] += part
-                    total += cyc
-                    self.last_cycles.append(cyc)
-        return y, total
+        waddr, wlen = self._weights(op)
+        y = np.empty((m, w.n), dtype=np.float16)
+        self.last_cycles, self.last_hw_cycles, self.last_run_s = [], [], []
+        rows = rows_per_call(m, w.k, w.n, self.array, self.chunk, self.dma_max_bytes)
+        for r0 in range(0, m, rows):
+            part, cyc, hw = self._run_once(x_q[r0 : r0 + rows], scale_x[r0 : r0 + rows], w.k, w.n, waddr, wlen)
+            y[r0 : r0 + rows] = part
+            self.last_cycles.append(cyc)
+            self.last_hw_cycles.append(hw)
+        return y, sum(self.last_cycles)
 
     def reset(self) -> None:
-        """Reload the bitstream (resets kernel and DMA) after a time-out or DMA error."""
-        self.overlay.download()
-        self.dma, self.kernel = self._find_ips()
+        """Recover after a time-out or DMA error: a new Overlay object (bitstream downloaded again, DMA drivers
+        recreated and started); resident weight buffers stay valid."""
+        self._open_overlay(download=True)
         self._broken = None
         self._probe()
 
     def close(self) -> None:
-        for buf in (self._in_buf, self._out_buf):
+        bufs = [self._in_buf, self._out_buf, self._scratch] + [b for _, b in self._resident.values()]
+        for buf in bufs:
             if buf is not None:
                 buf.freebuffer()
-        self._in_buf = self._out_buf = None
+        self._in_buf = self._out_buf = self._scratch = None
+        self._resident.clear()

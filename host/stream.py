@@ -92,11 +92,12 @@ class GemmOperand:
     """The kernel's right-hand side: block-sparse int8 weights with their per-column scale and bias.
 
     ``segment`` (the weight segment words) is built on first use and kept: for a model layer that is once per
-    load, which is what the board keeps resident in DDR."""
+    load, and the board keeps it resident in DDR."""
 
     w: BlockSparseWeights
     scale: np.ndarray
     bias: np.ndarray
+    resident: bool = True  # False: built per call (attention), the board copies it into a scratch buffer
     _segment: Optional[np.ndarray] = field(default=None, repr=False)
 
     @property
@@ -107,7 +108,7 @@ class GemmOperand:
 
     def columns(self, lo: int, hi: int, w: BlockSparseWeights) -> GemmOperand:
         """The operand restricted to columns ``lo:hi`` whose weights are ``w``."""
-        return GemmOperand(w, self.scale[lo:hi], self.bias[lo:hi])
+        return GemmOperand(w, self.scale[lo:hi], self.bias[lo:hi], self.resident)
 
 
 def unpack_output(words: np.ndarray, m: int, n: int, tile, chunk: int, fp16: bool = True) -> np.ndarray:

@@ -20,32 +20,37 @@ from host.cycle_model import (
 
 
 def test_meta_words():
-    assert [meta_words(n) for n in (0, 1, 3, 4, 7, 8, 48)] == [1, 1, 1, 2, 2, 3, 13]
+    assert [meta_words(n) for n in (0, 1, 3, 4, 5, 8, 48)] == [1, 2, 2, 2, 3, 3, 13]
 
 
 def test_single_tile_by_hand():
-    # M=1, K=N=8, array 8, one tile: header 1; prologue 1 act word + 1 meta + 8 weight words = 10, +2;
-    # compute: one step of max(1, STEP_MIN=4, 0) = 4, close with nothing pending, +R+C=16;
-    # final drain 1 row * 4 words + 2.
-    assert kernel_cycles(1, 8, 8, [1], 8, 96) == 1 + 10 + 2 + 4 + 16 + 4 + 2
+    # M=1, K=N=8, array 8: header 1; chunk 0's activations 1 row x (scale + 1 word) = 2, + D_ACT 2;
+    # one block: S = max(1, STEP_MIN 8, WW 8) = 8, lead = 1 + 1 (kidx) + 8 (params) + 8 (tile 0) = 18,
+    # T = max(18 + 8, 1 row x 2 words + D_DRAIN 16) = 26; + D_COMP 12; last block's output 2 + 16.
+    assert kernel_cycles(1, 8, 8, [1], 8, 96) == 1 + 2 + 2 + 26 + 12 + 2 + 16
 
 
 def test_two_chunks_by_hand():
-    # M=6, chunk 4, K=N=8, array 8, one tile. Chunk 0 (4 rows): prologue 4 + 9 = 13; step trip
-    # max(4, 4, 0) = 4 reading 2 (= all) act words of chunk 1; close (nothing pending): pend 16.
-    # Chunk 1 (2 rows): prologue 0 act + 9 = 9 drains 9 of 16; step 4 drains 4 (3 left); close stalls 3;
-    # pend 8. Final drain 8.
+    # M=6, chunk 4, K=N=8, array 8, one tile: row words 2. Chunk 0 (4 rows): S = 8, T = max(18 + 8, 4*2 + 16)
+    # = 26, the next chunk's load 2*2 + 2 = 6 < 26. Chunk 1 (2 rows): T = max(26, 2*2 + 16) = 26.
     bd = cycle_breakdown(6, 8, 8, [1], 8, 4)
-    assert bd == {"header": 1, "prologue": 13 + 9, "steps": 8, "close_stall": 3, "drain": 8, "depth": 2 * (2 + 16) + 2}
+    assert bd == {"header": 1, "act_load0": 8, "blocks": 52, "act_wait": 0, "drain": 4, "depth": 2 + 2 * 12 + 16}
     assert kernel_cycles(6, 8, 8, [1], 8, 4) == sum(bd.values())
 
 
 def test_empty_blocks_cost_output_drain():
-    # all tiles pruned: each closed block stalls until the previous block's output is out
-    c_empty = cycle_breakdown(10, 64, 64, [0] * 8, 8, 96)
-    assert c_empty["steps"] == 0
-    assert c_empty["close_stall"] == 7 * 10 * 4  # 8 blocks, first close finds nothing pending
-    assert c_empty["drain"] == 10 * 4
+    # all tiles pruned: each block pushes its zero rows and waits for the drain (rows x C/4 words + D_DRAIN)
+    bd = cycle_breakdown(10, 64, 64, [0] * 8, 8, 96)
+    assert bd["blocks"] == 8 * max(1 + 8 + 10, 10 * 2 + 16)
+
+
+def test_activation_load_bound_chunks_wait():
+    # few stored tiles and a long K: the next chunk's activations (193 words per row) take longer than the
+    # chunk's compute. Chunks of 16, 16, 8 rows; blocks (nt 2, 0): 16 rows: max(18 + 2*16, 16*2 + 16) = 50 and
+    # max(9 + 16, 48) = 48; 8 rows: max(18 + 2*8, 8*2 + 16) = 34 and max(9 + 8, 32) = 32.
+    bd = cycle_breakdown(40, 1536, 16, [2, 0], 8, 16)
+    assert bd["blocks"] == 98 + 98 + 66
+    assert bd["act_wait"] == (16 * 193 + 2 - 98) + (8 * 193 + 2 - 98)
 
 
 @pytest.mark.parametrize("array", [8, 16])
@@ -69,19 +74,19 @@ def test_sparsity_scaling_goal_array8(m):
 
 @pytest.mark.parametrize("m", [256, 1500])
 def test_sparsity_scaling_array16_output_bound(m):
-    """Array 16: within 2 points of ideal unless the int32 output stream is the bottleneck
-    (C/2 output words per row and column block vs. nt compute cycles); then at that floor."""
+    """Array 16: within 3 points of ideal at M=1500 (6 at M=256, where chunk 0's activation load weighs more)
+    unless the fp16 output stream is the bottleneck (C/4 output words per row and column block vs. nt compute
+    cycles per row); then at that floor. The rest is each block's lead (its metadata, parameters and first
+    tile: 50 cycles at 16x16 against 4 x 96 for a conv1 block at 75 %)."""
     for _, k, n in iter_shapes():
         kb, nb = -(-k // 16), -(-n // 16)
         dense = kernel_cycles(m, k, n, [kb] * nb, 16, 96)
         for s in (0.25, 0.5, 0.75):
             nt = int(round(kb * (1 - s)))
             frac = kernel_cycles(m, k, n, [nt] * nb, 16, 96) / dense
-            floor = m * nb * 8 / dense  # output words / dense cycles
+            floor = m * nb * 4 / dense  # output words / dense cycles
             assert frac >= floor
-            # M=256 (3 chunks): the first chunk's activation load (not overlapped) costs ~1 point more
-            tol = (0.02 if m >= 1500 else 0.03) if nt / kb > floor + 0.02 else 0.04
-            assert frac - max(nt / kb, floor) <= tol, (k, n, s, frac, nt / kb, floor)
+            assert frac - max(nt / kb, floor) <= (0.03 if m >= 1500 else 0.06), (k, n, s, frac, nt / kb, floor)
 
 
 def test_gemv_is_weight_bound():
@@ -94,10 +99,12 @@ def test_gemv_is_weight_bound():
 def test_stream_bytes():
     nnz = [3, 0, 5]
     sb = stream_bytes(100, 64, 24, nnz, 8, 96)
-    seg = (1 + 1 + 2) + 8 * 8
-    assert sb.input == 8 * (1 + 100 * 8 + 2 * seg)
-    assert sb.output == 8 * 100 * 3 * 4
-    assert sb.total == sb.input + sb.output
+    seg = (2 + 1 + 3) + 3 * 8 + 8 * 8  # metadata, 8 parameter words per block, 8 tiles of 8 words
+    assert sb.input == 8 * (1 + 100 * 9)
+    assert sb.output == 8 * 100 * 3 * 2
+    assert sb.weights == 8 * 2 * seg  # read once per chunk
+    assert sb.total == sb.input + sb.output + sb.weights
+    assert stream_bytes(100, 64, 24, nnz, 8, 96, fp16=False).output == 2 * sb.output
 
 
 def test_bad_arguments():
@@ -107,23 +114,32 @@ def test_bad_arguments():
         kernel_cycles(0, 64, 64, [8] * 8, 8, 96)
 
 
+def test_bad_arrays():
+    for bad in (4, 12, (8, 6), (7, 8)):
+        with pytest.raises(ValueError, match="multiple of 8"):
+            kernel_cycles(1, 64, 64, [1] * 8, bad, 96)
+
+
 @pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not installed")
-@pytest.mark.parametrize("array", [4, 8, 12, 16, 32])
+@pytest.mark.parametrize("array", [(8, 8), (16, 16), (32, 32), (16, 12)], ids=["8", "16", "32", "16x12"])
 def test_model_equals_csim_counter(array):
     from host.emulator import EmulatedKernel
+    from host.stream import GemmOperand
 
-    rng = np.random.default_rng(array)
+    rng = np.random.default_rng(array[0] + array[1])
     ek = EmulatedKernel(array, chunk=32)
     shapes = [(1, 40, 24, 0.5), (31, 100, 72, 0.3), (32, 64, 64, 0.0), (33, 64, 64, 0.9), (97, 200, 130, 0.5)]
-    shapes += [(70, 96, 96, 1.0), (5, 17, 9, 0.0)]
+    shapes += [(70, 96, 96, 1.0), (5, 17, 9, 0.0), (40, 1536, 32, 0.9)]
     for m, k, n, p in shapes:
-        kb, nb = -(-k // array), -(-n // array)
+        kb, nb = -(-k // array[0]), -(-n // array[1])
         keep = rng.random((kb, nb)) >= p
         keep[:, 0] = False  # an all-pruned column block
-        w = BlockSparseWeights.from_dense(rng.integers(-128, 128, (k, n), dtype=np.int8), (array, array), keep)
+        w = BlockSparseWeights.from_dense(rng.integers(-128, 128, (k, n), dtype=np.int8), array, keep)
+        op = GemmOperand(w, np.ones(n, np.float32), np.zeros(n, np.float32))
         x = rng.integers(-128, 128, (m, k), dtype=np.int8)
-        _, cyc = ek.run(x, w)
-        assert cyc == kernel_cycles(m, k, n, w.nnz_per_colblock, array, 32), (m, k, n, p)
+        for fp16 in (True, False):
+            _, cyc = ek.run(x, np.ones(m, np.float32), op, fp16=fp16)
+            assert cyc == kernel_cycles(m, k, n, w.nnz_per_colblock, array, 32, fp16), (m, k, n, p, fp16)
 
 
 def test_pruning_ceiling_skips_only_the_named_layers():

@@ -67,9 +67,9 @@ def test_demo_refuses_mismatched_array(dense_package8, capsys):
 
 def test_stalled_kernel_times_out(dense_package8):
     class Stalled(ReferenceBackend):
-        def gemm(self, x_q, w):
+        def gemm(self, x_q, scale_x, op):
             time.sleep(30)  # a kernel that never raises done
-            return super().gemm(x_q, w)
+            return super().gemm(x_q, scale_x, op)
 
     acc = Accelerator(load_package(dense_package8), Stalled((8, 8)), timeout_s=0.5)
     t0 = time.perf_counter()
@@ -83,15 +83,16 @@ def test_stalled_kernel_times_out(dense_package8):
 def test_truncated_stream_is_a_stall_error_not_a_hang():
     from host.blocksparse import BlockSparseWeights
     from host.emulator import EmulatedKernel, KernelStallError
-    from host.stream import pack_input
+    from host.stream import GemmOperand, pack_input
 
     rng = np.random.default_rng(0)
     w = BlockSparseWeights.from_dense(rng.integers(-5, 5, (64, 32)).astype(np.int8), (8, 8))
+    op = GemmOperand(w, np.ones(32, np.float32), np.zeros(32, np.float32))
     x = rng.integers(-5, 5, (10, 64)).astype(np.int8)
     kern = EmulatedKernel(8)
-    words = pack_input(x, w, kern.chunk)
+    words = pack_input(x, np.ones(10, np.float32), (8, 8))
     with pytest.raises(KernelStallError, match="host sent fewer stream words"):
-        kern.run_packed(words[:-3], 10, w)
+        kern.run_packed(words[:-3], op.segment, 10, 64, 32)
 
 
 def test_int8_path_matches_float_within_tolerance(dense_package8, whisper_weights):

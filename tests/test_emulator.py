@@ -1,7 +1,8 @@
-"""host.emulator: C-sim of the HLS kernel == fast numpy path, cycle counter == model, stream errors.
+"""host.emulator: C-sim of the HLS kernel == numpy model (int8 GEMM + fp16 epilogue), schedule counter == closed
+form, the kernel's fp16 rounding == numpy's, and stream errors.
 
-Whisper tiny.en shapes run at reduced M (64 rows, which spans a partial second chunk of 32) except
-q/k/v/out, which also runs at the full M = 1500 on array 8."""
+Whisper tiny.en shapes run at reduced M (64 rows, which spans a partial second chunk of 32) except q/k/v/out,
+which also runs at the full M = 1500 on the PYNQ-Z2 build (8x8, chunk 96)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ import numpy as np
 import pytest
 
 from host.blocksparse import BlockSparseWeights
-from host.cycle_model import kernel_cycles
-from host.stream import pack_input
+from host.cycle_model import input_words, kernel_cycles, output_words
+from host.quant import kernel_epilogue
+from host.stream import GemmOperand, pack_input
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not installed (emulator needs it)")
 
 WHISPER = [("conv1", 240, 384), ("conv2", 1152, 384), ("qkvo", 384, 384), ("fc1", 384, 1536), ("fc2", 1536, 384)]
+ARRAYS = [(8, 8), (16, 16), (32, 32), (8, 16), (16, 8), (16, 12)]
 
 
 @pytest.fixture(scope="module")
@@ -33,132 +36,161 @@ def kernels():
     return get
 
 
-def _layer(rng, k, n, array, p, *, extreme=None):
-    kb, nb = -(-k // array), -(-n // array)
+def _op(rng, k, n, array, p, *, extreme=None):
+    kb, nb = -(-k // array[0]), -(-n // array[1])
     keep = rng.random((kb, nb)) >= p
-    if extreme is None:
-        w = rng.integers(-128, 128, (k, n), dtype=np.int8)
-    else:
-        w = np.full((k, n), extreme, dtype=np.int8)
-    return BlockSparseWeights.from_dense(w, (array, array), keep)
+    w = rng.integers(-128, 128, (k, n), dtype=np.int8) if extreme is None else np.full((k, n), extreme, np.int8)
+    scale = (rng.random(n) * 0.01 + 1e-4).astype(np.float32)
+    return GemmOperand(BlockSparseWeights.from_dense(w, array, keep), scale, rng.standard_normal(n).astype(np.float32))
 
 
-def _check(ek, x, w):
-    y, cyc = ek.run(x, w)
-    assert y.dtype == np.int32 and y.shape == (x.shape[0], w.n)
-    assert np.array_equal(y, w.gemm_int(x))
-    assert cyc == kernel_cycles(x.shape[0], w.k, w.n, w.nnz_per_colblock, ek.tile, ek.chunk)
-    return y
+def _x(rng, m, k):
+    return rng.integers(-128, 128, (m, k), dtype=np.int8), (rng.random(m) * 0.02 + 1e-4).astype(np.float32)
 
 
-@pytest.mark.parametrize("array", [4, 8, 12, 16, 32])
+def _check(ek, x, sx, op):
+    y, cyc = ek.run(x, sx, op)
+    assert y.dtype == np.float16 and y.shape == (x.shape[0], op.w.n)
+    ref = kernel_epilogue(op.w.gemm_int(x), sx, op.scale, op.bias)
+    assert np.array_equal(y.view(np.uint16), ref.view(np.uint16))
+    assert cyc == kernel_cycles(x.shape[0], op.w.k, op.w.n, op.w.nnz_per_colblock, ek.tile, ek.chunk)
+    yi, cyc_i = ek.run(x, sx, op, fp16=False)
+    assert yi.dtype == np.int32 and np.array_equal(yi, op.w.gemm_int(x))
+    assert cyc_i == kernel_cycles(x.shape[0], op.w.k, op.w.n, op.w.nnz_per_colblock, ek.tile, ek.chunk, fp16=False)
+    return yi
+
+
+@pytest.mark.parametrize("array", ARRAYS, ids=[f"{r}x{c}" for r, c in ARRAYS])
 def test_random_layers(kernels, array):
     ek = kernels(array)
-    rng = np.random.default_rng(100 + array)
+    rng = np.random.default_rng(100 + array[0] * 7 + array[1])
     cases = [(1, 40, 24, 0.5), (32, 64, 64, 0.0), (33, 100, 72, 0.4), (70, 17, 9, 0.0), (45, 96, 200, 0.8)]
     for m, k, n, p in cases:
-        w = _layer(rng, k, n, array, p)
-        x = rng.integers(-128, 128, (m, k), dtype=np.int8)
-        _check(ek, x, w)
+        _check(ek, *_x(rng, m, k), _op(rng, k, n, array, p))
 
 
-@pytest.mark.parametrize("array", [4, 8, 16])
+@pytest.mark.parametrize("array", [(8, 8), (16, 16), (16, 12)], ids=["8x8", "16x16", "16x12"])
 def test_special_structures(kernels, array):
     ek = kernels(array)
     rng = np.random.default_rng(7)
-    k, n = 4 * array + 3, 3 * array + 1  # K and N not multiples of the array
-    x = rng.integers(-128, 128, (50, k), dtype=np.int8)
+    r, c = array
+    k, n = 4 * r + 3, 3 * c + 1  # K and N not multiples of the array
+    x, sx = _x(rng, 50, k)
     w = rng.integers(-128, 128, (k, n), dtype=np.int8)
-    kb, nb = -(-k // array), -(-n // array)
-    keeps = {
-        "dense": np.ones((kb, nb), bool),
-        "all pruned": np.zeros((kb, nb), bool),
-        "single tile": np.zeros((kb, nb), bool),
-        "empty first/last blocks": np.ones((kb, nb), bool),
-    }
+    kb, nb = -(-k // r), -(-n // c)
+    keeps = {name: np.ones((kb, nb), bool) for name in ("dense", "all pruned", "single tile", "empty ends")}
+    keeps["all pruned"][:] = False
+    keeps["single tile"][:] = False
     keeps["single tile"][kb - 1, 1] = True
-    keeps["empty first/last blocks"][:, [0, nb - 1]] = False
+    keeps["empty ends"][:, [0, nb - 1]] = False
     for name, keep in keeps.items():
-        bs = BlockSparseWeights.from_dense(w, (array, array), keep)
-        y = _check(ek, x, bs)
+        op = GemmOperand(BlockSparseWeights.from_dense(w, array, keep), np.full(n, 0.01, np.float32),
+                         np.linspace(-1, 1, n).astype(np.float32))  # fmt: skip
+        y = _check(ek, x, sx, op)
         if name == "all pruned":
             assert not y.any()
+            assert np.array_equal(ek.run(x, sx, op)[0], np.broadcast_to(op.bias.astype(np.float16), (50, n)))
         if name == "dense":
             assert np.array_equal(y, x.astype(np.int64) @ w.astype(np.int64))
 
 
-@pytest.mark.parametrize("array", [4, 8, 16])
+@pytest.mark.parametrize("m", [1, 2, 3, 4])
+def test_trailing_pruned_blocks_few_rows(kernels, m):
+    """Few rows, the last stored tile followed by all-pruned column blocks (the decoder's M=1 on a pruned layer)."""
+    ek = kernels((8, 8), 96)
+    rng = np.random.default_rng(m)
+    keep = np.zeros((48, 48), bool)
+    keep[::2, :5] = True
+    w = BlockSparseWeights.from_dense(rng.integers(-128, 128, (384, 384), dtype=np.int8), (8, 8), keep)
+    _check(ek, *_x(rng, m, 384), GemmOperand(w, np.full(384, 0.01, np.float32), np.zeros(384, np.float32)))
+
+
+@pytest.mark.parametrize("array", [(8, 8), (16, 16)], ids=["8x8", "16x16"])
 def test_extreme_values_k1536(kernels, array):
     ek = kernels(array)
     for xv, wv in [(-128, -128), (127, -128), (-128, 127)]:
         x = np.full((3, 1536), xv, dtype=np.int8)
-        w = BlockSparseWeights.from_dense(np.full((1536, 2 * array), wv, dtype=np.int8), (array, array))
-        y = _check(ek, x, w)
+        w = BlockSparseWeights.from_dense(np.full((1536, 2 * array[1]), wv, dtype=np.int8), array)
+        op = GemmOperand(w, np.full(w.n, 1e-5, np.float32), np.zeros(w.n, np.float32))
+        y = _check(ek, x, np.ones(3, np.float32), op)
         assert (y == xv * wv * 1536).all()
 
 
-@pytest.mark.parametrize("array", [8, 16])
+@pytest.mark.parametrize("array", [(8, 8), (16, 16)], ids=["8x8", "16x16"])
 @pytest.mark.parametrize("name,k,n", WHISPER)
 def test_whisper_shapes(kernels, array, name, k, n):
     ek = kernels(array)
-    rng = np.random.default_rng(k + n + array)
-    w = _layer(rng, k, n, array, 0.5)
+    rng = np.random.default_rng(k + n + array[0])
+    op = _op(rng, k, n, array, 0.5)
     for m in (64, 1):  # encoder rows (reduced from 1500: a full and a partial chunk) and decoder GEMV
-        x = rng.integers(-128, 128, (m, k), dtype=np.int8)
-        _check(ek, x, w)
+        _check(ek, *_x(rng, m, k), op)
 
 
 def test_whisper_full_m1500(kernels):
-    ek = kernels(8, 96)  # the PYNQ-Z2 build
+    ek = kernels((8, 8), 96)  # the PYNQ-Z2 build
     rng = np.random.default_rng(1500)
-    w = _layer(rng, 384, 384, 8, 0.5)
-    x = rng.integers(-128, 128, (1500, 384), dtype=np.int8)
-    _check(ek, x, w)
+    _check(ek, *_x(rng, 1500, 384), _op(rng, 384, 384, (8, 8), 0.5))
+
+
+def test_fp16_rounding_matches_numpy(kernels):
+    """The kernel's fp32 -> fp16 conversion equals numpy's astype(float16) (round to nearest even, overflow to
+    infinity, subnormals) on edge values and a million random float32 bit patterns (NaN excluded)."""
+    ek = kernels((8, 8))
+    rng = np.random.default_rng(16)
+    bits = rng.integers(0, 2**32, 1_000_000, dtype=np.uint64).astype(np.uint32)
+    x = bits.view(np.float32)
+    x = x[~np.isnan(x)]
+    edge = np.array([0.0, -0.0, 65504, 65519.99, 65520, -65520, 2.0**-24, 2.0**-25, 3 * 2.0**-26, 6.1035156e-5,
+                     1 + 2.0**-11, 1 + 3 * 2.0**-11, 2049, 2051, 1e-7, np.inf, -np.inf], np.float32)  # fmt: skip
+    x = np.concatenate([edge, x])
+    with np.errstate(over="ignore"):
+        assert np.array_equal(ek.f32_to_f16(x), x.astype(np.float16).view(np.uint16))
 
 
 def test_truncated_stream_stalls(kernels):
     from host.emulator import KernelStallError
 
-    ek = kernels(8)
+    ek = kernels((8, 8), 16)
     rng = np.random.default_rng(3)
-    w = _layer(rng, 64, 64, 8, 0.3)
-    x = rng.integers(-128, 128, (40, 64), dtype=np.int8)
-    words = pack_input(x, w, ek.chunk)
-    with pytest.raises(KernelStallError, match=r"stalled waiting for input word \d+ of \d+") as ei:
-        ek.run_packed(words[:-5], 40, w)
-    assert isinstance(ei.value, TimeoutError)
-    assert f"of {len(words)}" in str(ei.value)
+    op = _op(rng, 64, 64, (8, 8), 0.3)
+    x, sx = _x(rng, 40, 64)
+    words = pack_input(x, sx, (8, 8))
+    with pytest.raises(KernelStallError, match="stalled waiting for input word"):
+        ek.run_packed(words[:-5], op.segment, 40, 64, 64)
 
 
-def test_extra_words_and_bad_header(kernels):
+def test_protocol_errors(kernels):
     from host.emulator import KernelProtocolError
 
-    ek = kernels(8)
+    ek = kernels((8, 8), 16)
     rng = np.random.default_rng(4)
-    w = _layer(rng, 64, 64, 8, 0.3)
-    x = rng.integers(-128, 128, (10, 64), dtype=np.int8)
-    words = pack_input(x, w, ek.chunk)
-    with pytest.raises(KernelProtocolError, match="input words"):
-        ek.run_packed(np.concatenate([words, words[:3]]), 10, w)
+    op = _op(rng, 64, 64, (8, 8), 0.3)
+    x, sx = _x(rng, 10, 64)
+    words = pack_input(x, sx, (8, 8))
+    with pytest.raises(KernelProtocolError, match="finished after"):
+        ek.run_packed(np.concatenate([words, words[:3]]), op.segment, 10, 64, 64)
     bad = words.copy()
     bad[0] ^= np.uint64(1)
-    with pytest.raises(KernelProtocolError, match="header"):
-        ek.run_packed(bad, 10, w)
-    w16 = _layer(rng, 64, 64, 16, 0.0)
-    with pytest.raises(ValueError):
-        ek.run(x, w16)  # tile/array mismatch caught before the stream is built
+    with pytest.raises(KernelProtocolError, match="bad header"):
+        ek.run_packed(bad, op.segment, 10, 64, 64)
+    seg = op.segment.copy()
+    seg[1] = np.uint64(0x7777)  # a kidx beyond K_blocks
+    with pytest.raises(KernelProtocolError, match="bad weight segment"):
+        ek.run_packed(words, seg, 10, 64, 64)
 
 
-def test_registers_and_output_word_count(kernels):
-    ek = kernels(8)
-    assert ek.id_version == 0x53410100 and ek.array == 8
-    out, regs, counts, rc = ek.run_words(np.zeros(0, np.uint64), 1, 8, 8, 0, flags=1)  # probe
-    assert rc == 0 and regs[0] == 0x53410100 and regs[1] == 8 | (8 << 8) | (32 << 16) and counts[:2] == (0, 0)
+def test_raw_registers_and_word_counts(kernels):
+    ek = kernels((8, 8), 16)
+    res = ek.run_words(np.zeros(0, np.uint64), np.zeros(1, np.uint64), 1, 8, 8, 0, flags=1)  # probe
+    assert res.regs["status"] == 0x10 and res.regs["id_version"] == ek.id_version and res.consumed == 0
+    assert res.regs["array_size"] == 8 | (8 << 8) | (16 << 16)
     rng = np.random.default_rng(5)
-    w = _layer(rng, 64, 64, 8, 0.0)
-    x = rng.integers(-128, 128, (10, 64), dtype=np.int8)
-    words = pack_input(x, w, ek.chunk)
-    out, regs, counts, rc = ek.run_words(words, 10, 64, 64, 10 * 8 * 4)
-    assert rc == 0 and counts == (len(words), 320, 319) and regs[3] == 1
-    out, regs, counts, rc = ek.run_words(words, 10, 64, 64, 100)  # host expects fewer words
-    assert rc == 2
+    op = _op(rng, 64, 64, (8, 8), 0.0)
+    x, sx = _x(rng, 10, 64)
+    words = pack_input(x, sx, (8, 8))
+    assert words.size == input_words(10, 64, 8)
+    res = ek.run_words(words, op.segment, 10, 64, 64, output_words(10, 64, 8))
+    assert res.rc == 0 and res.produced == output_words(10, 64, 8) == 10 * 8 * 2
+    assert res.regs["hw_cycles"] == 1  # C simulation: the free-running counter finds the drain already done
+    res = ek.run_words(words, op.segment, 10, 64, 64, 100)  # host expects fewer words
+    assert res.rc == 2 and res.produced == 160

@@ -1,69 +1,84 @@
-"""`make -C hls csim`: the HLS kernel's C++ testbench (g++ + hls4ml's ap_types headers)."""
+"""The HLS kernel's C++ testbench (`make -C hls csim`, g++ + hls4ml's ap_types headers) and the register map
+(hls/interface.json) against the Vitis HLS 2022+ rule applied to the top function's arguments."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 HLS = Path(__file__).resolve().parents[1] / "hls"
+FIXTURE = Path(__file__).resolve().parent / "fake_pynq" / "xsasp_gemm_hw.h"
+sys.path.insert(0, str(HLS / "scripts"))
+import regmap  # noqa: E402
 
 
 @pytest.mark.skipif(shutil.which("g++") is None or shutil.which("make") is None, reason="g++ or make not installed")
 @pytest.mark.skipif(importlib.util.find_spec("hls4ml") is None, reason="hls4ml (ap_types headers) not installed")
-def test_csim_array8():
-    res = subprocess.run(["make", "-C", str(HLS), "csim", "ARRAY=8"], capture_output=True, text=True, timeout=600)
+@pytest.mark.parametrize("array", ["8", "16x12"])
+def test_csim(array):
+    res = subprocess.run(["make", "-C", str(HLS), "csim", f"ARRAY={array}"], capture_output=True, text=True,
+                         timeout=900)  # fmt: skip
     log = res.stdout + res.stderr
     assert res.returncode == 0, log[-4000:]
     assert "CSIM PASSED" in log and "FAIL" not in log, log[-4000:]
-    assert log.count("\nok ") >= 14, log[-4000:]
+    assert log.count("\nok ") >= 20, log[-4000:]
 
 
-def _declared_args() -> list:
-    """(name, is_output, is_stream) of sasp_gemm's parameters, parsed from hls/src/sasp_gemm.h."""
-    import re
-
-    text = (HLS / "src" / "sasp_gemm.h").read_text()
-    decl = re.search(r"void\s+sasp_gemm\s*\(([^)]*)\)\s*;", text, re.S)
-    assert decl, "sasp_gemm declaration not found"
-    args = []
-    for part in decl.group(1).split(","):
-        part = " ".join(part.split())
-        name = re.search(r"(\w+)$", part).group(1)
-        args.append((name, "&" in part and "stream" not in part, "stream" in part))
-    return args
+def test_interface_json_follows_the_vitis_rule():
+    """Offsets derived from the argument list by the 2022+ rule (inputs 8 bytes, ap_vld outputs 16) equal
+    interface.json and the driver-header fixture the fake pynq uses."""
+    rule = regmap.rule_registers(regmap.top_args())
+    iface = json.loads((HLS / "interface.json").read_text())
+    assert regmap.interface_registers(iface) == rule
+    assert iface["s_axilite"]["addr_width"] == regmap.addr_width(rule) == 8
+    assert regmap.header_registers(FIXTURE.read_text()) == rule
+    offs = {r["name"]: r["offset"] for r in rule}
+    assert (offs["wmem"], offs["flags"], offs["id_version"], offs["status"]) == (0x10, 0x40, 0x48, 0x88)
 
 
-def test_interface_json_matches_header():
-    import json
-    import re
+def test_regmap_check_fails_on_a_wrong_offset(tmp_path, monkeypatch, capsys):
+    iface = json.loads((HLS / "interface.json").read_text())
+    for reg in iface["s_axilite"]["registers"]:
+        if reg["name"] == "cycles":
+            reg["offset"] = "0x60"  # the old 8-byte output stride
+    bad = tmp_path / "interface.json"
+    bad.write_text(json.dumps(iface))
+    monkeypatch.setattr(regmap, "INTERFACE", bad)
+    assert regmap.main(["--check"]) == 1
+    assert "differs from the rule" in capsys.readouterr().err
 
-    spec = json.loads((HLS / "interface.json").read_text())
-    args = _declared_args()
-    assert [a[0] for a in args if a[2]] == list(spec["streams"])
-    regs = spec["s_axilite"]["registers"]
-    assert [(r["name"], int(r["offset"], 16)) for r in regs[:4]] == [
-        ("ap_ctrl", 0),
-        ("GIE", 4),
-        ("IER", 8),
-        ("ISR", 12),
-    ]
-    scalars = [a for a in args if not a[2]]
-    arg_regs = [r for r in regs if r.get("arg")]
-    assert [r["name"] for r in arg_regs] == [a[0] for a in scalars]
-    for i, ((name, is_out, _), reg) in enumerate(zip(scalars, arg_regs)):
-        assert int(reg["offset"], 16) == 0x10 + 8 * i, name  # Vitis HLS: 32-bit scalars on an 8-byte stride
-        assert ("ap_vld_offset" in reg) == is_out, name
-        if is_out:
-            assert int(reg["ap_vld_offset"], 16) == int(reg["offset"], 16) + 4
-    last = max(int(r.get("ap_vld_offset", r["offset"]), 16) for r in regs)
-    assert 2 ** (spec["s_axilite"]["addr_width"] - 1) <= last < 2 ** spec["s_axilite"]["addr_width"]
+
+def test_rule_refuses_an_input_after_an_output():
+    args = [regmap.Arg("a", 32, True), regmap.Arg("b", 32, False)]
+    with pytest.raises(ValueError, match="follows an output"):
+        regmap.rule_registers(args)
+    assert [r["offset"] for r in regmap.rule_registers([regmap.Arg("p", 64, False), regmap.Arg("q", 32, False)])][
+        4:
+    ] == [0x10, 0x1C]
+
+
+def test_interface_json_written_from_an_exported_header(tmp_path, monkeypatch):
+    """`make synth` rewrites interface.json from the header Vitis exports: from the fixture it gives the same file."""
+    copy = tmp_path / "interface.json"
+    copy.write_text((HLS / "interface.json").read_text())
+    monkeypatch.setattr(regmap, "INTERFACE", copy)
+    assert regmap.main(["--from-header", str(FIXTURE)]) == 0
+    assert json.loads(copy.read_text()) == json.loads((HLS / "interface.json").read_text())
+
+
+def test_pragmas_and_id_match_the_declaration():
     src = (HLS / "src" / "sasp_gemm.cpp").read_text()
-    for name, _, is_stream in args:
-        mode = "axis" if is_stream else "s_axilite"
-        assert re.search(rf"INTERFACE mode = {mode} port = {name}\b", src), name
+    for arg in regmap.top_args():
+        assert re.search(rf"INTERFACE mode = s_axilite port = {arg.name}\b", src), arg.name
+    for stream in ("in_stream", "out_stream"):
+        assert re.search(rf"INTERFACE mode = axis port = {stream}\b", src), stream
     hdr = (HLS / "src" / "sasp_gemm.h").read_text()
-    assert int(spec["id_version"], 16) == int(re.search(r"SASP_ID_VERSION (0x[0-9a-fA-F]+)u", hdr).group(1), 16)
+    iface = json.loads((HLS / "interface.json").read_text())
+    assert int(iface["id_version"], 16) == int(re.search(r"SASP_ID_VERSION (0x[0-9a-fA-F]+)u", hdr).group(1), 16)

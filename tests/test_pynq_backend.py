@@ -42,12 +42,7 @@ def test_driver_opens_pynq_backend_lazily(monkeypatch):
         open_backend("pynq", (8, 8), board="pynq-z2")
 
 
-# ---- register map: one source of truth --------------------------------------------------------------------
-def hls_axilite_ports() -> list:
-    text = (ROOT / "hls" / "src" / "sasp_gemm.cpp").read_text()
-    return re.findall(r"#pragma\s+HLS\s+INTERFACE\s+mode\s*=\s*s_axilite\s+port\s*=\s*(\w+)", text)
-
-
+# ---- register map: interface.json, the Vitis rule and the driver-header fixture agree --------------------------
 def test_offsets_come_from_interface_json():
     from host.pynq_backend import load_interface
 
@@ -55,15 +50,6 @@ def test_offsets_come_from_interface_json():
     raw = json.loads(INTERFACE.read_text())
     for reg in raw["s_axilite"]["registers"]:
         assert iface["offsets"][reg["name"]] == int(reg["offset"], 0)
-    # every s_axilite argument of the HLS top function has a register, control block included
-    ports = [p for p in hls_axilite_ports() if p != "return"]
-    assert ports and set(ports) <= set(iface["offsets"])
-    assert iface["offsets"]["ap_ctrl"] == 0
-    # Vitis HLS layout: control block 0x00-0x0f, then one 8-byte slot per argument in declaration order
-    # (outputs: data word + ap_vld word)
-    offs = [iface["offsets"][p] for p in ports]
-    assert offs == sorted(offs) and len(set(offs)) == len(offs) and offs[0] == 0x10
-    assert all(b - a == 8 for a, b in zip(offs, offs[1:]))
     hdr = (ROOT / "hls" / "src" / "sasp_gemm.h").read_text()
     assert iface["id_expected"] == int(re.search(r"SASP_ID_VERSION\s+(0x[0-9a-fA-F]+)u", hdr).group(1), 16)
 
@@ -79,6 +65,7 @@ def test_status_bits_match_header():
     assert consts["SASP_ST_BAD_META"] == pb.ST_BAD_META
     assert consts["SASP_ST_PROBE"] == pb.ST_PROBE
     assert consts["SASP_FLAG_PROBE"] == pb.FLAG_PROBE
+    assert consts["SASP_FLAG_FP16"] == pb.FLAG_FP16
 
 
 def test_dma_width_matches_overlay_tcl():
@@ -88,29 +75,15 @@ def test_dma_width_matches_overlay_tcl():
     assert int(re.search(r"variable dma_length_width (\d+)", tcl).group(1)) == DMA_LENGTH_WIDTH
 
 
-# ---- exact splitting helpers --------------------------------------------------------------------------------
-def rand_bsw(rng, k, n, tile, density=0.6):
-    w = rng.integers(-128, 128, (k, n)).astype(np.int8)
-    kb, nb = -(-k // tile[0]), -(-n // tile[1])
-    keep = rng.random((kb, nb)) < density
-    return BlockSparseWeights.from_dense(w, tile, keep)
+def test_rows_per_call_fits_and_splits_at_chunks():
+    from host.cycle_model import input_words, output_words
+    from host.pynq_backend import rows_per_call
 
-
-def test_split_columns_and_k_are_exact():
-    from host.pynq_backend import split_columns, split_rows_k
-
-    rng = np.random.default_rng(1)
-    w = rand_bsw(rng, 100, 90, (8, 8))
-    x = rng.integers(-128, 128, (7, 100)).astype(np.int8)
-    ref = w.gemm_int(x)
-    y = np.zeros_like(ref)
-    for k0, k1, wk in split_rows_k(w, 24):
-        wk.validate()
-        for c0, wn in split_columns(wk, 16):
-            wn.validate()
-            assert wn.n <= 16 and wk.k <= 24
-            y[:, c0 : c0 + wn.n] += wn.gemm_int(np.ascontiguousarray(x[:, k0:k1]))
-    assert np.array_equal(y, ref)
+    limit = (1 << 12) - 1
+    rows = rows_per_call(200, 64, 32, (8, 8), 16, limit)
+    assert rows % 16 == 0 and 0 < rows < 200
+    assert 8 * max(input_words(rows, 64, 8), output_words(rows, 32, 8)) <= limit
+    assert rows_per_call(5, 64, 32, (8, 8), 16, limit) == 5
 
 
 # ---- the backend against the fake pynq ----------------------------------------------------------------------
@@ -132,7 +105,7 @@ def fake_pynq(monkeypatch, tmp_path):
     assert getattr(pynq, "FAKE", False), "the real pynq was imported instead of the test double"
     pynq.CONFIG = pynq.FakeConfig()
     pynq.reset_stats()
-    for a in (4, 8):
+    for a in (8, 16):
         (tmp_path / f"sasp_gemm_{a}.bit").write_bytes(b"")
         (tmp_path / f"sasp_gemm_{a}.hwh").write_text("<fake/>")
     yield pynq
@@ -154,7 +127,32 @@ SHAPES = [  # (M, K, N): chunk multiples and remainders, K and N not multiples o
 ]
 
 
-@pytest.mark.parametrize("array", [4, 8])
+def rand_bsw(rng, k, n, tile, density=0.6):
+    w = rng.integers(-128, 128, (k, n)).astype(np.int8)
+    kb, nb = -(-k // tile[0]), -(-n // tile[1])
+    keep = rng.random((kb, nb)) < density
+    return BlockSparseWeights.from_dense(w, tile, keep)
+
+
+def rand_op(rng, k, n, tile, density=0.6, resident=True):
+    from host.stream import GemmOperand
+
+    w = rand_bsw(rng, k, n, tile, density)
+    scale = (rng.random(n) * 0.01).astype(np.float32)
+    return GemmOperand(w, scale, rng.standard_normal(n).astype(np.float32), resident)
+
+
+def rand_x(rng, m, k):
+    return rng.integers(-128, 128, (m, k)).astype(np.int8), (rng.random(m) * 0.02).astype(np.float32)
+
+
+def reference(x, sx, op):
+    from host.quant import kernel_epilogue
+
+    return kernel_epilogue(op.w.gemm_int(x), sx, op.scale, op.bias)
+
+
+@pytest.mark.parametrize("array", [8, 16])
 @pytest.mark.parametrize("m,k,n", SHAPES)
 def test_bit_exact_with_emulator(fake_pynq, tmp_path, array, m, k, n):
     from host.emulator import EmulatedKernel
@@ -162,112 +160,138 @@ def test_bit_exact_with_emulator(fake_pynq, tmp_path, array, m, k, n):
     be = make_backend(fake_pynq, tmp_path, array)
     assert be.chunk == 16 and be.array == (array, array)
     rng = np.random.default_rng(m * 1000 + k + n)
-    w = rand_bsw(rng, k, n, (array, array))
-    x = rng.integers(-128, 128, (m, k)).astype(np.int8)
-    y, cycles = be.gemm(x, w)
-    y_emu, cyc_emu = EmulatedKernel(array, 16).run(x, w)
-    assert y.dtype == np.int32 and np.array_equal(y, y_emu)
-    assert np.array_equal(y, w.gemm_int(x))
-    assert cycles == cyc_emu == kernel_cycles(m, k, n, w.nnz_per_colblock, array, 16)
+    op = rand_op(rng, k, n, (array, array))
+    x, sx = rand_x(rng, m, k)
+    y, cycles = be.gemm(x, sx, op)
+    y_emu, cyc_emu = EmulatedKernel(array, 16).run(x, sx, op)
+    assert y.dtype == np.float16 and np.array_equal(y.view(np.uint16), y_emu.view(np.uint16))
+    assert np.array_equal(y.view(np.uint16), reference(x, sx, op).view(np.uint16))
+    assert cycles == cyc_emu == kernel_cycles(m, k, n, op.w.nnz_per_colblock, array, 16)
 
 
 def test_register_writes_and_cache_maintenance(fake_pynq, tmp_path):
-    from host.pynq_backend import load_interface
+    from host.pynq_backend import FLAG_FP16, load_interface
 
     off = load_interface()["offsets"]
     be = make_backend(fake_pynq, tmp_path)
     fake_pynq.reset_stats()
     rng = np.random.default_rng(3)
-    w = rand_bsw(rng, 64, 32, (8, 8))
-    x = rng.integers(-128, 128, (20, 64)).astype(np.int8)
-    be.gemm(x, w)
+    op = rand_op(rng, 64, 32, (8, 8))
+    x, sx = rand_x(rng, 20, 64)
+    be.gemm(x, sx, op)
     writes = dict(fake_pynq.STATS["writes"])
     assert writes[off["m"]] == 20 and writes[off["k"]] == 64 and writes[off["n"]] == 32
-    assert writes[off["chunk"]] == 16 and writes[off["flags"]] == 0 and writes[off["ap_ctrl"]] & 1
-    assert fake_pynq.STATS["flush"] >= 1 and fake_pynq.STATS["invalidate"] >= 1
-    assert fake_pynq.STATS["runs"] == 1
+    assert writes[off["chunk"]] == 16 and writes[off["flags"]] == FLAG_FP16 and writes[off["ap_ctrl"]] & 1
+    assert writes[off["wlen"]] == op.segment.size and writes[off["wmem"]] == be._resident[id(op)][1].physical_address
+    assert fake_pynq.STATS["flush"] >= 2 and fake_pynq.STATS["invalidate"] >= 1
+    assert all(fake_pynq.STATS["cacheable"]) and fake_pynq.STATS["runs"] == 1
 
 
-def test_buffers_allocated_once_and_reused(fake_pynq, tmp_path):
+def test_weights_resident_and_buffers_reused(fake_pynq, tmp_path):
+    """A layer's weight segment is copied and flushed once; the activation/output buffers are allocated once."""
     rng = np.random.default_rng(4)
-    layers = [rand_bsw(rng, k, n, (8, 8)) for k, n in ((64, 64), (128, 32), (32, 128))]
+    ops = [rand_op(rng, k, n, (8, 8)) for k, n in ((64, 64), (128, 32), (32, 128))]
     be = make_backend(fake_pynq, tmp_path)
-    in_b, out_b = be.reserve((40, w) for w in layers)
+    in_b, out_b = be.reserve((40, op.w.k, op.w.n) for op in ops)
     assert in_b > 0 and out_b > 0
-    n_alloc = fake_pynq.STATS["allocate"]
-    for w in layers:
+    for op in ops:
+        be.gemm(*rand_x(rng, 1, op.w.k), op)
+    n_alloc, n_flush = fake_pynq.STATS["allocate"], fake_pynq.STATS["flush"]
+    for op in ops:
         for m in (1, 17, 40):
-            x = rng.integers(-128, 128, (m, w.k)).astype(np.int8)
-            y, _ = be.gemm(x, w)
-            assert np.array_equal(y, w.gemm_int(x))
+            x, sx = rand_x(rng, m, op.w.k)
+            y, _ = be.gemm(x, sx, op)
+            assert np.array_equal(y.view(np.uint16), reference(x, sx, op).view(np.uint16))
     assert fake_pynq.STATS["allocate"] == n_alloc and be.reallocations == 0
+    assert fake_pynq.STATS["flush"] - n_flush == 9  # the activation buffer only, once per call
+
+
+def test_weights_not_flushed_are_detected(fake_pynq, tmp_path):
+    """The fake's memory is what was flushed: a weight buffer whose lines never reached DDR reads as zeros, which
+    the kernel's segment check reports (status bad weight segment) instead of returning wrong numbers quietly."""
+    from host.pynq_backend import PynqBackendError
+
+    be = make_backend(fake_pynq, tmp_path)
+    rng = np.random.default_rng(12)
+    op = rand_op(rng, 64, 32, (8, 8), density=1.0)
+    x, sx = rand_x(rng, 4, 64)
+    be.gemm(x, sx, op)
+    be._resident[id(op)][1]._device[:] = 0  # as if the CPU cache still held the segment
+    with pytest.raises(PynqBackendError, match="bad weight segment"):
+        be.gemm(x, sx, op)
+
+
+def test_attention_operands_use_one_scratch_buffer(fake_pynq, tmp_path):
+    be = make_backend(fake_pynq, tmp_path)
+    rng = np.random.default_rng(13)
+    for _ in range(3):
+        op = rand_op(rng, 64, 48, (8, 8), density=1.0, resident=False)
+        x, sx = rand_x(rng, 5, 64)
+        y, _ = be.gemm(x, sx, op)
+        assert np.array_equal(y.view(np.uint16), reference(x, sx, op).view(np.uint16))
+    assert not be._resident and be._scratch is not None
 
 
 def test_large_gemm_split_along_m_when_dma_length_is_small(fake_pynq, tmp_path):
-    """A stream longer than the DMA's length register is split at chunk boundaries: same result, and the sum of
-    the per-run cycle counters equals the model of the runs."""
-    from host.pynq_backend import PynqBackend
+    """A stream longer than the DMA's length register is split at chunk boundaries: same result, and each run's
+    counter equals the model of that run."""
+    from host.pynq_backend import rows_per_call
 
-    fake_pynq.CONFIG.length_width = 12  # 4 KiB per transfer (backend refuses < 26 bits unless told otherwise)
+    fake_pynq.CONFIG.length_width = 12  # 4 KiB per transfer (backend refuses < 26 bits)
     with pytest.raises(Exception, match="buffer-length register is 12 bits"):
         make_backend(fake_pynq, tmp_path)
     fake_pynq.CONFIG.length_width = 26
     be = make_backend(fake_pynq, tmp_path)
     be.dma_max_bytes = (1 << 14) - 1  # as if the register had the 14-bit default
     rng = np.random.default_rng(5)
-    w = rand_bsw(rng, 64, 32, (8, 8), density=1.0)
-    m = 200
-    x = rng.integers(-128, 128, (m, 64)).astype(np.int8)
-    y, cycles = be.gemm(x, w)
-    assert np.array_equal(y, w.gemm_int(x))
+    op = rand_op(rng, 64, 32, (8, 8), density=1.0)
+    m = 600
+    x, sx = rand_x(rng, m, 64)
+    y, cycles = be.gemm(x, sx, op)
+    assert np.array_equal(y.view(np.uint16), reference(x, sx, op).view(np.uint16))
     runs = be.last_cycles
-    assert len(runs) > 1 and cycles == sum(runs)
-    # every run but the last covers a whole number of chunks; the model of each run matches its counter
-    rows = m // len(runs) // 16 * 16 or 16
-    from host.pynq_backend import rows_per_call
-
-    per = rows_per_call(m, w, 16, be.dma_max_bytes, be.dma_max_bytes)
-    assert per % 16 == 0 and per < m
-    expect = [kernel_cycles(min(per, m - r0), 64, 32, w.nnz_per_colblock, 8, 16) for r0 in range(0, m, per)]
-    assert runs == expect and rows > 0
-    assert isinstance(be, PynqBackend)
+    per = rows_per_call(m, 64, 32, (8, 8), 16, be.dma_max_bytes)
+    assert len(runs) > 1 and cycles == sum(runs) and per % 16 == 0
+    expect = [kernel_cycles(min(per, m - r0), 64, 32, op.w.nnz_per_colblock, 8, 16) for r0 in range(0, m, per)]
+    assert runs == expect
 
 
-def test_n_and_k_beyond_kernel_limits_are_split(fake_pynq, tmp_path):
-    """The Whisper logits GEMM has N = 51864 > N_max = 4096; K > K_max is split too (exact int32 sums)."""
+def test_n_and_k_beyond_kernel_limits_are_refused(fake_pynq, tmp_path):
+    """The backend runs what fits the kernel; wider layers are split by the driver (host.driver.split_columns)."""
     be = make_backend(fake_pynq, tmp_path)
     rng = np.random.default_rng(6)
-    w = rand_bsw(rng, 16, 4100, (8, 8), density=0.3)
-    x = rng.integers(-128, 128, (2, 16)).astype(np.int8)
-    y, _ = be.gemm(x, w)
-    assert np.array_equal(y, w.gemm_int(x)) and len(be.last_cycles) == 2
-    w = rand_bsw(rng, 1600, 16, (8, 8), density=0.5)
-    x = rng.integers(-128, 128, (3, 1600)).astype(np.int8)
-    y, _ = be.gemm(x, w)
-    assert np.array_equal(y, w.gemm_int(x)) and len(be.last_cycles) == 2
+    op = rand_op(rng, 16, 4100, (8, 8), density=0.3)
+    with pytest.raises(ValueError, match="exceed the kernel limits"):
+        be.gemm(*rand_x(rng, 2, 16), op)
 
 
-def test_dma_that_never_completes_times_out(fake_pynq, tmp_path):
+def test_dma_that_never_completes_times_out_and_reset_recovers(fake_pynq, tmp_path):
+    """After a time-out, reset() must give a working overlay: pynq's cached DMA channels come back halted after
+    a bitstream download, so reset() builds a new Overlay (the fake models the halted channels)."""
     from host.driver import AcceleratorTimeoutError
 
     be = make_backend(fake_pynq, tmp_path, timeout_s=0.3)
     fake_pynq.CONFIG.mode = "hang"
     rng = np.random.default_rng(7)
-    w = rand_bsw(rng, 64, 64, (8, 8))
-    x = rng.integers(-128, 128, (5, 64)).astype(np.int8)
+    op = rand_op(rng, 64, 64, (8, 8))
+    x, sx = rand_x(rng, 5, 64)
     t0 = time.monotonic()
     with pytest.raises(AcceleratorTimeoutError) as ei:
-        be.gemm(x, w)
+        be.gemm(x, sx, op)
     assert time.monotonic() - t0 < 2.0
     msg = str(ei.value)
     assert "TLAST" in msg and "14-bit" in msg and "word count" in msg
-    # unusable until reset, then fine again
     with pytest.raises(AcceleratorTimeoutError, match="reset"):
-        be.gemm(x, w)
+        be.gemm(x, sx, op)
     fake_pynq.CONFIG.mode = "normal"
+    old = be.overlay
+    old.download()  # what the earlier reset() did: the cached channels are now halted
+    with pytest.raises(RuntimeError, match="not started"):
+        old.axi_dma.sendchannel.transfer(be._in_buf, 0, 8)
     be.reset()
-    y, _ = be.gemm(x, w)
-    assert np.array_equal(y, w.gemm_int(x))
+    assert be.overlay is not old
+    y, _ = be.gemm(x, sx, op)
+    assert np.array_equal(y.view(np.uint16), reference(x, sx, op).view(np.uint16))
 
 
 @pytest.mark.parametrize("mode", ["drop_last_word", "extra_word"])
@@ -278,34 +302,51 @@ def test_word_count_mismatch_times_out(fake_pynq, tmp_path, mode):
     be = make_backend(fake_pynq, tmp_path, timeout_s=0.2)
     fake_pynq.CONFIG.mode = mode
     rng = np.random.default_rng(8)
-    w = rand_bsw(rng, 64, 64, (8, 8))
-    x = rng.integers(-128, 128, (5, 64)).astype(np.int8)
+    op = rand_op(rng, 64, 64, (8, 8))
     with pytest.raises(AcceleratorTimeoutError, match="did not finish"):
-        be.gemm(x, w)
+        be.gemm(*rand_x(rng, 5, 64), op)
 
 
 def test_wrong_array_size_is_reported(fake_pynq, tmp_path):
     from host.pynq_backend import PynqBackend, PynqBackendError
 
-    fake_pynq.CONFIG.array = 4
-    with pytest.raises(PynqBackendError, match=r"holds a 4x4 array but the weight package is tiled 8x8"):
-        PynqBackend(array=(8, 8), bitfile=tmp_path / "sasp_gemm_4.bit", board="pynq-z2")
+    fake_pynq.CONFIG.array = 16
+    with pytest.raises(PynqBackendError, match=r"holds a 16x16 array but the weight package is tiled 8x8"):
+        PynqBackend(array=(8, 8), bitfile=tmp_path / "sasp_gemm_16.bit", board="pynq-z2")
 
 
 def test_wrong_kernel_version_is_reported(fake_pynq, tmp_path):
     from host.pynq_backend import PynqBackendError
 
-    fake_pynq.CONFIG.id_version = 0x53410200
-    with pytest.raises(PynqBackendError, match=r"ID/version register reads 0x53410200.*expects 0x53410100"):
+    fake_pynq.CONFIG.id_version = 0x53410100
+    with pytest.raises(PynqBackendError, match=r"ID/version register reads 0x53410100.*expects 0x53410200"):
         make_backend(fake_pynq, tmp_path)
 
 
 def test_hwh_register_offsets_must_match_interface(fake_pynq, tmp_path):
     from host.pynq_backend import PynqBackendError
 
-    fake_pynq.CONFIG.hwh_offsets = {"cycles": 0x58}
-    with pytest.raises(PynqBackendError, match=r"cycles: hwh 0x58, interface.json 0x48"):
+    fake_pynq.CONFIG.hwh_offsets = {"cycles": 0x48}
+    with pytest.raises(PynqBackendError, match=r"cycles: hwh 0x48, interface.json 0x68"):
         make_backend(fake_pynq, tmp_path)
+
+
+@pytest.mark.parametrize("hwh_registers", [True, False])
+def test_wrong_interface_json_fails_against_the_fixture(fake_pynq, tmp_path, hwh_registers):
+    """An interface.json with the old 8-byte output layout (Vivado HLS) must not pass: with register names in the
+    .hwh the cross-check refuses it; without them the probe reads the wrong registers."""
+    from host.pynq_backend import PynqBackendError
+
+    raw = json.loads(INTERFACE.read_text())
+    for reg in raw["s_axilite"]["registers"]:
+        if reg["name"] == "status":
+            reg["offset"], reg["ap_vld_offset"] = "0x80", "0x84"
+    bad = tmp_path / "interface.json"
+    bad.write_text(json.dumps(raw))
+    fake_pynq.CONFIG.hwh_registers = hwh_registers
+    match = "register offsets differ" if hwh_registers else "probe run left status"
+    with pytest.raises(PynqBackendError, match=match):
+        make_backend(fake_pynq, tmp_path, interface=bad)
 
 
 def test_chunk_above_kernel_limit_is_refused(fake_pynq, tmp_path):
@@ -334,17 +375,16 @@ def test_default_bitfile_path():
 
 
 def test_backend_in_accelerator(fake_pynq, tmp_path):
-    """The driver's Accelerator path (quantize, backend.gemm, dequantize) with the pynq backend equals the
-    emulated backend bit for bit."""
+    """The pynq backend equals the emulated backend bit for bit (outputs and schedule counter)."""
     from host.driver import EmulatedBackend
 
     be = make_backend(fake_pynq, tmp_path)
     emu = EmulatedBackend((8, 8), chunk=16)
     rng = np.random.default_rng(9)
-    w = rand_bsw(rng, 96, 40, (8, 8))
-    x = rng.integers(-128, 128, (33, 96)).astype(np.int8)
-    assert np.array_equal(be.gemm(x, w)[0], emu.gemm(x, w)[0])
-    assert be.gemm(x, w)[1] == emu.gemm(x, w)[1]
+    op = rand_op(rng, 96, 40, (8, 8))
+    x, sx = rand_x(rng, 33, 96)
+    assert np.array_equal(be.gemm(x, sx, op)[0].view(np.uint16), emu.gemm(x, sx, op)[0].view(np.uint16))
+    assert be.gemm(x, sx, op)[1] == emu.gemm(x, sx, op)[1]
 
 
 def test_board_suite_dry_run_against_fake(fake_pynq, tmp_path):

@@ -57,7 +57,7 @@ struct tok_t {  // w_load -> compute: a block head (nt) or one tile (kidx, weigh
 };
 
 enum WState { W_HEAD = 0, W_KIDX = 1, W_PARAM = 2, W_TILE = 3 };
-enum CPhase { P_HEAD = 0, P_LEAD = 1, P_STEP = 2, P_ZERO = 3, P_TAIL = 4 };
+enum CPhase { P_HEAD = 0, P_LEAD = 1, P_STEP = 2, P_ZERO = 3, P_TAIL = 4, P_CHUNK_TAIL = 5 };
 
 inline float bits_to_float(uint32_t u) {
     union {
@@ -354,12 +354,9 @@ comp_chunks:
             }
             if (phase == P_TAIL && el >= DR) {  // block done: the next head, or the end of the chunk
                 el = 0;
-                if (++b < NB) {
-                    phase = P_HEAD;
-                } else if (cel >= A_next) {
-                    done = true;
-                }
+                phase = ++b < NB ? P_HEAD : P_CHUNK_TAIL;
             }
+            if (phase == P_CHUNK_TAIL && cel >= A_next) done = true;  // the next chunk's activations are in
         }
         cyc += cel + SASP_D_COMP;
     }

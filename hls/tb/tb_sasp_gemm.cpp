@@ -248,6 +248,8 @@ int main() {
     gemm_case("dense", 17, 3 * R, 2 * C, 16, dense, rnd, rng);
     gemm_case("single tile", 5, 4 * R, 3 * C, 16, [](int kb, int nb) { return kb == 2 && nb == 1; }, rnd, rng);
     gemm_case("everything pruned (bias only)", 6, 40, 3 * C, 4, [](int, int) { return false; }, rnd, rng);
+    gemm_case("activation-load bound (pruned, K=1536)", 40, 1536, 2 * C, 16, [](int kb, int nb) { return nb == 0 && kb < 2; },
+              rnd, rng);
     gemm_case("M=1 GEMV", 1, 96, 64, 16, [&](int, int) { return half(rng); }, rnd, rng);
     gemm_case("K, N not multiples", 11, 3 * R + 5, 2 * C + 3, 16, dense, rnd, rng);
     gemm_case("chunk = SA_CHUNK, M > chunk", SA_CHUNK + 7, 2 * R, C, SA_CHUNK, dense, rnd, rng);

@@ -1,9 +1,11 @@
 """TEST DOUBLE for CI only: a fake ``pynq`` (Overlay, allocate, AXI DMA channels, HLS kernel registers) whose
-DMA feeds the raw stream words to the C-simulated kernel (host.emulator). See tests/fake_pynq/README.md."""
+DMA feeds the raw stream words, and whose memory feeds the weight segment, to the C-simulated kernel
+(host.emulator). Its register map comes from tests/fake_pynq/xsasp_gemm_hw.h (a fixture in the format of the
+driver header Vitis HLS exports), never from hls/interface.json. See tests/fake_pynq/README.md."""
 
 from __future__ import annotations
 
-import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -13,6 +15,21 @@ import numpy as np
 __version__ = "0.0-fake"
 FAKE = True
 ROOT = Path(__file__).resolve().parents[3]
+HW_HEADER = Path(__file__).resolve().parents[1] / "xsasp_gemm_hw.h"
+
+
+def header_offsets(path: Path = HW_HEADER) -> dict:
+    """Register name -> offset from a Vitis-format driver header; ``<name>_ap_vld`` for the control words."""
+    control = {"AP_CTRL": "ap_ctrl", "GIE": "GIE", "IER": "IER", "ISR": "ISR"}
+    out = {}
+    for full, off in re.findall(r"#define\s+XSASP_GEMM_CONTROL_ADDR_(\w+)\s+0x([0-9a-f]+)", path.read_text()):
+        if full in control:
+            out[control[full]] = int(off, 16)
+        elif full.endswith("_DATA"):
+            out[full[:-5].lower()] = int(off, 16)
+        elif full.endswith("_CTRL"):
+            out[full[:-5].lower() + "_ap_vld"] = int(off, 16)
+    return out
 
 
 @dataclass
@@ -24,14 +41,17 @@ class FakeConfig:
     id_version: Optional[int] = None  # override the kernel's ID register
     array_size: Optional[int] = None  # override the array_size register
     hwh_offsets: Optional[dict] = None  # override register offsets in ip_dict (as if the .hwh said so)
+    hwh_registers: bool = True  # False: the .hwh names no registers (the backend cannot cross-check)
 
 
 CONFIG = FakeConfig()
-STATS = {"allocate": 0, "overlays": 0, "runs": 0, "flush": 0, "invalidate": 0, "writes": []}
+STATS = {"allocate": 0, "overlays": 0, "runs": 0, "flush": 0, "invalidate": 0, "writes": [], "cacheable": []}
+_MEMORY = {}  # physical address -> buffer: what the kernel's m_axi port reads (the flushed device copy)
+_NEXT_ADDR = [0x1000_0000]
 
 
 def reset_stats() -> None:
-    STATS.update({"allocate": 0, "overlays": 0, "runs": 0, "flush": 0, "invalidate": 0, "writes": []})
+    STATS.update({"allocate": 0, "overlays": 0, "runs": 0, "flush": 0, "invalidate": 0, "writes": [], "cacheable": []})
 
 
 # ---- buffers -----------------------------------------------------------------------------------------------
@@ -53,22 +73,27 @@ class PynqBuffer(np.ndarray):
         np.asarray(root)[...] = root._device
 
     def freebuffer(self):
-        pass
+        _MEMORY.pop(getattr(self, "_addr", None), None)
 
     @property
     def physical_address(self):
-        return 0x1000_0000
+        root = self._base_buf if self._base_buf is not None else self
+        return root._addr
 
     def close(self):
         pass
 
 
-def allocate(shape, dtype="u4", target=None, **kwargs):
+def allocate(shape, dtype="u4", target=None, cacheable=False, **kwargs):
     STATS["allocate"] += 1
+    STATS["cacheable"].append(bool(cacheable))
     host = np.zeros(shape, dtype=dtype)
     buf = host.view(PynqBuffer)
     buf._device = np.zeros(shape, dtype=dtype)
     buf._base_buf = buf
+    buf._addr = _NEXT_ADDR[0]
+    _NEXT_ADDR[0] += (buf.nbytes + 0xFFF) & ~0xFFF
+    _MEMORY[buf._addr] = buf
     return buf
 
 
@@ -81,16 +106,19 @@ class _Channel:
         self.nbytes = 0
         self.pending = False
         self.error = False
+        self.started = True  # pynq starts a channel when its driver is created; a bitstream download halts it
 
     @property
     def running(self):
-        return True
+        return self.started
 
     @property
     def idle(self):
         return not self.pending
 
     def transfer(self, array, start=0, nbytes=0):
+        if not self.started:
+            raise RuntimeError("DMA channel not started")
         if self.pending:
             raise RuntimeError("DMA channel not idle")
         if nbytes == 0:
@@ -119,10 +147,10 @@ class AxiDMA:
 
 # ---- kernel ------------------------------------------------------------------------------------------------
 class SaspKernel:
-    """AXI-Lite register file of sasp_gemm at the hls/interface.json offsets, backed by the C-sim kernel."""
+    """AXI-Lite register file of sasp_gemm at the offsets of the driver-header fixture, backed by the C-sim kernel."""
 
-    def __init__(self, iface: dict, emu):
-        self.off = {r["name"]: int(r["offset"], 0) for r in iface["s_axilite"]["registers"]}
+    def __init__(self, emu):
+        self.off = header_offsets()
         self.regs = {v: 0 for v in self.off.values()}
         self.regs[self.off["ap_ctrl"]] = 0x4  # ap_idle after reset
         self.emu = emu
@@ -155,6 +183,7 @@ class SaspKernel:
             arr = r | (c << 8) | (self.emu.chunk << 16)
             self._set("array_size", CONFIG.array_size if CONFIG.array_size is not None else arr)
             self._set("cycles", 0)
+            self._set("hw_cycles", 0)
             self._set("status", 0x10)
             self.regs[self.off["ap_ctrl"]] = 0x4 | 0x2
             return
@@ -176,13 +205,18 @@ class SaspKernel:
         elif CONFIG.mode == "extra_word":
             words = np.concatenate([words, np.zeros(1, np.uint64)])
         cap = recv.nbytes // 8
-        out, regs, counts, rc = self.emu.run_words(words, self._reg("m"), self._reg("k"), self._reg("n"), cap)
-        _, _, cycles, status = regs
-        self._set("id_version", regs[0])
-        self._set("array_size", regs[1])
-        self._set("cycles", cycles)
-        self._set("status", status)
-        consumed, produced, first_last = counts
+        wbuf = _MEMORY.get(self._reg("wmem"))
+        wlen = self._reg("wlen")
+        if wbuf is None or wlen > wbuf._device.nbytes // 8:  # the AXI master would read unmapped memory
+            recv.error = True
+            return
+        seg = np.asarray(wbuf._device).view(np.uint64).reshape(-1)
+        res = self.emu.run_words(
+            words, seg, self._reg("m"), self._reg("k"), self._reg("n"), cap, flags=self._reg("flags"), wlen=wlen
+        )
+        for name in ("id_version", "array_size", "cycles", "hw_cycles", "status"):
+            self._set(name, res.regs[name])
+        out, rc, consumed, produced, first_last = res.out, res.rc, res.consumed, res.produced, res.tlast
         if rc == 1:  # kernel waits for input that never comes: it never finishes, S2MM never sees TLAST
             send.pending = False
             return
@@ -206,10 +240,7 @@ class Overlay:
 
         STATS["overlays"] += 1
         self.bitfile_name = str(bitfile_name)
-        iface = json.loads((ROOT / "hls" / "interface.json").read_text())
-        ip = iface["ip"]
-        vlnv = ":".join(ip[k] for k in ("vendor", "library", "name", "version"))
-        self._iface = iface
+        vlnv = "sasp.edge:hls:sasp_gemm:1.0"  # the IP's VLNV as hls/scripts/export_ip.tcl sets it
         self._emu = EmulatedKernel(CONFIG.array, CONFIG.chunk)
         self.ip_dict = {
             "axi_dma": {
@@ -218,20 +249,31 @@ class Overlay:
             },
             "sasp_gemm": {
                 "type": vlnv,
-                "registers": {
-                    r["name"]: {"address_offset": int(r["offset"], 0), "size": 32}
-                    for r in iface["s_axilite"]["registers"]
-                },
+                "registers": {name: {"address_offset": off, "size": 32} for name, off in header_offsets().items()}
+                if CONFIG.hwh_registers
+                else {},
             },
         }
         for name, off in (CONFIG.hwh_offsets or {}).items():
             self.ip_dict["sasp_gemm"]["registers"][name]["address_offset"] = hex(off)
-        self.download()
 
-    def download(self):
-        self.sasp_gemm = SaspKernel(self._iface, self._emu)
+        self.sasp_gemm = SaspKernel(self._emu)
         self.axi_dma = AxiDMA(self.sasp_gemm, CONFIG.length_width)
         self.sasp_gemm.dma = self.axi_dma
+        self.downloads = 0
+        if download:
+            self.download()
+
+    def download(self):
+        """Load the bitstream again: the kernel resets; the existing DMA driver objects stay but come back
+        halted (pynq starts a channel only when its driver is created)."""
+        self.downloads += 1
+        self.sasp_gemm.regs = {v: 0 for v in self.sasp_gemm.off.values()}
+        self.sasp_gemm.regs[self.sasp_gemm.off["ap_ctrl"]] = 0x4
+        if self.downloads > 1:
+            for ch in (self.axi_dma.sendchannel, self.axi_dma.recvchannel):
+                ch.started = False
+                ch.pending = False
 
 
 def get_rails():
