@@ -27,7 +27,7 @@ from host.driver import BACKENDS, Accelerator  # noqa: E402
 from host.package import PackageError, cache_root, load_package  # noqa: E402
 from host.report import figure, format_table, work_summary, write_json  # noqa: E402
 from host.resources import board_profile  # noqa: E402
-from host.system_model import dense_calls, host_flops, model_energy, model_latency, resolve_board  # noqa: E402
+from host.system_model import dense_calls, host_ops, model_energy, model_latency, resolve_board  # noqa: E402
 from host.text_normalize import normalize  # noqa: E402
 from host.whisper import WhisperRuntime  # noqa: E402
 
@@ -129,9 +129,9 @@ def transcribe_one(
             "host_s": figure(t3 - t2 - dec_backend, "s", emu),
         },
     }
-    flops = host_flops(runtime.cfg, ctx, len(tr.tokens), runtime.amm is not None)
-    modeled = model_latency(acc.calls, flops, board, array)
-    dense = model_latency(dense_calls(acc.calls, array), flops, board, array)
+    ops = host_ops(runtime.cfg, ctx, len(tr.tokens), runtime.amm is not None)
+    modeled = model_latency(acc.calls, ops, board, array)
+    dense = model_latency(dense_calls(acc.calls, array), ops, board, array)
     modeled["dense_total_s"] = dense["total_s"]
     modeled["speedup_from_pruning"] = dense["total_s"] / modeled["total_s"]
     cycles = [sum(st["cycles"] for st in lat["stages"].values()) for lat in (dense, modeled)]

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from host.driver import AcceleratorStats
-from host.system_model import STAGES
+from host.system_model import STAGES, summarize
 
 
 def figure(value: float, unit: str, label: str, note: Optional[str] = None) -> Dict[str, object]:
@@ -70,13 +70,8 @@ def format_table(report: dict) -> str:
             f" dense int8 on the same array: {mb['dense_total_s'] * 1e3:.1f} ms;"
             f" speedup from pruning {mb['speedup_from_pruning']:.2f}x"
         )
-        for s in STAGES:
-            st = mb["stages"][s]
-            lines.append(
-                f"    {s:<9} accel {st['accel_s'] * 1e3:8.1f} ms (kernel {st['kernel_s'] * 1e3:8.1f}, DMA "
-                f"{st['dma_s'] * 1e3:7.1f}), call overhead {st['overhead_s'] * 1e3:6.1f} ms, CPU "
-                f"{st['host_s'] * 1e3:8.1f} ms"
-            )
+        lines.append("    where the time goes, per stage and class (ms):")
+        lines.extend("  " + ln for ln in summarize(mb))
         en = utt["energy"]
         lines.append(f"  energy ({en['label']}): {en['joules']:.2f} J, average {en['avg_w']:.2f} W")
         w = utt["work"]

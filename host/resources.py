@@ -1,20 +1,22 @@
-"""Modeled FPGA resources of the sasp_gemm overlay (kernel + DMA shell) per array size and board (numpy-free).
+"""Modeled FPGA resources of the sasp_gemm v2 overlay (kernel + DMA shell) per array shape and board (numpy-free).
 
 ``estimate_resources(array, board)`` returns DSP, BRAM36, LUT and FF for the whole overlay, whether it fits
-the board's device, and ``label="modeled"``: these are estimates until someone runs the HLS/Vivado reports,
-built from the kernel's storage declarations in hls/src/sasp_gemm.cpp and per-element costs of typical HLS
-int8 MAC arrays. The model (also documented in overlay/README.md):
+the board's device, and ``label="modeled"``: estimates until someone runs ``make -C hls synth`` (whose report
+check writes the real figures), built from the kernel's storage in hls/src/sasp_gemm.cpp and per-element costs
+of typical HLS int8 MAC arrays. The model (also documented in overlay/README.md):
 
-* DSP: ``R*C / macs_per_dsp`` -- one DSP48 per int8 MAC (the column dot product maps onto a DSP cascade);
-  ``macs_per_dsp`` comes from host/data/boards.json (1: Vitis HLS does not pack two int8 MACs per DSP48E2).
-* BRAM36: the double-buffered activation chunk ``act[2][CHUNK][K_MAX]`` int8, cyclically partitioned into
-  ``max(R, 8)`` banks per buffer (8-bit wide, BRAM18 = 2048 x 9); the double-buffered accumulators
-  ``acc[2][CHUNK][C]`` int32 (one BRAM18 per column and buffer); the kidx ring and per-block tile counts
-  (one BRAM18 each); the AXI DMA's MM2S/S2MM data FIFOs (3 BRAM36 for 64-bit, 256-beat bursts).
-* LUT/FF: per PE (30 LUT, 64 FF: operand/partial-sum pipeline registers and two stationary weight bytes), per
-  column (64 LUT, 96 FF: 32-bit accumulate and drain mux), per activation bank (30 LUT, 16 FF: read mux and
-  address), a fixed kernel part (3500 LUT, 4000 FF: AXI-Lite, stream adapters, loader, drainer, counters) and
-  the shell (4000 LUT, 5700 FF: AXI DMA without SG, AXI-Lite and HP interconnects, processor reset).
+* DSP: ``R*C / macs_per_dsp`` (one DSP48 per int8 MAC; ``macs_per_dsp`` from host/data/boards.json) plus the
+  fp16 epilogue: 4 lanes x 2 float multiplies x 3 DSP48 (the Floating-Point Operator's full-DSP
+  single-precision multiplier, an assumption until csynth reports it); its adders are bound to fabric.
+* BRAM36: the two activation chunk buffers (``stream_of_blocks``: ``CHUNK x K_MAX/R`` words of ``8R`` bits
+  each), the accumulator rows FIFO (``2 x CHUNK`` words of ``32C`` bits), the accumulators (``C`` banks of
+  ``CHUNK`` int32), the row-scale FIFO (one BRAM18), the m_axi read buffer (one BRAM36) and the AXI DMA's
+  MM2S/S2MM data FIFOs (3 BRAM36 for 64-bit, 256-beat bursts).
+* LUT/FF: per PE (30 LUT, 64 FF: operand/partial-sum pipeline registers and the tile register), per column
+  (64 LUT, 96 FF: 32-bit accumulate and drain mux), the epilogue (2400 LUT, 3200 FF: int-to-float, float adds
+  in fabric, fp16 rounding for 4 lanes), a fixed kernel part (4500 LUT, 5500 FF: AXI-Lite, stream and m_axi
+  adapters, loaders, counters) and the shell (4500 LUT, 6500 FF: AXI DMA without SG, AXI-Lite and HP
+  interconnects with three masters, processor reset).
 * fits: DSP and BRAM36 at most 100 % of the device, LUT and FF at most 80 % (routability at the PL clock).
 """
 
@@ -28,15 +30,15 @@ from typing import Dict, Optional, Tuple, Union
 
 BOARDS_JSON = Path(__file__).resolve().parent / "data" / "boards.json"
 K_MAX = 1536  # SA_K_MAX: largest Whisper tiny.en K (fc2)
-ARRAY_SIZES = (4, 8, 12, 16, 32)
+ARRAY_SIZES = ((8, 8), (16, 8), (8, 16), (16, 12), (16, 16), (32, 32))  # what make -C hls csim-all tests
 LUT_FF_LIMIT = 0.80  # fraction of LUT/FF considered routable at the PL clock
 
 # per-element costs (see module docstring)
 PE_LUT, PE_FF = 30, 64
 COL_LUT, COL_FF = 64, 96
-BANK_LUT, BANK_FF = 30, 16
-KERNEL_LUT, KERNEL_FF = 3500, 4000
-SHELL = {"DSP": 0, "BRAM36": 3.0, "LUT": 4000, "FF": 5700}
+EPILOGUE = {"DSP": 4 * 2 * 3, "LUT": 2400, "FF": 3200}
+KERNEL_LUT, KERNEL_FF = 4500, 5500
+SHELL = {"DSP": 0, "BRAM36": 3.0, "LUT": 4500, "FF": 6500}
 
 ArrayArg = Union[int, Tuple[int, int]]
 
@@ -87,35 +89,35 @@ def _bram18_for(depth: int, width_bits: int) -> int:
 
 
 def kernel_bram36(r: int, c: int, chunk: int, k_max: int = K_MAX) -> float:
-    """BRAM36 of the kernel's storage: activation chunk buffers, accumulators, kidx ring and tile counts."""
-    banks = max(r, 8)
-    act = 2 * banks * _bram18_for(math.ceil(chunk * k_max / banks), 8)
-    acc = 2 * c * _bram18_for(chunk, 32)
-    small = 2  # kring[2*K_MAX/R] and ntb[N_MAX/C], uint16 each
-    return (act + acc + small) / 2
+    """BRAM36 of the kernel's storage: activation chunk buffers, accumulator rows FIFO, accumulators, row-scale
+    FIFO and the m_axi read buffer."""
+    act = 2 * _bram18_for(chunk * (k_max // r), 8 * r)
+    rows = _bram18_for(2 * chunk, 32 * c)
+    acc = c * _bram18_for(chunk, 32)
+    small = 1 + 2  # row-scale FIFO (BRAM18), m_axi read buffer (BRAM36)
+    return (act + rows + acc + small) / 2
 
 
 def estimate_resources(
     array: ArrayArg, board: str, chunk: Optional[int] = None, k_max: int = K_MAX
 ) -> Dict[str, object]:
-    """Modeled resources of the overlay for an ``array`` (``A`` or ``(R, C)``) systolic array on ``board``.
+    """Modeled resources of the overlay for an ``array`` (``A`` or ``(R, C)``) on ``board``.
 
     Returns ``{"DSP", "BRAM36", "LUT", "FF", "fits", "limits", "utilization", "device", "array", "board",
     "chunk", "label": "modeled"}``; ``chunk`` defaults to the board's ``kernel_chunk`` (SA_CHUNK).
     """
     r, c = _rc(array)
-    if r < 1 or c < 1 or (r * c) % 8 or c % 2:
-        raise ValueError(f"array {r}x{c}: the kernel needs R*C a multiple of 8 and C even")
+    if r < 8 or r % 8 or c < 8 or c % 4:
+        raise ValueError(f"array {r}x{c}: the kernel needs R a multiple of 8 and C a multiple of 4 (both >= 8)")
     prof = board_profile(board)
     chunk = int(chunk or prof["kernel_chunk"])
     dev = device_totals(board)
     pes = r * c
-    banks = max(r, 8)
     est = {
-        "DSP": math.ceil(pes / int(prof.get("macs_per_dsp", 1))) + SHELL["DSP"],
+        "DSP": math.ceil(pes / int(prof.get("macs_per_dsp", 1))) + EPILOGUE["DSP"] + SHELL["DSP"],
         "BRAM36": kernel_bram36(r, c, chunk, k_max) + SHELL["BRAM36"],
-        "LUT": pes * PE_LUT + c * COL_LUT + banks * BANK_LUT + KERNEL_LUT + SHELL["LUT"],
-        "FF": pes * PE_FF + c * COL_FF + banks * BANK_FF + KERNEL_FF + SHELL["FF"],
+        "LUT": pes * PE_LUT + c * COL_LUT + EPILOGUE["LUT"] + KERNEL_LUT + SHELL["LUT"],
+        "FF": pes * PE_FF + c * COL_FF + EPILOGUE["FF"] + KERNEL_FF + SHELL["FF"],
     }
     limits = {"DSP": 1.0, "BRAM36": 1.0, "LUT": LUT_FF_LIMIT, "FF": LUT_FF_LIMIT}
     util = {k: est[k] / dev[k] for k in est}
@@ -145,8 +147,9 @@ def resource_table(boards=("pynq-z2", "ultra96-v2"), arrays=ARRAY_SIZES) -> str:
             e = estimate_resources(a, b)
             u = e["utilization"]
             fits = "yes" if e["fits"] else "no (" + ", ".join(e["over"]) + ")"
+            r, c = _rc(a)
             lines.append(
-                f"| {b} | {a}x{a} | {e['DSP']} ({u['DSP']:.0%}) | {e['BRAM36']:g} ({u['BRAM36']:.0%}) | "
+                f"| {b} | {r}x{c} | {e['DSP']} ({u['DSP']:.0%}) | {e['BRAM36']:g} ({u['BRAM36']:.0%}) | "
                 f"{e['LUT']} ({u['LUT']:.0%}) | {e['FF']} ({u['FF']:.0%}) | {fits} |"
             )
     return "\n".join(lines)

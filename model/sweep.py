@@ -1,6 +1,6 @@
 """Co-design sweep: systolic array size x SASP sparsity -> WER, modeled latency/energy on a board, FPGA resources.
 
-    python -m model.sweep --board pynq-z2 --arrays 4 8 12 16 32 --sparsity 0 0.1 0.2 0.3 0.4 0.5 \\
+    python -m model.sweep --board pynq-z2 --arrays 8 16 32 --sparsity 0 0.1 0.2 0.3 0.4 0.5 \\
         --method act-ls --eval DIR --calib DIR --out results/sweep [--limit N] [--workers N] [--ray ADDRESS|auto]
 
 For every (array, sparsity) point: export (or reuse from OUT/packages) a weight package whose tile is the array,
@@ -654,7 +654,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap = cli.Parser(prog="python -m model.sweep", description=__doc__)
     ap.add_argument("--board", nargs="+", default=["pynq-z2"], help="board(s) to model: pynq-z2, ultra96-v2")
     ap.add_argument(
-        "--arrays", type=cli.array_size, nargs="+", default=[4, 8, 12, 16, 32], help="array sizes (= tile R = C)"
+        "--arrays", type=cli.array_size, nargs="+", default=[8, 16, 32], help="array sizes, multiples of 8"
     )
     ap.add_argument(
         "--sparsity", type=cli.sparsity, nargs="+", default=[0, 0.1, 0.2, 0.3, 0.4, 0.5], help="target MAC sparsities"

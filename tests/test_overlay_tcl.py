@@ -38,6 +38,8 @@ def hls_ports(cpp: Path = KERNEL_CPP) -> list:
         port = re.search(r"port\s*=\s*(\w+)", rest).group(1)
         if mode == "axis":
             ports.append(port)
+        elif mode == "m_axi":
+            ports.append("m_axi_" + re.search(r"bundle\s*=\s*(\w+)", rest).group(1))
         elif mode == "s_axilite":
             b = re.search(r"bundle\s*=\s*(\w+)", rest)
             bundles.add(b.group(1) if b else "control")
@@ -127,6 +129,7 @@ EXPECTED_INTF = {
     ("ctrl_ic/M01_AXI", "sasp_gemm/s_axi_control"),
     ("axi_dma/M_AXI_MM2S", "mem_ic/S00_AXI"),
     ("axi_dma/M_AXI_S2MM", "mem_ic/S01_AXI"),
+    ("sasp_gemm/m_axi_gmem", "mem_ic/S02_AXI"),
 }
 PS_PINS = {
     "pynq-z2": ("M_AXI_GP0", "S_AXI_HP0", "FCLK_CLK0", "FCLK_RESET0_N", "PCW_FPGA0_PERIPHERAL_FREQMHZ", "100"),
@@ -213,7 +216,7 @@ def test_overlay_ports_match_kernel_pragmas():
     ports = set(hls_ports())
     assert used, "overlay Tcl does not reference any sasp_gemm pin"
     assert used <= ports, f"overlay uses kernel pins {sorted(used - ports)} not declared by the HLS pragmas ({ports})"
-    assert {"in_stream", "out_stream", "s_axi_control", "ap_clk", "ap_rst_n"} <= used
+    assert {"in_stream", "out_stream", "m_axi_gmem", "s_axi_control", "ap_clk", "ap_rst_n"} <= used
 
 
 def test_stub_rejects_wrong_pin(tmp_path):
@@ -283,7 +286,7 @@ def test_hls_script_runs_stubbed(tmp_path, script):
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make not installed")
-@pytest.mark.parametrize("board,part", [("pynq-z2", "xc7z020clg400-1"), ("ultra96-v2", "xczu3eg-sbva484-1")])
+@pytest.mark.parametrize("board,part", [("pynq-z2", "xc7z020clg400-1"), ("ultra96-v2", "xczu3eg-sbva484-1-i")])
 def test_overlay_drives_hls_export(tmp_path, board, part):
     """The Makefile's HLS call runs export_ip.tcl with arguments it accepts, for the right part, and the
     exported VLNV is the one the overlay instantiates (hls/interface.json)."""

@@ -57,13 +57,14 @@ def test_estimate_fields(board, array):
         assert e[k] > 0
         assert e["utilization"][k] == pytest.approx(e[k] / DEVICE_TOTALS[board][k])
     assert e["fits"] == (not e["over"])
-    assert e["DSP"] == array * array  # one DSP per int8 MAC (macs_per_dsp = 1 on both boards)
+    r, c = array
+    assert e["DSP"] == r * c + resources.EPILOGUE["DSP"]  # one DSP per int8 MAC (macs_per_dsp = 1), + epilogue
 
 
 @pytest.mark.parametrize("board", ["pynq-z2", "ultra96-v2"])
 def test_monotone_in_array_size(board):
     prev = None
-    for a in resources.ARRAY_SIZES:
+    for a in (8, 16, 32):
         e = estimate_resources(a, board)
         if prev:
             for k in ("DSP", "BRAM36", "LUT", "FF"):
@@ -73,23 +74,25 @@ def test_monotone_in_array_size(board):
 
 def test_which_arrays_fit():
     fits = {b: [a for a in resources.ARRAY_SIZES if estimate_resources(a, b)["fits"]] for b in DEVICE_TOTALS}
-    assert fits["pynq-z2"] == [4, 8, 12]  # 16x16 needs 256 DSP > 220
-    assert fits["ultra96-v2"] == [4, 8, 12, 16]  # 32x32 needs 1024 DSP > 360
+    # PYNQ-Z2: 16x12 = 192 MACs + 24 epilogue DSPs is the largest array under its 220 DSP48E1
+    assert fits["pynq-z2"] == [(8, 8), (16, 8), (8, 16), (16, 12)]
+    assert fits["ultra96-v2"] == [(8, 8), (16, 8), (8, 16), (16, 12), (16, 16)]  # 32x32 needs 1048 DSP > 360
     assert "DSP" in estimate_resources(16, "pynq-z2")["over"]
 
 
 def test_bram_from_activation_buffer():
-    # 8x8 on the PYNQ-Z2: act = 2 buffers x 8 banks x ceil(96*1536/8 / 2048) BRAM18 = 144 BRAM18
-    # acc = 2 x 8 columns x 1 BRAM18, small = 2 BRAM18 -> (144 + 16 + 2) / 2 = 81 BRAM36, + 3 for the DMA
-    assert resources.kernel_bram36(8, 8, 96) == 81
-    assert estimate_resources(8, "pynq-z2")["BRAM36"] == 84
+    # 8x8 on the PYNQ-Z2: act = 2 buffers x (96*192 words of 64 bits: 2 lanes x 36 BRAM18) = 144 BRAM18;
+    # rows FIFO 192 x 256 bits = 8 lanes x 1 = 8; acc 8 x 1; row scales + m_axi buffer 3 -> 163 / 2 BRAM36
+    assert resources.kernel_bram36(8, 8, 96) == 81.5
+    assert estimate_resources(8, "pynq-z2")["BRAM36"] == 84.5
     # a larger chunk can overflow the BRAM of the smaller device
     assert not estimate_resources(8, "pynq-z2", chunk=192)["fits"]
 
 
 def test_rejects_bad_array_and_board():
-    with pytest.raises(ValueError, match="multiple of 8"):
-        estimate_resources((3, 3), "pynq-z2")
+    for bad in ((3, 3), 4, 12, (8, 6)):
+        with pytest.raises(ValueError, match="multiple of 8"):
+            estimate_resources(bad, "pynq-z2")
     with pytest.raises(ValueError, match="unknown board"):
         estimate_resources(8, "zcu104")
 

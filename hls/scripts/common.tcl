@@ -1,10 +1,12 @@
 # Shared project setup for the Vitis HLS 2023.2 scripts (sourced, not run directly).
 # Options, as "-tclargs name=value ..." or environment variables (the first found wins):
-#   board=pynq-z2|ultra96   SASP_BOARD     part xc7z020clg400-1 (default) or xczu3eg-sbva484-1
-#   array=8                 SASP_ARRAY     R = C (4, 8, 12, 16, 32)
-#   clock=10                SASP_CLOCK_NS  clock period in ns
-#   chunk=<rows>            SASP_CHUNK     on-chip activation rows (default 96 on pynq-z2, 192 on ultra96)
-# Example: vitis_hls -f hls/scripts/csynth.tcl -tclargs board=ultra96 array=16 clock=5
+#   board=pynq-z2|ultra96[-v2]  SASP_BOARD     default part and chunk of the board
+#   part=<part>                 SASP_PART      xc7z020clg400-1 (PYNQ-Z2), xczu3eg-sbva484-1-i (Ultra96-V2)
+#   array=8 | RxC               SASP_ARRAY     R = C, or rectangular (R a multiple of 8, C a multiple of 4)
+#   clock=10                    SASP_CLOCK_NS  clock period in ns
+#   chunk=<rows>                SASP_CHUNK     on-chip activation rows (default 96 on pynq-z2, 192 on ultra96)
+# `make -C hls synth` passes part, clock and chunk from host/data/boards.json (hls/scripts/board_args.py).
+# Example: vitis_hls -f hls/scripts/csynth.tcl -tclargs board=ultra96 array=16 clock=6.667
 
 proc sasp_opt {name envname default} {
     global argv
@@ -20,20 +22,28 @@ proc sasp_opt {name envname default} {
 set sasp_hls_dir [file dirname [file dirname [file normalize [info script]]]]
 set sasp_board [sasp_opt board SASP_BOARD pynq-z2]
 switch -- $sasp_board {
-    pynq-z2 { set sasp_part xc7z020clg400-1;   set sasp_default_chunk 96 }
-    ultra96 { set sasp_part xczu3eg-sbva484-1; set sasp_default_chunk 192 }
-    default { error "unknown board '$sasp_board' (pynq-z2 or ultra96)" }
+    pynq-z2    { set sasp_default_part xc7z020clg400-1;     set sasp_default_chunk 96 }
+    ultra96    -
+    ultra96-v2 { set sasp_board ultra96; set sasp_default_part xczu3eg-sbva484-1-i; set sasp_default_chunk 192 }
+    default    { error "unknown board '$sasp_board' (pynq-z2 or ultra96)" }
 }
+set sasp_part [sasp_opt part SASP_PART $sasp_default_part]
 set sasp_array [sasp_opt array SASP_ARRAY 8]
 set sasp_clock [sasp_opt clock SASP_CLOCK_NS 10]
 set sasp_chunk [sasp_opt chunk SASP_CHUNK $sasp_default_chunk]
-if {[lsearch -exact {4 8 12 16 32} $sasp_array] < 0} { error "array must be one of 4 8 12 16 32, got $sasp_array" }
+if {[regexp {^([0-9]+)(?:x([0-9]+))?$} $sasp_array -> sasp_r sasp_c] == 0} {
+    error "array must be N or RxC, got $sasp_array"
+}
+if {$sasp_c eq ""} { set sasp_c $sasp_r }
+if {$sasp_r % 8 != 0 || $sasp_r < 8 || $sasp_c % 4 != 0 || $sasp_c < 8} {
+    error "array ${sasp_r}x${sasp_c}: R must be a multiple of 8 and C a multiple of 4 (both >= 8)"
+}
 
 # hls/include (the g++ C-sim stand-ins) is deliberately NOT on the include path: Vitis uses its own headers.
-set sasp_cflags "-std=c++14 -DSA_R=$sasp_array -DSA_C=$sasp_array -DSA_CHUNK=$sasp_chunk"
+set sasp_cflags "-std=c++14 -DSA_R=$sasp_r -DSA_C=$sasp_c -DSA_CHUNK=$sasp_chunk"
 set sasp_proj $sasp_hls_dir/build/vitis_${sasp_board}_a${sasp_array}_c${sasp_chunk}
 
-puts "sasp_gemm: board=$sasp_board part=$sasp_part array=${sasp_array}x${sasp_array} chunk=$sasp_chunk clock=${sasp_clock}ns"
+puts "sasp_gemm: board=$sasp_board part=$sasp_part array=${sasp_r}x${sasp_c} chunk=$sasp_chunk clock=${sasp_clock}ns"
 open_project -reset $sasp_proj
 set_top sasp_gemm
 add_files $sasp_hls_dir/src/sasp_gemm.cpp -cflags $sasp_cflags
@@ -41,3 +51,7 @@ add_files -tb $sasp_hls_dir/tb/tb_sasp_gemm.cpp -cflags "$sasp_cflags -I$sasp_hl
 open_solution -reset sol -flow_target vivado
 set_part $sasp_part
 create_clock -period $sasp_clock -name default
+# 32-bit AXI addresses for the weight master (UG1399 2023.1, config_interface -m_axi_addr64): the Zynq-7000 HP
+# ports are 32-bit, pynq.allocate buffers lie below 4 GB on both boards, and the wmem register stays one
+# 32-bit slot (hls/interface.json, hls/scripts/regmap.py).
+config_interface -m_axi_addr64=false

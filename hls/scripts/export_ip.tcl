@@ -5,7 +5,7 @@ source [file join [file dirname [file normalize [info script]]] common.tcl]
 csynth_design
 file mkdir $sasp_hls_dir/build/ip
 export_design -format ip_catalog -rtl verilog -vendor sasp.edge -library hls -ipname sasp_gemm -version 1.0 \
-    -display_name "SASP systolic GEMM ${sasp_array}x${sasp_array}" \
-    -description "Weight-stationary ${sasp_array}x${sasp_array} int8 systolic array, block-sparse weights, chunk $sasp_chunk" \
+    -display_name "SASP GEMM ${sasp_r}x${sasp_c}" \
+    -description "int8 ${sasp_r}x${sasp_c} GEMM on block-sparse weights with an fp16 epilogue, chunk $sasp_chunk" \
     -output $sasp_hls_dir/build/ip/sasp_gemm_${sasp_board}_a${sasp_array}.zip
 exit

@@ -141,6 +141,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     rule = rule_registers(top_args())
     if args.from_header:
+        if not args.from_header.is_file():
+            print(f"regmap: exported driver header {args.from_header} not found", file=sys.stderr)
+            return 2
         regs = header_registers(args.from_header.read_text())
         write_interface(regs)
         if [(r["name"], r["offset"]) for r in regs] != [(r["name"], r["offset"]) for r in rule]:

@@ -406,7 +406,10 @@ drain_words:
                 const int c = 4 * q + j;
                 const float prod = (float)row.v[c] * sx;  // same order as host.quant.dequantize
                 const float scaled = prod * par.sw[c];
-                wd.range(16 * j + 15, 16 * j) = sasp_f32_to_f16(scaled + par.bias[c]);
+                const float y = scaled + par.bias[c];
+                // the adders in LUTs: the DSP48s go to the array (UG1399, BIND_OP: op=fadd impl=fabric)
+#pragma HLS BIND_OP variable = y op = fadd impl = fabric
+                wd.range(16 * j + 15, 16 * j) = sasp_f32_to_f16(y);
             }
         } else {
             wd.range(31, 0) = (uint32_t)row.v[2 * q];
