@@ -2,6 +2,7 @@
 
     python benchmarks/bench_host_ops.py [--out FILE]            # measure; write a calibration file
     python benchmarks/bench_host_ops.py --validate [--out FILE]  # ... then check it on the demo clip
+    python benchmarks/bench_host_ops.py --pack                   # per-call stream packing vs a plain copy
 
 Measures the CPU classes of ``host.system_model`` (``gemm``, ``exp``, ``erf``, ``elementwise``, ``reduction``,
 ``half``, ``page``, ``fft``, ``numpy_call``) and ``driver_call`` (the ``host.driver.Accelerator``'s Python per
@@ -16,6 +17,13 @@ measure (register accesses, DMA starts, stream pack/unpack, cache maintenance) k
 same share (CPU time of the runtime's thread: the backend's GEMMs run in the Accelerator's worker thread; the
 Accelerator's cycle-model bookkeeping is switched off) and prints as its last line ``host model validation:
 modeled X ms, measured Y ms, ratio Z`` (Z = modeled / measured; target 0.75-1.33).
+
+``--pack``: for every Whisper tiny.en GEMM shape (encoder M = 1500, decoder M = 1) on arrays 8x8 and 16x16, the
+host work of one kernel call (``host.stream.pack_input_into`` into the DMA buffer, ``unpack_output`` of the fp16
+result into a reused array (first touches of new memory are the model's ``page`` class), and for the attention's
+per-call operands the weight segment built and copied) against one numpy copy of
+the same bytes, each the median wall time of repeats in this run; last line ``pack vs copy: worst ratio R`` over
+the calls that move at least 64 KiB (the decoder's M = 1 calls are reported as a fixed cost per call instead).
 """
 
 from __future__ import annotations
@@ -220,13 +228,91 @@ def demo_package() -> Path:
     return path
 
 
+PACK_SHAPES = [  # name, M, K, N, operand built per call (attention) or resident (a layer's weights)
+    ("enc conv1 (im2col)", 3000, 240, 384, False),
+    ("enc conv2 (im2col)", 1500, 1152, 384, False),
+    ("enc q/k/v/out", 1500, 384, 384, False),
+    ("enc fc1", 1500, 384, 1536, False),
+    ("enc fc2", 1500, 1536, 384, False),
+    ("enc q.k^T (head)", 1500, 64, 1500, True),
+    ("enc p.v (head)", 1500, 1500, 64, True),
+    ("dec cross k/v", 1500, 384, 384, False),
+    ("dec q/k/v/out", 1, 384, 384, False),
+    ("dec fc1", 1, 384, 1536, False),
+    ("dec fc2", 1, 1536, 384, False),
+    ("dec logits slab", 1, 384, 4096, False),
+    ("dec self-attn q.k^T", 1, 64, 16, True),
+]
+
+
+def _wall(fn: Callable[[], object], repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+BIG_CALL = 64 * 1024  # bytes: calls below this are dominated by the fixed per-call work, reported apart
+
+
+def pack_vs_copy(repeats: int = 15, arrays=((8, 8), (16, 16)), chunk: int = 96) -> Tuple[float, float]:
+    """Print the per-call host work of every shape against a numpy copy of its bytes; returns the worst ratio over
+    calls of at least BIG_CALL bytes and the largest host work (s) of the smaller calls."""
+    from host.blocksparse import BlockSparseWeights
+    from host.cycle_model import input_words, output_words
+    from host.stream import GemmOperand, pack_input_into, unpack_output
+
+    rng = np.random.default_rng(0)
+    worst = small = 0.0
+    print(f"{'shape':<22}{'array':>7}{'bytes':>12}{'host work':>12}{'copy':>10}{'ratio':>7}  [emulated: wall time here]")
+    for a in arrays:
+        for name, m, k, n, per_call in PACK_SHAPES:
+            w = BlockSparseWeights.from_dense(rng.integers(-128, 128, (k, n), dtype=np.int8), a)
+            op = GemmOperand(w, np.ones(n, np.float32), np.zeros(n, np.float32), resident=not per_call)
+            x = rng.integers(-128, 128, (m, k), dtype=np.int8)
+            sx = np.ones(m, np.float32)
+            inbuf = np.empty(input_words(m, k, a), np.uint64)
+            out = rng.integers(0, 2**63, output_words(m, n, a), dtype=np.uint64)
+            y16 = np.empty((m, -(-n // a[1]) * a[1]), np.float16)  # reused: first-touch pages are the 'page' class
+            seg_words = op.segment.size
+            scratch = np.empty(seg_words, np.uint64)
+
+            def work():
+                if per_call:  # the attention's right-hand side: its segment built and copied every call
+                    scratch[:] = GemmOperand(w, op.scale, op.bias, resident=False).segment
+                pack_input_into(inbuf, x, sx, a)
+                return unpack_output(out, m, n, a, chunk, out=y16)
+
+            nbytes = 8 * (inbuf.size + out.size + (seg_words if per_call else 0))
+            src, dst = np.ones(nbytes, np.uint8), np.empty(nbytes, np.uint8)
+            t_work, t_copy = _wall(work, repeats), _wall(lambda: np.copyto(dst, src), repeats)
+            ratio = t_work / t_copy
+            if nbytes >= BIG_CALL:
+                worst = max(worst, ratio)
+            else:
+                small = max(small, t_work)
+            print(f"{name:<22}{a[0]:>4}x{a[1]:<2}{nbytes:>12,}{t_work * 1e3:>10.3f}ms{t_copy * 1e3:>8.3f}ms{ratio:>7.2f}")
+    return worst, small
+
+
 def main(argv: Optional[list] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("results") / f"host_calibration_{platform.node()}.json",
                     help="calibration file to write (default results/host_calibration_<host>.json)")
     ap.add_argument("--repeats", type=int, default=7, help="repeats per measurement (the median counts)")
     ap.add_argument("--validate", action="store_true", help="then model and measure the demo clip's host share")
+    ap.add_argument("--pack", action="store_true", help="only: time per-call stream packing against a plain copy")
     args = ap.parse_args(argv)
+    if args.repeats < 1:
+        ap.error("--repeats must be >= 1")
+    if args.pack:
+        worst, small = pack_vs_copy(max(args.repeats, 5))
+        print(f"fixed host work of the calls under {BIG_CALL // 1024} KiB: at most {small * 1e6:.0f} us per call")
+        print(f"pack vs copy: worst ratio {worst:.2f}")
+        return 0
     cal = measure_host_classes(args.repeats)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(cal, indent=2) + "\n")

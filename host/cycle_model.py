@@ -19,6 +19,7 @@ The constants are read from ``hls/src/sasp_gemm.h``, their one owner.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from pathlib import Path
 from typing import Dict, Iterator, NamedTuple, Sequence, Tuple, Union
 
@@ -89,6 +90,11 @@ class Geometry(NamedTuple):
 
 
 def geometry(k: int, n: int, array: ArrayLike) -> Geometry:
+    return _geometry(int(k), int(n), array_rc(array))
+
+
+@lru_cache(maxsize=4096)
+def _geometry(k: int, n: int, array: Tuple[int, int]) -> Geometry:
     r, c = check_array(array)
     kb = _cdiv(k, r)
     return Geometry(r, c, kb, kb * r // 8, r * c // 8, _cdiv(n, c))

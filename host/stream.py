@@ -65,6 +65,17 @@ def weight_segment(w: BlockSparseWeights, scale: np.ndarray, bias: np.ndarray) -
     """uint64 words of the weight segment (metadata, epilogue parameters, tiles; column-block order)."""
     g = geometry(w.k, w.n, w.tile)
     nt = np.asarray(w.nnz_per_colblock, dtype=np.int64)
+    params = np.zeros(g.nb * g.c, dtype="<u8")
+    params[: w.n] = flush_subnormals(scale).view(np.uint32).astype(np.uint64)
+    params[: w.n] |= flush_subnormals(bias).view(np.uint32).astype(np.uint64) << np.uint64(32)
+    if nt.size and (nt == g.kb).all():  # dense (the attention's operands): equal blocks, one copy per part
+        mwd = meta_words(g.kb)
+        seg2 = np.zeros((g.nb, mwd + g.c + g.kb * g.ww), dtype="<u8")
+        seg2[:, 0] = g.kb
+        seg2[:, 1:mwd].view("<u2").reshape(g.nb, -1)[:, : g.kb] = np.arange(g.kb, dtype=np.uint16)
+        seg2[:, mwd : mwd + g.c] = params.reshape(g.nb, g.c)
+        seg2[:, mwd + g.c :] = np.ascontiguousarray(w.tiles).reshape(-1).view("<u8").reshape(g.nb, -1)
+        return seg2.reshape(-1)
     mw = meta_words(nt)
     blk_words = mw + g.c + nt * g.ww
     off = np.zeros(g.nb + 1, dtype=np.int64)
@@ -75,9 +86,6 @@ def weight_segment(w: BlockSparseWeights, scale: np.ndarray, bias: np.ndarray) -
     blk = np.repeat(np.arange(g.nb), nt)  # column block of each stored tile
     local = np.arange(cp[-1]) - cp[blk]  # index of the tile inside its block
     seg.view("<u2")[4 * (off[blk] + 1) + local] = np.asarray(w.kidx, dtype=np.uint16)
-    params = np.zeros(g.nb * g.c, dtype="<u8")
-    params[: w.n] = flush_subnormals(scale).view(np.uint32).astype(np.uint64)
-    params[: w.n] |= flush_subnormals(bias).view(np.uint32).astype(np.uint64) << np.uint64(32)
     pstart = off[:-1] + mw
     seg[(pstart[:, None] + np.arange(g.c)).reshape(-1)] = params
     if cp[-1]:
@@ -111,21 +119,26 @@ class GemmOperand:
         return GemmOperand(w, self.scale[lo:hi], self.bias[lo:hi], self.resident)
 
 
-def unpack_output(words: np.ndarray, m: int, n: int, tile, chunk: int, fp16: bool = True) -> np.ndarray:
-    """float16[m, n] (epilogue) or int32[m, n] from the output stream words (views and one copy)."""
+def unpack_output(
+    words: np.ndarray, m: int, n: int, tile, chunk: int, fp16: bool = True, out: Optional[np.ndarray] = None
+) -> np.ndarray:
+    """float16[m, n] (epilogue) or int32[m, n] from the output stream words: one strided copy per chunk that
+    moves each row's C values of a column block as one element (block-major -> row-major), then a view.
+    ``out``: a reused array of at least ``[m, ceil(n/C)*C]`` of that dtype to copy into (no new pages)."""
     g = geometry(1, n, tile)
     words = np.ascontiguousarray(words, dtype="<u8")
     exp = output_words(m, n, tile, fp16)
     if words.size != exp:
         raise ValueError(f"unpack_output: got {words.size} words, expected {exp} for M={m} N={n} tile {tile}")
-    dt = "<f2" if fp16 else "<i4"
-    vals = words.view(dt)
-    y = np.empty((m, g.nb * g.c), dtype=dt)
-    full, rem = divmod(m, chunk)
-    split = full * chunk * g.nb * g.c
-    if full:
-        blocks = vals[:split].reshape(full, g.nb, chunk, g.c)
-        y[: full * chunk] = blocks.transpose(0, 2, 1, 3).reshape(full * chunk, -1)
-    if rem:
-        y[full * chunk :] = vals[split:].reshape(g.nb, rem, g.c).transpose(1, 0, 2).reshape(rem, -1)
-    return y[:, :n]
+    dt = np.dtype("<f2" if fp16 else "<i4")
+    group = np.dtype((np.void, g.c * dt.itemsize))  # one row of one column block
+    vals = words.view(group)
+    if out is None:
+        out = np.empty((m, g.nb * g.c), dtype=dt)
+    if out.dtype != dt or out.shape[0] < m or out.shape[1] < g.nb * g.c or not out.flags.c_contiguous:
+        raise ValueError(f"unpack_output: out must be a C-contiguous {dt}[>={m}, >={g.nb * g.c}] array")
+    y = out[:m].reshape(-1)[: m * g.nb * g.c].view(group).reshape(m, g.nb)
+    for r0 in range(0, m, chunk):  # chunk by chunk: each transpose stays in the CPU's caches
+        mr = min(chunk, m - r0)
+        y[r0 : r0 + mr] = vals[r0 * g.nb : (r0 + mr) * g.nb].reshape(g.nb, mr).T
+    return y.view(dt).reshape(m, g.nb * g.c)[:, :n]
