@@ -267,7 +267,7 @@ def pack_vs_copy(repeats: int = 15, arrays=((8, 8), (16, 16)), chunk: int = 96) 
 
     rng = np.random.default_rng(0)
     worst = small = 0.0
-    print(f"{'shape':<22}{'array':>7}{'bytes':>12}{'host work':>12}{'copy':>10}{'ratio':>7}  [emulated: wall time here]")
+    print(f"{'shape':<22}{'array':>7}{'bytes':>12}{'host work':>12}{'copy':>10}{'ratio':>7}  [emulated: wall time]")
     for a in arrays:
         for name, m, k, n, per_call in PACK_SHAPES:
             w = BlockSparseWeights.from_dense(rng.integers(-128, 128, (k, n), dtype=np.int8), a)
@@ -280,7 +280,8 @@ def pack_vs_copy(repeats: int = 15, arrays=((8, 8), (16, 16)), chunk: int = 96) 
             seg_words = op.segment.size
             scratch = np.empty(seg_words, np.uint64)
 
-            def work():
+            def work(w=w, op=op, x=x, sx=sx, a=a, m=m, n=n, inbuf=inbuf, out=out, y16=y16, scratch=scratch,
+                     per_call=per_call):  # fmt: skip
                 if per_call:  # the attention's right-hand side: its segment built and copied every call
                     scratch[:] = GemmOperand(w, op.scale, op.bias, resident=False).segment
                 pack_input_into(inbuf, x, sx, a)
@@ -288,13 +289,14 @@ def pack_vs_copy(repeats: int = 15, arrays=((8, 8), (16, 16)), chunk: int = 96) 
 
             nbytes = 8 * (inbuf.size + out.size + (seg_words if per_call else 0))
             src, dst = np.ones(nbytes, np.uint8), np.empty(nbytes, np.uint8)
-            t_work, t_copy = _wall(work, repeats), _wall(lambda: np.copyto(dst, src), repeats)
+            t_work, t_copy = _wall(work, repeats), _wall(lambda dst=dst, src=src: np.copyto(dst, src), repeats)
             ratio = t_work / t_copy
             if nbytes >= BIG_CALL:
                 worst = max(worst, ratio)
             else:
                 small = max(small, t_work)
-            print(f"{name:<22}{a[0]:>4}x{a[1]:<2}{nbytes:>12,}{t_work * 1e3:>10.3f}ms{t_copy * 1e3:>8.3f}ms{ratio:>7.2f}")
+            shape = f"{a[0]:>4}x{a[1]:<2}"
+            print(f"{name:<22}{shape}{nbytes:>12,}{t_work * 1e3:>10.3f}ms{t_copy * 1e3:>8.3f}ms{ratio:>7.2f}")
     return worst, small
 
 
