@@ -27,7 +27,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple, Union
 
-from host.cycle_model import dense_nnz, kernel_cycles, stream_bytes
+from host.cycle_model import ArrayLike, array_rc, dense_nnz, kernel_cycles, stream_bytes
 from host.resources import board_profile
 
 BOARD_ALIASES = {"ultra96v2": "ultra96-v2", "ultra96": "ultra96-v2", "pynqz2": "pynq-z2"}
@@ -76,7 +76,7 @@ class GemmCall:
     nnz: Tuple[int, ...]
 
 
-def dense_calls(calls: Iterable[GemmCall], array: int) -> List[GemmCall]:
+def dense_calls(calls: Iterable[GemmCall], array: ArrayLike) -> List[GemmCall]:
     """The same calls with every tile present (the unpruned int8 model on the same array)."""
     return [GemmCall(c.stage, c.layer, c.m, c.k, c.n, tuple(dense_nnz(c.k, c.n, array))) for c in calls]
 
@@ -95,18 +95,19 @@ def kernel_limits(path: str = str(INTERFACE_JSON)) -> Tuple[int, int]:
     return int(lim["K_max"]), int(lim["N_max"])
 
 
-def board_runs(call: GemmCall, array: int) -> List[Tuple[int, Tuple[int, ...]]]:
+def board_runs(call: GemmCall, array: ArrayLike) -> List[Tuple[int, Tuple[int, ...]]]:
     """``[(N, nnz)]`` of the kernel runs that one recorded call takes on the board: slabs of whole column blocks
     of at most N_max columns, as ``host.pynq_backend.split_columns`` cuts them (a call that a backend already cut
     at N_max stays one run)."""
     k_max, n_max = kernel_limits()
     if call.k > k_max:
         raise ValueError(f"{call.layer}: K={call.k} exceeds the kernel's K_max={k_max} (no Whisper tiny.en GEMM does)")
-    per = max(1, n_max // array)
+    c = array_rc(array)[1]
+    per = max(1, n_max // c)
     runs = []
     for b0 in range(0, len(call.nnz), per):
         b1 = min(len(call.nnz), b0 + per)
-        runs.append((min(call.n, b1 * array) - b0 * array, call.nnz[b0:b1]))
+        runs.append((min(call.n, b1 * c) - b0 * c, call.nnz[b0:b1]))
     return runs
 
 
@@ -323,7 +324,7 @@ def model_latency(
     calls: Iterable[GemmCall],
     ops: HostOps,
     board: str,
-    array: int,
+    array: ArrayLike,
     calibration: Optional[Calibration] = None,
 ) -> dict:
     """Per-stage modeled seconds on ``board``: kernel, DMA, driver overhead, host CPU, total, and ``classes``
@@ -371,7 +372,8 @@ def model_latency(
     total = sum(stages[s]["total_s"] for s in STAGES)
     src = f"calibration {cal.get('source', '(dict)')}" if cal else "boards.json planning values"
     assumptions = [
-        f"PL clock {prof['pl_clock_mhz']} MHz, array {array}x{array}, activation chunk {prof['kernel_chunk']} rows",
+        f"PL clock {prof['pl_clock_mhz']} MHz, array {'x'.join(map(str, array_rc(array)))}, activation chunk "
+        f"{prof['kernel_chunk']} rows",
         f"DMA {bw / 1e6:.0f} MB/s ({(cal or {}).get('stream', {}).get('basis') or prof['stream']['basis']})",
         "kernel and DMA overlap (streaming): per kernel run max(kernel, DMA); GEMMs split at the kernel's N_max",
         f"per kernel run {MMIO_PER_RUN} register accesses and {DMA_PER_RUN} DMA starts/waits "
