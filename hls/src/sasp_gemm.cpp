@@ -116,16 +116,13 @@ act_chunks:
 // The parse always emits exactly one head, nt tiles and one parameter word per column block, whatever
 // the data (nt and kidx are clamped, a short segment is completed with zeros): a corrupt segment gives
 // wrong numbers and the BAD_META status, never a hang.
-struct WParser {
+struct WParser {  // scalar parse state; the arrays it fills are separate locals of w_load (partitioned there)
     int state, blk, cnt, nt, t, wpos;
-    ap_uint<16> kl[KB_MAX];
-    par_t par;
-    tile_t tw;
-    tok_t blank;
     bool err;
 };
 
-inline void w_step(WParser& P, const ap_uint<64> d, int KB, hls::stream<tok_t>& toks, hls::stream<par_t>& pars) {
+inline void w_step(WParser& P, const ap_uint<64> d, int KB, ap_uint<16> kl[KB_MAX], int8_t tw[R][C], float psw[C],
+                   float pbias[C], hls::stream<tok_t>& toks, hls::stream<par_t>& pars) {
 #pragma HLS INLINE
     if (P.state == W_HEAD) {
         int nt = (int)d.range(15, 0);
@@ -134,7 +131,14 @@ inline void w_step(WParser& P, const ap_uint<64> d, int KB, hls::stream<tok_t>& 
             nt = KB;
         }
         P.nt = nt;
-        tok_t h = P.blank;  // a head carries no weights
+        tok_t h;  // a head carries no weights
+        for (int r = 0; r < R; ++r) {
+#pragma HLS UNROLL
+            for (int c = 0; c < C; ++c) {
+#pragma HLS UNROLL
+                h.t.w[r][c] = 0;
+            }
+        }
         h.kidx = 0;
         h.nt = nt;
         h.head = true;
@@ -153,7 +157,7 @@ inline void w_step(WParser& P, const ap_uint<64> d, int KB, hls::stream<tok_t>& 
                     P.err = true;
                     v = 0;
                 }
-                P.kl[j] = v;  // bank j % 4 == q: one write per bank per cycle
+                kl[j] = v;  // bank j % 4 == q: one write per bank per cycle
             }
         }
         ++P.cnt;
@@ -165,12 +169,18 @@ inline void w_step(WParser& P, const ap_uint<64> d, int KB, hls::stream<tok_t>& 
         for (int p = 0; p < PW; ++p) {
 #pragma HLS UNROLL
             if (p == P.cnt) {
-                P.par.sw[p] = bits_to_float(d.range(31, 0));
-                P.par.bias[p] = bits_to_float(d.range(63, 32));
+                psw[p] = bits_to_float(d.range(31, 0));
+                pbias[p] = bits_to_float(d.range(63, 32));
             }
         }
         if (++P.cnt == PW) {
-            pars.write(P.par);
+            par_t par;
+            for (int c = 0; c < C; ++c) {
+#pragma HLS UNROLL
+                par.sw[c] = psw[c];
+                par.bias[c] = pbias[c];
+            }
+            pars.write(par);
             P.cnt = 0;
             if (P.nt > 0) {
                 P.state = W_TILE;
@@ -186,14 +196,20 @@ inline void w_step(WParser& P, const ap_uint<64> d, int KB, hls::stream<tok_t>& 
                 for (int j = 0; j < 8; ++j) {  // byte 8p + j of the tile = W[(8p + j) / C][(8p + j) % C]
 #pragma HLS UNROLL
                     const int pos = 8 * p + j;
-                    P.tw.w[pos / C][pos % C] = (int8_t)(uint8_t)d.range(8 * j + 7, 8 * j);
+                    tw[pos / C][pos % C] = (int8_t)(uint8_t)d.range(8 * j + 7, 8 * j);
                 }
             }
         }
         if (++P.wpos == WW) {
             tok_t tk;
-            tk.t = P.tw;
-            tk.kidx = P.kl[P.t];  // one read per cycle (4 banks, muxed)
+            for (int r = 0; r < R; ++r) {
+#pragma HLS UNROLL
+                for (int c = 0; c < C; ++c) {
+#pragma HLS UNROLL
+                    tk.t.w[r][c] = tw[r][c];
+                }
+            }
+            tk.kidx = kl[P.t];  // one read per cycle (4 banks, muxed)
             tk.nt = P.nt;
             tk.head = false;
             toks.write(tk);
@@ -208,22 +224,15 @@ inline void w_step(WParser& P, const ap_uint<64> d, int KB, hls::stream<tok_t>& 
 
 void w_load(const ap_uint<64>* wmem, hls::stream<tok_t>& toks, hls::stream<par_t>& pars,
             hls::stream<ap_uint<1> >& err_s, uint32_t wlen, uint32_t M, int CH, int KB, int NB) {
+    ap_uint<16> kl[KB_MAX];  // kidx of the current block
+#pragma HLS ARRAY_PARTITION variable = kl cyclic factor = 4 dim = 1
+    int8_t tw[R][C];  // the tile being assembled
+#pragma HLS ARRAY_PARTITION variable = tw complete dim = 0
+    float psw[C], pbias[C];  // the block's epilogue parameters being assembled
+#pragma HLS ARRAY_PARTITION variable = psw complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = pbias complete dim = 1
     WParser P;
-#pragma HLS ARRAY_PARTITION variable = P.kl cyclic factor = 4 dim = 1
-#pragma HLS ARRAY_PARTITION variable = P.tw.w complete dim = 0
-#pragma HLS ARRAY_PARTITION variable = P.par.sw complete dim = 1
-#pragma HLS ARRAY_PARTITION variable = P.par.bias complete dim = 1
     P.err = false;
-    for (int c = 0; c < C; ++c) {
-#pragma HLS UNROLL
-        P.par.sw[c] = 0.0f;
-        P.par.bias[c] = 0.0f;
-        for (int r = 0; r < R; ++r) {
-#pragma HLS UNROLL
-            P.tw.w[r][c] = 0;
-            P.blank.t.w[r][c] = 0;
-        }
-    }
 w_chunks:
     for (uint32_t r0 = 0; r0 < M; r0 += CH) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = 32
@@ -235,7 +244,7 @@ w_chunks:
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = 815616
             const ap_uint<64> d = wmem[i];
             if (P.blk < NB) {
-                w_step(P, d, KB, toks, pars);
+                w_step(P, d, KB, kl, tw, psw, pbias, toks, pars);
             } else {
                 P.err = true;  // words beyond the last column block
             }
@@ -245,7 +254,7 @@ w_chunks:
 #pragma HLS PIPELINE II = 1
 #pragma HLS LOOP_TRIPCOUNT min = 0 max = 1
             P.err = true;
-            w_step(P, 0, KB, toks, pars);
+            w_step(P, 0, KB, kl, tw, psw, pbias, toks, pars);
         }
     }
     err_s.write(P.err ? 1 : 0);
@@ -376,22 +385,36 @@ void drain(hls::stream<row_t>& rows_s, hls::stream<par_t>& pars, hls::stream<ap_
     uint32_t r0 = 0;
     int mr = M < (uint32_t)CH ? (int)M : CH;
     int b = 0, i = 0, q = 0;
-    row_t row;
-    par_t par;
+    int32_t rowv[C];  // the row being drained
+    float psw[C], pbias[C];  // its column block's parameters
+#pragma HLS ARRAY_PARTITION variable = rowv complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = psw complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = pbias complete dim = 1
     for (int c = 0; c < C; ++c) {
 #pragma HLS UNROLL
-        row.v[c] = 0;
-        par.sw[c] = 0.0f;
-        par.bias[c] = 0.0f;
+        rowv[c] = 0;
+        psw[c] = 0.0f;
+        pbias[c] = 0.0f;
     }
     float sx = 0.0f;
 drain_words:
     for (uint64_t o = 0; o < total; ++o) {
 #pragma HLS PIPELINE II = 1
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = 6144000
-        if (i == 0 && q == 0) par = pars.read();
+        if (i == 0 && q == 0) {
+            const par_t par = pars.read();
+            for (int c = 0; c < C; ++c) {
+#pragma HLS UNROLL
+                psw[c] = par.sw[c];
+                pbias[c] = par.bias[c];
+            }
+        }
         if (q == 0) {
-            row = rows_s.read();
+            const row_t row = rows_s.read();
+            for (int c = 0; c < C; ++c) {
+#pragma HLS UNROLL
+                rowv[c] = row.v[c];
+            }
             if (b == 0) {
                 sx = bits_to_float(sx_s.read());
                 sxl[i] = sx;
@@ -404,16 +427,16 @@ drain_words:
             for (int j = 0; j < 4; ++j) {
 #pragma HLS UNROLL
                 const int c = 4 * q + j;
-                const float prod = (float)row.v[c] * sx;  // same order as host.quant.dequantize
-                const float scaled = prod * par.sw[c];
-                const float y = scaled + par.bias[c];
+                const float prod = (float)rowv[c] * sx;  // same order as host.quant.dequantize
+                const float scaled = prod * psw[c];
+                const float y = scaled + pbias[c];
                 // the adders in LUTs: the DSP48s go to the array (UG1399, BIND_OP: op=fadd impl=fabric)
 #pragma HLS BIND_OP variable = y op = fadd impl = fabric
                 wd.range(16 * j + 15, 16 * j) = sasp_f32_to_f16(y);
             }
         } else {
-            wd.range(31, 0) = (uint32_t)row.v[2 * q];
-            wd.range(63, 32) = (uint32_t)row.v[2 * q + 1];
+            wd.range(31, 0) = (uint32_t)rowv[2 * q];
+            wd.range(63, 32) = (uint32_t)rowv[2 * q + 1];
         }
         axis_word_t ow;
         ow.data = wd;
