@@ -153,7 +153,10 @@ def main(argv=None) -> int:
         return 0
     have = interface_registers(json.loads(INTERFACE.read_text()))
     if have != rule:
-        print(f"regmap: {INTERFACE} differs from the rule:\n  have {have}\n  rule {rule}", file=sys.stderr)
+        fmt = lambda regs: {r["name"]: hex(r["offset"]) for r in regs}  # noqa: E731
+        h, r = fmt(have), fmt(rule)
+        diff = ", ".join(f"{k}: {h.get(k)} (rule {r.get(k)})" for k in dict.fromkeys([*h, *r]) if h.get(k) != r.get(k))
+        print(f"regmap: {INTERFACE} differs from the rule: {diff or 'ap_vld offsets'}", file=sys.stderr)
         return 1
     print("regmap: interface.json follows the Vitis HLS 2022+ rule")
     return 0
