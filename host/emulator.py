@@ -75,14 +75,14 @@ def source_hash() -> str:
     return h.hexdigest()[:16]
 
 
-def build_library(r: int, c: int, chunk: int) -> Path:
-    """Compile (or reuse) the emulator library; returns its path."""
+def build_library(r: int, c: int, chunk: int, dsp_pack: bool = False) -> Path:
+    """Compile (or reuse) the emulator library; returns its path. ``dsp_pack``: the DSP48E2 packing build."""
     cxx = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
     if not cxx:
         raise RuntimeError("no C++ compiler found: install g++ (e.g. apt-get install g++) to use the emulator")
     ap = ap_types_dir()
     flags = "_".join(f.strip("-") for f in OPT_FLAGS)
-    out = cache_dir() / f"sasp_gemm_{source_hash()}_r{r}c{c}_ch{chunk}_{flags}.so"
+    out = cache_dir() / f"sasp_gemm_{source_hash()}_r{r}c{c}_ch{chunk}_p{int(dsp_pack)}_{flags}.so"
     if out.is_file():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -91,7 +91,7 @@ def build_library(r: int, c: int, chunk: int) -> Path:
     cmd = [
         cxx, "-std=c++14", *OPT_FLAGS, "-shared", "-fPIC", "-w",
         f"-I{HLS_DIR / 'include'}", "-isystem", str(ap), f"-I{HLS_DIR / 'src'}",
-        f"-DSA_R={r}", f"-DSA_C={c}", f"-DSA_CHUNK={chunk}",
+        f"-DSA_R={r}", f"-DSA_C={c}", f"-DSA_CHUNK={chunk}", f"-DSA_DSP_PACK={int(dsp_pack)}",
         *(str(HLS_DIR / s) for s in SOURCES), "-o", tmp,
     ]  # fmt: skip
     try:
@@ -140,13 +140,14 @@ FLAG_PROBE, FLAG_FP16 = 0x1, 0x2
 
 
 class EmulatedKernel:
-    """C simulation of ``sasp_gemm`` for an ``R x C`` array (``array``: int for square, or ``(R, C)``)."""
+    """C simulation of ``sasp_gemm`` for an ``R x C`` array (``array``: int for square, or ``(R, C)``);
+    ``dsp_pack``: the build with two int8 MACs per DSP48E2 (same results by construction, tested)."""
 
-    def __init__(self, array: Union[int, Tuple[int, int]], chunk: Optional[int] = None):
+    def __init__(self, array: Union[int, Tuple[int, int]], chunk: Optional[int] = None, dsp_pack: bool = False):
         r, c = check_array(array_rc(array))
         self._rc = (r, c)
         self.chunk = int(chunk or DEFAULT_CHUNK)
-        self._lib = _load(build_library(r, c, self.chunk))
+        self._lib = _load(build_library(r, c, self.chunk, dsp_pack))
         cfg = (ctypes.c_uint32 * 6)()
         self._lib.sasp_emu_config(cfg)
         self.k_max, self.n_max, self._id = int(cfg[3]), int(cfg[4]), int(cfg[5])

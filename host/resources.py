@@ -5,7 +5,8 @@ the board's device, and ``label="modeled"``: estimates until someone runs ``make
 check writes the real figures), built from the kernel's storage in hls/src/sasp_gemm.cpp and per-element costs
 of typical HLS int8 MAC arrays. The model (also documented in overlay/README.md):
 
-* DSP: ``R*C / macs_per_dsp`` (one DSP48 per int8 MAC; ``macs_per_dsp`` from host/data/boards.json) plus the
+* DSP: ``R*C / macs_per_dsp`` (one DSP48 per int8 MAC; ``macs_per_dsp`` from host/data/boards.json; two with
+  ``dsp_pack`` on DSP48E2 devices, the kernel's ``SA_DSP_PACK`` build, Xilinx WP486) plus the
   fp16 epilogue: 4 lanes x 2 float multiplies x 3 DSP48 (the Floating-Point Operator's full-DSP
   single-precision multiplier, an assumption until csynth reports it); its adders are bound to fabric.
 * BRAM36: the two activation chunk buffers (``stream_of_blocks``: ``CHUNK x K_MAX/R`` words of ``8R`` bits
@@ -99,7 +100,7 @@ def kernel_bram36(r: int, c: int, chunk: int, k_max: int = K_MAX) -> float:
 
 
 def estimate_resources(
-    array: ArrayArg, board: str, chunk: Optional[int] = None, k_max: int = K_MAX
+    array: ArrayArg, board: str, chunk: Optional[int] = None, k_max: int = K_MAX, dsp_pack: bool = False
 ) -> Dict[str, object]:
     """Modeled resources of the overlay for an ``array`` (``A`` or ``(R, C)``) on ``board``.
 
@@ -110,11 +111,14 @@ def estimate_resources(
     if r < 8 or r % 8 or c < 8 or c % 4:
         raise ValueError(f"array {r}x{c}: the kernel needs R a multiple of 8 and C a multiple of 4 (both >= 8)")
     prof = board_profile(board)
+    if dsp_pack and prof["family"] != "zynquplus":
+        raise ValueError(f"{board}: two int8 MACs per DSP need the DSP48E2's 27-bit pre-adder (UltraScale+ only)")
     chunk = int(chunk or prof["kernel_chunk"])
     dev = device_totals(board)
     pes = r * c
+    per_dsp = 2 if dsp_pack else int(prof.get("macs_per_dsp", 1))
     est = {
-        "DSP": math.ceil(pes / int(prof.get("macs_per_dsp", 1))) + EPILOGUE["DSP"] + SHELL["DSP"],
+        "DSP": math.ceil(pes / per_dsp) + EPILOGUE["DSP"] + SHELL["DSP"],
         "BRAM36": kernel_bram36(r, c, chunk, k_max) + SHELL["BRAM36"],
         "LUT": pes * PE_LUT + c * COL_LUT + EPILOGUE["LUT"] + KERNEL_LUT + SHELL["LUT"],
         "FF": pes * PE_FF + c * COL_FF + EPILOGUE["FF"] + KERNEL_FF + SHELL["FF"],
@@ -132,8 +136,12 @@ def estimate_resources(
         "array": (r, c),
         "board": board,
         "chunk": chunk,
+        "dsp_pack": dsp_pack,
         "label": "modeled",
     }
+
+
+PACKED_ARRAYS = ((16, 16), (16, 32))  # SA_DSP_PACK builds listed for the DSP48E2 boards
 
 
 def resource_table(boards=("pynq-z2", "ultra96-v2"), arrays=ARRAY_SIZES) -> str:
@@ -143,13 +151,15 @@ def resource_table(boards=("pynq-z2", "ultra96-v2"), arrays=ARRAY_SIZES) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for b in boards:
-        for a in arrays:
-            e = estimate_resources(a, b)
+        packed = PACKED_ARRAYS if board_profile(b)["family"] == "zynquplus" else ()
+        for a, pack in [(a, False) for a in arrays] + [(a, True) for a in packed]:
+            e = estimate_resources(a, b, dsp_pack=pack)
             u = e["utilization"]
             fits = "yes" if e["fits"] else "no (" + ", ".join(e["over"]) + ")"
             r, c = _rc(a)
+            name = f"{r}x{c}{' packed' if pack else ''}"
             lines.append(
-                f"| {b} | {r}x{c} | {e['DSP']} ({u['DSP']:.0%}) | {e['BRAM36']:g} ({u['BRAM36']:.0%}) | "
+                f"| {b} | {name} | {e['DSP']} ({u['DSP']:.0%}) | {e['BRAM36']:g} ({u['BRAM36']:.0%}) | "
                 f"{e['LUT']} ({u['LUT']:.0%}) | {e['FF']} ({u['FF']:.0%}) | {fits} |"
             )
     return "\n".join(lines)

@@ -94,6 +94,21 @@ def test_special_structures(kernels, array):
             assert np.array_equal(y, x.astype(np.int64) @ w.astype(np.int64))
 
 
+def test_dsp_packed_build_is_bit_exact():
+    """The Ultra96-V2 build with two int8 MACs per DSP48E2 (WP486 packing, at most 7 products per extraction)
+    gives the same outputs and cycles, extreme -128 x -128 sums over K = 1536 included."""
+    from host.emulator import EmulatedKernel
+
+    ek = EmulatedKernel((16, 16), chunk=32, dsp_pack=True)
+    rng = np.random.default_rng(77)
+    for m, k, n, p in [(33, 100, 72, 0.4), (1, 384, 384, 0.5), (40, 1536, 64, 0.0)]:
+        _check(ek, *_x(rng, m, k), _op(rng, k, n, (16, 16), p))
+    x = np.full((3, 1536), -128, dtype=np.int8)
+    w = BlockSparseWeights.from_dense(np.full((1536, 32), -128, dtype=np.int8), (16, 16))
+    y = _check(ek, x, np.ones(3, np.float32), GemmOperand(w, np.full(32, 1e-5, np.float32), np.zeros(32, np.float32)))
+    assert (y == 16384 * 1536).all()
+
+
 @pytest.mark.parametrize("m", [1, 2, 3, 4])
 def test_trailing_pruned_blocks_few_rows(kernels, m):
     """Few rows, the last stored tile followed by all-pruned column blocks (the decoder's M=1 on a pruned layer)."""

@@ -109,3 +109,10 @@ def test_boards_json_is_package_data():
     # host/data/*.json ships with the package (pyproject [tool.setuptools.package-data] host = ["data/*"])
     assert resources.BOARDS_JSON.is_file()
     json.loads(resources.BOARDS_JSON.read_text())
+
+
+def test_dsp_packing_only_on_dsp48e2():
+    packed = estimate_resources((16, 32), "ultra96-v2", dsp_pack=True)
+    assert packed["DSP"] == 16 * 32 // 2 + resources.EPILOGUE["DSP"] and packed["fits"]
+    with pytest.raises(ValueError, match="pre-adder"):
+        estimate_resources(8, "pynq-z2", dsp_pack=True)

@@ -260,6 +260,53 @@ w_chunks:
     err_s.write(P.err ? 1 : 0);
 }
 
+// ---- the multiply block: one dot product of R int8 pairs per column ----------------------------------
+#if SA_DSP_PACK
+// Two int8 multiplies per DSP48E2 sharing the activation operand (Xilinx WP486): the 27-bit pre-adder forms
+// w1 * 2^18 + w0, the 27x18 multiplier multiplies it by x, the 48-bit accumulator sums the products of up to
+// PACK_TERMS rows. The low 18 bits then hold sum(w0 * x) exactly while |sum(w0 * x)| < 2^17, i.e. for at most
+// 7 products of magnitude <= 2^14 (8 products of -128 * -128 would reach 2^17), and the high part is
+// (P >> 18) + (sign of the low part). Not for DSP48E1 (Zynq-7000): its pre-adder is 25 bits wide.
+const int PACK_TERMS = 7;
+static_assert(C % 2 == 0, "packing pairs columns");
+
+inline void column_dots(const int8_t xv[R], const int8_t w[R][C], int32_t dot[C]) {
+#pragma HLS INLINE
+    for (int c = 0; c < C; c += 2) {
+#pragma HLS UNROLL
+        int32_t lo_sum = 0, hi_sum = 0;
+        for (int g = 0; g < R; g += PACK_TERMS) {
+#pragma HLS UNROLL
+            ap_int<48> p = 0;
+            for (int r = g; r < g + PACK_TERMS && r < R; ++r) {
+#pragma HLS UNROLL
+                const ap_int<27> packed = ((ap_int<27>)w[r][c + 1] << 18) + (ap_int<27>)w[r][c];
+                p += packed * (ap_int<18>)xv[r];
+            }
+            const ap_int<18> lo = p.range(17, 0);
+            const ap_int<30> hi = (ap_int<30>)(p >> 18) + (lo < 0 ? 1 : 0);
+            lo_sum += (int32_t)lo;
+            hi_sum += (int32_t)hi;
+        }
+        dot[c] = lo_sum;
+        dot[c + 1] = hi_sum;
+    }
+}
+#else
+inline void column_dots(const int8_t xv[R], const int8_t w[R][C], int32_t dot[C]) {
+#pragma HLS INLINE
+    for (int c = 0; c < C; ++c) {
+#pragma HLS UNROLL
+        int32_t s = 0;
+        for (int r = 0; r < R; ++r) {
+#pragma HLS UNROLL
+            s += (int32_t)xv[r] * (int32_t)w[r][c];
+        }
+        dot[c] = s;
+    }
+}
+#endif
+
 // ---- compute: one chunk at a time, one iteration per cycle, paced so that no other process stalls it ----
 // Per column block b with nt tiles: iteration 0 reads the head; the lead (H_b = 1 + ceil(nt/4) + C words,
 // plus WW for the first tile) is the time w_load needs to deliver the head, kidx, parameters and tile 0;
@@ -335,14 +382,12 @@ comp_chunks:
 #pragma HLS UNROLL
                         xv[r] = (int8_t)x.range(8 * r + 7, 8 * r);
                     }
+                    int32_t dot[C];
+#pragma HLS ARRAY_PARTITION variable = dot complete dim = 1
+                    column_dots(xv, wreg, dot);
                     for (int c = 0; c < C; ++c) {
 #pragma HLS UNROLL
-                        int32_t s = 0;
-                        for (int r = 0; r < R; ++r) {
-#pragma HLS UNROLL
-                            s += (int32_t)xv[r] * (int32_t)wreg[r][c];
-                        }
-                        acc[i][c] = (t > 0 ? acc[i][c] : 0) + s;
+                        acc[i][c] = (t > 0 ? acc[i][c] : 0) + dot[c];
                     }
                     if (t == nt - 1) {
                         row_t out;

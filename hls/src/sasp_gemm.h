@@ -18,6 +18,9 @@
 #ifndef SA_CHUNK
 #define SA_CHUNK 96  // max activation rows held on chip (xc7z020: 96, xczu3eg: 192)
 #endif
+#ifndef SA_DSP_PACK
+#define SA_DSP_PACK 0  // 1: two int8 MACs per DSP48E2 (Ultra96-V2 builds only; WP486 packing)
+#endif
 #ifndef SA_K_MAX
 #define SA_K_MAX 1536  // max K (padded to a multiple of R)
 #endif
