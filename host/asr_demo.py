@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 from typing import List, Optional, Tuple
 
@@ -21,13 +20,28 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from host import cli  # noqa: E402
-from host.audio import DEMO_CLIP, demo_reference, load_audio  # noqa: E402
+from host.audio import DEMO_CLIP, AudioReader, demo_reference  # noqa: E402
 from host.dataset import list_audio_files, read_librispeech  # noqa: E402
 from host.driver import BACKENDS, Accelerator  # noqa: E402
+from host.longform import (  # noqa: E402
+    ENERGY_GATE_DBFS,
+    LOGPROB_THRESHOLD,
+    NO_SPEECH_THRESHOLD,
+    WINDOW_SECONDS,
+    iter_windows,
+    join,
+)
 from host.package import PackageError, cache_root, load_package  # noqa: E402
-from host.report import figure, format_table, work_summary, write_json  # noqa: E402
+from host.report import figure, format_table, window_report, work_summary, write_json  # noqa: E402
 from host.resources import board_profile  # noqa: E402
-from host.system_model import dense_calls, host_ops, model_energy, model_latency, resolve_board  # noqa: E402
+from host.system_model import (  # noqa: E402
+    add_ops,
+    dense_calls,
+    host_ops,
+    model_energy,
+    model_latency,
+    resolve_board,
+)
 from host.text_normalize import normalize  # noqa: E402
 from host.whisper import WhisperRuntime  # noqa: E402
 
@@ -101,49 +115,61 @@ def transcribe_one(
     trim: bool,
     meter,
 ) -> dict:
-    t0 = time.perf_counter()
-    audio = load_audio(path)
-    mel = runtime.features(audio)
-    t1 = time.perf_counter()
+    """Transcribe one recording of any length window by window (``host.longform``) and report it: the whole
+    transcript, each window's text, no-speech decision and timings, and the board figures modeled over the
+    windows that ran the model."""
+    emu = "measured" if meter is not None or acc.backend.__class__.__name__ == "PynqBackend" else "emulated"
+    wall = {s: [0.0, 0.0] for s in ("features", "encoder", "decoder")}  # stage: [total, accelerator backend]
+    calls: list = []
+    ops: dict = {}
+    windows = []
+    mark = [acc.stats.total().backend_s]
     acc.calls.clear()
     acc.stats.layers.clear()
-    ctx = runtime.audio_ctx(len(audio)) if trim else runtime.cfg["n_audio_ctx"]
-    enc = runtime.encode(mel, ctx if trim else None)
-    enc_stats = acc.stats.total()
-    t2 = time.perf_counter()
-    tr = runtime.decode(enc)
-    t3 = time.perf_counter()
-    total = acc.stats.total()
-    emu = "measured" if meter is not None or acc.backend.__class__.__name__ == "PynqBackend" else "emulated"
-    dec_backend = total.backend_s - enc_stats.backend_s
+
+    def on_stage(stage: str) -> None:
+        now = acc.stats.total().backend_s
+        wall[stage][1] += now - mark[0]
+        mark[0] = now
+
+    with AudioReader(path) as reader:
+        for win in iter_windows(runtime, reader, trim, progress=True, on_stage=on_stage):
+            for stage, secs in win.wall_s.items():
+                wall[stage][0] += secs
+            if win.encoder_positions:
+                add_ops(ops, host_ops(runtime.cfg, win.encoder_positions, win.tokens, runtime.amm is not None))
+                calls.extend(acc.calls)
+                acc.calls.clear()
+            windows.append(win)
+        seconds = reader.seconds
+    text = join(windows)
     latency = {
-        "features": {"total_s": figure(t1 - t0, "s", emu)},
-        "encoder": {
-            "total_s": figure(t2 - t1, "s", emu),
-            "accelerator_s": figure(enc_stats.backend_s, "s", emu),
-            "host_s": figure(t2 - t1 - enc_stats.backend_s, "s", emu),
-        },
-        "decoder": {
-            "total_s": figure(t3 - t2, "s", emu),
-            "accelerator_s": figure(dec_backend, "s", emu),
-            "host_s": figure(t3 - t2 - dec_backend, "s", emu),
+        "features": {"total_s": figure(wall["features"][0], "s", emu)},
+        **{
+            s: {
+                "total_s": figure(wall[s][0], "s", emu),
+                "accelerator_s": figure(wall[s][1], "s", emu),
+                "host_s": figure(wall[s][0] - wall[s][1], "s", emu),
+            }
+            for s in ("encoder", "decoder")
         },
     }
-    ops = host_ops(runtime.cfg, ctx, len(tr.tokens), runtime.amm is not None)
-    modeled = model_latency(acc.calls, ops, board, array)
-    dense = model_latency(dense_calls(acc.calls, array), ops, board, array)
+    modeled = model_latency(calls, ops, board, array)
+    dense = model_latency(dense_calls(calls, array), ops, board, array)
     modeled["dense_total_s"] = dense["total_s"]
-    modeled["speedup_from_pruning"] = dense["total_s"] / modeled["total_s"]
+    modeled["speedup_from_pruning"] = dense["total_s"] / modeled["total_s"] if calls else 1.0
     cycles = [sum(st["cycles"] for st in lat["stages"].values()) for lat in (dense, modeled)]
-    modeled["kernel_cycle_speedup"] = cycles[0] / cycles[1]
+    modeled["kernel_cycle_speedup"] = cycles[0] / cycles[1] if calls else 1.0
     energy = model_energy(modeled)
     energy["dense_joules"] = model_energy(dense)["joules"]
+    total = acc.stats.total()
     out = {
         "input": name,
-        "audio_s": figure(len(audio) / 16000, "s", "counted"),
-        "encoder_positions": ctx,
-        "transcript": tr.text,
-        "tokens": len(tr.tokens),
+        "audio_s": figure(seconds, "s", "counted"),
+        "encoder_positions": max((w.encoder_positions for w in windows), default=0),
+        "transcript": text,
+        "tokens": sum(w.tokens for w in windows),
+        "windows": [window_report(w, emu) for w in windows],
         "latency": latency,
         "modeled_board": modeled,
         "energy": energy,
@@ -159,7 +185,7 @@ def transcribe_one(
         try:
             import jiwer
 
-            out["wer"] = figure(jiwer.wer(normalize(ref), normalize(tr.text)), "fraction", "measured (jiwer)")
+            out["wer"] = figure(jiwer.wer(normalize(ref), normalize(text)), "fraction", "measured (jiwer)")
         except ImportError:
             out["wer_note"] = "jiwer not installed: pip install jiwer"
     return out
@@ -293,7 +319,13 @@ def main(argv: Optional[List[str]] = None) -> int:
             "tile": f"{package.tile[0]}x{package.tile[1]}",
             "method": meta.get("method"),
             "mac_sparsity": float(meta.get("mac_sparsity", 0.0)),
-            "encoder_window": "trimmed to the audio" if args.trim_window else "full 30 s",
+            "encoder_window": "trimmed to each window's audio (+1 s)" if args.trim_window else "full 30 s",
+            "long_form": f"windows of at most {WINDOW_SECONDS:g} s cut at pauses (host/longform.py)",
+            "no_speech": (
+                f"window skipped if its loudest 200 ms is below {ENERGY_GATE_DBFS:g} dBFS, or if the no-speech "
+                f"probability > {NO_SPEECH_THRESHOLD} and the average log-probability <= {LOGPROB_THRESHOLD} "
+                "(openai-whisper's defaults)"
+            ),
             "attention": "CPU" if args.attention_on_host else "accelerator",
         },
         "utterances": utts,

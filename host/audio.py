@@ -34,6 +34,7 @@ __all__ = [
     "load_audio",
     "prepare_audio",
     "split_chunks",
+    "AudioReader",
     "demo_reference",
 ]
 
@@ -186,6 +187,98 @@ def prepare_audio(
 
     x = np.clip(x, -1.0, 1.0)
     return np.ascontiguousarray(x, dtype=np.float32)
+
+
+class AudioReader:
+    """A recording of any length read piece by piece: ``read(start, stop)`` gives 16-kHz samples
+    ``[start, stop)`` as float32 mono in [-1, 1], decoding only that span (plus a resampling margin), so
+    memory stays bounded by the span asked for, not the file.
+
+    Same conversion as :func:`load_audio` (channels averaged, exact-ratio :func:`scipy.signal.resample_poly`,
+    clipped): a span is resampled with ``RESAMPLE_MARGIN`` source samples of context on each side and cut from
+    an offset that is a whole number of output samples, which reproduces the whole-file result up to float
+    rounding. Opening raises the errors of :func:`load_audio` (not found, empty, undecodable, too short);
+    ``read`` raises :class:`AudioNonFiniteError` naming the file and the time of the fault. Use as a context
+    manager or call :meth:`close`.
+    """
+
+    RESAMPLE_MARGIN = 2048
+    """Source samples of context on each side of a span (resample_poly's filter reaches 10 * max(up, down)
+    upsampled samples, about 30 source samples for 44.1 -> 16 kHz)."""
+
+    def __init__(self, path: PathLike):
+        p = Path(path)
+        self.name = str(p)
+        if not p.exists():
+            raise AudioFileNotFoundError(f"audio file not found: {self.name}")
+        if not p.is_file():
+            raise AudioFileNotFoundError(f"not a regular file (is it a directory?): {self.name}")
+        if p.stat().st_size == 0:
+            raise AudioEmptyError(f"audio file is empty (0 bytes): {self.name}")
+        try:
+            self._f = sf.SoundFile(self.name)
+        except (sf.SoundFileError, RuntimeError, TypeError, EOFError) as exc:
+            raise AudioDecodeError(f"cannot decode audio file {self.name}: {exc}") from exc
+        self.source_rate = int(self._f.samplerate)
+        ratio = Fraction(SAMPLE_RATE, self.source_rate)
+        self._up, self._down = ratio.numerator, ratio.denominator
+        frames = int(self._f.frames)
+        if frames <= 0:
+            self.close()
+            raise AudioEmptyError(f"{self.name}: audio is empty (0 samples)")
+        if frames / self.source_rate < MIN_SECONDS:
+            self.close()
+            raise AudioTooShortError(
+                f"{self.name}: audio is too short ({frames / self.source_rate:.3f} s, {frames} samples at "
+                f"{self.source_rate} Hz); at least {MIN_SECONDS} s is needed"
+            )
+        self._frames = frames
+        self.n_samples = -(-frames * self._up // self._down)
+        """Length in 16-kHz samples (as :func:`load_audio` would return)."""
+
+    @property
+    def seconds(self) -> float:
+        return self.n_samples / SAMPLE_RATE
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """16-kHz samples ``[start, stop)`` (clamped to the recording)."""
+        start, stop = max(0, start), min(stop, self.n_samples)
+        if stop <= start:
+            return np.zeros(0, np.float32)
+        up, down = self._up, self._down
+        # first source sample: a multiple of `down` (so it maps to a whole output sample), margin before start
+        src0 = max(0, (start * down // up - self.RESAMPLE_MARGIN) // down * down)
+        src1 = min(self._frames, -(-stop * down // up) + self.RESAMPLE_MARGIN)
+        try:
+            self._f.seek(src0)
+            x = self._f.read(src1 - src0, dtype="float32", always_2d=True)
+        except (sf.SoundFileError, RuntimeError) as exc:
+            where = f"{self.name} at {start / SAMPLE_RATE:.2f} s"
+            raise AudioDecodeError(f"cannot decode audio file {where}: {exc}") from exc
+        if len(x) < src1 - src0:
+            raise AudioDecodeError(
+                f"cannot decode audio file {self.name}: it ends at {(src0 + len(x)) / self.source_rate:.2f} s, its "
+                f"header says {self._frames / self.source_rate:.2f} s (truncated?)"
+            )
+        if not np.isfinite(x).all():
+            raise AudioNonFiniteError(
+                f"{self.name}: audio contains NaN or Inf samples between {src0 / self.source_rate:.2f} s and "
+                f"{src1 / self.source_rate:.2f} s"
+            )
+        x = x.mean(axis=1, dtype=np.float32) if x.shape[1] > 1 else x[:, 0]
+        if (up, down) != (1, 1):
+            x = resample_poly(x, up, down).astype(np.float32, copy=False)
+        offset = start - src0 * up // down
+        return np.ascontiguousarray(np.clip(x[offset : offset + stop - start], -1.0, 1.0), dtype=np.float32)
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> AudioReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def split_chunks(samples: np.ndarray, seconds: float = WHISPER_WINDOW_SECONDS) -> List[np.ndarray]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List
+from typing import Dict, List
 
 AUDIO_SUFFIXES = (".flac", ".wav", ".ogg", ".mp3")
 
@@ -62,6 +62,26 @@ def evenly_spaced(utts: List[Utterance], limit: int | None) -> List[Utterance]:
     """At most ``limit`` utterances spread evenly over ``utts`` (all of them without a limit)."""
     _check_limit(limit)
     return utts[:: max(1, len(utts) // limit)][:limit] if limit else utts
+
+
+def join_chapters(utts: List[Utterance], out_dir: str | Path) -> List[Utterance]:
+    """One recording per chapter (ids ``<speaker>-<chapter>-<n>``): its utterances in id order end to end, written
+    as 16-bit FLAC under ``out_dir`` one utterance at a time, with their transcripts joined (long-form checks)."""
+    import soundfile as sf
+
+    from host.audio import SAMPLE_RATE, load_audio
+
+    chapters: Dict[str, List[Utterance]] = {}
+    for u in sorted(utts, key=lambda u: u.utt_id):
+        chapters.setdefault(u.utt_id.rsplit("-", 1)[0], []).append(u)
+    out = []
+    for chapter, parts in chapters.items():
+        path = Path(out_dir) / f"{chapter}.flac"
+        with sf.SoundFile(str(path), "w", SAMPLE_RATE, 1, subtype="PCM_16") as f:
+            for u in parts:
+                f.write(load_audio(u.path, max_seconds=None))
+        out.append(Utterance(chapter, path, " ".join(u.transcript for u in parts)))
+    return out
 
 
 def list_audio_files(*roots: str | Path) -> List[Path]:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from host.driver import AcceleratorStats
+from host.longform import Window
 from host.system_model import STAGES, summarize
 
 
@@ -34,6 +35,27 @@ def work_summary(stats: AcceleratorStats) -> Dict[str, Dict[str, object]]:
     }
 
 
+def window_report(win: Window, label: str) -> Dict[str, object]:
+    """One window of a recording: span, level, no-speech figures, text or why it was skipped, and its wall time
+    per stage (``label``: emulated on this machine, measured on a board)."""
+    out: Dict[str, object] = {
+        "start_s": round(win.start_s, 3),
+        "end_s": round(win.end_s, 3),
+        "loudest_dbfs": round(win.loudest_dbfs, 1),
+        "encoder_positions": win.encoder_positions,
+        "text": win.text,
+        "skipped": win.skipped,
+    }
+    if win.no_speech_prob is not None:
+        out["no_speech_prob"] = round(win.no_speech_prob, 4)
+    if win.avg_logprob is not None:
+        out["avg_logprob"] = round(win.avg_logprob, 4)
+    if win.discarded_text:
+        out["discarded_text"] = win.discarded_text
+    out["latency"] = {s: figure(t, "s", label) for s, t in win.wall_s.items()}
+    return out
+
+
 def format_table(report: dict) -> str:
     """Human-readable summary of one report."""
     lines: List[str] = []
@@ -41,7 +63,7 @@ def format_table(report: dict) -> str:
     lines.append(
         f"backend {cfg['backend']}, board {cfg['board']}, array {cfg['array']}x{cfg['array']}, package "
         f"{cfg['package']} (tile {cfg['tile']}, {cfg['method']}, {100 * cfg['mac_sparsity']:.1f}% of "
-        f"prunable MACs pruned)"
+        f"prunable MACs pruned); encoder window {cfg['encoder_window']}"
     )
     for utt in report["utterances"]:
         lines.append("")
@@ -50,6 +72,16 @@ def format_table(report: dict) -> str:
             f"{utt['encoder_positions']} positions)"
         )
         lines.append(f"  transcript: {utt['transcript']}")
+        wins = utt["windows"]
+        if len(wins) > 1 or any(w["skipped"] for w in wins):
+            for w in wins:
+                where = f"    window {w['start_s']:7.2f}-{w['end_s']:7.2f} s"
+                if w["skipped"]:
+                    lines.append(f"{where}: skipped ({w['skipped']})")
+                else:
+                    took = sum(f["value"] for f in w["latency"].values())
+                    label = next(iter(w["latency"].values()))["label"]
+                    lines.append(f"{where}: {took:6.2f} s ({label}), {w['encoder_positions']} positions: {w['text']}")
         if "wer" in utt:
             lines.append(f"  reference:  {utt['reference']}")
             lines.append(f"  WER {100 * utt['wer']['value']:.1f}% ({utt['wer']['label']})")

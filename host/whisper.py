@@ -111,8 +111,15 @@ def attention(
 
 @dataclass
 class Transcript:
+    """Greedy decoding's text and tokens, with openai-whisper's two figures for its no-speech check:
+    ``no_speech_prob``, the probability of the no-speech token at the first decoding step (after
+    ``<|startoftranscript|>``; ``None`` if the vocabulary has no such token), and ``avg_logprob``, the mean
+    log-probability of the chosen tokens, end-of-text included."""
+
     text: str
     tokens: List[int]
+    no_speech_prob: Optional[float] = None
+    avg_logprob: float = 0.0
 
 
 @dataclass
@@ -135,6 +142,10 @@ class WhisperRuntime:
         self.tokenizer = Tokenizer(weights.vocab)
         self.amm = getattr(self.gemm, "matmul_dynamic", None) if offload_attention else None
         self._suppress = self._suppress_mask()
+        # openai-whisper's tokenizer.no_speech: "<|nospeech|>" in its newer vocabularies, "<|nocaptions|>" (id 50361
+        # in tiny.en, just before <|notimestamps|>) in the one the .en models were trained with
+        index = self.tokenizer.index
+        self.no_speech: Optional[int] = index.get("<|nospeech|>", index.get("<|nocaptions|>"))
 
     def _suppress_mask(self) -> np.ndarray:
         mask = np.zeros(self.cfg["n_vocab"], bool)
@@ -210,22 +221,33 @@ class WhisperRuntime:
         prompt = self.tokenizer.initial_tokens()
         max_tokens = max_tokens or self.cfg["n_text_ctx"] // 2
         out: List[int] = []
+        no_speech_prob, sum_logprob = None, 0.0
         pending, offset = prompt, 0
         while len(out) < max_tokens:
-            logits = self._decoder_step(pending, offset, cache).astype(np.float64)
+            if offset == 0:  # the prompt: also the logits after <|startoftranscript|>, for the no-speech check
+                all_logits = self._decoder_step(pending, offset, cache, all_positions=True).astype(np.float64)
+                logits = all_logits[-1]
+                if self.no_speech is not None:
+                    at_sot = softmax(all_logits[prompt.index(self.tokenizer.sot)])
+                    no_speech_prob = float(at_sot[self.no_speech])
+            else:
+                logits = self._decoder_step(pending, offset, cache).astype(np.float64)
             offset += len(pending)
             logits[self._suppress] = -np.inf
             if not out:
                 logits[list(self.w.suppress_ids_begin)] = -np.inf
             token = int(np.argmax(logits))
+            sum_logprob -= float(np.log(np.exp(logits - logits[token]).sum()))  # log-softmax of the argmax
             if token == self.tokenizer.eot:
                 break
             out.append(token)
             pending = [token]
-        return Transcript(text=self.tokenizer.decode(out).strip(), tokens=out)
+        text = self.tokenizer.decode(out).strip()
+        return Transcript(text, out, no_speech_prob, sum_logprob / (len(out) + 1))
 
     def transcribe(self, audio: np.ndarray, trim: bool = False) -> Transcript:
-        """Text of up to 30 s of 16-kHz mono audio; ``trim`` runs the encoder on the audio's length only."""
+        """Text of up to 30 s of 16-kHz mono audio (longer: ``host.longform``); ``trim`` runs the encoder on the
+        audio's length only."""
         return self.decode(self.encode(self.features(audio), self.audio_ctx(len(audio)) if trim else None))
 
     def audio_ctx(self, n_samples: int, margin: int = TRIM_MARGIN) -> int:

@@ -1,14 +1,18 @@
 """Word error rate of the host runtime on a LibriSpeech-layout folder.
 
-    python -m model.evaluate --librispeech DIR [--limit N] [--package PATH] [--csv OUT]
+    python -m model.evaluate --librispeech DIR [--limit N] [--package PATH] [--csv OUT] [--join-chapters]
 
-Text is normalized identically on both sides before jiwer scores it (see ``host.text_normalize``).
+Text is normalized identically on both sides before jiwer scores it (see ``host.text_normalize``). Recordings of
+any length are transcribed in windows of at most 30 s cut at pauses, with the no-speech check (``host.longform``);
+``--join-chapters`` scores each chapter's utterances joined end to end into one recording, to compare long-form
+transcription with the per-utterance WER of the same audio.
 """
 
 from __future__ import annotations
 
 import csv
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +22,9 @@ import jiwer
 from tqdm import tqdm
 
 from host import cli
-from host.audio import AudioError, load_audio
-from host.dataset import Utterance, read_librispeech
+from host.audio import AudioError
+from host.dataset import Utterance, join_chapters, read_librispeech
+from host.longform import transcribe_file
 from host.package import atomic_path
 from host.text_normalize import normalize
 from host.whisper import WhisperRuntime
@@ -51,8 +56,8 @@ def evaluate(
     on_row: Optional[Callable[[dict], None]] = None,
     keep_going: bool = False,
 ) -> EvalResult:
-    """Transcribe every utterance and score the normalized hypotheses against the references (``trim``: the
-    encoder window is cut to the audio, as the demo's ``--trim-window``).
+    """Transcribe every utterance (of any length, ``host.longform``) and score the normalized hypotheses against
+    the references (``trim``: the encoder window is cut to each window's audio, as the demo's ``--trim-window``).
 
     ``done``: rows of an earlier run by utterance id, reused as they are; ``on_row`` sees each new row as soon
     as it is scored; ``keep_going``: an utterance whose audio cannot be used is a failure (``EvalResult.failures``)
@@ -64,20 +69,20 @@ def evaluate(
         if u.utt_id in done:
             rows.append(done[u.utt_id])
             continue
+        t0 = time.perf_counter()
         try:
-            audio = load_audio(u.path, max_seconds=30.0)
+            long = transcribe_file(runtime, u.path, trim, progress)
         except AudioError as e:
             if not keep_going:
                 raise
             failures.append((u.utt_id, str(e)))
             continue
-        t0 = time.perf_counter()
-        text = (runtime.transcribe(audio, trim=True) if trim else runtime.transcribe(audio)).text
         dt = time.perf_counter() - t0
+        text = long.text
         ref, hyp = normalize(u.transcript), normalize(text)
         row = {
             "utt_id": u.utt_id,
-            "seconds": round(len(audio) / 16000, 3),
+            "seconds": round(long.seconds, 3),
             "wall_s": round(dt, 3),
             "wer": round(jiwer.wer(ref, hyp) if ref else float(bool(hyp)), 4),
             "reference": ref,
@@ -173,22 +178,33 @@ def main(argv: Optional[List[str]] = None) -> int:
         help="per-utterance CSV, written as results come; a rerun with the same setup resumes from it",
     )
     ap.add_argument("--trim-window", action="store_true", help="run the encoder on the audio's length (+1 s), not 30 s")
+    ap.add_argument(
+        "--join-chapters",
+        action="store_true",
+        help="join each chapter's utterances (in id order) into one recording and score those (long-form check)",
+    )
     args = ap.parse_args(argv)
     if args.csv is not None and args.csv.is_dir():
         ap.error(f"argument --csv: {args.csv} is a directory")
     utts = read_librispeech(args.librispeech, args.limit)
     runtime, what = build_runtime(args.model, args.package)
     what += ", trimmed encoder windows" if args.trim_window else ""
+    what += ", chapters joined" if args.join_chapters else ""
     done = read_done(args.csv, what) if args.csv else {}
-    log = CsvLog(args.csv, done, what) if args.csv else None
-    try:
-        res = evaluate(runtime, utts, trim=args.trim_window, done=done, on_row=log and log.add, keep_going=True)
-    finally:
-        if log is not None:
-            log.close()
+    with tempfile.TemporaryDirectory(prefix="joined-") as tmp:
+        if args.join_chapters:
+            utts = join_chapters(utts, Path(tmp))
+        log = CsvLog(args.csv, done, what) if args.csv else None
+        try:
+            res = evaluate(runtime, utts, trim=args.trim_window, done=done, on_row=log and log.add, keep_going=True)
+        finally:
+            if log is not None:
+                log.close()
+    window = "encoder window trimmed to each window's audio (+1 s)" if args.trim_window else "full 30-s encoder window"
     print(
-        f"WER {100 * res.wer:.2f}% on {res.utterances} utterances ({res.audio_seconds / 60:.1f} min of audio) "
-        f"from {args.librispeech}, {what}" + (f" ({len(done)} reused from {args.csv})" if done else "")
+        f"WER {100 * res.wer:.2f}% on {res.utterances} {'recordings' if args.join_chapters else 'utterances'} "
+        f"({res.audio_seconds / 60:.1f} min of audio) from {args.librispeech}, {what}; {window}"
+        + (f" ({len(done)} reused from {args.csv})" if done else "")
     )
     print(f"real-time factor {res.rtf:.3f} (emulated: host wall time of the numpy runtime on this machine)")
     for utt_id, fault in res.failures:

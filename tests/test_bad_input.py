@@ -250,20 +250,29 @@ def test_sensitivity_cache(tmp_path, monkeypatch):
 
 
 class _FakeRuntime:
-    """Transcribes every clip as its reference would be read (by clip length); counts the calls."""
+    """Transcribes every window of audio as "hello world" (whatever the audio); counts the windows decoded."""
+
+    cfg = {"n_audio_ctx": 1500}
 
     def __init__(self, interrupt_at: int = 0):
         self.calls, self.interrupt_at = 0, interrupt_at
 
-    def transcribe(self, audio, trim: bool = False):
+    def features(self, audio):
+        return audio
+
+    def audio_ctx(self, n_samples: int) -> int:
+        return 1500
+
+    def encode(self, mel, audio_ctx=None):
+        return mel
+
+    def decode(self, encoded):
+        from host.whisper import Transcript
+
         self.calls += 1
         if self.calls == self.interrupt_at:
             raise KeyboardInterrupt
-
-        class T:
-            text = "hello world"
-
-        return T()
+        return Transcript("hello world", [1, 2], no_speech_prob=0.01, avg_logprob=-0.1)
 
 
 def _corpus(root: Path) -> Path:
@@ -271,8 +280,10 @@ def _corpus(root: Path) -> Path:
     for i in range(4):
         _wav(d / f"1-2-{i:04d}.flac")
     (d / "1-2-0001.flac").write_bytes(b"not audio")  # undecodable
-    _wav(d / "1-2-0002.flac", 31.0)  # longer than the 30-s window
-    (d / "1-2.trans.txt").write_text("".join(f"1-2-{i:04d} HELLO WORLD\n" for i in range(4)))
+    _wav(d / "1-2-0002.flac", 31.0)  # longer than the 30-s window: two windows
+    (d / "1-2-0003.flac").write_bytes((d / "1-2-0003.flac").read_bytes()[:100])  # truncated
+    refs = {0: "HELLO WORLD", 1: "HELLO WORLD", 2: "HELLO WORLD HELLO WORLD", 3: "HELLO WORLD"}
+    (d / "1-2.trans.txt").write_text("".join(f"1-2-{i:04d} {t}\n" for i, t in refs.items()))
     return root / "corpus"
 
 
@@ -287,11 +298,11 @@ def test_evaluate_scores_what_it_can_and_resumes(tmp_path, monkeypatch, capsys):
     cap = capsys.readouterr()
     assert "WER 0.00% on 2 utterances" in cap.out
     err = [line for line in cap.err.splitlines() if line.startswith("error:")]  # (and the progress bar)
-    assert len(err) == 3 and "1-2-0001: cannot decode" in err[0] and "1-2-0002:" in err[1] and "2 of 4" in err[2]
+    assert len(err) == 3 and "1-2-0001: cannot decode" in err[0] and "1-2-0003:" in err[1] and "2 of 4" in err[2]
     rows = list(csv.DictReader(out.open()))
-    assert [r["utt_id"] for r in rows] == ["1-2-0000", "1-2-0003"] and rt.calls == 2
+    assert [r["utt_id"] for r in rows] == ["1-2-0000", "1-2-0002"] and rt.calls == 3  # 1 + 2 windows
     assert evaluate.main(argv) == 2  # the scored ones are reused, not transcribed again
-    assert rt.calls == 2 and "(2 reused from" in capsys.readouterr().out
+    assert rt.calls == 3 and "(2 reused from" in capsys.readouterr().out
     monkeypatch.setattr(evaluate, "build_runtime", lambda model, package: (rt, "other weights"))
     assert evaluate.main(argv) == 2
     assert "holds results of another setup" in capsys.readouterr().err
@@ -301,7 +312,7 @@ def test_evaluate_interrupted_keeps_the_scored_rows(tmp_path, monkeypatch, capsy
     from model import evaluate
 
     corpus, out = _corpus(tmp_path), tmp_path / "res.csv"
-    for bad in ("1-2-0001.flac", "1-2-0002.flac"):
+    for bad in ("1-2-0001.flac", "1-2-0003.flac"):
         shutil.copy(corpus / "1" / "2" / "1-2-0000.flac", corpus / "1" / "2" / bad)
     rt = _FakeRuntime(interrupt_at=3)
     monkeypatch.setattr(evaluate, "build_runtime", lambda model, package: (rt, "fake weights"))
@@ -312,5 +323,5 @@ def test_evaluate_interrupted_keeps_the_scored_rows(tmp_path, monkeypatch, capsy
     with out.open("a") as f:
         f.write("1-2-0002,1.0,0.1")  # a row cut short by a kill: dropped and scored again
     assert evaluate.main(argv) == 0
-    assert rt.calls == 5 and len(list(csv.DictReader(out.open()))) == 4
+    assert rt.calls == 6 and len(list(csv.DictReader(out.open()))) == 4  # the interrupted window, then 2 + 2 + 1
     assert "WER 0.00% on 4 utterances" in capsys.readouterr().out

@@ -1,0 +1,209 @@
+"""Recordings of any length: windows of at most 30 s cut at pauses, a no-speech check per window, text joined.
+
+Why cuts at pauses (an energy pass) rather than openai-whisper's timestamp seeking: the windows tile the recording
+end to end with no overlap, so no stretch of audio is decoded twice (no duplicated words at a seam, by
+construction) and none is skipped; a word is lost at a seam only if a cut falls inside it, and the cut is placed
+in the middle of a pause (the latest pause of at least ``MIN_PAUSE_SECONDS`` in the last 20 s of the window).
+Seeking instead re-decodes from the last timestamp the model emitted: it needs timestamp decoding (a different
+decoding mode from the one every WER of this project was measured in, plus Whisper's timestamp rules) and
+tiny.en's timestamps drift, which is where openai-whisper's repeated or lost words at seams come from (it
+patches them with temperature fallback and compression-ratio checks, several decodes per window on a board
+that has time for one). Each window is decoded alone, without the previous window's text as a prompt.
+
+No-speech: a window whose loudest 200 ms is below ``ENERGY_GATE_DBFS`` is skipped without running the model
+(tiny.en turns digital silence into "you" with a confident average log-probability of -0.37, which openai-whisper's
+rule keeps); otherwise the window is decoded and skipped when openai-whisper's rule says so (``transcribe()``
+defaults: ``no_speech_threshold=0.6``, ``logprob_threshold=-1.0``): the no-speech token's probability at the
+first step above 0.6 and the average log-probability not above -1.
+
+Memory: one window of audio (``host.audio.AudioReader`` decodes only the span asked for).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from time import perf_counter
+from typing import Callable, Dict, Iterator, List, Optional
+
+import numpy as np
+from tqdm import tqdm
+
+from host.audio import SAMPLE_RATE, AudioReader
+from host.whisper import WhisperRuntime
+
+WINDOW_SECONDS = 30.0
+"""Whisper's window: the longest stretch decoded at once."""
+FRAME = 320
+"""Samples per energy frame (20 ms, one encoder position)."""
+MIN_WINDOW_SECONDS = 10.0
+"""A window is cut no earlier than this: the cut is looked for in the last 20 s of a full window."""
+MIN_PAUSE_SECONDS = 0.3
+"""A quiet run at least this long is a pause between words (stop closures inside words are under 0.15 s)."""
+PAUSE_FRACTION = 0.25
+"""A frame is quiet below ``floor + PAUSE_FRACTION * (loudest - floor)`` dB (10th-percentile frame level, loudest
+200 ms; per window, so the threshold follows the recording's noise floor and level)."""
+ENERGY_GATE_DBFS = -55.0
+"""A window whose loudest 200 ms is below this is skipped. The loudest 200 ms of the 392 real recordings in
+``shared/speech`` lie between -34 and -12 dBFS (median -17), so the gate sits 21 dB under the quietest of them."""
+NO_SPEECH_THRESHOLD = 0.6
+"""openai-whisper ``transcribe(no_speech_threshold=0.6)``."""
+LOGPROB_THRESHOLD = -1.0
+"""openai-whisper ``transcribe(logprob_threshold=-1.0)``: a confident decode is kept whatever the no-speech prob."""
+
+
+def frame_power(audio: np.ndarray) -> np.ndarray:
+    """Mean square of each whole 20-ms frame of ``audio`` (a shorter tail is left out)."""
+    n = len(audio) // FRAME
+    frames = audio[: n * FRAME].reshape(n, FRAME).astype(np.float64)
+    return (frames**2).mean(axis=1)
+
+
+def dbfs(power: np.ndarray) -> np.ndarray:
+    """Mean square -> dB relative to a full-scale square wave (1e-12 floor: -120 dBFS)."""
+    return 10.0 * np.log10(np.maximum(power, 1e-12))
+
+
+def loudest_dbfs(power: np.ndarray) -> float:
+    """Level of the loudest 200 ms (10 frames; the whole audio if shorter), dBFS."""
+    width = min(10, len(power))
+    if width == 0:
+        return float(dbfs(np.zeros(1))[0])
+    return float(dbfs(np.convolve(power, np.ones(width) / width, mode="valid")).max())
+
+
+def choose_cut(power: np.ndarray, first: int) -> int:
+    """Frame index at which to end a window whose frame powers are ``power``, at or after frame ``first``.
+
+    The middle of the latest pause of at least ``MIN_PAUSE_SECONDS`` (the window's end if that pause reaches
+    it); failing that, the middle of the longest quiet run; failing that, the quietest frame."""
+    n = len(power)
+    level = dbfs(power)
+    floor = float(np.percentile(level, 10))
+    quiet = level < floor + PAUSE_FRACTION * (loudest_dbfs(power) - floor)
+    quiet[:first] = False
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], quiet.astype(np.int8), [0]])))
+    runs = list(zip(edges[::2].tolist(), edges[1::2].tolist()))
+    min_frames = round(MIN_PAUSE_SECONDS * SAMPLE_RATE / FRAME)
+    pauses = [r for r in runs if r[1] - r[0] >= min_frames] or sorted(runs, key=lambda r: r[1] - r[0])[-1:]
+    if not pauses:
+        return first + int(np.argmin(level[first:]))
+    a, b = pauses[-1]
+    return n if b == n else (a + b) // 2
+
+
+def spans(n_samples: int, read: Callable[[int, int], np.ndarray]) -> Iterator[tuple]:
+    """``(start, stop, samples)`` of consecutive windows covering ``[0, n_samples)`` exactly, each at most
+    ``WINDOW_SECONDS``, cut by :func:`choose_cut`; ``read(start, stop)`` gives the samples of a span."""
+    width = int(WINDOW_SECONDS * SAMPLE_RATE)
+    first = int(MIN_WINDOW_SECONDS * SAMPLE_RATE) // FRAME
+    start = 0
+    while start < n_samples:
+        audio = read(start, start + width)
+        if start + width >= n_samples:
+            yield start, n_samples, audio
+            return
+        cut = choose_cut(frame_power(audio), first) * FRAME
+        yield start, start + cut, audio[:cut]
+        start += cut
+
+
+@dataclass
+class Window:
+    """One window of a recording: where it is, what was said, whether and why it was skipped, wall times."""
+
+    start_s: float
+    end_s: float
+    loudest_dbfs: float
+    text: str = ""
+    skipped: Optional[str] = None
+    discarded_text: str = ""  # what the model said in a window skipped by the no-speech rule
+    no_speech_prob: Optional[float] = None
+    avg_logprob: Optional[float] = None
+    encoder_positions: int = 0
+    tokens: int = 0
+    wall_s: Dict[str, float] = field(default_factory=dict)  # features, encoder, decoder (this machine)
+
+
+@dataclass
+class LongTranscript:
+    """The whole transcript of a recording and its windows."""
+
+    text: str
+    seconds: float
+    windows: List[Window]
+
+
+def transcribe_window(
+    runtime: WhisperRuntime,
+    audio: np.ndarray,
+    start_s: float,
+    trim: bool,
+    on_stage: Optional[Callable[[str], None]] = None,
+) -> Window:
+    """Energy gate, then features -> encoder -> decoder and the no-speech rule, on one window of 16-kHz audio;
+    ``trim``: the encoder runs on the window's length (+1 s) instead of 30 s; ``on_stage(name)`` is called at the
+    end of the ``features``, ``encoder`` and ``decoder`` stages."""
+    win = Window(start_s, start_s + len(audio) / SAMPLE_RATE, loudest_dbfs(frame_power(audio)))
+    if win.loudest_dbfs < ENERGY_GATE_DBFS:
+        win.skipped = f"energy gate: loudest 200 ms at {win.loudest_dbfs:.1f} dBFS < {ENERGY_GATE_DBFS:g} dBFS"
+        return win
+    stage = on_stage or (lambda name: None)
+    clock = [perf_counter()]
+
+    def done(name: str) -> None:
+        stage(name)
+        now = perf_counter()
+        win.wall_s[name] = now - clock[0]
+        clock[0] = now
+
+    mel = runtime.features(audio)
+    done("features")
+    win.encoder_positions = runtime.audio_ctx(len(audio)) if trim else runtime.cfg["n_audio_ctx"]
+    enc = runtime.encode(mel, win.encoder_positions if trim else None)
+    done("encoder")
+    tr = runtime.decode(enc)
+    done("decoder")
+    win.no_speech_prob, win.avg_logprob, win.tokens = tr.no_speech_prob, tr.avg_logprob, len(tr.tokens)
+    no_speech = tr.no_speech_prob is not None and tr.no_speech_prob > NO_SPEECH_THRESHOLD
+    if no_speech and tr.avg_logprob <= LOGPROB_THRESHOLD:
+        win.skipped = (
+            f"no speech: no-speech probability {tr.no_speech_prob:.2f} > {NO_SPEECH_THRESHOLD} and average "
+            f"log-probability {tr.avg_logprob:.2f} <= {LOGPROB_THRESHOLD}"
+        )
+        win.discarded_text = tr.text
+    else:
+        win.text = tr.text
+    return win
+
+
+def iter_windows(
+    runtime: WhisperRuntime,
+    reader: AudioReader,
+    trim: bool = False,
+    progress: bool = True,
+    on_stage: Optional[Callable[[str], None]] = None,
+) -> Iterator[Window]:
+    """Transcribe ``reader``'s recording window by window (see :func:`transcribe_window`), with a progress bar
+    in seconds of audio when it is longer than one window."""
+    with tqdm(
+        total=round(reader.seconds, 2),
+        unit="s",
+        desc=f"transcribing {reader.name}",
+        disable=not progress or reader.seconds <= WINDOW_SECONDS,
+        leave=False,
+    ) as bar:
+        for start, stop, audio in spans(reader.n_samples, reader.read):
+            yield transcribe_window(runtime, audio, start / SAMPLE_RATE, trim, on_stage)
+            bar.update(round((stop - start) / SAMPLE_RATE, 2))
+
+
+def join(windows: List[Window]) -> str:
+    """The transcript of consecutive windows: their texts, space-separated (skipped windows add nothing)."""
+    return " ".join(w.text.strip() for w in windows if w.text.strip())
+
+
+def transcribe_file(runtime: WhisperRuntime, path, trim: bool = False, progress: bool = True) -> LongTranscript:
+    """The whole transcript of an audio file of any length (errors: those of ``host.audio.AudioReader``)."""
+    with AudioReader(path) as reader:
+        windows = list(iter_windows(runtime, reader, trim, progress))
+        return LongTranscript(join(windows), reader.seconds, windows)
