@@ -4,9 +4,11 @@
     python host/asr_demo.py --wav my.flac --board ultra96-v2 --array 16 --sparsity 0.2
     python host/asr_demo.py --backend pynq --board pynq-z2 --package whisper-8x8.sasp    # on the board
 
-Prints the transcript and a report: per-stage latency (emulated wall time here, measured on a board), the
-modeled on-board latency and energy for the chosen board (cycle model + DMA bandwidth + CPU work), and the
-MACs/tiles the pruning skipped. ``--json`` writes the same report with a label on every figure.
+Recordings of any length are transcribed in windows of at most 30 s cut at pauses; a window of silence or noise
+(energy gate, then Whisper's no-speech probability) adds nothing to the transcript and is reported as skipped
+(``host/longform.py``). Prints the transcript and a report: per-stage latency (emulated wall time here, measured
+on a board), the modeled on-board latency and energy for the chosen board (cycle model + DMA bandwidth + CPU
+work), and the MACs/tiles the pruning skipped. ``--json`` writes the same report with a label on every figure.
 """
 
 from __future__ import annotations

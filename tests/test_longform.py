@@ -1,0 +1,159 @@
+"""Long recordings and silence: streaming reads, cuts at pauses, no words lost or repeated at seams, the no-speech
+check (energy gate and Whisper's no-speech probability), a >30-s file through the demo's command line."""
+
+from __future__ import annotations
+
+import json
+
+import jiwer
+import numpy as np
+import pytest
+import soundfile as sf
+
+from host.audio import AudioDecodeError, AudioReader, AudioTooShortError, load_audio
+from host.dataset import Utterance, join_chapters, read_librispeech
+from host.longform import (
+    ENERGY_GATE_DBFS,
+    FRAME,
+    WINDOW_SECONDS,
+    dbfs,
+    frame_power,
+    loudest_dbfs,
+    spans,
+    transcribe_file,
+)
+from host.text_normalize import normalize
+
+SR = 16000
+
+
+def _babble(seconds: float, rng: np.random.Generator) -> np.ndarray:
+    """Speech-like bursts: noise amplitude-modulated at 4 Hz (syllables) that never falls to the floor."""
+    t = np.arange(int(seconds * SR)) / SR
+    return (rng.standard_normal(len(t)) * 0.1 * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t))).astype(np.float32)
+
+
+def test_reader_gives_the_same_samples_as_load_audio_span_by_span(tmp_path):
+    rng = np.random.default_rng(0)
+    for rate, channels in ((44100, 2), (16000, 1), (22050, 1)):
+        path = tmp_path / f"a{rate}.wav"
+        sf.write(str(path), (rng.standard_normal((rate * 3 + 17, channels)) * 0.2).astype(np.float32), rate, "FLOAT")
+        whole = load_audio(path)
+        with AudioReader(path) as reader:
+            assert reader.n_samples == len(whole)
+            pieces = [reader.read(i, i + 7001) for i in range(0, reader.n_samples, 7001)]
+        np.testing.assert_allclose(np.concatenate(pieces), whole, atol=1e-6)
+
+
+def test_reader_refuses_short_and_truncated_files(tmp_path):
+    short = tmp_path / "short.wav"
+    sf.write(str(short), np.zeros(800, np.float32), SR)
+    with pytest.raises(AudioTooShortError, match="short.wav"):
+        AudioReader(short)
+    cut = tmp_path / "cut.flac"
+    sf.write(str(cut), (np.random.default_rng(0).standard_normal(5 * SR) * 0.1).astype(np.float32), SR)
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])  # the header still says 5 s
+    with AudioReader(cut) as reader, pytest.raises(AudioDecodeError, match="cut.flac"):
+        reader.read(0, reader.n_samples)
+
+
+def test_windows_tile_the_recording_and_cut_in_the_longest_late_pause():
+    rng = np.random.default_rng(1)
+    # 22 s of babble, a 0.5-s pause, 4.5 s, a 0.1-s dip (too short to be a pause), 20 s: the cut is in the pause
+    floor = lambda s: (rng.standard_normal(int(s * SR)) * 1e-3).astype(np.float32)  # noqa: E731
+    x = np.concatenate([_babble(22, rng), floor(0.5), _babble(4.5, rng), floor(0.1), _babble(20, rng)])
+    cuts = list(spans(len(x), lambda a, b: x[a:b]))
+    assert cuts[0][0] == 0 and cuts[-1][1] == len(x)
+    assert all(a[1] == b[0] for a, b in zip(cuts, cuts[1:]))  # no overlap, no gap
+    assert all(0 < stop - start <= WINDOW_SECONDS * SR for start, stop, _ in cuts)
+    assert 22 * SR < cuts[0][1] < 22.5 * SR
+    np.testing.assert_array_equal(np.concatenate([a for _, _, a in cuts]), x)
+    # no pause at all: the window still ends, no earlier than 10 s and no later than 30 s
+    steady = _babble(65, rng)
+    ends = [stop for _, stop, _ in spans(len(steady), lambda a, b: steady[a:b])]
+    assert ends[-1] == len(steady) and all(b - a >= 10 * SR for a, b in zip([0] + ends, ends[:-1]))
+
+
+def test_cuts_in_a_real_chapter_fall_in_pauses(real_speech_dir):
+    """LibriSpeech 103-1240 (ten consecutive utterances, 136 s): every cut has 60 ms on each side at least 20 dB
+    under the loudest 200 ms of its window, i.e. it lies between words, not in one."""
+    utts = [u for u in read_librispeech(real_speech_dir) if u.utt_id.startswith("103-1240-")]
+    x = np.concatenate([load_audio(u.path) for u in utts])
+    cuts = list(spans(len(x), lambda a, b: x[a:b]))
+    assert len(cuts) >= 5
+    for (_, stop, audio), (_, _, after) in zip(cuts, cuts[1:]):
+        around = np.concatenate([frame_power(audio)[-3:], frame_power(after)[:3]])
+        assert dbfs(around).max() < loudest_dbfs(frame_power(audio)) - 20, f"cut at {stop / SR:.2f} s"
+
+
+def test_energy_gate_level():
+    assert loudest_dbfs(frame_power(np.zeros(SR, np.float32))) < ENERGY_GATE_DBFS
+    tone = 0.01 * np.sin(2 * np.pi * 200 * np.arange(SR) / SR)  # -43 dBFS: above the gate
+    assert loudest_dbfs(frame_power(tone)) == pytest.approx(-43.0, abs=0.1) and FRAME == 320
+
+
+@pytest.fixture(scope="module")
+def reference_runtime(dense_package8):
+    from host.driver import runtime_from_package
+    from host.package import load_package
+
+    return runtime_from_package(load_package(dense_package8), "reference")
+
+
+def test_silence_and_low_noise_give_empty_transcripts(reference_runtime, tmp_path):
+    rng = np.random.default_rng(2)
+    cases = {
+        "silence": np.zeros(5 * SR, np.float32),
+        "hiss-60dBFS": (rng.standard_normal(5 * SR) * 10 ** (-60 / 20)).astype(np.float32),
+        "hiss-40dBFS": (rng.standard_normal(5 * SR) * 10 ** (-40 / 20)).astype(np.float32),
+    }
+    reasons = {}
+    for name, x in cases.items():
+        path = tmp_path / f"{name}.wav"
+        sf.write(str(path), x, SR, "FLOAT")
+        out = transcribe_file(reference_runtime, path, progress=False)
+        assert out.text == "" and len(out.windows) == 1, (name, out)
+        reasons[name] = out.windows[0].skipped
+    assert reasons["silence"].startswith("energy gate") and reasons["hiss-60dBFS"].startswith("energy gate")
+    assert reasons["hiss-40dBFS"].startswith("no speech: no-speech probability")  # the model ran and said so
+
+
+def test_join_chapters_writes_one_recording_per_chapter(tmp_path):
+    utts = []
+    for i, seconds in enumerate((1.0, 2.0)):
+        path = tmp_path / f"7-8-{i:04d}.flac"
+        sf.write(str(path), np.full(int(seconds * SR), 0.25 * (i + 1), np.float32), SR)
+        utts.append(Utterance(f"7-8-{i:04d}", path, f"WORD{i}"))
+    (out,) = join_chapters(utts[::-1], tmp_path / ".")
+    x = load_audio(out.path, max_seconds=None)
+    assert out.utt_id == "7-8" and out.transcript == "WORD0 WORD1" and len(x) == 3 * SR
+    np.testing.assert_allclose(x[[0, SR - 1, SR, -1]], [0.25, 0.25, 0.5, 0.5])
+
+
+def test_demo_transcribes_a_long_recording_without_seam_errors(real_speech_dir, dense_package8, tmp_path):
+    """Three consecutive LibriSpeech utterances (32 s) through the demo's command line: two windows, the whole
+    transcript in the report, and against the joined reference no inserted or deleted word at all (a word
+    dropped or repeated at a seam would be one); the silent file next to it is reported as skipped."""
+    from host import asr_demo
+
+    chapter = {u.utt_id: u for u in read_librispeech(real_speech_dir) if u.utt_id.startswith("103-1240-")}
+    parts = [chapter[f"103-1240-{i:04d}"] for i in (6, 9, 4)]
+    (joined,) = join_chapters(parts, tmp_path)
+    wav = tmp_path / "long.flac"
+    joined.path.rename(wav)
+    wav.with_suffix(".txt").write_text(joined.transcript)
+    silent = tmp_path / "silent.wav"
+    sf.write(str(silent), np.zeros(5 * SR, np.float32), SR)
+    report = tmp_path / "r.json"
+    argv = ["--backend", "reference", "--package", str(dense_package8), "--wav", str(wav), "--wav", str(silent)]
+    assert asr_demo.main(argv + ["--json", str(report)]) == 0
+    long, quiet = json.loads(report.read_text())["utterances"]
+    wins = long["windows"]
+    assert long["audio_s"]["value"] > 30 and len(wins) == 2 and wins[0]["end_s"] == wins[1]["start_s"]
+    assert long["transcript"] == " ".join(w["text"] for w in wins)
+    assert all(w["latency"]["encoder"]["label"] == "emulated" and w["skipped"] is None for w in wins)
+    words = jiwer.process_words(normalize(joined.transcript), normalize(long["transcript"]))
+    assert words.deletions == 0 and words.insertions == 0, (long["transcript"], joined.transcript)
+    assert long["wer"]["value"] < 0.1
+    assert quiet["transcript"] == "" and quiet["windows"][0]["skipped"].startswith("energy gate")
+
