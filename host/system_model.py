@@ -173,9 +173,10 @@ def dynamic_operand_ops(elems: float) -> Ops:
 
 
 def _gemm_host(cpu: Dict[str, Ops], m: int, k: int, n: int, epilogue: bool, times: float = 1.0) -> None:
-    """Host side of one accelerator GEMM ``[m, k] @ [k, n]``: quantize the activations, dequantize the result."""
+    """Host side of one accelerator GEMM ``[m, k] @ [k, n]``: quantize the activations, then dequantize the int32
+    result (kernel v1) or cast the kernel's fp16 result (``fp16_cast``, kernel v2's epilogue)."""
     _add(cpu.setdefault("quantize", {}), times, **quantize_ops(m * k))
-    _add(cpu.setdefault("dequantize", {}), times, **dequantize_ops(m * n, epilogue))
+    _add(cpu.setdefault("fp16_cast" if epilogue else "dequantize", {}), times, **dequantize_ops(m * n, epilogue))
 
 
 def _attention_host(cpu: Dict[str, Ops], m: int, ctx: int, d: int, heads: int, on_accel: bool, epilogue: bool) -> None:
@@ -218,7 +219,7 @@ def host_ops(
     prompt_tokens: int = 2,
 ) -> HostOps:
     """CPU work per stage and function (``features``, ``layer_norm``, ``softmax``, ``gelu``, ``quantize``,
-    ``dequantize``, ``attention``, ``other``), as counts per operation class, of one utterance: ``audio_ctx``
+    ``dequantize`` or ``fp16_cast``, ``attention``, ``other``), as counts per operation class, of one utterance: ``audio_ctx``
     encoder positions (1500 = the whole 30-s window), ``n_tokens`` decoded tokens (plus the end-of-text step),
     the encoder's attention products on the accelerator or not, and ``epilogue``: the kernel dequantizes on chip
     (float16 out, kernel v2), which removes the dequantize passes but for a cast; False models the int32-output
