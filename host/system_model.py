@@ -220,8 +220,8 @@ def host_ops(
 ) -> HostOps:
     """CPU work per stage and function (``features``, ``layer_norm``, ``softmax``, ``gelu``, ``quantize``,
     ``dequantize`` or ``fp16_cast``, ``attention``, ``other``), as counts per operation class, of one utterance:
-    ``audio_ctx``
-    encoder positions (1500 = the whole 30-s window), ``n_tokens`` decoded tokens (plus the end-of-text step),
+    ``audio_ctx`` encoder positions (1500 = the whole 30-s window), ``n_tokens`` decoded tokens (plus the
+    end-of-text step),
     the encoder's attention products on the accelerator or not, and ``epilogue``: the kernel dequantizes on chip
     (float16 out, kernel v2), which removes the dequantize passes but for a cast; False models the int32-output
     kernel v1 for comparison."""
