@@ -240,7 +240,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     ap.add_argument(
         "--trim-window",
         action="store_true",
-        help="run the encoder on the audio's length (+1 s) instead of the whole 30-s window (whisper.cpp's "
+        help="run the encoder on each window's audio (+1 s) instead of the whole 30-s window (whisper.cpp's "
         "audio_ctx): about 3x less modeled latency on a 4-s clip; plain tiny.en repeats itself on trimmed windows "
         "(125.9%% WER on 26 LibriSpeech utterances), a package distilled with `model.distill --trim` gives 10.8%% "
         "(full window, dense int8: 8.4%%)",

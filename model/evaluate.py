@@ -177,7 +177,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         default=None,
         help="per-utterance CSV, written as results come; a rerun with the same setup resumes from it",
     )
-    ap.add_argument("--trim-window", action="store_true", help="run the encoder on the audio's length (+1 s), not 30 s")
+    ap.add_argument("--trim-window", action="store_true", help="encoder on each window's audio (+1 s), not 30 s")
     ap.add_argument(
         "--join-chapters",
         action="store_true",
