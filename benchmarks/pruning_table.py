@@ -57,7 +57,7 @@ def append_row(path: Path, row: dict) -> None:
         w.writerow(row)
 
 
-BOARD_FOR_TILE = {4: "pynq-z2", 8: "pynq-z2", 12: "pynq-z2", 16: "ultra96-v2", 32: "ultra96-v2"}
+BOARD_FOR_TILE = {8: "pynq-z2", 16: "ultra96-v2", 32: "ultra96-v2"}
 
 
 def evaluate_package(path: Path, utts, board: str, trim: bool = False) -> Dict[str, float]:
@@ -73,17 +73,29 @@ def evaluate_package(path: Path, utts, board: str, trim: bool = False) -> Dict[s
 
 
 class _Hooked:
-    """Wraps the runtime: after each transcription, model pruned vs dense latency from the recorded calls."""
+    """Wraps the runtime for ``model.evaluate`` (which runs features, encoder and decoder per window through
+    ``host.longform``): after each decoding, model pruned vs dense latency from the window's recorded calls."""
 
     def __init__(self, rt: WhisperRuntime, acc: Accelerator, board: str, out: List[tuple]):
         self.rt, self.acc, self.board, self.out = rt, acc, board, out
+        self.cfg = rt.cfg
+        self._ctx = 0
 
-    def transcribe(self, audio, trim: bool = False):
+    def audio_ctx(self, n_samples: int) -> int:
+        return self.rt.audio_ctx(n_samples)
+
+    def features(self, audio):
         self.acc.calls.clear()
-        tr = self.rt.transcribe(audio, trim=trim)
+        return self.rt.features(audio)
+
+    def encode(self, mel, ctx=None):
+        self._ctx = ctx if ctx is not None else self.rt.cfg["n_audio_ctx"]
+        return self.rt.encode(mel, ctx)
+
+    def decode(self, enc):
+        tr = self.rt.decode(enc)
         array = self.acc.backend.array[0]
-        ctx = self.rt.audio_ctx(len(audio)) if trim else self.rt.cfg["n_audio_ctx"]
-        ops = host_ops(self.rt.cfg, ctx, len(tr.tokens), self.rt.amm is not None)
+        ops = host_ops(self.rt.cfg, self._ctx, len(tr.tokens), self.rt.amm is not None)
         self.out.append(speedup_and_ceiling(self.acc.calls, ops, self.board, array))
         return tr
 

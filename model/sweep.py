@@ -208,26 +208,41 @@ def utterance_model(calls: Sequence[GemmCall], ops: HostOps, board: str, array: 
 
 
 class RecordingRuntime:
-    """What ``model.evaluate.evaluate`` calls: one transcription, then its accelerator calls and host work."""
+    """What ``model.evaluate.evaluate`` calls (through ``host.longform``): features, encoder and decoder of each
+    window, recording the window's accelerator calls and host work when its decoding ends."""
 
     def __init__(self, runtime, acc, trim: bool, boards: Sequence[str], array: int):
         self.rt, self.acc, self.trim, self.boards, self.array = runtime, acc, trim, list(boards), array
         self.calls: Counter = Counter()
         self.ops: HostOps = {}
         self.per_utt: List[dict] = []
+        self._ctx = 0
 
-    def transcribe(self, audio):
+    @property
+    def cfg(self) -> dict:
+        return self.rt.cfg
+
+    def audio_ctx(self, n_samples: int) -> int:
+        return self.rt.audio_ctx(n_samples)
+
+    def features(self, audio):
         self.acc.calls.clear()
-        ctx = self.rt.audio_ctx(len(audio)) if self.trim else self.rt.cfg["n_audio_ctx"]
-        tr = self.rt.transcribe(audio, trim=self.trim)
+        return self.rt.features(audio)
+
+    def encode(self, mel, ctx=None):
+        self._ctx = ctx if ctx is not None else self.rt.cfg["n_audio_ctx"]
+        return self.rt.encode(mel, ctx)
+
+    def decode(self, enc):
+        tr = self.rt.decode(enc)
         calls = list(self.acc.calls)
-        ops = host_ops(self.rt.cfg, ctx, len(tr.tokens), self.rt.amm is not None)
+        ops = host_ops(self.rt.cfg, self._ctx, len(tr.tokens), self.rt.amm is not None)
         self.calls.update(calls)
         add_ops(self.ops, ops)
         self.per_utt.append(
             {
                 "tokens": len(tr.tokens),
-                "encoder_positions": ctx,
+                "encoder_positions": self._ctx,
                 "modeled": {b: utterance_model(calls, ops, b, self.array) for b in self.boards},
             }
         )
