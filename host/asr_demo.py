@@ -14,6 +14,7 @@ work), and the MACs/tiles the pruning skipped. ``--json`` writes the same report
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 from pathlib import Path
 from typing import List, Optional, Tuple
@@ -22,7 +23,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from host import cli  # noqa: E402
-from host.audio import DEMO_CLIP, AudioReader, demo_reference  # noqa: E402
+from host.audio import CALIB_DIR, DEMO_CLIP, AudioReader, demo_reference  # noqa: E402
 from host.dataset import list_audio_files, read_librispeech  # noqa: E402
 from host.driver import BACKENDS, Accelerator  # noqa: E402
 from host.longform import (  # noqa: E402
@@ -48,25 +49,21 @@ from host.text_normalize import normalize  # noqa: E402
 from host.whisper import WhisperRuntime  # noqa: E402
 
 DEFAULT_ARRAY = {"pynq-z2": 8, "ultra96-v2": 16}
-CALIB_COUNT, CALIB_SEED = 24, 1  # the synthesized calibration set of the default pruned packages
-
-
-def calibration_set() -> Path:
-    """The synthesized calibration set in the cache, (re)built when it is missing or incomplete."""
-    from model.synth_speech import is_complete_set, synthesize_set
-
-    path = cache_root() / "calib-synth"
-    if not is_complete_set(path, CALIB_COUNT, CALIB_SEED):
-        print(f"no --calib given: synthesizing {CALIB_COUNT} calibration utterances (flite/espeak-ng)", file=sys.stderr)
-        synthesize_set(path, count=CALIB_COUNT, seed=CALIB_SEED, replace=True)
-    return path
+def calibration_tag(calib: List[Path]) -> str:
+    """A short name for a calibration set (its files' names and sizes): packages calibrated differently are cached
+    apart."""
+    h = hashlib.sha256()
+    for f in list_audio_files(*calib):
+        h.update(f"{f.name}:{f.stat().st_size};".encode())
+    return "calib-" + h.hexdigest()[:8]
 
 
 def default_package(array: int, sparsity: float, method: str, calib: List[Path]) -> Path:
-    """Build (once) and cache a package for ``array`` and ``sparsity`` from the pip-installed Whisper weights;
-    a cached package that does not load (corrupt, or an older format) is rebuilt."""
+    """Build (once) and cache a package for ``array`` and ``sparsity`` from the pip-installed Whisper weights,
+    calibrated on ``calib`` (default: the bundled real-speech set, host/assets/calib); a cached package that does
+    not load (corrupt, or an older format) is rebuilt."""
     cache = cache_root()
-    tag = f"s{sparsity:.2f}-{method}" if sparsity > 0 else "dense"
+    tag = f"s{sparsity:.2f}-{method}-{calibration_tag(calib or [CALIB_DIR])}" if sparsity > 0 else "dense"
     path = cache / "packages" / f"whisper-tiny.en-{array}x{array}-{tag}.sasp"
     if path.exists():
         try:
@@ -77,8 +74,6 @@ def default_package(array: int, sparsity: float, method: str, calib: List[Path])
     from host.whisper_weights import load_ct2_dir
     from model.export import export_package
 
-    if sparsity > 0 and not calib:
-        calib = [calibration_set()]
     print(f"building weight package {path.name} (once; cached)", file=sys.stderr)
     return export_package(path, load_ct2_dir(), (array, array), sparsity, method, calib, cache_dir=cache)
 
@@ -236,7 +231,10 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
         "MACs pruned (needs calibration audio; default 0 = dense int8)",
     )
     ap.add_argument("--method", choices=METHODS, default="act-ls", help="pruning method for the default package")
-    ap.add_argument("--calib", type=Path, nargs="*", default=[], help="calibration audio for the default package")
+    ap.add_argument(
+        "--calib", type=Path, nargs="*", default=[],
+        help="calibration audio for the default package (default: the bundled real-speech set, host/assets/calib)",
+    )  # fmt: skip
     ap.add_argument(
         "--trim-window",
         action="store_true",

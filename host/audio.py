@@ -49,6 +49,8 @@ WHISPER_WINDOW_SECONDS = 30.0
 
 _ASSETS = Path(__file__).resolve().parent / "assets"
 DEMO_CLIP: Path = _ASSETS / "demo.flac"
+# the default calibration audio of pruned packages: 10 real LibriSpeech utterances (CC BY 4.0, see its README.md)
+CALIB_DIR: Path = _ASSETS / "calib"
 """A short synthesized sentence bundled with the package (see ``host/assets/README.md``)."""
 DEMO_TRANSCRIPT: Path = _ASSETS / "demo.txt"
 """Reference transcript of :data:`DEMO_CLIP` (LibriSpeech convention)."""

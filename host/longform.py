@@ -28,7 +28,7 @@ from typing import Callable, Dict, Iterator, List, Optional
 import numpy as np
 from tqdm import tqdm
 
-from host.audio import SAMPLE_RATE, AudioReader
+from host.audio import SAMPLE_RATE, AudioReader, load_audio
 from host.whisper import WhisperRuntime
 
 WINDOW_SECONDS = 30.0
@@ -105,6 +105,16 @@ def spans(n_samples: int, read: Callable[[int, int], np.ndarray]) -> Iterator[tu
         cut = choose_cut(frame_power(audio), first) * FRAME
         yield start, start + cut, audio[:cut]
         start += cut
+
+
+def windows_of(audio: np.ndarray) -> List[np.ndarray]:
+    """16-kHz ``audio`` of any length as consecutive windows of at most 30 s, cut in pauses (:func:`spans`)."""
+    return [a for _, _, a in spans(len(audio), lambda start, stop: audio[start:stop])]
+
+
+def load_windows(path) -> List[np.ndarray]:
+    """An audio file of any length as windows of at most 30 s (for calibration and distillation audio)."""
+    return windows_of(load_audio(path, max_seconds=None))
 
 
 @dataclass

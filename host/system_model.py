@@ -420,6 +420,7 @@ def summarize(latency: dict) -> List[str]:
             f" CPU {st['host_s'] * 1e3:8.1f}"
         )
         parts = sorted(((v, k) for k, v in st["classes"].items() if v > 0), reverse=True)
-        lines.append("            " + ", ".join(f"{k} {v * 1e3:.1f}" for v, k in parts))
+        if parts:  # a stage with no work (every window skipped) gets no class line
+            lines.append("            " + ", ".join(f"{k} {v * 1e3:.1f}" for v, k in parts))
     return lines
 

@@ -19,8 +19,8 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from host.audio import load_audio
 from host.features import HOP_LENGTH
+from host.longform import load_windows
 from host.package import atomic_path
 from host.whisper import DenseGemm, WhisperRuntime, _Cache
 from host.whisper_weights import WhisperWeights
@@ -139,11 +139,11 @@ def collect_stats(
     runtime = WhisperRuntime(weights, rec)
     plain = WhisperRuntime(weights, rec.inner)
     for f in tqdm(files, desc="calibration", unit="clip", disable=not progress):
-        audio = load_audio(f, max_seconds=30.0)
-        rec.valid_frames = min(3000, -(-len(audio) // HOP_LENGTH))
-        encoded = runtime.encode(runtime.features(audio))
-        tokens = plain.decode(encoded).tokens
-        teacher_forced_pass(runtime, encoded, tokens)
+        for audio in load_windows(f):  # recordings over 30 s: windows cut in pauses (host.longform)
+            rec.valid_frames = min(3000, -(-len(audio) // HOP_LENGTH))
+            encoded = runtime.encode(runtime.features(audio))
+            tokens = plain.decode(encoded).tokens
+            teacher_forced_pass(runtime, encoded, tokens)
     if path is not None:
         stats.save(path)
     return stats

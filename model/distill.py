@@ -34,9 +34,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from host import cli
-from host.audio import load_audio
 from host.dataset import list_audio_files
 from host.features import HOP_LENGTH, N_SAMPLES
+from host.longform import load_windows
 from host.package import Package, load_package, write_package
 from host.tokenizer import Tokenizer
 from host.whisper import LOGITS_LAYER, gemm_operands, trimmed_ctx
@@ -136,7 +136,8 @@ def _to_kn(w: torch.Tensor) -> np.ndarray:
 
 def load_clips(audio: Sequence[Path]) -> List[np.ndarray]:
     files = list_audio_files(*audio)  # raises FileNotFoundError when there is none
-    return [load_audio(f, max_seconds=30.0) for f in tqdm(files, desc="audio", unit="clip")]
+    # recordings over 30 s become several clips: windows cut in pauses (host.longform)
+    return [w for f in tqdm(files, desc="audio", unit="clip") for w in load_windows(f)]
 
 
 class Distiller:

@@ -20,6 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from host import cli
+from host.audio import CALIB_DIR
 from host.blocksparse import BlockSparseWeights
 from host.dataset import list_audio_files
 from host.package import (
@@ -199,10 +200,10 @@ def allocated_rates(
         raise cli.UserError(f"--layers {prunable_regex!r} matches no prunable GEMM layer")
     needs_stats = needs_calibration(sparsity, method, uniform)
     stats = None
+    if needs_stats and not calib:
+        calib = [CALIB_DIR]  # the bundled real-speech set (host/assets/calib)
     files = list_audio_files(*calib) if calib else []
     if needs_stats:
-        if not files:
-            raise cli.UserError(f"method {method!r} needs calibration audio: pass --calib DIR")
         stats = collect_stats(weights, files, prunable, cache_dir / "calib" if cache_dir else None)
     sens_cache = None
     if stats is not None and cache_dir is not None:
@@ -260,7 +261,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--tile-cols", type=cli.positive_int, default=None, help="tile columns C (default: = --tile)")
     ap.add_argument("--sparsity", type=cli.sparsity, default=0.0, help="target fraction of prunable MACs removed")
     ap.add_argument("--method", choices=METHODS, default="act-ls", help="tile score and compensation")
-    ap.add_argument("--calib", nargs="*", type=Path, default=[], help="calibration audio folders (no labels)")
+    ap.add_argument("--calib", nargs="*", type=Path, default=[],
+                    help="calibration audio folders (no labels; default: the bundled set, host/assets/calib)")
     ap.add_argument("--layers", type=cli.regex, default=DEFAULT_PRUNABLE, help="regex of prunable GEMM layers")
     ap.add_argument("--uniform", action="store_true", help="same rate in every prunable layer")
     ap.add_argument(
@@ -289,8 +291,6 @@ def main(argv: Optional[List[str]] = None) -> int:
         ap.error(f"argument --sparsity: at most {RATES[-1]} with sensitivity-based rates (or pass --uniform)")
     if args.distill and args.sparsity == 0:
         ap.error("argument --distill: needs --sparsity > 0 (a dense package has nothing to recover)")
-    if not args.calib and needs_calibration(args.sparsity, args.method, args.uniform):
-        ap.error(f"argument --calib: method {args.method!r} at --sparsity {args.sparsity} needs calibration audio")
     if args.out.is_dir():
         ap.error(f"argument --out: {args.out} is a directory")
     if args.calib:

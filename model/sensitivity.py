@@ -18,7 +18,7 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 from tqdm import tqdm
 
-from host.audio import load_audio
+from host.longform import load_windows
 from host.whisper import DenseGemm, WhisperRuntime
 from host.whisper_weights import WhisperWeights
 from model.calibrate import CalibStats, teacher_forced_pass
@@ -92,7 +92,7 @@ def end_to_end_gains(
     runtime = WhisperRuntime(weights, gemm)
     clips = []
     for f in list(files)[:PROBE_CLIPS]:
-        mel = runtime.features(load_audio(f))
+        mel = runtime.features(load_windows(f)[0])  # the first 30-s window of a longer recording
         enc = runtime.encode(mel)
         tokens = runtime.decode(enc).tokens
         clips.append((mel, enc, tokens, teacher_forced_pass(runtime, enc, tokens)))

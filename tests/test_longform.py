@@ -195,3 +195,15 @@ def test_evaluate_join_chapters_scores_one_recording_per_chapter(tmp_path, monke
     out = capsys.readouterr().out
     assert "WER 0.00% on 1 recordings" in out and "chapters joined; full 30-s encoder window" in out
     assert rt.windows == 1
+
+
+def test_windows_of_cover_any_length_for_calibration_audio():
+    """Calibration and distillation read recordings over 30 s as windows (model.calibrate, model.distill)."""
+    from host.longform import windows_of
+
+    rng = np.random.default_rng(5)
+    audio = (rng.standard_normal(16000 * 70) * 0.1).astype(np.float32)
+    audio[16000 * 25 : 16000 * 26] = 0.0  # a pause to cut in
+    parts = windows_of(audio)
+    assert len(parts) >= 3 and all(len(p) <= 16000 * 30 for p in parts)
+    assert np.array_equal(np.concatenate(parts), audio)

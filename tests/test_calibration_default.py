@@ -1,0 +1,52 @@
+"""Pruned packages built without --calib are calibrated on the bundled real-speech set (host/assets/calib), whose
+speakers are not in the genuine LibriSpeech evaluation set; packages calibrated differently are cached apart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from host.audio import CALIB_DIR, load_audio
+from host.dataset import list_audio_files
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_bundled_set_is_real_speech_of_other_speakers():
+    files = list_audio_files(CALIB_DIR)
+    assert len(files) == 10
+    seconds = sum(len(load_audio(f)) for f in files) / 16000
+    assert 110 < seconds < 130
+    speakers = {f.name.split("__")[1].split("-")[0] for f in files}
+    eval_speakers = {"61", "103", "1089", "1272", "3853", "6313"}  # shared/speech/librispeech
+    assert speakers and not speakers & eval_speakers
+    assert "CC BY 4.0" in (CALIB_DIR / "README.md").read_text()
+
+
+def test_export_without_calib_uses_the_bundled_set(monkeypatch, whisper_weights):
+    import model.export as ex
+
+    seen = {}
+
+    def fake_stats(weights, files, prunable, cache):
+        seen["files"] = list(files)
+        raise _Stop
+
+    monkeypatch.setattr(ex, "collect_stats", fake_stats)
+    with pytest.raises(_Stop):
+        ex.allocated_rates(whisper_weights, (8, 8), 0.2, "act-ls", calib=(), cache_dir=None)
+    assert seen["files"] == list_audio_files(CALIB_DIR)
+
+
+def test_demo_caches_packages_per_calibration_set(tmp_path):
+    from host.asr_demo import calibration_tag
+
+    other = tmp_path / "calib"
+    other.mkdir()
+    src = list_audio_files(CALIB_DIR)[0]
+    (other / src.name).write_bytes(Path(src).read_bytes())
+    assert calibration_tag([CALIB_DIR]) != calibration_tag([other])
+    assert calibration_tag([CALIB_DIR]) == calibration_tag([CALIB_DIR])
