@@ -245,7 +245,8 @@ PACK_SHAPES = [  # name, M, K, N, operand built per call (attention) or resident
 ]
 
 
-def _wall(fn: Callable[[], object], repeats: int) -> float:
+def wall_median(fn: Callable[[], object], repeats: int) -> float:
+    """Median wall time of ``fn`` over ``repeats`` runs after a warm-up run."""
     fn()
     times = []
     for _ in range(repeats):
@@ -289,7 +290,8 @@ def pack_vs_copy(repeats: int = 15, arrays=((8, 8), (16, 16)), chunk: int = 96) 
 
             nbytes = 8 * (inbuf.size + out.size + (seg_words if per_call else 0))
             src, dst = np.ones(nbytes, np.uint8), np.empty(nbytes, np.uint8)
-            t_work, t_copy = _wall(work, repeats), _wall(lambda dst=dst, src=src: np.copyto(dst, src), repeats)
+            t_work = wall_median(work, repeats)
+            t_copy = wall_median(lambda dst=dst, src=src: np.copyto(dst, src), repeats)
             ratio = t_work / t_copy
             if nbytes >= BIG_CALL:
                 worst = max(worst, ratio)

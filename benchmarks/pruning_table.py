@@ -24,7 +24,7 @@ from host.driver import Accelerator
 from host.package import load_package
 from host.system_model import GemmCall, HostOps, dense_calls, host_ops, model_latency, skipped_calls
 from host.whisper import LOGITS_LAYER, WhisperRuntime
-from model.evaluate import evaluate
+from model.evaluate import ObservedRuntime, evaluate
 from model.export import DEFAULT_PRUNABLE
 
 
@@ -72,32 +72,16 @@ def evaluate_package(path: Path, utts, board: str, trim: bool = False) -> Dict[s
     return {"wer": res.wer, "speedup": sum(s[0] for s in speedups) / n, "ceiling": sum(s[1] for s in speedups) / n}
 
 
-class _Hooked:
-    """Wraps the runtime for ``model.evaluate`` (which runs features, encoder and decoder per window through
-    ``host.longform``): after each decoding, model pruned vs dense latency from the window's recorded calls."""
+class _Hooked(ObservedRuntime):
+    """After each window's decoding, model pruned vs dense latency from the window's recorded calls."""
 
     def __init__(self, rt: WhisperRuntime, acc: Accelerator, board: str, out: List[tuple]):
-        self.rt, self.acc, self.board, self.out = rt, acc, board, out
-        self.cfg = rt.cfg
-        self._ctx = 0
+        super().__init__(rt, acc)
+        self.board, self.out = board, out
 
-    def audio_ctx(self, n_samples: int) -> int:
-        return self.rt.audio_ctx(n_samples)
-
-    def features(self, audio):
-        self.acc.calls.clear()
-        return self.rt.features(audio)
-
-    def encode(self, mel, ctx=None):
-        self._ctx = ctx if ctx is not None else self.rt.cfg["n_audio_ctx"]
-        return self.rt.encode(mel, ctx)
-
-    def decode(self, enc):
-        tr = self.rt.decode(enc)
-        array = self.acc.backend.array[0]
-        ops = host_ops(self.rt.cfg, self._ctx, len(tr.tokens), self.rt.amm is not None)
-        self.out.append(speedup_and_ceiling(self.acc.calls, ops, self.board, array))
-        return tr
+    def on_window(self, transcript, encoder_positions: int) -> None:
+        ops = host_ops(self.rt.cfg, encoder_positions, len(transcript.tokens), self.rt.amm is not None)
+        self.out.append(speedup_and_ceiling(self.acc.calls, ops, self.board, self.acc.backend.array[0]))
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ import pytest
 from board_tests.conftest import FAKE
 from board_tests.shapes import SHAPES, random_case, seed
 from host.cycle_model import kernel_cycles, stream_bytes
-from host.driver import split_columns
+from host.driver import operand_slabs
 from host.pynq_backend import rows_per_call
 from host.quant import kernel_epilogue
 
@@ -26,12 +26,6 @@ HW_RATIO_MIN, HW_RATIO_MAX, HW_MIN_CYCLES = 0.95, 1.25, 200_000
 WALL_RATIO_MIN, WALL_RATIO_MAX = 0.95, 1.5
 
 
-def _slabs(op, n_max):
-    if op.w.n <= n_max:
-        return [(0, op.w.n, op)]
-    return [(lo, hi, op.columns(lo, hi, part)) for lo, hi, part in split_columns(op.w, n_max)]
-
-
 @pytest.mark.parametrize("name,m,k,n", SHAPES, ids=[s[0] for s in SHAPES])
 def test_whisper_shape_bit_exact(backend, results, name, m, k, n):
     rng = np.random.default_rng(seed(name))
@@ -39,7 +33,7 @@ def test_whisper_shape_bit_exact(backend, results, name, m, k, n):
     ref = kernel_epilogue(op.w.gemm_int(x), sx, op.scale, op.bias)
     runs, model_runs, hw_runs, kernel_s, nbytes = [], [], [], 0.0, 0
     t0 = time.perf_counter()
-    for lo, hi, part in _slabs(op, backend.n_max):
+    for lo, hi, part in operand_slabs(op, backend.n_max):
         y, _ = backend.gemm(x, sx, part)
         bad = int(np.count_nonzero(y.view(np.uint16) != ref[:, lo:hi].view(np.uint16)))
         assert bad == 0, f"{name} [{lo}:{hi}]: {bad} of {y.size} outputs differ from the numpy kernel model"

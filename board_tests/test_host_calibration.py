@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import time
 
 import numpy as np
 
@@ -26,24 +25,15 @@ def _bench():
     return mod
 
 
-def _median(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
-
-
 def test_host_calibration(backend, board, results):
     bench = _bench()
     cal = bench.measure_host_classes(repeats=5, progress=False)
-    mmio = _median(lambda: backend.kernel.write(backend.off["m"], 1), 200)
+    mmio = bench.wall_median(lambda: backend.kernel.write(backend.off["m"], 1), 200)
     acc = bench.probe_accelerator(backend)
     x = np.ones((1, backend.array[0]), np.float32)
     try:
-        run = _median(lambda: acc.matmul(x, "probe"), 50)  # smallest kernel run: registers, two DMA starts/waits
+        # smallest kernel run: registers, two DMA starts/waits
+        run = bench.wall_median(lambda: acc.matmul(x, "probe"), 50)
         kernel_s = acc.stats.layers["probe"].measured_cycles / acc.stats.layers["probe"].calls
     finally:
         acc.close()

@@ -128,6 +128,13 @@ def split_columns(w: BlockSparseWeights, n_max: int) -> List[Tuple[int, int, Blo
     return out
 
 
+def operand_slabs(op: GemmOperand, n_max: Optional[int]) -> List[Tuple[int, int, GemmOperand]]:
+    """``[(first column, end column, operand)]``: one slab, or several when N exceeds ``n_max`` (None: no limit)."""
+    if n_max is None or op.w.n <= n_max:
+        return [(0, op.w.n, op)]
+    return [(lo, hi, op.columns(lo, hi, part)) for lo, hi, part in split_columns(op.w, n_max)]
+
+
 class Accelerator:
     """Serves ``matmul(x, layer)`` for the runtime from a weight package on one backend."""
 
@@ -182,11 +189,7 @@ class Accelerator:
         return self._run(a, self._slabs(op), name)
 
     def _slabs(self, op: GemmOperand) -> List[Tuple[int, int, GemmOperand]]:
-        """``[(first column, end column, operand)]``: one slab, or several when N exceeds the kernel's N_max."""
-        n_max = getattr(self.backend, "n_max", None)
-        if n_max is None or op.w.n <= n_max:
-            return [(0, op.w.n, op)]
-        return [(lo, hi, op.columns(lo, hi, part)) for lo, hi, part in split_columns(op.w, n_max)]
+        return operand_slabs(op, getattr(self.backend, "n_max", None))
 
     def _run(self, x: np.ndarray, parts: List[Tuple[int, int, GemmOperand]], name: str) -> np.ndarray:
         if len(parts) == 1:

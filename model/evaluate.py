@@ -47,6 +47,36 @@ class EvalResult:
         return self.wall_seconds / max(self.audio_seconds, 1e-9)
 
 
+
+class ObservedRuntime:
+    """A runtime for :func:`evaluate` (which runs features, encoder and decoder per window through
+    ``host.longform``) that reports every window: after each decoding, ``on_window(transcript, encoder
+    positions)`` is called while ``acc.calls`` holds that window's accelerator calls."""
+
+    def __init__(self, runtime: WhisperRuntime, acc):
+        self.rt, self.acc = runtime, acc
+        self.cfg = runtime.cfg
+        self._ctx = 0
+
+    def audio_ctx(self, n_samples: int) -> int:
+        return self.rt.audio_ctx(n_samples)
+
+    def features(self, audio):
+        self.acc.calls.clear()
+        return self.rt.features(audio)
+
+    def encode(self, mel, ctx=None):
+        self._ctx = ctx if ctx is not None else self.rt.cfg["n_audio_ctx"]
+        return self.rt.encode(mel, ctx)
+
+    def decode(self, enc):
+        tr = self.rt.decode(enc)
+        self.on_window(tr, self._ctx)
+        return tr
+
+    def on_window(self, transcript, encoder_positions: int) -> None:
+        raise NotImplementedError
+
 def evaluate(
     runtime: WhisperRuntime,
     utts: List[Utterance],

@@ -55,6 +55,7 @@ from host.system_model import (
     model_latency,
     resolve_board,
 )
+from model.evaluate import ObservedRuntime
 from model.export import DEFAULT_CACHE, DEFAULT_PRUNABLE
 from model.prune import DEFAULT_DAMP, METHODS
 
@@ -207,46 +208,28 @@ def utterance_model(calls: Sequence[GemmCall], ops: HostOps, board: str, array: 
     }
 
 
-class RecordingRuntime:
-    """What ``model.evaluate.evaluate`` calls (through ``host.longform``): features, encoder and decoder of each
-    window, recording the window's accelerator calls and host work when its decoding ends."""
+class RecordingRuntime(ObservedRuntime):
+    """For ``model.evaluate.evaluate``: records each window's accelerator calls and host work."""
 
     def __init__(self, runtime, acc, trim: bool, boards: Sequence[str], array: int):
-        self.rt, self.acc, self.trim, self.boards, self.array = runtime, acc, trim, list(boards), array
+        super().__init__(runtime, acc)
+        self.trim, self.boards, self.array = trim, list(boards), array
         self.calls: Counter = Counter()
         self.ops: HostOps = {}
         self.per_utt: List[dict] = []
-        self._ctx = 0
 
-    @property
-    def cfg(self) -> dict:
-        return self.rt.cfg
-
-    def audio_ctx(self, n_samples: int) -> int:
-        return self.rt.audio_ctx(n_samples)
-
-    def features(self, audio):
-        self.acc.calls.clear()
-        return self.rt.features(audio)
-
-    def encode(self, mel, ctx=None):
-        self._ctx = ctx if ctx is not None else self.rt.cfg["n_audio_ctx"]
-        return self.rt.encode(mel, ctx)
-
-    def decode(self, enc):
-        tr = self.rt.decode(enc)
+    def on_window(self, transcript, encoder_positions: int) -> None:
         calls = list(self.acc.calls)
-        ops = host_ops(self.rt.cfg, self._ctx, len(tr.tokens), self.rt.amm is not None)
+        ops = host_ops(self.rt.cfg, encoder_positions, len(transcript.tokens), self.rt.amm is not None)
         self.calls.update(calls)
         add_ops(self.ops, ops)
         self.per_utt.append(
             {
-                "tokens": len(tr.tokens),
-                "encoder_positions": self._ctx,
+                "tokens": len(transcript.tokens),
+                "encoder_positions": encoder_positions,
                 "modeled": {b: utterance_model(calls, ops, b, self.array) for b in self.boards},
             }
         )
-        return tr
 
 
 def encode_calls(calls: Counter) -> dict:

@@ -55,3 +55,14 @@ create_clock -period $sasp_clock -name default
 # ports are 32-bit, pynq.allocate buffers lie below 4 GB on both boards, and the wmem register stays one
 # 32-bit slot (hls/interface.json, hls/scripts/regmap.py).
 config_interface -m_axi_addr64=false
+
+# The IP for Vivado IP integrator (ip_catalog): hls/build/ip/sasp_gemm_<board>_a<array>.zip, VLNV
+# sasp.edge:hls:sasp_gemm:1.0 (hls/interface.json "ip"). Used by export_ip.tcl and synth.tcl.
+proc sasp_export_ip {} {
+    global sasp_hls_dir sasp_r sasp_c sasp_chunk sasp_board sasp_array
+    file mkdir $sasp_hls_dir/build/ip
+    export_design -format ip_catalog -rtl verilog -vendor sasp.edge -library hls -ipname sasp_gemm -version 1.0 \
+        -display_name "SASP GEMM ${sasp_r}x${sasp_c}" \
+        -description "int8 ${sasp_r}x${sasp_c} GEMM on block-sparse weights with an fp16 epilogue, chunk $sasp_chunk" \
+        -output $sasp_hls_dir/build/ip/sasp_gemm_${sasp_board}_a${sasp_array}.zip
+}

@@ -6,9 +6,5 @@ source [file join [file dirname [file normalize [info script]]] common.tcl]
 csim_design
 csynth_design
 cosim_design -rtl verilog -trace_level none
-file mkdir $sasp_hls_dir/build/ip
-export_design -format ip_catalog -rtl verilog -vendor sasp.edge -library hls -ipname sasp_gemm -version 1.0 \
-    -display_name "SASP GEMM ${sasp_r}x${sasp_c}" \
-    -description "int8 ${sasp_r}x${sasp_c} GEMM on block-sparse weights with an fp16 epilogue, chunk $sasp_chunk" \
-    -output $sasp_hls_dir/build/ip/sasp_gemm_${sasp_board}_a${sasp_array}.zip
+sasp_export_ip
 exit
