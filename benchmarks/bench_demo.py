@@ -16,12 +16,13 @@ import time
 from pathlib import Path
 
 from host.asr_demo import default_package, transcribe_one
+from host.boards import all_boards
 from host.driver import Accelerator
 from host.package import load_package
 from host.whisper import WhisperRuntime
 from model.synth_speech import synthesize_long
 
-TARGETS = (("pynq-z2", 8), ("ultra96-v2", 16))
+TARGETS = tuple((b.key, b.default_array) for b in all_boards())
 
 
 def main() -> None:

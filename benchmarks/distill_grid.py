@@ -342,8 +342,9 @@ def table(args: argparse.Namespace) -> None:
     """``model.evaluate``-style WER (int8 reference path, jiwer) and modeled speedups of every package."""
     import csv
 
-    from pruning_table import BOARD_FOR_TILE, append_row, evaluate_package  # beside this script
+    from pruning_table import append_row, evaluate_package  # beside this script
 
+    from host.boards import board_for_array
     from host.dataset import evenly_spaced, read_librispeech
     from host.package import load_package
 
@@ -361,7 +362,7 @@ def table(args: argparse.Namespace) -> None:
         meta = load_package(path).metadata
         tile = int(meta["tile"][0])
         row = {"package": path.name, "tile": tile, "mac_sparsity": f"{float(meta.get('mac_sparsity', 0)):.3f}",
-               "board": BOARD_FOR_TILE.get(tile, "ultra96-v2"),
+               "board": board_for_array(tile),
                "trim": bool(meta.get("distillation", {}).get("trim"))}
         for name, utts in sets.items():
             r = evaluate_package(path, utts, row["board"], trim=row["trim"])
@@ -376,9 +377,10 @@ def speedups(args: argparse.Namespace) -> None:
     tokens: each call's stored tiles replaced by the package's), and the ceiling (every prunable layer empty)."""
     import csv
 
-    from pruning_table import BOARD_FOR_TILE, speedup_and_ceiling  # beside this script
+    from pruning_table import speedup_and_ceiling  # beside this script
 
     from host.audio import load_audio
+    from host.boards import board_for_array
     from host.dataset import evenly_spaced, read_librispeech
     from host.driver import Accelerator
     from host.package import load_package
@@ -391,7 +393,7 @@ def speedups(args: argparse.Namespace) -> None:
     for path in sorted(args.packages.glob("*.sasp")):
         pkg = load_package(path)
         tile = pkg.tile[0]
-        board = BOARD_FOR_TILE.get(tile, "ultra96-v2")
+        board = board_for_array(tile)
         if tile not in runs:  # the dense int8 model's calls for every utterance, once per tile size
             dense = load_package(args.packages / f"dense-t{tile}.sasp")
             acc = Accelerator(dense, "reference")

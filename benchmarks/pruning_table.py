@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Dict, List
 
+from host.boards import board_for_array
 from host.dataset import evenly_spaced, read_librispeech
 from host.driver import Accelerator
 from host.package import load_package
@@ -55,9 +56,6 @@ def append_row(path: Path, row: dict) -> None:
         if new:
             w.writeheader()
         w.writerow(row)
-
-
-BOARD_FOR_TILE = {8: "pynq-z2", 16: "ultra96-v2", 32: "ultra96-v2"}
 
 
 def evaluate_package(path: Path, utts, board: str, trim: bool = False) -> Dict[str, float]:
@@ -133,7 +131,7 @@ def main() -> None:
                     "target": f"{sp:.2f}",
                     "mac_sparsity": f"{float(load_package(pkg).metadata.get('mac_sparsity', 0)):.3f}",
                     "cpu_min": f"{cpu_min:.1f}",
-                    "board": BOARD_FOR_TILE.get(tile, "ultra96-v2"),
+                    "board": board_for_array(tile),
                 }
                 for name, utts in sets.items():
                     r = evaluate_package(pkg, utts, row["board"])

@@ -60,14 +60,16 @@ def pytest_runtest_setup(item):
 
 @pytest.fixture(scope="session")
 def board(request):
-    from host.pynq_backend import resolve_board
+    from host.boards import resolve_board
 
     return resolve_board(request.config.getoption("--board"))
 
 
 @pytest.fixture(scope="session")
 def array(request, board):
-    return request.config.getoption("--array") or {"pynq-z2": 8, "ultra96-v2": 16}[board]
+    from host.boards import board_spec
+
+    return request.config.getoption("--array") or board_spec(board).default_array
 
 
 @pytest.fixture(scope="session")

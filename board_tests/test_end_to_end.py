@@ -10,7 +10,7 @@ import time
 import pytest
 
 from host.audio import DEMO_CLIP, demo_reference, load_audio
-from host.resources import board_profile
+from host.boards import board_profile
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import json
 import numpy as np
 
 from board_tests.conftest import FAKE, ROOT
-from host.resources import board_profile
+from host.boards import board_profile
 from host.system_model import DMA_PER_RUN, MMIO_PER_RUN, model_latency
 
 

@@ -24,6 +24,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 from host import cli  # noqa: E402
 from host.audio import CALIB_DIR, DEMO_CLIP, AudioReader, demo_reference  # noqa: E402
+from host.boards import board_spec  # noqa: E402
 from host.dataset import list_audio_files, read_librispeech  # noqa: E402
 from host.driver import BACKENDS, Accelerator  # noqa: E402
 from host.longform import (  # noqa: E402
@@ -36,19 +37,17 @@ from host.longform import (  # noqa: E402
 )
 from host.package import PackageError, cache_root, load_package  # noqa: E402
 from host.report import figure, format_table, window_report, work_summary, write_json  # noqa: E402
-from host.resources import board_profile  # noqa: E402
 from host.system_model import (  # noqa: E402
     add_ops,
     dense_calls,
     host_ops,
     model_energy,
     model_latency,
-    resolve_board,
 )
 from host.text_normalize import normalize  # noqa: E402
 from host.whisper import WhisperRuntime  # noqa: E402
 
-DEFAULT_ARRAY = {"pynq-z2": 8, "ultra96-v2": 16}
+
 def calibration_tag(calib: List[Path]) -> str:
     """A short name for a calibration set (its files' names and sizes): packages calibrated differently are cached
     apart."""
@@ -216,12 +215,15 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
         help="emulated = C simulation of the HLS kernel (default); reference = exact numpy integer "
         "path; pynq = the FPGA overlay on a board",
     )
-    ap.add_argument("--board", default="pynq-z2", help="pynq-z2 or ultra96-v2 (for the modeled figures and pynq)")
+    ap.add_argument(
+        "--board", type=cli.board, default="pynq-z2", help="pynq-z2 or ultra96-v2 (for the modeled figures and pynq)"
+    )
     ap.add_argument(
         "--array",
         type=cli.array_size,
         default=None,
-        help="systolic array size (default 8 on pynq-z2, 16 on ultra96-v2); must equal the package's tile",
+        help="systolic array size (default: the board's, 8 on pynq-z2, 16 on ultra96-v2); must equal the "
+        "package's tile",
     )
     ap.add_argument(
         "--sparsity",
@@ -266,12 +268,9 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
 @cli.entry_point
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    board = resolve_board(args.board)
-    try:
-        prof = board_profile(board)
-    except ValueError as e:
-        raise cli.UserError(f"--board {args.board}: {e}") from None
-    array = args.array or DEFAULT_ARRAY.get(board, 8)
+    spec = board_spec(args.board)
+    board = spec.key
+    array = args.array or spec.default_array
     inputs = inputs_from_args(args)
     if args.sparsity > 0 and args.calib:
         list_audio_files(*args.calib)  # a missing or empty calibration folder stops here, not after minutes
@@ -287,7 +286,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.backend == "pynq":
         from host.power import open_rail_meter
 
-        meter, power_note = open_rail_meter(bool(prof["power"]["sensors"]))
+        meter, power_note = open_rail_meter(bool(spec.profile["power"]["sensors"]))
         print(power_note, file=sys.stderr)
     utts = []
     try:

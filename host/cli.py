@@ -14,6 +14,7 @@ import sys
 from typing import Callable, List, NoReturn, Optional, Sequence
 
 from host.audio import AudioError
+from host.boards import UnknownBoardError, resolve_board
 from host.cycle_model import geometry
 from host.dataset import DatasetError
 from host.package import PackageError
@@ -23,7 +24,7 @@ class UserError(ValueError):
     """A fault in what the user asked for; the message names the input and the fault."""
 
 
-USER_ERRORS = (UserError, PackageError, AudioError, DatasetError, OSError)
+USER_ERRORS = (UserError, PackageError, AudioError, DatasetError, UnknownBoardError, OSError)
 
 
 class Parser(argparse.ArgumentParser):
@@ -94,6 +95,14 @@ def regex(text: str) -> str:
     except re.error as e:
         raise argparse.ArgumentTypeError(f"{text!r} is not a regular expression ({e})") from None
     return text
+
+
+def board(text: str) -> str:
+    """A board of host/data/boards.json (its key or an alias) -> its key."""
+    try:
+        return resolve_board(text)
+    except UnknownBoardError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def tile_fault(r: int, c: int) -> Optional[str]:

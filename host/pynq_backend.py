@@ -26,6 +26,7 @@ from typing import Dict, Iterable, List, Optional, Tuple, Union
 
 import numpy as np
 
+from host.boards import resolve_board
 from host.cycle_model import array_rc, input_words, output_words
 from host.stream import GemmOperand, pack_input_into, unpack_output
 
@@ -33,8 +34,6 @@ ROOT = Path(__file__).resolve().parents[1]
 INTERFACE_JSON = ROOT / "hls" / "interface.json"
 OVERLAY_BUILD = ROOT / "overlay" / "build"
 DMA_LENGTH_WIDTH = 26  # c_sg_length_width of the overlay (overlay/scripts/config.tcl)
-BOARD_ALIASES = {"pynq-z2": "pynq-z2", "pynqz2": "pynq-z2", "ultra96-v2": "ultra96-v2", "ultra96v2": "ultra96-v2"}
-BOARD_ALIASES.update({"ultra96": "ultra96-v2"})
 
 # ap_ctrl bits (Vitis HLS s_axilite ap_ctrl_hs)
 AP_START, AP_DONE, AP_IDLE = 0x1, 0x2, 0x4
@@ -89,21 +88,6 @@ def decode_id(value: int) -> str:
 
 
 # ---- board / bitstream ----------------------------------------------------------------------------------------
-def resolve_board(name: Optional[str]) -> str:
-    """``--board`` or the PYNQ image's $BOARD ("Pynq-Z2", "Ultra96V2") -> pynq-z2 | ultra96-v2."""
-    raw = name or os.environ.get("BOARD", "")
-    key = raw.strip().lower().replace("_", "-")
-    if key in BOARD_ALIASES:
-        return BOARD_ALIASES[key]
-    if "ultra96" in key:
-        return "ultra96-v2"
-    if "z2" in key:
-        return "pynq-z2"
-    raise PynqBackendError(
-        f"unknown board {raw!r}: pass board='pynq-z2' or 'ultra96-v2' (or --board), or a bitfile explicitly"
-    )
-
-
 def default_bitfile(board: str, array: int) -> Path:
     return OVERLAY_BUILD / board / f"sasp_gemm_{array}.bit"
 

@@ -23,13 +23,11 @@ of typical HLS int8 MAC arrays. The model (also documented in overlay/README.md)
 
 from __future__ import annotations
 
-import json
 import math
-from functools import cache
-from pathlib import Path
 from typing import Dict, Optional, Tuple, Union
 
-BOARDS_JSON = Path(__file__).resolve().parent / "data" / "boards.json"
+from host.boards import all_boards, board_spec
+
 K_MAX = 1536  # SA_K_MAX: largest Whisper tiny.en K (fc2)
 ARRAY_SIZES = ((8, 8), (16, 8), (8, 16), (16, 12), (16, 16), (32, 32))  # what make -C hls csim-all tests
 LUT_FF_LIMIT = 0.80  # fraction of LUT/FF considered routable at the PL clock
@@ -44,30 +42,12 @@ SHELL = {"DSP": 0, "BRAM36": 3.0, "LUT": 4500, "FF": 6500}
 ArrayArg = Union[int, Tuple[int, int]]
 
 
-@cache
-def _boards_cached(path: str) -> Dict[str, dict]:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)["boards"]
-
-
-def load_boards(path: Optional[Union[str, Path]] = None) -> Dict[str, dict]:
-    """All board profiles from host/data/boards.json (or ``path``)."""
-    return _boards_cached(str(path or BOARDS_JSON))
-
-
-def board_profile(board: str) -> dict:
-    boards = load_boards()
-    if board not in boards:
-        raise ValueError(f"unknown board {board!r}; known boards: {sorted(boards)} (host/data/boards.json)")
-    return boards[board]
-
-
 def device_totals(board: str) -> Dict[str, int]:
     """Device resources of ``board``: DSP, BRAM36, LUT, FF."""
-    return dict(board_profile(board)["resources"])
+    return dict(board_spec(board).profile["resources"])
 
 
-DEVICE_TOTALS = {name: dict(p["resources"]) for name, p in load_boards().items()}
+DEVICE_TOTALS = {b.key: device_totals(b.key) for b in all_boards()}
 
 
 def _rc(array: ArrayArg) -> Tuple[int, int]:
@@ -110,13 +90,13 @@ def estimate_resources(
     r, c = _rc(array)
     if r < 8 or r % 8 or c < 8 or c % 4:
         raise ValueError(f"array {r}x{c}: the kernel needs R a multiple of 8 and C a multiple of 4 (both >= 8)")
-    prof = board_profile(board)
-    if dsp_pack and prof["family"] != "zynquplus":
+    spec = board_spec(board)
+    if dsp_pack and spec.family != "zynquplus":
         raise ValueError(f"{board}: two int8 MACs per DSP need the DSP48E2's 27-bit pre-adder (UltraScale+ only)")
-    chunk = int(chunk or prof["kernel_chunk"])
-    dev = device_totals(board)
+    chunk = int(chunk or spec.kernel_chunk)
+    dev = device_totals(spec.key)
     pes = r * c
-    per_dsp = 2 if dsp_pack else int(prof.get("macs_per_dsp", 1))
+    per_dsp = 2 if dsp_pack else int(spec.profile.get("macs_per_dsp", 1))
     est = {
         "DSP": math.ceil(pes / per_dsp) + EPILOGUE["DSP"] + SHELL["DSP"],
         "BRAM36": kernel_bram36(r, c, chunk, k_max) + SHELL["BRAM36"],
@@ -134,7 +114,7 @@ def estimate_resources(
         "utilization": util,
         "device": dev,
         "array": (r, c),
-        "board": board,
+        "board": spec.key,
         "chunk": chunk,
         "dsp_pack": dsp_pack,
         "label": "modeled",
@@ -151,7 +131,7 @@ def resource_table(boards=("pynq-z2", "ultra96-v2"), arrays=ARRAY_SIZES) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for b in boards:
-        packed = PACKED_ARRAYS if board_profile(b)["family"] == "zynquplus" else ()
+        packed = PACKED_ARRAYS if board_spec(b).family == "zynquplus" else ()
         for a, pack in [(a, False) for a in arrays] + [(a, True) for a in packed]:
             e = estimate_resources(a, b, dsp_pack=pack)
             u = e["utilization"]

@@ -27,10 +27,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple, Union
 
+from host.boards import board_profile, resolve_board
 from host.cycle_model import ArrayLike, array_rc, dense_nnz, kernel_cycles, stream_bytes
-from host.resources import board_profile
 
-BOARD_ALIASES = {"ultra96v2": "ultra96-v2", "ultra96": "ultra96-v2", "pynqz2": "pynq-z2"}
 STAGES = ("features", "encoder", "decoder")
 INTERFACE_JSON = Path(__file__).resolve().parents[1] / "hls" / "interface.json"
 
@@ -58,10 +57,6 @@ ACCEL_PARTS = ("kernel", "dma_stall", "pack_unpack", "cache", "mmio_dma", "drive
 Ops = Dict[str, float]  # class -> count
 HostOps = Dict[str, Dict[str, Ops]]  # stage -> CPU function -> class -> count
 Calibration = Union[str, Path, dict]
-
-
-def resolve_board(name: str) -> str:
-    return BOARD_ALIASES.get(name.lower(), name.lower())
 
 
 @dataclass(frozen=True)
@@ -310,7 +305,7 @@ def load_calibration(calibration: Calibration) -> dict:
 
 def host_costs(board: str, calibration: Optional[Calibration] = None) -> Dict[str, dict]:
     """Seconds per unit of every host class for ``board``, calibration entries replacing the planning values."""
-    classes = {k: dict(v) for k, v in board_profile(resolve_board(board))["host_model"]["classes"].items()}
+    classes = {k: dict(v) for k, v in board_profile(board)["host_model"]["classes"].items()}
     if calibration is not None:
         cal = load_calibration(calibration)
         for k, v in cal.get("classes", {}).items():

@@ -41,6 +41,7 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 from tqdm import tqdm
 
 from host import cli
+from host.boards import resolve_board
 from host.dataset import list_audio_files, read_librispeech
 from host.report import figure
 from host.resources import estimate_resources
@@ -53,7 +54,6 @@ from host.system_model import (
     host_ops,
     model_energy,
     model_latency,
-    resolve_board,
 )
 from model.evaluate import ObservedRuntime
 from model.export import DEFAULT_CACHE, DEFAULT_PRUNABLE

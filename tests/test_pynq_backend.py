@@ -367,7 +367,8 @@ def test_missing_bitstream_and_hwh(fake_pynq, tmp_path):
 
 
 def test_default_bitfile_path():
-    from host.pynq_backend import default_bitfile, resolve_board
+    from host.boards import resolve_board
+    from host.pynq_backend import default_bitfile
 
     assert default_bitfile("pynq-z2", 8) == ROOT / "overlay" / "build" / "pynq-z2" / "sasp_gemm_8.bit"
     assert resolve_board("Pynq-Z2") == "pynq-z2"

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from host import resources
-from host.resources import DEVICE_TOTALS, estimate_resources, load_boards
+from host.boards import BOARDS_JSON, UnknownBoardError, all_boards, board_for_array, load_boards, resolve_board
+from host.resources import DEVICE_TOTALS, estimate_resources
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -107,8 +108,8 @@ def test_readme_table_is_current():
 
 def test_boards_json_is_package_data():
     # host/data/*.json ships with the package (pyproject [tool.setuptools.package-data] host = ["data/*"])
-    assert resources.BOARDS_JSON.is_file()
-    json.loads(resources.BOARDS_JSON.read_text())
+    assert BOARDS_JSON.is_file()
+    json.loads(BOARDS_JSON.read_text())
 
 
 def test_dsp_packing_only_on_dsp48e2():
@@ -116,3 +117,25 @@ def test_dsp_packing_only_on_dsp48e2():
     assert packed["DSP"] == 16 * 32 // 2 + resources.EPILOGUE["DSP"] and packed["fits"]
     with pytest.raises(ValueError, match="pre-adder"):
         estimate_resources(8, "pynq-z2", dsp_pack=True)
+
+
+def test_default_array_is_the_largest_square_that_fits():
+    for b in all_boards():
+        squares = [r for r, c in resources.ARRAY_SIZES if r == c and estimate_resources(r, b.key)["fits"]]
+        assert b.default_array == max(squares), b.key
+
+
+def test_board_names(monkeypatch):
+    """Keys and aliases in any case or punctuation, the PYNQ image's $BOARD, and the board a tile is modeled on."""
+    for name in ("pynq-z2", "Pynq-Z2", "PYNQZ2", "pynq_z2"):
+        assert resolve_board(name) == "pynq-z2"
+    for name in ("ultra96-v2", "Ultra96V2", "ultra96", "Ultra 96 V2"):
+        assert resolve_board(name) == "ultra96-v2"
+    monkeypatch.setenv("BOARD", "Ultra96V2")
+    assert resolve_board(None) == "ultra96-v2"
+    with pytest.raises(UnknownBoardError, match=r"unknown board 'zedboard'; known boards: pynq-z2, ultra96-v2"):
+        resolve_board("zedboard")
+    monkeypatch.delenv("BOARD")
+    with pytest.raises(UnknownBoardError, match=r"no board given and \$BOARD is not set"):
+        resolve_board(None)
+    assert [board_for_array(a) for a in (8, 12, 16, 32)] == ["pynq-z2", "ultra96-v2", "ultra96-v2", "ultra96-v2"]

@@ -137,7 +137,7 @@ def test_calibration_file_round_trip(tmp_path):
 
 
 def test_every_board_prices_every_class_with_a_basis():
-    from host.resources import load_boards
+    from host.boards import load_boards
 
     for name, prof in load_boards().items():
         classes = prof["host_model"]["classes"]

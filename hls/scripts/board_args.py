@@ -3,21 +3,20 @@ activation chunk): ``python3 hls/scripts/board_args.py pynq-z2`` -> ``part=xc7z0
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
-BOARDS = Path(__file__).resolve().parents[2] / "host" / "data" / "boards.json"
-ALIASES = {"ultra96": "ultra96-v2"}
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository: host.boards (numpy-free)
+from host.boards import UnknownBoardError, board_spec  # noqa: E402
 
 
 def board_args(board: str) -> str:
-    boards = json.loads(BOARDS.read_text())["boards"]
-    name = ALIASES.get(board, board)
-    if name not in boards:
-        raise SystemExit(f"board_args: unknown board {board!r} (one of {', '.join(sorted(boards))})")
-    b = boards[name]
-    return f"part={b['part']} clock={1000 / b['pl_clock_mhz']:.4g} chunk={b['kernel_chunk']}"
+    """``part=... clock=<ns> chunk=...`` of ``board`` (a key or an alias of host/data/boards.json)."""
+    try:
+        b = board_spec(board)
+    except UnknownBoardError as e:
+        raise SystemExit(f"board_args: {e}") from None
+    return f"part={b.part} clock={1000 / b.pl_clock_mhz:.4g} chunk={b.kernel_chunk}"
 
 
 if __name__ == "__main__":
