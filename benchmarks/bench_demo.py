@@ -2,10 +2,10 @@
 
     python benchmarks/bench_demo.py --sparsity 0.3 --calib /path/to/unlabelled/speech [--backend emulated]
 
-Packages are built once and cached (``~/.cache/sasp-asr/packages``). Figures: ``emulated`` = wall time of this
-machine running the chosen backend; ``modeled`` = cycle model + DMA bandwidth + CPU work on the board (assumptions
-printed by ``host/asr_demo.py``); the speedup from pruning compares the pruned and the dense int8 package on the
-same array and board, both modeled.
+Packages are built once and cached (``packages`` under ``host.cache.cache_root()``). Figures: ``emulated`` = wall
+time of this machine running the chosen backend; ``modeled`` = cycle model + DMA bandwidth + CPU work on the board
+(assumptions printed by ``host/asr_demo.py``); the speedup from pruning compares the pruned and the dense int8
+package on the same array and board, both modeled.
 """
 
 from __future__ import annotations

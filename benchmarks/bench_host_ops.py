@@ -58,7 +58,6 @@ from host.system_model import (  # noqa: E402
 )
 
 SCHEMA = "sasp-host-calibration/1"
-CACHE = Path.home() / ".cache" / "sasp-asr"
 
 
 def _cpu_time(fn: Callable[[], object], repeats: int) -> float:
@@ -217,15 +216,10 @@ def validate(package, audio: np.ndarray, calibration: dict, runs: int = 4) -> Tu
 
 
 def demo_package() -> Path:
-    """The dense int8 8x8 package of Whisper tiny.en (built once from the pip-installed weights; cached)."""
-    from host.whisper_weights import load_ct2_dir
-    from model.export import export_package
+    """The demo's dense int8 8x8 package of Whisper tiny.en (built once from the pip-installed weights; cached)."""
+    from host.asr_demo import default_package
 
-    path = CACHE / "packages" / "whisper-tiny.en-8x8-dense.sasp"
-    if not path.exists():
-        print(f"building weight package {path.name} (once; cached)", file=sys.stderr)
-        export_package(path, load_ct2_dir(), (8, 8), 0.0, "act-ls", [], cache_dir=CACHE)
-    return path
+    return default_package(8, 0.0, "act-ls", [])
 
 
 PACK_SHAPES = [  # name, M, K, N, operand built per call (attention) or resident (a layer's weights)

@@ -25,6 +25,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 from host import cli  # noqa: E402
 from host.audio import CALIB_DIR, DEMO_CLIP, AudioReader, demo_reference  # noqa: E402
 from host.boards import board_spec  # noqa: E402
+from host.cache import cache_root  # noqa: E402
 from host.dataset import list_audio_files, read_librispeech  # noqa: E402
 from host.driver import BACKENDS, Accelerator  # noqa: E402
 from host.longform import (  # noqa: E402
@@ -35,7 +36,7 @@ from host.longform import (  # noqa: E402
     iter_windows,
     join,
 )
-from host.package import PackageError, cache_root, load_package  # noqa: E402
+from host.package import PackageError, load_package  # noqa: E402
 from host.report import figure, format_table, window_report, work_summary, write_json  # noqa: E402
 from host.system_model import (  # noqa: E402
     add_ops,

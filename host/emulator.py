@@ -2,7 +2,7 @@
 
 The shared library is built from ``hls/src/sasp_gemm.cpp`` + ``hls/src/emu_wrapper.cpp`` against
 the stand-in headers in ``hls/include`` and the ap_types headers shipped with hls4ml, cached by
-(source hash, array size, chunk) under ``${SASP_CACHE:-~/.cache/sasp-asr}/kernels/``.
+(source hash, array size, chunk) under ``host.cache.cache_root() / "kernels"``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Dict, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 
+from host.cache import cache_root
 from host.cycle_model import array_rc, check_array, input_words, output_words
 from host.stream import GemmOperand, pack_input, unpack_output
 
@@ -64,7 +65,8 @@ def ap_types_dir() -> Path:
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("SASP_CACHE", str(Path.home() / ".cache" / "sasp-asr"))) / "kernels"
+    """Where compiled kernels are cached (``host.cache.cache_root()/kernels``)."""
+    return cache_root() / "kernels"
 
 
 def source_hash() -> str:

@@ -74,12 +74,6 @@ class Package:
         return int(r), int(c)
 
 
-def cache_root() -> Path:
-    """The cache folder of packages, calibration sets, statistics and kernels: ``$SASP_CACHE`` or
-    ``~/.cache/sasp-asr`` (the rule ``host.emulator.cache_dir`` follows for the kernels)."""
-    return Path(os.environ.get("SASP_CACHE", str(Path.home() / ".cache" / "sasp-asr")))
-
-
 @contextlib.contextmanager
 def atomic_path(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
     """A unique temporary path beside ``path`` to write; renamed onto ``path`` when the block completes,

@@ -22,6 +22,7 @@ from tqdm import tqdm
 from host import cli
 from host.audio import CALIB_DIR
 from host.blocksparse import BlockSparseWeights
+from host.cache import cache_root
 from host.dataset import list_audio_files
 from host.package import (
     DEFAULT_PRUNABLE,
@@ -31,7 +32,6 @@ from host.package import (
     SUPPRESS_KEYS,
     VOCAB_KEY,
     atomic_path,
-    cache_root,
     counted_mac_sparsity,
     layer_rows,
     write_package,

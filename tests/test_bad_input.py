@@ -178,6 +178,17 @@ def test_interrupted_synthesis_leaves_no_set(fake_tts, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["set"]
 
 
+def test_every_cache_lives_under_sasp_cache(tmp_path, monkeypatch):
+    """One cache location: $SASP_CACHE (read at each call) for packages and kernels, else ~/.cache/sasp-asr."""
+    from host import emulator
+    from host.cache import cache_root
+
+    assert cache_root() == tmp_path / "cache"
+    assert emulator.cache_dir() == tmp_path / "cache" / "kernels"
+    monkeypatch.delenv("SASP_CACHE")
+    assert cache_root() == Path.home() / ".cache" / "sasp-asr"
+
+
 def test_demo_rebuilds_a_damaged_cached_package_under_sasp_cache(tmp_path, capsys):
     from host.asr_demo import default_package
 
