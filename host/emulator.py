@@ -22,6 +22,8 @@ import numpy as np
 
 from host.cache import cache_root
 from host.cycle_model import array_rc, check_array, input_words, output_words
+from host.kernel_spec import FLAG_FP16
+from host.kernel_spec import STATUS_TEXT as _STATUS_BITS
 from host.stream import GemmOperand, pack_input, unpack_output
 
 HLS_DIR = Path(__file__).resolve().parents[1] / "hls"
@@ -37,7 +39,6 @@ _RC = {
     5: "C++ exception",
     6: "kernel status error",
 }
-_STATUS_BITS = {0x2: "bad arguments", 0x4: "bad header word", 0x8: "bad weight segment (kidx, tile count or length)"}
 
 
 # -O3 -march=native: about 1.6x faster C simulation than -O2 (measured on this x86 host); -ffp-contract=off: no
@@ -136,9 +137,6 @@ class RawRun(NamedTuple):
     produced: int  # output words written
     tlast: int  # index of the first output word with TLAST (-1: none)
     rc: int
-
-
-FLAG_PROBE, FLAG_FP16 = 0x1, 0x2
 
 
 class EmulatedKernel:

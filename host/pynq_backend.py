@@ -28,6 +28,7 @@ import numpy as np
 
 from host.boards import resolve_board
 from host.cycle_model import array_rc, input_words, output_words
+from host.kernel_spec import FLAG_FP16, FLAG_PROBE, ID_VERSION, ST_OK, ST_PROBE, STATUS_TEXT
 from host.stream import GemmOperand, pack_input_into, unpack_output
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,10 +38,6 @@ DMA_LENGTH_WIDTH = 26  # c_sg_length_width of the overlay (overlay/scripts/confi
 
 # ap_ctrl bits (Vitis HLS s_axilite ap_ctrl_hs)
 AP_START, AP_DONE, AP_IDLE = 0x1, 0x2, 0x4
-# status and flags register bits (hls/src/sasp_gemm.h)
-ST_OK, ST_BAD_ARGS, ST_BAD_HEADER, ST_BAD_META, ST_PROBE = 0x1, 0x2, 0x4, 0x8, 0x10
-FLAG_PROBE, FLAG_FP16 = 0x1, 0x2
-STATUS_TEXT = {ST_BAD_ARGS: "bad arguments", ST_BAD_HEADER: "bad header word", ST_BAD_META: "bad weight segment"}
 ADDR_LIMIT = 1 << 32  # the kernel's m_axi address register is 32 bits wide (hls/scripts/common.tcl)
 
 # Largest row counts per GEMM in Whisper tiny.en (30 s window): conv1 im2col 3000 rows, the encoder and the
@@ -54,7 +51,7 @@ class PynqBackendError(RuntimeError):
 
 # ---- interface description -----------------------------------------------------------------------------------
 def load_interface(path: Optional[Union[str, Path]] = None) -> dict:
-    """hls/interface.json plus ``offsets``: register name -> byte offset (ints), and the expected id."""
+    """hls/interface.json plus ``offsets``: register name -> byte offset (ints)."""
     path = Path(path or INTERFACE_JSON)
     if not path.is_file():
         raise PynqBackendError(f"{path} not found: the backend takes the kernel's register map from it")
@@ -70,7 +67,6 @@ def load_interface(path: Optional[Union[str, Path]] = None) -> dict:
     if missing:
         raise PynqBackendError(f"{path}: registers {sorted(missing)} missing from s_axilite.registers")
     iface["offsets"] = offsets
-    iface["id_expected"] = int(str(iface["id_version"]), 0)
     iface["limits_int"] = {"K_max": int(iface["limits"]["K_max"]), "N_max": int(iface["limits"]["N_max"])}
     ip = iface["ip"]
     iface["vlnv"] = ":".join(ip[k] for k in ("vendor", "library", "name", "version"))
@@ -171,10 +167,10 @@ class PynqBackend:
         self._open_overlay(download)
         self.id_version, (r, c, sa_chunk) = self._probe()
         self.sa_chunk = sa_chunk
-        if self.id_version != self.iface["id_expected"]:
+        if self.id_version != ID_VERSION:
             raise PynqBackendError(
                 f"overlay {self.bitfile.name}: kernel ID/version register reads {decode_id(self.id_version)}, this "
-                f"host expects {decode_id(self.iface['id_expected'])} (hls/interface.json): rebuild the overlay "
+                f"host expects {decode_id(ID_VERSION)} (host/kernel_spec.py): rebuild the overlay "
                 f"from this checkout (make -C overlay) or check out the matching host version"
             )
         if (r, c) != self.array:

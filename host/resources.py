@@ -27,8 +27,8 @@ import math
 from typing import Dict, Optional, Tuple, Union
 
 from host.boards import all_boards, board_spec
+from host.kernel_spec import K_MAX
 
-K_MAX = 1536  # SA_K_MAX: largest Whisper tiny.en K (fc2)
 ARRAY_SIZES = ((8, 8), (16, 8), (8, 16), (16, 12), (16, 16), (32, 32))  # what make -C hls csim-all tests
 LUT_FF_LIMIT = 0.80  # fraction of LUT/FF considered routable at the PL clock
 

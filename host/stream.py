@@ -24,10 +24,8 @@ import numpy as np
 
 from host.blocksparse import BlockSparseWeights
 from host.cycle_model import geometry, input_words, meta_words, output_words
+from host.kernel_spec import MAGIC, STREAM_VERSION
 from host.quant import flush_subnormals
-
-MAGIC = 0x50534153  # b"SASP" little-endian
-STREAM_VERSION = 2
 
 
 def header_word(r: int, c: int) -> int:
