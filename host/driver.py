@@ -15,9 +15,10 @@ baseline for a package.
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Protocol, Tuple
+from typing import Dict, List, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
 
@@ -30,6 +31,8 @@ from host.system_model import GemmCall
 from host.whisper import WhisperRuntime
 
 BACKENDS = ("reference", "emulated", "pynq")
+
+Slab = Tuple[int, int, GemmOperand]  # (first column, end column, operand)
 
 
 class AcceleratorTimeoutError(TimeoutError):
@@ -63,6 +66,7 @@ class EmulatedBackend:
 
         self.kernel = EmulatedKernel(tuple(array), chunk)
         self.array, self.chunk = tuple(array), self.kernel.chunk
+        self.max_concurrent = os.cpu_count() or 1  # C-simulation calls share nothing (host/emulator.py)
         self.k_max, self.n_max = self.kernel.k_max, self.kernel.n_max
 
     def gemm(self, x_q: np.ndarray, scale_x: np.ndarray, op: GemmOperand) -> Tuple[np.ndarray, Optional[int]]:
@@ -153,22 +157,22 @@ class Accelerator:
         self._cycle_memo: Dict[tuple, int] = {}
         self._nnz_memo: Dict[str, Tuple[int, ...]] = {}
         self._ops: Dict[str, List[Tuple[int, int, GemmOperand]]] = {}
-        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="accel")
+        workers = max(1, int(getattr(self.backend, "max_concurrent", 1)))
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="accel")
         self._broken: Optional[str] = None
 
-    def _run_backend(
-        self, x_q: np.ndarray, scale_x: np.ndarray, op: GemmOperand, name: str
-    ) -> Tuple[np.ndarray, Optional[int]]:
+    def _submit(self, x_q: np.ndarray, scale_x: np.ndarray, op: GemmOperand) -> concurrent.futures.Future:
         if self._broken:
             raise AcceleratorTimeoutError(f"accelerator unusable after an earlier time-out ({self._broken})")
-        w = op.w
-        future = self._pool.submit(self.backend.gemm, x_q, scale_x, op)
+        return self._pool.submit(self.backend.gemm, x_q, scale_x, op)
+
+    def _result(self, future: concurrent.futures.Future, m: int, w: BlockSparseWeights, name: str):
         try:
             return future.result(timeout=self.timeout_s)
         except concurrent.futures.TimeoutError:
             self._broken = f"layer {name}"
             raise AcceleratorTimeoutError(
-                f"GEMM for layer {name} (M={x_q.shape[0]}, K={w.k}, N={w.n}) did not finish "
+                f"GEMM for layer {name} (M={m}, K={w.k}, N={w.n}) did not finish "
                 f"within {self.timeout_s:.1f} s: the kernel stalled (on a board: check TLAST on the output stream, "
                 f"the DMA buffer-length register width and that host and kernel agree on the word count)"
             ) from None
@@ -179,33 +183,44 @@ class Accelerator:
         if parts is None:
             q = self.package.layers[layer]
             parts = self._ops[layer] = self._slabs(GemmOperand(q.weights, q.scale, q.bias))
-        return self._run(x, parts, layer)
+        return self._run([(x, parts)], layer)[0]
 
-    def matmul_dynamic(self, a: np.ndarray, b: np.ndarray, name: str) -> np.ndarray:
-        """``a[M, K] @ b[K, N]`` for two activations (attention): ``b`` is quantized per column and sent dense."""
-        b_q, scale_b = quantize_columns(b)
-        w = BlockSparseWeights.from_dense(b_q, self.backend.array)
-        op = GemmOperand(w, scale_b, np.zeros(b.shape[1], np.float32), resident=False)
-        return self._run(a, self._slabs(op), name)
+    def matmul_dynamic(self, pairs: Sequence[Tuple[np.ndarray, np.ndarray]], name: str) -> List[np.ndarray]:
+        """``[a[M, K] @ b[K, N]]`` for independent pairs of activations (attention heads): each ``b`` is quantized
+        per column and sent dense; the calls may run concurrently where the backend allows."""
+        jobs = []
+        for a, b in pairs:
+            b_q, scale_b = quantize_columns(b)
+            w = BlockSparseWeights.from_dense(b_q, self.backend.array)
+            jobs.append((a, self._slabs(GemmOperand(w, scale_b, np.zeros(b.shape[1], np.float32), resident=False))))
+        return self._run(jobs, name)
 
     def _slabs(self, op: GemmOperand) -> List[Tuple[int, int, GemmOperand]]:
         return operand_slabs(op, getattr(self.backend, "n_max", None))
 
-    def _run(self, x: np.ndarray, parts: List[Tuple[int, int, GemmOperand]], name: str) -> np.ndarray:
-        if len(parts) == 1:
-            return self._run_one(x, parts[0][2], name, name)
-        return np.concatenate([self._run_one(x, op, name, f"{name}[{lo}:{hi}]") for lo, hi, op in parts], axis=1)
-
-    def _run_one(self, x: np.ndarray, op: GemmOperand, name: str, key: str) -> np.ndarray:
-        w = op.w
+    def _run(self, jobs: Sequence[Tuple[np.ndarray, List[Slab]]], name: str) -> List[np.ndarray]:
+        """Every kernel call of the ``(x, slabs)`` jobs (submitted at once, so a backend with ``max_concurrent``
+        > 1 overlaps them), each recorded as one call; returns each job's float32 output."""
         t0 = time.perf_counter()
-        x_q, scale_x = quantize_rows(x)
+        quantized = [quantize_rows(x) for x, _ in jobs]
         t1 = time.perf_counter()
-        y16, measured = self._run_backend(x_q, scale_x, op, name)
+        futures = [[self._submit(*q, op) for _, _, op in parts] for q, (_, parts) in zip(quantized, jobs)]
+        results = [
+            [self._result(f, x.shape[0], op.w, name) for f, (_, _, op) in zip(fs, parts)]
+            for fs, (x, parts) in zip(futures, jobs)
+        ]
         t2 = time.perf_counter()
-        y = y16.astype(np.float32)
+        outs = [np.concatenate([y.astype(np.float32) for y, _ in res], axis=1) for res in results]
         t3 = time.perf_counter()
-        m = x.shape[0]
+        for (x, parts), res in zip(jobs, results):
+            for (lo, hi, op), (_, measured) in zip(parts, res):
+                self._record(name, name if len(parts) == 1 else f"{name}[{lo}:{hi}]", x.shape[0], op.w, measured)
+        s = self.stats.layers[name]
+        s.backend_s += t2 - t1
+        s.host_s += (t1 - t0) + (t3 - t2)
+        return outs
+
+    def _record(self, name: str, key: str, m: int, w: BlockSparseWeights, measured: Optional[int]) -> None:
         nnz = self._nnz(key, w)
         stage = "encoder" if name.startswith("encoder.") else "decoder"
         self.calls.append(GemmCall(stage, name, m, w.k, w.n, nnz))
@@ -218,9 +233,6 @@ class Accelerator:
         s.tiles_skipped += w.total_tiles - w.nnz_tiles
         s.cycles += self._cycles(key, m, w, nnz)
         s.measured_cycles += measured or 0
-        s.backend_s += t2 - t1
-        s.host_s += (t1 - t0) + (t3 - t2)
-        return y
 
     def _nnz(self, key: str, w: BlockSparseWeights) -> Tuple[int, ...]:
         """Stored tiles per column block; memoized for package layers (``key`` = layer or layer slab)."""

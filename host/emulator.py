@@ -109,22 +109,26 @@ def build_library(r: int, c: int, chunk: int, dsp_pack: bool = False) -> Path:
 
 
 _LIBS: Dict[Path, ctypes.CDLL] = {}
-_LOCK = threading.Lock()  # the kernel keeps its buffers in static storage: one call at a time
+_LOAD_LOCK = threading.Lock()
 
 
 def _load(path: Path) -> ctypes.CDLL:
-    if path not in _LIBS:
-        lib = ctypes.CDLL(str(path))
-        u32p, i64p, u64p = (ctypes.POINTER(t) for t in (ctypes.c_uint32, ctypes.c_int64, ctypes.c_uint64))
-        lib.sasp_emu_config.argtypes = [u32p]
-        lib.sasp_emu_config.restype = ctypes.c_int
-        lib.sasp_emu_run.argtypes = (
-            [u64p, ctypes.c_int64, u64p, ctypes.c_int64, u64p] + [ctypes.c_uint32] * 6 + [u32p, i64p]
-        )
-        lib.sasp_emu_run.restype = ctypes.c_int
-        lib.sasp_emu_f16.argtypes = [ctypes.POINTER(ctypes.c_float), ctypes.POINTER(ctypes.c_uint16), ctypes.c_int64]
-        lib.sasp_emu_f16.restype = None
-        _LIBS[path] = lib
+    with _LOAD_LOCK:
+        return _LIBS[path] if path in _LIBS else _open(path)
+
+
+def _open(path: Path) -> ctypes.CDLL:
+    lib = ctypes.CDLL(str(path))
+    u32p, i64p, u64p = (ctypes.POINTER(t) for t in (ctypes.c_uint32, ctypes.c_int64, ctypes.c_uint64))
+    lib.sasp_emu_config.argtypes = [u32p]
+    lib.sasp_emu_config.restype = ctypes.c_int
+    lib.sasp_emu_run.argtypes = (
+        [u64p, ctypes.c_int64, u64p, ctypes.c_int64, u64p] + [ctypes.c_uint32] * 6 + [u32p, i64p]
+    )
+    lib.sasp_emu_run.restype = ctypes.c_int
+    lib.sasp_emu_f16.argtypes = [ctypes.POINTER(ctypes.c_float), ctypes.POINTER(ctypes.c_uint16), ctypes.c_int64]
+    lib.sasp_emu_f16.restype = None
+    _LIBS[path] = lib
     return _LIBS[path]
 
 
@@ -180,11 +184,12 @@ class EmulatedKernel:
         regs = (ctypes.c_uint32 * 5)()
         counts = (ctypes.c_int64 * 3)()
         u64p = ctypes.POINTER(ctypes.c_uint64)
-        with _LOCK:
-            rc = self._lib.sasp_emu_run(
-                words.ctypes.data_as(u64p), words.size, out.ctypes.data_as(u64p), out_words, seg.ctypes.data_as(u64p),
-                seg.size if wlen is None else wlen, m, k, n, self.chunk, flags, regs, counts,
-            )  # fmt: skip
+        # The C simulation keeps no state between calls (every buffer is local), and ctypes releases the GIL
+        # during the call: independent calls may run in parallel threads.
+        rc = self._lib.sasp_emu_run(
+            words.ctypes.data_as(u64p), words.size, out.ctypes.data_as(u64p), out_words, seg.ctypes.data_as(u64p),
+            seg.size if wlen is None else wlen, m, k, n, self.chunk, flags, regs, counts,
+        )  # fmt: skip
         names = ("id_version", "array_size", "cycles", "hw_cycles", "status")
         return RawRun(out[:out_words], dict(zip(names, (int(v) for v in regs))), *(int(v) for v in counts), int(rc))
 

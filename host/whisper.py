@@ -7,7 +7,7 @@ Every weight GEMM (both convs as im2col, every linear layer, the vocabulary proj
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Protocol
+from typing import Callable, Dict, List, Optional, Protocol, Tuple
 
 import numpy as np
 from scipy.special import erf
@@ -83,13 +83,14 @@ def attention(
     v: np.ndarray,
     n_head: int,
     causal_offset: Optional[int],
-    amm: Optional[Callable[[np.ndarray, np.ndarray, str], np.ndarray]] = None,
+    amm: Optional[Callable[[List[Tuple[np.ndarray, np.ndarray]], str], List[np.ndarray]]] = None,
     name: str = "",
 ) -> np.ndarray:
     """Multi-head scaled dot-product attention; ``causal_offset`` = cache length for decoder self-attention.
 
-    ``amm(a, b, name)`` computes the two activation x activation products per head (``Q K^T`` and ``P V``) when
-    given, so they can run on the accelerator; otherwise numpy does.
+    ``amm(pairs, name)`` computes the activation x activation products of all heads (``[Q_h K_h^T]``, then
+    ``[P_h V_h]``; independent, so they may run concurrently) when given, so they can run on the accelerator;
+    otherwise numpy does.
     """
     m, d = q.shape
     dh = d // n_head
@@ -99,13 +100,13 @@ def attention(
     if amm is None:
         scores = qh @ kh.transpose(0, 2, 1)
     else:
-        scores = np.stack([amm(qh[h], kh[h].T, f"{name}.qk") for h in range(n_head)])
+        scores = np.stack(amm([(qh[h], kh[h].T) for h in range(n_head)], f"{name}.qk"))
     scores = scores * (dh**-0.5)
     if causal_offset is not None and m > 1:
         mask = np.triu(np.ones((m, kh.shape[1]), bool), k=causal_offset + 1)
         scores = np.where(mask, -np.inf, scores)
     probs = softmax(scores)
-    out = probs @ vh if amm is None else np.stack([amm(probs[h], vh[h], f"{name}.pv") for h in range(n_head)])
+    out = probs @ vh if amm is None else np.stack(amm([(probs[h], vh[h]) for h in range(n_head)], f"{name}.pv"))
     return out.transpose(1, 0, 2).reshape(m, d)
 
 

@@ -12,7 +12,7 @@
 #endif
 
 #include <cstddef>
-#include <deque>
+#include <vector>
 #include <stdexcept>
 #include <string>
 
@@ -33,15 +33,18 @@ class stream {
     stream& operator=(const stream&) = delete;
 
     T read() {
-        if (q_.empty()) throw stream_underrun(name_, reads_);
-        T v = q_.front();
-        q_.pop_front();
+        if (head_ == q_.size()) throw stream_underrun(name_, reads_);
+        T v = q_[head_++];
+        if (head_ == q_.size()) {  // drained: reuse the storage
+            q_.clear();
+            head_ = 0;
+        }
         ++reads_;
         return v;
     }
     void read(T& v) { v = read(); }
     bool read_nb(T& v) {
-        if (q_.empty()) return false;
+        if (empty()) return false;
         v = read();
         return true;
     }
@@ -52,14 +55,15 @@ class stream {
     }
     void operator>>(T& v) { v = read(); }
     void operator<<(const T& v) { write(v); }
-    bool empty() const { return q_.empty(); }
+    bool empty() const { return head_ == q_.size(); }
     bool full() const { return false; }
-    std::size_t size() const { return q_.size(); }
+    std::size_t size() const { return q_.size() - head_; }
     std::size_t reads() const { return reads_; }
 
   private:
     std::string name_;
-    std::deque<T> q_;
+    std::vector<T> q_;  // unread elements are q_[head_:]; a vector, not a deque: C-simulation speed
+    std::size_t head_ = 0;
     std::size_t reads_;
 };
 

@@ -297,12 +297,14 @@ inline void column_dots(const int8_t xv[R], const int8_t w[R][C], int32_t dot[C]
 #pragma HLS INLINE
     for (int c = 0; c < C; ++c) {
 #pragma HLS UNROLL
-        int32_t s = 0;
-        for (int r = 0; r < R; ++r) {
+        dot[c] = 0;
+    }
+    for (int r = 0; r < R; ++r) {
 #pragma HLS UNROLL
-            s += (int32_t)xv[r] * (int32_t)w[r][c];
+        for (int c = 0; c < C; ++c) {
+#pragma HLS UNROLL
+            dot[c] += (int32_t)xv[r] * (int32_t)w[r][c];
         }
-        dot[c] = s;
     }
 }
 #endif
@@ -378,9 +380,13 @@ comp_chunks:
                     const kblk_t x = a[i][kcur];
                     int8_t xv[R];
 #pragma HLS ARRAY_PARTITION variable = xv complete dim = 1
-                    for (int r = 0; r < R; ++r) {
+                    for (int q = 0; q < R8; ++q) {  // bytes of each 64-bit part (wiring only)
 #pragma HLS UNROLL
-                        xv[r] = (int8_t)x.range(8 * r + 7, 8 * r);
+                        const uint64_t part = x.range(64 * q + 63, 64 * q).to_uint64();
+                        for (int j = 0; j < 8; ++j) {
+#pragma HLS UNROLL
+                            xv[8 * q + j] = (int8_t)(uint8_t)(part >> (8 * j));
+                        }
                     }
                     int32_t dot[C];
 #pragma HLS ARRAY_PARTITION variable = dot complete dim = 1
