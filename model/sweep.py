@@ -55,9 +55,11 @@ from host.system_model import (
     model_energy,
     model_latency,
 )
+from host.whisper_layers import DEFAULT_PRUNABLE
 from model.evaluate import ObservedRuntime
-from model.export import DEFAULT_CACHE, DEFAULT_PRUNABLE
+from model.export import DEFAULT_CACHE
 from model.prune import DEFAULT_DAMP, METHODS
+from model.splits import HALVES, wer_by_half
 
 SCHEMA = "sasp-sweep/2"  # 2: per-class host operation counts ("host_ops")
 WER_BUDGET = 0.014  # the paper's headline: 1.4 WER points above dense
@@ -531,8 +533,21 @@ def table_rows(points: Dict[str, dict], boards: Sequence[str], wer_budget: float
                 "kernel_cycle_speedup": m["kernel_cycle_speedup"],
                 "accelerator_share": m["accelerator_share"],
             }
+            halves = wer_by_half(r.get("utterance_rows", []))
+            for half, h in halves.items():
+                lo, hi = (100 * v for v in h["interval"])
+                row[f"wer_{half}"] = figure(
+                    h["wer"], "fraction", "measured (jiwer)",
+                    f"{half} half, {h['utterances']} utterances, 90% bootstrap interval {lo:.1f}-{hi:.1f}%",
+                )  # fmt: skip
             if d is not None:
                 dm = models[dense_key]
+                dh = wer_by_half(d.get("utterance_rows", []))
+                for half in set(halves) & set(dh):
+                    row[f"wer_delta_points_{half}"] = figure(
+                        100 * (halves[half]["wer"] - dh[half]["wer"]), "WER points", "measured (jiwer)",
+                        f"{half} half, vs dense point",
+                    )  # fmt: skip
                 row["wer_delta_points"] = figure(
                     100 * (r["wer"]["value"] - d["wer"]["value"]), "WER points", "measured (jiwer)", "vs dense point"
                 )
@@ -631,16 +646,20 @@ def write_outputs(out: Path, rows: List[dict], summary: dict) -> Dict[str, Path]
 def format_table(rows: List[dict]) -> str:
     """Markdown table of the rows (labels in the header)."""
     head = (
-        "| board | array | target | MAC sparsity (counted) | WER % (measured, jiwer) | dWER pts | latency ms "
-        "(modeled) | speedup (modeled) | energy J (modeled) | fits (modeled) |"
+        "| board | array | target | MAC sparsity (counted) | WER % (measured, jiwer) | dWER pts | "
+        "dWER pts selection / report half | latency ms (modeled) | speedup (modeled) | energy J (modeled) | "
+        "fits (modeled) |"
     )
-    lines = [head, "|" + "---|" * 10]
+    lines = [head, "|" + "---|" * 11]
     for r in rows:
         sp = r.get("speedup", {}).get("value", float("nan"))
         dw = r.get("wer_delta_points", {}).get("value", float("nan"))
+        halves = " / ".join(
+            f"{r[f'wer_delta_points_{h}']['value']:+.2f}" if f"wer_delta_points_{h}" in r else "-" for h in HALVES
+        )
         lines.append(
             f"| {r['board']} | {r['array']}x{r['array']} | {r['target_sparsity']:.2f} | "
-            f"{r['mac_sparsity']['value']:.3f} | {100 * r['wer']['value']:.2f} | {dw:+.2f} | "
+            f"{r['mac_sparsity']['value']:.3f} | {100 * r['wer']['value']:.2f} | {dw:+.2f} | {halves} | "
             f"{1e3 * r['latency_s']['value']:.0f} | {sp:.3f} | {r['energy_j']['value']:.2f} | "
             f"{'yes' if r['fits']['value'] else 'no (' + r['fits']['note'] + ')'} |"
         )

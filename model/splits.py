@@ -1,0 +1,97 @@
+"""The fixed split of the genuine LibriSpeech utterances of ``shared/speech/librispeech`` into two halves.
+
+Pruning and distillation choices are made on the **selection** half and reported on the **report** half (issue
+"Pruning that holds on LibriSpeech"). The 26 utterances come from 6 speakers; the halves are speaker-disjoint so a
+choice tuned on one half cannot have learnt the other half's voices:
+
+- selection: speakers 103 (train-clean-100, 10 utterances), 61 and 1089 (test-clean, 1 each): 12 utterances, 142 s;
+- report: speakers 1272 (dev-clean, 12 utterances), 3853 and 6313 (dev-clean, 1 each): 14 utterances, 80 s.
+
+With so few utterances a WER carries a wide spread: ``wer_by_half`` adds a bootstrap interval over utterances.
+
+    python -m model.splits --csv EVAL.csv [EVAL2.csv ...]   # per-half WER of model.evaluate CSV files
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Sequence
+
+import jiwer
+import numpy as np
+
+from host import cli
+
+HALVES = {"selection": frozenset({"103", "61", "1089"}), "report": frozenset({"1272", "3853", "6313"})}
+BOOTSTRAP = 2000  # resamples of the utterances for the interval
+INTERVAL = 0.9  # central mass of the bootstrap interval
+
+
+def half_of(utt_id: str) -> Optional[str]:
+    """``selection``, ``report`` or None (not a split speaker) for a LibriSpeech id ``SPK-CHAPTER-UTT``."""
+    speaker = utt_id.split("-")[0]
+    return next((h for h, spk in HALVES.items() if speaker in spk), None)
+
+
+def _corpus_wer(refs: Sequence[str], hyps: Sequence[str]) -> float:
+    out = jiwer.process_words(list(refs), list(hyps))
+    return (out.substitutions + out.deletions + out.insertions) / max(1, out.substitutions + out.deletions + out.hits)
+
+
+def wer_by_half(rows: Sequence[Mapping], seed: int = 0) -> Dict[str, dict]:
+    """Corpus WER (jiwer, normalized ``reference``/``hypothesis`` of ``model.evaluate`` rows) per half, with the
+    utterance count and a bootstrap interval; halves without utterances are left out."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for half in HALVES:
+        sel = [r for r in rows if half_of(str(r["utt_id"])) == half]
+        if not sel:
+            continue
+        refs, hyps = [r["reference"] for r in sel], [r["hypothesis"] for r in sel]
+        # per-utterance error and reference word counts: a resample's corpus WER is their ratio of sums
+        per = [jiwer.process_words(ref, hyp) for ref, hyp in zip(refs, hyps)]
+        err = np.array([p.substitutions + p.deletions + p.insertions for p in per], float)
+        words = np.array([p.substitutions + p.deletions + p.hits for p in per], float)
+        idx = rng.integers(0, len(sel), (BOOTSTRAP, len(sel)))
+        boot = err[idx].sum(1) / np.maximum(words[idx].sum(1), 1)
+        lo, hi = np.quantile(boot, [(1 - INTERVAL) / 2, (1 + INTERVAL) / 2])
+        out[half] = {"wer": _corpus_wer(refs, hyps), "utterances": len(sel), "interval": [float(lo), float(hi)]}
+    return out
+
+
+def _read_csv(path: Path) -> List[dict]:
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    missing = {"utt_id", "reference", "hypothesis"} - set(rows[0] if rows else {})
+    if not rows or missing:
+        raise cli.UserError(f"{path}: not a model.evaluate CSV (no rows or missing columns {sorted(missing)})")
+    return rows
+
+
+@cli.entry_point
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = cli.Parser(prog="python -m model.splits", description=__doc__)
+    ap.add_argument("--csv", type=Path, nargs="+", required=True, help="model.evaluate --csv outputs")
+    args = ap.parse_args(argv)
+    for path in args.csv:
+        halves = wer_by_half(_read_csv(path))
+        if not halves:
+            raise cli.UserError(f"{path}: none of its utterances is in the LibriSpeech split ({split_note()})")
+        parts = [
+            f"{h} {100 * v['wer']:.2f}% ({v['utterances']} utt, {int(100 * INTERVAL)}% bootstrap interval "
+            f"{100 * v['interval'][0]:.1f}-{100 * v['interval'][1]:.1f}%)"
+            for h, v in halves.items()
+        ]
+        print(f"{path}: " + "; ".join(parts))
+    return 0
+
+
+def split_note() -> str:
+    """The split in words, for table notes."""
+    return "; ".join(f"{h}: speakers {', '.join(sorted(spk, key=int))}" for h, spk in HALVES.items())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""The LibriSpeech selection / report split and its per-half WER."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from model import splits
+
+SPEECH = Path(__file__).resolve().parents[2] / "shared" / "speech" / "librispeech"
+
+
+def _row(utt: str, ref: str, hyp: str) -> dict:
+    return {"utt_id": utt, "reference": ref, "hypothesis": hyp}
+
+
+def test_halves_are_speaker_disjoint_and_named():
+    assert not splits.HALVES["selection"] & splits.HALVES["report"]
+    assert splits.half_of("103-1240-0000") == "selection"
+    assert splits.half_of("1272-141231-0002") == "report"
+    assert splits.half_of("10001-1001-0001") is None  # LJSpeech in the mixed set
+
+
+@pytest.mark.skipif(not SPEECH.is_dir(), reason="shared/speech not available")
+def test_every_genuine_librispeech_utterance_has_a_half():
+    ids = [p.stem for p in SPEECH.rglob("*.flac")]
+    assert len(ids) >= 20
+    halves = [splits.half_of(i) for i in ids]
+    assert None not in halves
+    assert 10 <= halves.count("selection") <= 16 and 10 <= halves.count("report") <= 16
+
+
+def test_wer_by_half_is_the_corpus_wer_of_each_half():
+    rows = [
+        _row("103-1-0", "a b c d", "a b c d"),
+        _row("61-1-0", "e f", "e x"),  # selection: 1 error in 6 words
+        _row("1272-1-0", "g h i", "g"),  # report: 2 deletions in 3 words
+        _row("10001-1-1", "j", "k"),  # in neither half
+    ]
+    h = splits.wer_by_half(rows)
+    assert h["selection"]["wer"] == pytest.approx(1 / 6)
+    assert h["selection"]["utterances"] == 2
+    assert h["report"]["wer"] == pytest.approx(2 / 3)
+    lo, hi = h["selection"]["interval"]
+    assert 0 <= lo <= 1 / 6 <= hi <= 0.5  # resamples: 0/4, 1/6 or 1/2 ... of the two utterances
+    assert h["report"]["interval"] == [pytest.approx(2 / 3), pytest.approx(2 / 3)]  # one utterance: no spread
+
+
+def test_cli_prints_both_halves_and_rejects_a_foreign_csv(tmp_path, capsys):
+    good = tmp_path / "eval.csv"
+    with good.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["utt_id", "reference", "hypothesis"])
+        w.writeheader()
+        w.writerows([_row("103-1-0", "a b", "a b"), _row("1272-1-0", "c d", "c")])
+    assert splits.main(["--csv", str(good)]) == 0
+    out = capsys.readouterr().out
+    assert "selection 0.00%" in out and "report 50.00%" in out
+    bad = tmp_path / "other.csv"
+    bad.write_text("utt_id,wer\nx,0\n")
+    assert splits.main(["--csv", str(bad)]) == 2
+    assert "not a model.evaluate CSV" in capsys.readouterr().err
