@@ -31,8 +31,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from host.whisper import LOGITS_LAYER, gemm_operands, trimmed_ctx
+from host.whisper_layers import DEFAULT_PRUNABLE, is_prunable
 from host.whisper_weights import WhisperWeights
-from model.distill import DEFAULT_LAYERS, ENCODER_SIDE_LAYERS
+from model.distill import ENCODER_SIDE_LAYERS
 
 SPARSITIES = (0.3, 0.4, 0.5, 0.6)
 TILES = (8, 16)
@@ -230,7 +231,7 @@ def run_grid(args: argparse.Namespace) -> None:
             start = models[key0]
             for losses in (("enc",), ("enc", "kv"), ("enc", "kv", "logits", "blocks")):
                 distilled(f"{key0}-oneshot-loss-{'+'.join(losses)}", start, train, pseudo, schedule="oneshot",
-                          losses=losses, layers=ENCODER_SIDE_LAYERS if "logits" not in losses else DEFAULT_LAYERS)
+                          losses=losses, layers=ENCODER_SIDE_LAYERS if "logits" not in losses else DEFAULT_PRUNABLE)
             distilled(f"{key0}-oneshot-augment", start, train, pseudo, schedule="oneshot", augment=True)
             for lr in (3e-5, 3e-4):
                 distilled(f"{key0}-oneshot-lr{lr:g}", start, train, pseudo, schedule="oneshot", lr=lr)
@@ -306,14 +307,14 @@ def pick_shards(
 # -- assemble (here) -------------------------------------------------------------------------------
 def assemble(args: argparse.Namespace) -> None:
     from host.package import read_tensors, write_package
-    from model.export import DEFAULT_PRUNABLE, export_package, layer_macs
+    from model.export import export_package, layer_macs
     from model.load import load_whisper
 
     args.out.mkdir(parents=True, exist_ok=True)
     results = {r["key"]: r for r in json.loads((args.results / "results.json").read_text())}
     weights = load_whisper(None)
     ops = gemm_operands(weights)
-    macs = layer_macs(ops, [n for n in ops if re.search(DEFAULT_PRUNABLE, n) and n != LOGITS_LAYER])
+    macs = layer_macs(ops, [n for n in ops if is_prunable(n)])
     for shard in sorted(args.results.glob("shard-*.npz")):
         key = shard.stem[len("shard-") :]
         z = np.load(shard)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import re
 import time
 from pathlib import Path
 from typing import Dict, List
@@ -24,9 +23,9 @@ from host.dataset import evenly_spaced, read_librispeech
 from host.driver import Accelerator
 from host.package import load_package
 from host.system_model import GemmCall, HostOps, dense_calls, host_ops, model_latency, skipped_calls
-from host.whisper import LOGITS_LAYER, WhisperRuntime
+from host.whisper import WhisperRuntime
+from host.whisper_layers import is_prunable
 from model.evaluate import ObservedRuntime, evaluate
-from model.export import DEFAULT_PRUNABLE
 
 
 def first_recipe(epochs: int):
@@ -39,10 +38,10 @@ def first_recipe(epochs: int):
 
 def speedup_and_ceiling(calls: List[GemmCall], ops: HostOps, board: str, array: int) -> tuple:
     """Modeled ``(dense / pruned, dense / ceiling)`` of one run's calls: the ceiling skips every tile of every
-    prunable layer (``model.export.DEFAULT_PRUNABLE``)."""
+    prunable layer (``host.whisper_layers.is_prunable``)."""
     full = dense_calls(calls, array)
     dense = model_latency(full, ops, board, array)["total_s"]
-    prunable = [c.layer for c in full if re.search(DEFAULT_PRUNABLE, c.layer) and c.layer != LOGITS_LAYER]
+    prunable = [c.layer for c in full if is_prunable(c.layer)]
     floor = model_latency(skipped_calls(full, prunable), ops, board, array)["total_s"]
     return dense / model_latency(calls, ops, board, array)["total_s"], dense / floor
 
@@ -60,7 +59,7 @@ def append_row(path: Path, row: dict) -> None:
 
 def evaluate_package(path: Path, utts, board: str, trim: bool = False) -> Dict[str, float]:
     """WER, the mean modeled speedup (pruned vs dense int8 on the same array) over ``utts``, and the ceiling:
-    the modeled speedup if every prunable layer (``model.export.DEFAULT_PRUNABLE``) lost all of its tiles."""
+    the modeled speedup if every prunable layer (``host.whisper_layers.is_prunable``) lost all of its tiles."""
     pkg = load_package(path)
     acc = Accelerator(pkg, "reference")
     rt = WhisperRuntime(pkg.weights, acc)

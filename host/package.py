@@ -28,6 +28,7 @@ import numpy as np
 
 from host.blocksparse import BlockSparseWeights
 from host.whisper import LOGITS_LAYER
+from host.whisper_layers import DEFAULT_PRUNABLE, is_prunable, layer_rows
 from host.whisper_weights import TINY_EN_CONFIG, WhisperWeights
 
 FORMAT_NAME = "sasp-weight-package"
@@ -37,8 +38,6 @@ GEMM_SUFFIXES = ("tiles", "colptr", "kidx", "scale", "bias")
 VOCAB_KEY = "tokenizer.vocab"
 SUPPRESS_KEYS = ("tokenizer.suppress_ids", "tokenizer.suppress_ids_begin")
 MAX_HEADER_BYTES = 64 << 20
-DEFAULT_PRUNABLE = r"^(encoder\.|decoder\.blocks\.)"
-DECODER_TOKENS = 40  # typical decoded tokens per utterance, used to weigh decoder MACs
 
 DTYPES = {"I8": np.int8, "U8": np.uint8, "I32": np.int32, "F16": np.float16, "F32": np.float32}
 DTYPE_NAMES = {np.dtype(v).str: k for k, v in DTYPES.items()}
@@ -186,22 +185,12 @@ def read_tensors(path: Path) -> Tuple[Dict[str, np.ndarray], Dict[str, object]]:
     return tensors, meta
 
 
-def layer_rows(name: str, n_audio_ctx: int = 1500, decoder_tokens: int = DECODER_TOKENS) -> int:
-    """Rows (M) of a layer's GEMM per 30-s window: mel frames, encoder positions or decoded tokens."""
-    if name == "encoder.conv1":
-        return 2 * n_audio_ctx
-    if name.startswith("encoder.") or ".cross_attn.key" in name or ".cross_attn.value" in name:
-        return n_audio_ctx
-    return decoder_tokens
-
-
 def counted_mac_sparsity(
     tiles: Dict[str, Tuple[int, int, int, int]], prunable: str | re.Pattern = DEFAULT_PRUNABLE
 ) -> float:
     """Fraction of the prunable layers' MACs per utterance in pruned tiles; ``tiles``: layer -> (K, N, kept,
     total). The logits layer is never prunable."""
-    macs = {n: layer_rows(n) * k * n_ for n, (k, n_, _, _) in tiles.items() if re.search(prunable, n)}
-    macs.pop(LOGITS_LAYER, None)
+    macs = {n: layer_rows(n) * k * n_ for n, (k, n_, _, _) in tiles.items() if is_prunable(n, prunable)}
     total = sum(macs.values())
     pruned = sum(m * (1 - tiles[n][2] / tiles[n][3]) for n, m in macs.items())
     return pruned / total if total else 0.0

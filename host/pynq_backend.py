@@ -30,6 +30,7 @@ from host.boards import resolve_board
 from host.cycle_model import array_rc, input_words, output_words
 from host.kernel_spec import FLAG_FP16, FLAG_PROBE, ID_VERSION, ST_OK, ST_PROBE, STATUS_TEXT
 from host.stream import GemmOperand, pack_input_into, unpack_output
+from host.whisper_layers import layer_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 INTERFACE_JSON = ROOT / "hls" / "interface.json"
@@ -40,9 +41,9 @@ DMA_LENGTH_WIDTH = 26  # c_sg_length_width of the overlay (overlay/scripts/confi
 AP_START, AP_DONE, AP_IDLE = 0x1, 0x2, 0x4
 ADDR_LIMIT = 1 << 32  # the kernel's m_axi address register is 32 bits wide (hls/scripts/common.tcl)
 
-# Largest row counts per GEMM in Whisper tiny.en (30 s window): conv1 im2col 3000 rows, the encoder and the
-# cross-attention K/V 1500 rows, decoder steps a few tokens (the prompt) then 1.
-MAX_ROWS_ENCODER, MAX_ROWS_CONV1, MAX_ROWS_DECODER = 1500, 3000, 32
+# Largest row count of a decoder GEMM (a few prompt tokens at once, then 1 per step); the encoder's are those of
+# a 30-s window (host.whisper_layers.layer_rows).
+MAX_ROWS_DECODER = 32
 
 
 class PynqBackendError(RuntimeError):
@@ -105,11 +106,7 @@ def rows_per_call(m: int, k: int, n: int, tile, chunk: int, limit: int) -> int:
 
 def max_rows_for_layer(name: str) -> int:
     """Planning row count of a Whisper tiny.en GEMM by layer name (buffers grow if a call needs more)."""
-    if name == "encoder.conv1":
-        return MAX_ROWS_CONV1
-    if name.startswith("encoder.") or ".cross_attn.key" in name or ".cross_attn.value" in name:
-        return MAX_ROWS_ENCODER
-    return MAX_ROWS_DECODER
+    return layer_rows(name, decoder_tokens=MAX_ROWS_DECODER)
 
 
 class PynqBackend:

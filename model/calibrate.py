@@ -23,21 +23,8 @@ from host.features import HOP_LENGTH
 from host.longform import load_windows
 from host.package import atomic_path
 from host.whisper import DenseGemm, WhisperRuntime, _Cache
+from host.whisper_layers import valid_rows
 from host.whisper_weights import WhisperWeights
-
-ENCODER_FRAME_LAYERS = ("encoder.conv1",)
-
-
-def valid_rows(layer: str, frames: int) -> Optional[int]:
-    """Input rows of ``layer`` that come from ``frames`` mel frames of real audio (``None``: all of them).
-
-    conv1 sees one row per frame, the rest of the encoder and the cross-attention K/V one per two frames;
-    padding rows of the 30-s window are left out of the calibration statistics."""
-    if layer in ENCODER_FRAME_LAYERS:
-        return frames
-    if layer.startswith("encoder.") or ".cross_attn.key" in layer or ".cross_attn.value" in layer:
-        return (frames + 1) // 2
-    return None
 
 
 @dataclass

@@ -40,14 +40,13 @@ from host.longform import load_windows
 from host.package import Package, load_package, write_package
 from host.tokenizer import Tokenizer
 from host.whisper import LOGITS_LAYER, gemm_operands, trimmed_ctx
+from host.whisper_layers import DEFAULT_PRUNABLE, valid_rows
 from host.whisper_weights import WhisperWeights
-from model.calibrate import valid_rows
 from model.export import package_tensors, with_gemm_weights
 from model.prune import DEFAULT_DAMP, prune_layer
 from model.reference import TorchWhisper
 
 ENCODER_SIDE_LAYERS = r"^(encoder\.|decoder\.blocks\.\d+\.cross_attn\.(key|value))"
-DEFAULT_LAYERS = r"^(encoder\.|decoder\.blocks\.)"  # every prunable layer (the decoder learns from the logits)
 DEFAULT_LOSSES = ("enc", "kv", "logits")
 # measured defaults (docs/pruning.md): 400 steps of 8 clips on 30 clips = 100 epochs; ~60 s on an H200
 DEFAULT_LR = 1e-4
@@ -61,7 +60,7 @@ RAMP = 0.5  # fraction of the training steps over which the gradual schedule pru
 class DistillConfig:
     epochs: int = DEFAULT_EPOCHS
     lr: float = DEFAULT_LR
-    layers: str = DEFAULT_LAYERS
+    layers: str = DEFAULT_PRUNABLE  # every prunable layer (the decoder learns from the logits)
     seed: int = 0
     max_steps: Optional[int] = None
     checkpoint_every: int = 20
@@ -478,7 +477,7 @@ def add_arguments(ap: argparse.ArgumentParser, prefix: str = "") -> None:
     p = f"--{prefix}"
     g.add_argument(f"{p}epochs", type=cli.positive_int, default=DEFAULT_EPOCHS, help="passes over the training audio")
     g.add_argument(f"{p}lr", type=cli.positive_float, default=DEFAULT_LR, help="Adam learning rate")
-    g.add_argument(f"{p}layers", type=cli.regex, default=DEFAULT_LAYERS, help="regex of the layers to train")
+    g.add_argument(f"{p}layers", type=cli.regex, default=DEFAULT_PRUNABLE, help="regex of the layers to train")
     g.add_argument(f"{p}max-steps", type=cli.positive_int, default=None, help="stop after this many steps")
     g.add_argument(f"{p}seed", type=int, default=0)
     g.add_argument(f"{p}batch", type=cli.positive_int, default=DEFAULT_BATCH, help="clips per step")

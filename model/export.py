@@ -25,7 +25,6 @@ from host.blocksparse import BlockSparseWeights
 from host.cache import cache_root
 from host.dataset import list_audio_files
 from host.package import (
-    DEFAULT_PRUNABLE,
     FORMAT_NAME,
     FORMAT_VERSION,
     QUANT_SCHEME,
@@ -33,11 +32,11 @@ from host.package import (
     VOCAB_KEY,
     atomic_path,
     counted_mac_sparsity,
-    layer_rows,
     write_package,
 )
 from host.quant import quantize_columns
 from host.whisper import LOGITS_LAYER, gemm_operands
+from host.whisper_layers import DEFAULT_PRUNABLE, layer_rows
 from host.whisper_weights import WhisperWeights
 from model.calibrate import CalibStats, collect_stats
 from model.prune import DEFAULT_DAMP, METHODS, allocate_rates, blocks, prune_layer

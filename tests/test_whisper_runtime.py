@@ -137,3 +137,26 @@ def test_runtime_routes_every_weight_gemm_through_one_call(demo_clip, whisper_we
     gemm = Counting(whisper_weights)
     WhisperRuntime(whisper_weights, gemm).transcribe(load_audio(demo_clip))
     assert gemm.seen == set(whisper_weights.linear_names()) | {LOGITS_LAYER}
+
+
+def test_layer_rows_are_the_runtime_rows(demo_clip, whisper_weights):
+    """host.whisper_layers' rows per 30-s window are the rows the runtime gives each encoder-side GEMM; decoder
+    GEMMs run on at most the prompt at once (the PYNQ backend's planning count)."""
+    from host.pynq_backend import MAX_ROWS_DECODER
+    from host.whisper import DenseGemm
+    from host.whisper_layers import layer_rows, row_unit
+
+    class Rows(DenseGemm):
+        rows: dict = {}
+
+        def matmul(self, x, layer):
+            self.rows.setdefault(layer, set()).add(x.shape[0])
+            return super().matmul(x, layer)
+
+    gemm = Rows(whisper_weights)
+    WhisperRuntime(whisper_weights, gemm).transcribe(load_audio(demo_clip))
+    for layer, rows in gemm.rows.items():
+        if row_unit(layer) == "token":
+            assert max(rows) <= MAX_ROWS_DECODER, layer
+        else:
+            assert rows == {layer_rows(layer)}, layer
