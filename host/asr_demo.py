@@ -115,7 +115,7 @@ def transcribe_one(
     """Transcribe one recording of any length window by window (``host.longform``) and report it: the whole
     transcript, each window's text, no-speech decision and timings, and the board figures modeled over the
     windows that ran the model."""
-    emu = "measured" if meter is not None or acc.backend.__class__.__name__ == "PynqBackend" else "emulated"
+    emu = "measured" if meter is not None or getattr(acc.backend, "on_board", False) else "emulated"
     wall = {s: [0.0, 0.0] for s in ("features", "encoder", "decoder")}  # stage: [total, accelerator backend]
     calls: list = []
     ops: dict = {}

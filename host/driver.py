@@ -24,6 +24,7 @@ import numpy as np
 
 from host.blocksparse import BlockSparseWeights
 from host.cycle_model import kernel_cycles
+from host.errors import AcceleratorTimeoutError
 from host.package import Package
 from host.quant import kernel_epilogue, quantize_columns, quantize_rows
 from host.stream import GemmOperand
@@ -33,10 +34,6 @@ from host.whisper import WhisperRuntime
 BACKENDS = ("reference", "emulated", "pynq")
 
 Slab = Tuple[int, int, GemmOperand]  # (first column, end column, operand)
-
-
-class AcceleratorTimeoutError(TimeoutError):
-    """The backend did not finish a GEMM in time (on a board: a DMA that never completes)."""
 
 
 class Backend(Protocol):

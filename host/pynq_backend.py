@@ -28,6 +28,7 @@ import numpy as np
 
 from host.boards import resolve_board
 from host.cycle_model import array_rc, input_words, output_words
+from host.errors import AcceleratorTimeoutError
 from host.kernel_spec import FLAG_FP16, FLAG_PROBE, ID_VERSION, ST_OK, ST_PROBE, STATUS_TEXT
 from host.stream import GemmOperand, pack_input_into, unpack_output
 from host.whisper_layers import layer_rows
@@ -118,6 +119,8 @@ class PynqBackend:
     ``timeout_s``: deadline of one kernel run (DMA in + compute + DMA out).
     ``package``: optional weight package (or path) to size the DMA buffers for its largest GEMM up front.
     """
+
+    on_board = True  # its wall times are measurements on the board (backends without the attribute emulate)
 
     def __init__(
         self,
@@ -336,8 +339,6 @@ class PynqBackend:
 
     # ---- one kernel run -------------------------------------------------------------------------------------
     def _timeout(self, what: str, kernel_only: bool = False) -> Exception:
-        from host.driver import AcceleratorTimeoutError
-
         state = [f"kernel ap_ctrl=0x{self._rd('ap_ctrl'):x}"]
         if not kernel_only:
             for nm in ("sendchannel", "recvchannel"):
@@ -403,8 +404,6 @@ class PynqBackend:
     def gemm(self, x_q: np.ndarray, scale_x: np.ndarray, op: GemmOperand) -> Tuple[np.ndarray, Optional[int]]:
         """fp16 ``epilogue(x_q @ op.w)`` on the FPGA and the schedule counter (summed over the runs it took)."""
         if self._broken:
-            from host.driver import AcceleratorTimeoutError
-
             raise AcceleratorTimeoutError(f"overlay unusable after an earlier failure ({self._broken}): call reset()")
         w = op.w
         x_q = np.ascontiguousarray(x_q)

@@ -8,7 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from host.driver import Accelerator, AcceleratorTimeoutError, ReferenceBackend, split_columns
+from host.driver import Accelerator, ReferenceBackend, split_columns
+from host.errors import AcceleratorTimeoutError
 from host.package import PackageError, load_package
 
 LABELS = {"measured", "emulated", "modeled", "counted", "measured (jiwer)"}

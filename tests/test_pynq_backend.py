@@ -253,7 +253,7 @@ def test_n_and_k_beyond_kernel_limits_are_refused(fake_pynq, tmp_path):
 def test_dma_that_never_completes_times_out_and_reset_recovers(fake_pynq, tmp_path):
     """After a time-out, reset() must give a working overlay: pynq's cached DMA channels come back halted after
     a bitstream download, so reset() builds a new Overlay (the fake models the halted channels)."""
-    from host.driver import AcceleratorTimeoutError
+    from host.errors import AcceleratorTimeoutError
 
     be = make_backend(fake_pynq, tmp_path, timeout_s=0.3)
     fake_pynq.CONFIG.mode = "hang"
@@ -282,7 +282,7 @@ def test_dma_that_never_completes_times_out_and_reset_recovers(fake_pynq, tmp_pa
 @pytest.mark.parametrize("mode", ["drop_last_word", "extra_word"])
 def test_word_count_mismatch_times_out(fake_pynq, tmp_path, mode):
     """One input word short: the kernel waits forever; one too many: MM2S never completes."""
-    from host.driver import AcceleratorTimeoutError
+    from host.errors import AcceleratorTimeoutError
 
     be = make_backend(fake_pynq, tmp_path, timeout_s=0.2)
     fake_pynq.CONFIG.mode = mode
