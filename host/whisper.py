@@ -124,7 +124,9 @@ class Transcript:
 
 
 @dataclass
-class _Cache:
+class DecoderCache:
+    """Per decoder block: self-attention keys/values so far, cross-attention keys/values of the audio."""
+
     self_k: List[np.ndarray] = field(default_factory=list)
     self_v: List[np.ndarray] = field(default_factory=list)
     cross_k: List[np.ndarray] = field(default_factory=list)
@@ -183,7 +185,17 @@ class WhisperRuntime:
             x = x + g(gelu(g(h, f"{b}.mlp.0")), f"{b}.mlp.2")
         return self._ln(x, "encoder.ln_post").astype(np.float32)
 
-    def _decoder_step(self, tokens: List[int], offset: int, cache: _Cache, all_positions: bool = False) -> np.ndarray:
+    def prefill(self, encoded: np.ndarray) -> DecoderCache:
+        """A decoder cache for the encoder output ``encoded``: every block's cross-attention keys and values."""
+        g = self.gemm.matmul
+        cache = DecoderCache()
+        for i in range(self.cfg["n_text_layer"]):
+            b = f"decoder.blocks.{i}.cross_attn"
+            cache.cross_k.append(g(encoded, f"{b}.key"))
+            cache.cross_v.append(g(encoded, f"{b}.value"))
+        return cache
+
+    def step(self, tokens: List[int], offset: int, cache: DecoderCache, all_positions: bool = False) -> np.ndarray:
         """Logits of the last new position (or of every new position) after feeding ``tokens`` at ``offset``."""
         g = self.gemm.matmul
         n_head = self.cfg["n_text_head"]
@@ -213,12 +225,7 @@ class WhisperRuntime:
 
     def decode(self, encoded: np.ndarray, max_tokens: Optional[int] = None) -> Transcript:
         """Greedy decoding without timestamps, Whisper's token suppression, KV cache."""
-        g = self.gemm.matmul
-        cache = _Cache()
-        for i in range(self.cfg["n_text_layer"]):
-            b = f"decoder.blocks.{i}.cross_attn"
-            cache.cross_k.append(g(encoded, f"{b}.key"))
-            cache.cross_v.append(g(encoded, f"{b}.value"))
+        cache = self.prefill(encoded)
         prompt = self.tokenizer.initial_tokens()
         max_tokens = max_tokens or self.cfg["n_text_ctx"] // 2
         out: List[int] = []
@@ -226,13 +233,13 @@ class WhisperRuntime:
         pending, offset = prompt, 0
         while len(out) < max_tokens:
             if offset == 0:  # the prompt: also the logits after <|startoftranscript|>, for the no-speech check
-                all_logits = self._decoder_step(pending, offset, cache, all_positions=True).astype(np.float64)
+                all_logits = self.step(pending, offset, cache, all_positions=True).astype(np.float64)
                 logits = all_logits[-1]
                 if self.no_speech is not None:
                     at_sot = softmax(all_logits[prompt.index(self.tokenizer.sot)])
                     no_speech_prob = float(at_sot[self.no_speech])
             else:
-                logits = self._decoder_step(pending, offset, cache).astype(np.float64)
+                logits = self.step(pending, offset, cache).astype(np.float64)
             offset += len(pending)
             logits[self._suppress] = -np.inf
             if not out:

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from host.features import HOP_LENGTH
 from host.longform import load_windows
 from host.package import atomic_path
-from host.whisper import DenseGemm, WhisperRuntime, _Cache
+from host.whisper import DenseGemm, WhisperRuntime
 from host.whisper_layers import valid_rows
 from host.whisper_weights import WhisperWeights
 
@@ -85,13 +85,8 @@ class _RecordingGemm:
 
 def teacher_forced_pass(runtime: WhisperRuntime, encoded: np.ndarray, tokens: List[int]) -> np.ndarray:
     """Run the decoder once over ``prompt + tokens`` (all positions at once); logits of every position."""
-    cache = _Cache()
-    g = runtime.gemm.matmul
-    for i in range(runtime.cfg["n_text_layer"]):
-        b = f"decoder.blocks.{i}.cross_attn"
-        cache.cross_k.append(g(encoded, f"{b}.key"))
-        cache.cross_v.append(g(encoded, f"{b}.value"))
-    return runtime._decoder_step(runtime.tokenizer.initial_tokens() + tokens, 0, cache, all_positions=True)
+    cache = runtime.prefill(encoded)
+    return runtime.step(runtime.tokenizer.initial_tokens() + tokens, 0, cache, all_positions=True)
 
 
 def cache_key(weights: WhisperWeights, files: Sequence[Path], layers: Sequence[str]) -> str:
