@@ -18,6 +18,9 @@ from host.whisper_weights import WhisperWeights
 
 LOGITS_LAYER = "decoder.logits"
 TRIM_MARGIN = 50  # extra encoder positions (1 s) after the audio when the window is trimmed
+# A trimmed window is one of a few lengths (seconds of the 30-s window), so the kernel, the cycle model and the
+# distillation see a handful of shapes: 3, 6, 10, 15, 20 and 30 s = 150, 300, 500, 750, 1000, 1500 positions.
+WINDOW_BUCKETS_S = (3, 6, 10, 15, 20, 30)
 
 
 class Gemm(Protocol):
@@ -26,9 +29,16 @@ class Gemm(Protocol):
     def matmul(self, x: np.ndarray, layer: str) -> np.ndarray: ...
 
 
+def window_buckets(n_audio_ctx: int) -> Tuple[int, ...]:
+    """The trimmed windows' encoder lengths: :data:`WINDOW_BUCKETS_S` of the full window's 30 s."""
+    return tuple(sorted({max(1, round(n_audio_ctx * s / 30)) for s in WINDOW_BUCKETS_S}))
+
+
 def trimmed_ctx(n_samples: int, n_audio_ctx: int, margin: int = TRIM_MARGIN) -> int:
-    """Encoder positions of a window trimmed to ``n_samples`` of audio plus ``margin`` positions (20 ms each)."""
-    return min(n_audio_ctx, -(-n_samples // (2 * HOP_LENGTH)) + margin)
+    """Encoder positions of a window trimmed to ``n_samples`` of audio plus ``margin`` positions (20 ms each),
+    rounded up to the next of :func:`window_buckets`."""
+    need = min(n_audio_ctx, -(-n_samples // (2 * HOP_LENGTH)) + margin)
+    return next(b for b in window_buckets(n_audio_ctx) if b >= need)
 
 
 def gemm_operands(weights: WhisperWeights) -> Dict[str, tuple]:
@@ -259,5 +269,5 @@ class WhisperRuntime:
         return self.decode(self.encode(self.features(audio), self.audio_ctx(len(audio)) if trim else None))
 
     def audio_ctx(self, n_samples: int, margin: int = TRIM_MARGIN) -> int:
-        """Encoder positions that cover ``n_samples`` of audio plus ``margin`` positions (20 ms each)."""
+        """Encoder positions that cover ``n_samples`` of audio plus ``margin`` positions (20 ms each), bucketed."""
         return trimmed_ctx(n_samples, self.cfg["n_audio_ctx"], margin)
