@@ -92,6 +92,9 @@ def test_grid_has_dense_points_and_labelled_outputs(local_run):
         # same calls with every tile present are slower: pruning saves kernel cycles on this array
         assert pruned[a]["speedup_same_calls"]["value"] > 1.0
         assert pruned[a]["kernel_cycle_speedup"]["value"] > 1.0
+        # removing every prunable tile saves more than this point's pruning does
+        assert pruned[a]["pruning_ceiling"]["value"] > pruned[a]["speedup_same_calls"]["value"]
+        assert dense[a]["pruning_ceiling"]["value"] == pytest.approx(pruned[a]["pruning_ceiling"]["value"], rel=0.05)
     # the mean over utterances equals the mean of the per-utterance models (latency is a sum over calls)
     p = res.points["a8-s0.30-magnitude"]
     per_utt = [u["modeled"]["pynq-z2"]["latency_s"] for u in p["utterance_rows"]]
