@@ -22,41 +22,26 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from host.asr_demo import default_package  # noqa: E402
-from host.audio import DEMO_CLIP, AudioReader  # noqa: E402
+from host.audio import DEMO_CLIP  # noqa: E402
 from host.driver import Accelerator, EmulatedBackend  # noqa: E402
-from host.longform import iter_windows  # noqa: E402
 from host.package import load_package  # noqa: E402
-from host.system_model import add_ops, dense_calls, host_ops, model_latency  # noqa: E402
+from host.session import Session  # noqa: E402
 from host.whisper import WhisperRuntime  # noqa: E402
 
 
 def run_once(pkg, array: int, workers: int) -> dict:
-    """Transcribe the demo clip; wall time, C-simulation time, cycles, the recorded calls and host work."""
+    """Transcribe the demo clip; wall time, C-simulation time, cycles and the session's record."""
     backend = EmulatedBackend((array, array))
     backend.max_concurrent = workers
     acc = Accelerator(pkg, backend)
-    rt = WhisperRuntime(pkg.weights, acc)
-    calls: list = []
-    ops: dict = {}
     t0 = time.perf_counter()
     try:
-        with AudioReader(DEMO_CLIP) as reader:
-            for win in iter_windows(rt, reader, trim=False, progress=False):
-                add_ops(ops, host_ops(rt.cfg, win.encoder_positions, win.tokens, rt.amm is not None))
-                calls.extend(acc.calls)
-                acc.calls.clear()
-                text = win.text
+        rec = Session(WhisperRuntime(pkg.weights, acc), acc).transcribe(DEMO_CLIP)
     finally:
         acc.close()
-    total = acc.stats.total()
-    return {
-        "wall_s": time.perf_counter() - t0,
-        "backend_s": total.backend_s,
-        "cycles": total.measured_cycles,
-        "calls": calls,
-        "ops": ops,
-        "text": text,
-    }
+    total = rec.stats.total()
+    wall_s = time.perf_counter() - t0
+    return {"wall_s": wall_s, "backend_s": total.backend_s, "cycles": total.measured_cycles, "rec": rec}
 
 
 def main() -> None:
@@ -72,18 +57,18 @@ def main() -> None:
         r = runs[w] = run_once(pkg, args.array, w)
         print(
             f"workers {w}: {r['wall_s']:.1f} s wall, C simulation {r['backend_s']:.1f} s "
-            f"({r['cycles'] / 1e6:.0f} M simulated cycles), transcript {r['text']!r}  [emulated]"
+            f"({r['cycles'] / 1e6:.0f} M simulated cycles), transcript {r['rec'].text!r}  [emulated]"
         )
     base = runs[args.workers[0]]
+    rec = base["rec"]
     for w in args.workers[1:]:
         print(f"workers {w} vs {args.workers[0]}: {base['wall_s'] / runs[w]['wall_s']:.2f}x faster wall  [emulated]")
     t0 = time.perf_counter()
-    for board in ("pynq-z2", "ultra96-v2"):
-        model_latency(base["calls"], base["ops"], board, args.array)
-        model_latency(dense_calls(base["calls"], args.array), base["ops"], board, args.array)
+    modeled = [(f.pruned, f.dense) for f in (rec.on_board(b, args.array) for b in ("pynq-z2", "ultra96-v2"))]
     model_s = time.perf_counter() - t0
     print(
-        f"model's own cost: {1e3 * model_s:.0f} ms for {len(base['calls'])} calls on two boards, pruned and dense "
+        f"model's own cost: {1e3 * model_s:.0f} ms for {len(rec.calls)} calls on {len(modeled)} boards, pruned and "
+        "dense "
         f"({100 * model_s / base['wall_s']:.2f} % of the run)  [emulated]"
     )
 

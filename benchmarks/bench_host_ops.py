@@ -200,14 +200,14 @@ def validate(package, audio: np.ndarray, calibration: dict, runs: int = 4) -> Tu
         ctx = rt.cfg["n_audio_ctx"]
         times, tokens = [], 0
         for _ in range(runs):
-            acc.calls.clear()
-            acc.stats.layers.clear()
+            acc.take_calls()
+            acc.take_stats()
             t0 = time.thread_time()
             tr = rt.decode(rt.encode(rt.features(audio), ctx))
             times.append(time.thread_time() - t0)
             tokens = len(tr.tokens)
         measured = statistics.median(times[1:] or times)
-        calls = list(acc.calls)
+        calls = acc.take_calls()
     finally:
         acc.close()
     ops = host_ops(rt.cfg, ctx, tokens, rt.amm is not None, epilogue=out_types == {np.dtype(np.float16)})

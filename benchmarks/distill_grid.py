@@ -378,13 +378,12 @@ def speedups(args: argparse.Namespace) -> None:
     tokens: each call's stored tiles replaced by the package's), and the ceiling (every prunable layer empty)."""
     import csv
 
-    from pruning_table import speedup_and_ceiling  # beside this script
-
     from host.audio import load_audio
     from host.boards import board_for_array
     from host.dataset import evenly_spaced, read_librispeech
     from host.driver import Accelerator
     from host.package import load_package
+    from host.session import BoardFigures
     from host.system_model import GemmCall, dense_calls, host_ops
     from host.whisper import WhisperRuntime
 
@@ -401,18 +400,18 @@ def speedups(args: argparse.Namespace) -> None:
             rt = WhisperRuntime(dense.weights, acc)
             runs[tile] = []
             for u in utts:
-                acc.calls.clear()
+                acc.take_calls()
                 tr = rt.transcribe(load_audio(u.path))
                 ops = host_ops(rt.cfg, rt.cfg["n_audio_ctx"], len(tr.tokens), rt.amm is not None)
-                runs[tile].append((list(acc.calls), ops))
+                runs[tile].append((acc.take_calls(), ops))
         nnz = {n: tuple(int(x) for x in np.diff(q.weights.colptr)) for n, q in pkg.layers.items()}
         ratio, ceil = [], []
         for calls, ops in runs[tile]:
             mine = [GemmCall(c.stage, c.layer, c.m, c.k, c.n, nnz[c.layer]) if c.layer in nnz and
                     len(nnz[c.layer]) == len(c.nnz) else c for c in dense_calls(calls, tile)]
-            r, c = speedup_and_ceiling(mine, ops, board, tile)
-            ratio.append(r)
-            ceil.append(c)
+            figures = BoardFigures(mine, ops, board, tile)
+            ratio.append(figures.speedup)
+            ceil.append(figures.max_speedup)
         row = {"package": path.name, "tile": tile, "board": board,
                "mac_sparsity": f"{float(pkg.metadata.get('mac_sparsity', 0)):.3f}",
                "modeled_speedup": f"{np.mean(ratio):.3f}", "modeled_ceiling": f"{np.mean(ceil):.3f}"}

@@ -22,9 +22,9 @@ from host.boards import board_for_array
 from host.dataset import evenly_spaced, read_librispeech
 from host.driver import Accelerator
 from host.package import load_package
-from host.system_model import GemmCall, HostOps, dense_calls, host_ops, model_latency, skipped_calls
+from host.session import BoardFigures
+from host.system_model import host_ops
 from host.whisper import WhisperRuntime
-from host.whisper_layers import is_prunable
 from model.evaluate import ObservedRuntime, evaluate
 
 
@@ -34,16 +34,6 @@ def first_recipe(epochs: int):
     from model.distill import DistillConfig
 
     return DistillConfig(epochs=epochs, lr=3e-5, batch=1, losses=("enc",), layers=r"^encoder\.", device="cpu")
-
-
-def speedup_and_ceiling(calls: List[GemmCall], ops: HostOps, board: str, array: int) -> tuple:
-    """Modeled ``(dense / pruned, dense / ceiling)`` of one run's calls: the ceiling skips every tile of every
-    prunable layer (``host.whisper_layers.is_prunable``)."""
-    full = dense_calls(calls, array)
-    dense = model_latency(full, ops, board, array)["total_s"]
-    prunable = [c.layer for c in full if is_prunable(c.layer)]
-    floor = model_latency(skipped_calls(full, prunable), ops, board, array)["total_s"]
-    return dense / model_latency(calls, ops, board, array)["total_s"], dense / floor
 
 
 def append_row(path: Path, row: dict) -> None:
@@ -78,7 +68,8 @@ class _Hooked(ObservedRuntime):
 
     def on_window(self, transcript, encoder_positions: int) -> None:
         ops = host_ops(self.rt.cfg, encoder_positions, len(transcript.tokens), self.rt.amm is not None)
-        self.out.append(speedup_and_ceiling(self.acc.calls, ops, self.board, self.acc.backend.array[0]))
+        figures = BoardFigures(self.acc.calls, ops, self.board, self.acc.backend.array[0])
+        self.out.append((figures.speedup, figures.max_speedup))
 
 
 def main() -> None:

@@ -21,35 +21,12 @@ from typing import List
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from host.asr_demo import default_package  # noqa: E402
-from host.audio import DEMO_CLIP, AudioReader  # noqa: E402
+from host.audio import DEMO_CLIP  # noqa: E402
 from host.boards import all_boards  # noqa: E402
 from host.driver import Accelerator  # noqa: E402
-from host.longform import iter_windows  # noqa: E402
 from host.package import load_package  # noqa: E402
-from host.system_model import add_ops, dense_calls, host_ops, model_latency, skipped_calls  # noqa: E402
+from host.session import Session  # noqa: E402
 from host.whisper import WhisperRuntime  # noqa: E402
-from host.whisper_layers import is_prunable  # noqa: E402
-
-
-def run(pkg, path: Path, trim: bool) -> tuple:
-    """``(calls, host ops, positions per window, text)`` of one recording on the reference backend."""
-    acc = Accelerator(pkg, "reference")
-    rt = WhisperRuntime(pkg.weights, acc)
-    calls: list = []
-    ops: dict = {}
-    positions, text = [], []
-    try:
-        with AudioReader(path) as reader:
-            for win in iter_windows(rt, reader, trim=trim, progress=False):
-                if win.encoder_positions:
-                    add_ops(ops, host_ops(rt.cfg, win.encoder_positions, win.tokens, rt.amm is not None))
-                    positions.append(win.encoder_positions)
-                calls.extend(acc.calls)
-                acc.calls.clear()
-                text.append(win.text)
-    finally:
-        acc.close()
-    return calls, ops, positions, " ".join(t for t in text if t)
 
 
 def main(argv: List[str] | None = None) -> None:
@@ -61,22 +38,25 @@ def main(argv: List[str] | None = None) -> None:
     for board in all_boards():
         a = board.default_array
         pkg = load_package(default_package(a, 0.0, "act-ls", []), expect_tile=(a, a))
-        for path in args.audio:
-            for trim in (False, True):
-                calls, ops, positions, text = run(pkg, path, trim)
-                full = dense_calls(calls, a)
-                lat = model_latency(full, ops, board.key, a)
-                floor = model_latency(
-                    skipped_calls(full, [c.layer for c in full if is_prunable(c.layer)]), ops, board.key, a
-                )
-                kernel = sum(st["kernel_s"] for st in lat["stages"].values())
-                print(
-                    f"| {path.name} | {'trimmed' if trim else 'full'} ({'+'.join(map(str, positions))}) | "
-                    f"{board.title}, {a}x{a} | {lat['total_s']:.2f} s | {kernel:.2f} s | {floor['total_s']:.2f} s | "
-                    f"{lat['total_s'] / floor['total_s']:.2f}x |",
-                    flush=True,
-                )
-                print(f"<!-- {path.name}, {'trimmed' if trim else 'full'} window: {text!r} -->", file=sys.stderr)
+        acc = Accelerator(pkg, "reference")
+        session = Session(WhisperRuntime(pkg.weights, acc), acc)
+        try:
+            for path in args.audio:
+                for trim in (False, True):
+                    rec = session.transcribe(path, trim)
+                    fig = rec.on_board(board.key, a)
+                    lat, floor = fig.dense, fig.ceiling
+                    kernel = sum(st["kernel_s"] for st in lat["stages"].values())
+                    print(
+                        f"| {path.name} | {'trimmed' if trim else 'full'} ({'+'.join(map(str, rec.positions))}) | "
+                        f"{board.title}, {a}x{a} | {lat['total_s']:.2f} s | {kernel:.2f} s | "
+                        f"{floor['total_s']:.2f} s | {fig.max_speedup:.2f}x |",
+                        flush=True,
+                    )
+                    window = "trimmed" if trim else "full"
+                    print(f"<!-- {path.name}, {window} window: {rec.text!r} -->", file=sys.stderr)
+        finally:
+            acc.close()
     print("all figures modeled (host/system_model.py, host/data/boards.json planning values)")
 
 

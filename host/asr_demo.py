@@ -23,7 +23,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from host import cli  # noqa: E402
-from host.audio import CALIB_DIR, DEMO_CLIP, AudioReader, demo_reference  # noqa: E402
+from host.audio import CALIB_DIR, DEMO_CLIP, demo_reference  # noqa: E402
 from host.boards import board_spec  # noqa: E402
 from host.cache import cache_root  # noqa: E402
 from host.dataset import list_audio_files, read_librispeech  # noqa: E402
@@ -33,18 +33,10 @@ from host.longform import (  # noqa: E402
     LOGPROB_THRESHOLD,
     NO_SPEECH_THRESHOLD,
     WINDOW_SECONDS,
-    iter_windows,
-    join,
 )
 from host.package import PackageError, load_package  # noqa: E402
 from host.report import figure, format_table, window_report, work_summary, write_json  # noqa: E402
-from host.system_model import (  # noqa: E402
-    add_ops,
-    dense_calls,
-    host_ops,
-    model_energy,
-    model_latency,
-)
+from host.session import Session  # noqa: E402
 from host.text_normalize import normalize  # noqa: E402
 from host.whisper import WhisperRuntime  # noqa: E402
 
@@ -102,8 +94,7 @@ def inputs_from_args(args: argparse.Namespace) -> List[Tuple[str, Path, Optional
 
 
 def transcribe_one(
-    runtime: WhisperRuntime,
-    acc: Accelerator,
+    session: Session,
     name: str,
     path: Path,
     ref: Optional[str],
@@ -112,65 +103,45 @@ def transcribe_one(
     trim: bool,
     meter,
 ) -> dict:
-    """Transcribe one recording of any length window by window (``host.longform``) and report it: the whole
+    """Transcribe one recording of any length window by window (``host.session``) and report it: the whole
     transcript, each window's text, no-speech decision and timings, and the board figures modeled over the
     windows that ran the model."""
-    emu = "measured" if meter is not None or getattr(acc.backend, "on_board", False) else "emulated"
-    wall = {s: [0.0, 0.0] for s in ("features", "encoder", "decoder")}  # stage: [total, accelerator backend]
-    calls: list = []
-    ops: dict = {}
-    windows = []
-    mark = [acc.stats.total().backend_s]
-    acc.calls.clear()
-    acc.stats.layers.clear()
-
-    def on_stage(stage: str) -> None:
-        now = acc.stats.total().backend_s
-        wall[stage][1] += now - mark[0]
-        mark[0] = now
-
-    with AudioReader(path) as reader:
-        for win in iter_windows(runtime, reader, trim, progress=True, on_stage=on_stage):
-            for stage, secs in win.wall_s.items():
-                wall[stage][0] += secs
-            if win.encoder_positions:
-                add_ops(ops, host_ops(runtime.cfg, win.encoder_positions, win.tokens, runtime.amm is not None))
-                calls.extend(acc.calls)
-                acc.calls.clear()
-            windows.append(win)
-        seconds = reader.seconds
-    text = join(windows)
+    on_board = meter is not None or getattr(session.acc.backend, "on_board", False)
+    emu = "measured" if on_board else "emulated"
+    rec = session.transcribe(path, trim, progress=True)
+    wall = {s: sum(w.wall_s.get(s, 0.0) for w in rec.windows) for s in ("features", "encoder", "decoder")}
     latency = {
-        "features": {"total_s": figure(wall["features"][0], "s", emu)},
+        "features": {"total_s": figure(wall["features"], "s", emu)},
         **{
             s: {
-                "total_s": figure(wall[s][0], "s", emu),
-                "accelerator_s": figure(wall[s][1], "s", emu),
-                "host_s": figure(wall[s][0] - wall[s][1], "s", emu),
+                "total_s": figure(wall[s], "s", emu),
+                "accelerator_s": figure(rec.backend_s[s], "s", emu),
+                "host_s": figure(wall[s] - rec.backend_s[s], "s", emu),
             }
             for s in ("encoder", "decoder")
         },
     }
-    modeled = model_latency(calls, ops, board, array)
-    dense = model_latency(dense_calls(calls, array), ops, board, array)
-    modeled["dense_total_s"] = dense["total_s"]
-    modeled["speedup_from_pruning"] = dense["total_s"] / modeled["total_s"] if calls else 1.0
-    cycles = [sum(st["cycles"] for st in lat["stages"].values()) for lat in (dense, modeled)]
-    modeled["kernel_cycle_speedup"] = cycles[0] / cycles[1] if calls else 1.0
-    energy = model_energy(modeled)
-    energy["dense_joules"] = model_energy(dense)["joules"]
-    total = acc.stats.total()
+    figures = rec.on_board(board, array)
+    modeled = dict(figures.pruned)
+    modeled["dense_total_s"] = figures.dense["total_s"]
+    modeled["speedup_from_pruning"] = figures.speedup
+    cycles = [sum(st["cycles"] for st in lat["stages"].values()) for lat in (figures.dense, figures.pruned)]
+    modeled["kernel_cycle_speedup"] = cycles[0] / cycles[1] if rec.calls else 1.0
+    energy = dict(figures.energy)
+    energy["dense_joules"] = figures.dense_energy["joules"]
+    text = rec.text
+    total = rec.stats.total()
     out = {
         "input": name,
-        "audio_s": figure(seconds, "s", "counted"),
-        "encoder_positions": max((w.encoder_positions for w in windows), default=0),
+        "audio_s": figure(rec.seconds, "s", "counted"),
+        "encoder_positions": max((w.encoder_positions for w in rec.windows), default=0),
         "transcript": text,
-        "tokens": sum(w.tokens for w in windows),
-        "windows": [window_report(w, emu) for w in windows],
+        "tokens": sum(w.tokens for w in rec.windows),
+        "windows": [window_report(w, emu) for w in rec.windows],
         "latency": latency,
         "modeled_board": modeled,
         "energy": energy,
-        "work": work_summary(acc.stats),
+        "work": work_summary(rec.stats),
     }
     if total.measured_cycles:
         out["kernel_check"] = (
@@ -282,7 +253,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         acc = Accelerator(package, args.backend, timeout_s=args.timeout, **kwargs)
     except (ValueError, RuntimeError) as e:
         raise cli.UserError(str(e)) from e
-    runtime = WhisperRuntime(package.weights, acc, offload_attention=not args.attention_on_host)
+    session = Session(WhisperRuntime(package.weights, acc, offload_attention=not args.attention_on_host), acc)
     meter = None
     if args.backend == "pynq":
         from host.power import open_rail_meter
@@ -294,7 +265,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         for name, path, ref in inputs:
             if meter is not None:
                 with meter:
-                    res = transcribe_one(runtime, acc, name, path, ref, board, array, args.trim_window, meter)
+                    res = transcribe_one(session, name, path, ref, board, array, args.trim_window, meter)
                 joules, secs = meter.energy()
                 res["energy_measured"] = {
                     "label": "measured",
@@ -304,7 +275,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                     "rails": meter.names,
                 }
             else:
-                res = transcribe_one(runtime, acc, name, path, ref, board, array, args.trim_window, None)
+                res = transcribe_one(session, name, path, ref, board, array, args.trim_window, None)
             utts.append(res)
             print(res["transcript"], flush=True)
     finally:

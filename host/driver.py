@@ -246,6 +246,16 @@ class Accelerator:
             self._cycle_memo[key] = kernel_cycles(m, w.k, w.n, nnz, self.backend.array, self.backend.chunk)
         return self._cycle_memo[key]
 
+    def take_calls(self) -> List[GemmCall]:
+        """The calls recorded since the last take (``calls``), which starts afresh."""
+        calls, self.calls = self.calls, []
+        return calls
+
+    def take_stats(self) -> AcceleratorStats:
+        """The per-layer counters gathered since the last take (``stats``), which start afresh."""
+        stats, self.stats = self.stats, AcceleratorStats()
+        return stats
+
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 

@@ -62,7 +62,7 @@ class ObservedRuntime:
         return self.rt.audio_ctx(n_samples)
 
     def features(self, audio):
-        self.acc.calls.clear()
+        self.acc.take_calls()
         return self.rt.features(audio)
 
     def encode(self, mel, ctx=None):

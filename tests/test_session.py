@@ -1,0 +1,49 @@
+"""host.session: one recording's record (calls, host work, counters) and its board figures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from host.driver import Accelerator
+from host.package import load_package
+from host.session import BoardFigures, Session
+from host.whisper import WhisperRuntime
+
+
+@pytest.fixture(scope="module")
+def session(pruned_package8):
+    pkg = load_package(pruned_package8)
+    acc = Accelerator(pkg, "reference")
+    yield Session(WhisperRuntime(pkg.weights, acc), acc)
+    acc.close()
+
+
+def test_record_holds_its_own_calls_and_counters(session, demo_clip):
+    first = session.transcribe(demo_clip, trim=True)
+    assert first.text and first.calls and session.acc.calls == []  # the record took them
+    assert first.positions == [w.encoder_positions for w in first.windows if w.encoder_positions]
+    assert first.stats.total().calls == len(first.calls)
+    assert first.backend_s["encoder"] > 0 and first.backend_s["decoder"] > 0
+    second = session.transcribe(demo_clip, trim=True)  # starts afresh: nothing of the first run carried over
+    assert second.calls == first.calls and second.stats.total().calls == len(first.calls)
+    assert second.text == first.text
+
+
+def test_board_figures_order_pruned_dense_and_ceiling(session, demo_clip):
+    fig = session.transcribe(demo_clip, trim=True).on_board("pynq-z2", 8)
+    assert fig.speedup > 1.0  # 30 % of the encoder blocks' tiles are gone
+    assert fig.ceiling["total_s"] < fig.pruned["total_s"] < fig.dense["total_s"]
+    assert fig.max_speedup > fig.speedup
+    assert fig.energy["joules"] < fig.dense_energy["joules"]
+
+
+def test_silence_runs_nothing(session, tmp_path):
+    import soundfile as sf
+
+    path = tmp_path / "silence.wav"
+    sf.write(path, np.zeros(16000 * 2, np.float32), 16000)
+    rec = session.transcribe(path)
+    assert rec.text == "" and rec.calls == [] and rec.positions == [] and rec.windows[0].skipped
+    fig = BoardFigures(rec.calls, rec.ops, "pynq-z2", 8)
+    assert fig.speedup == fig.max_speedup == 1.0
