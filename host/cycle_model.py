@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Dict, Iterator, NamedTuple, Sequence, Tuple, Union
+from typing import Dict, Iterator, List, NamedTuple, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -201,6 +201,14 @@ def dense_nnz(k: int, n: int, array: ArrayLike) -> list:
     """``nnz_per_colblock`` of a dense matrix."""
     r, c = array_rc(array)
     return [_cdiv(k, r)] * _cdiv(n, c)
+
+
+def column_slabs(n: int, array: ArrayLike, n_max: int) -> List[Tuple[int, int]]:
+    """``[(first, end)]`` column-block ranges of the kernel runs that a GEMM of ``n`` columns takes: slabs of
+    whole column blocks, at most ``n_max`` columns each (at least one block). ``host.driver`` cuts weights wider
+    than a backend's N limit this way and ``host.system_model`` cuts recorded calls at the board's N_max."""
+    blocks, per = _cdiv(n, array_rc(array)[1]), max(1, n_max // array_rc(array)[1])
+    return [(b0, min(blocks, b0 + per)) for b0 in range(0, blocks, per)]
 
 
 def utilization(

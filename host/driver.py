@@ -23,7 +23,7 @@ from typing import Dict, List, Optional, Protocol, Sequence, Tuple
 import numpy as np
 
 from host.blocksparse import BlockSparseWeights
-from host.cycle_model import kernel_cycles
+from host.cycle_model import column_slabs, kernel_cycles
 from host.errors import AcceleratorTimeoutError
 from host.package import Package
 from host.quant import kernel_epilogue, quantize_columns, quantize_rows
@@ -110,12 +110,10 @@ def open_backend(name: str, array: Tuple[int, int], **kwargs) -> Backend:
 
 
 def split_columns(w: BlockSparseWeights, n_max: int) -> List[Tuple[int, int, BlockSparseWeights]]:
-    """``[(first column, end column, weights)]`` slabs of at most ``n_max`` columns (whole column blocks)."""
+    """``[(first column, end column, weights)]`` slabs of at most ``n_max`` columns (``column_slabs``)."""
     c = w.tile[1]
-    per = max(1, n_max // c)
     out = []
-    for b0 in range(0, w.n_blocks, per):
-        b1 = min(w.n_blocks, b0 + per)
+    for b0, b1 in column_slabs(w.n, w.tile, n_max):
         lo, hi = int(w.colptr[b0]), int(w.colptr[b1])
         part = BlockSparseWeights(
             tiles=w.tiles[lo:hi],

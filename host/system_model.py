@@ -12,10 +12,10 @@ calibration file written by ``benchmarks/bench_host_ops.py``).
 Backend independence: the recorded ``GemmCall`` list depends on how this machine split each GEMM (the
 ``reference`` backend runs the vocabulary projection as one call, ``emulated`` in column slabs of the kernel's
 N_max). The model cuts every recorded call the way the board's kernel must (``board_runs``: slabs of whole column
-blocks at ``hls/interface.json``'s N_max, as ``host.pynq_backend.split_columns`` does), so an unsplit call and its
-slabs cost the same and the figure is the same whichever backend ran; it depends neither on the order of the
-calls nor on which utterance they came from (``model.sweep`` sums them). Every result is labelled ``modeled``
-and carries its assumptions.
+blocks at ``hls/interface.json``'s N_max, ``host.cycle_model.column_slabs``, the cut ``host.driver`` makes), so
+an unsplit call and its slabs cost the same and the figure is the same whichever backend ran; it depends neither
+on the order of the calls nor on which utterance they came from (``model.sweep`` sums them). Every result is
+labelled ``modeled`` and carries its assumptions.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple, Union
 
 from host.boards import board_profile, resolve_board
-from host.cycle_model import ArrayLike, array_rc, dense_nnz, kernel_cycles, stream_bytes
+from host.cycle_model import ArrayLike, array_rc, column_slabs, dense_nnz, kernel_cycles, stream_bytes
 
 STAGES = ("features", "encoder", "decoder")
 INTERFACE_JSON = Path(__file__).resolve().parents[1] / "hls" / "interface.json"
@@ -92,18 +92,13 @@ def kernel_limits(path: str = str(INTERFACE_JSON)) -> Tuple[int, int]:
 
 def board_runs(call: GemmCall, array: ArrayLike) -> List[Tuple[int, Tuple[int, ...]]]:
     """``[(N, nnz)]`` of the kernel runs that one recorded call takes on the board: slabs of whole column blocks
-    of at most N_max columns, as ``host.pynq_backend.split_columns`` cuts them (a call that a backend already cut
-    at N_max stays one run)."""
+    of at most N_max columns (``host.cycle_model.column_slabs``, as ``host.driver`` cuts them; a call that a
+    backend already cut at N_max stays one run)."""
     k_max, n_max = kernel_limits()
     if call.k > k_max:
         raise ValueError(f"{call.layer}: K={call.k} exceeds the kernel's K_max={k_max} (no Whisper tiny.en GEMM does)")
     c = array_rc(array)[1]
-    per = max(1, n_max // c)
-    runs = []
-    for b0 in range(0, len(call.nnz), per):
-        b1 = min(len(call.nnz), b0 + per)
-        runs.append((min(call.n, b1 * c) - b0 * c, call.nnz[b0:b1]))
-    return runs
+    return [(min(call.n, b1 * c) - b0 * c, call.nnz[b0:b1]) for b0, b1 in column_slabs(call.n, array, n_max)]
 
 
 @lru_cache(maxsize=65536)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from host.cycle_model import dense_nnz
+from host.cycle_model import column_slabs, dense_nnz
 from host.system_model import (
     CALL_CLASSES,
     CPU_CLASSES,
@@ -32,12 +32,10 @@ def _call(stage: str, layer: str, m: int, k: int, n: int, array: int = 8) -> Gem
 
 def _slabs(c: GemmCall, n_max: int, array: int = 8) -> list:
     """``c`` cut the way ``host.driver.split_columns`` cuts a GEMM wider than a backend's N limit."""
-    per = n_max // array
-    out = []
-    for b0 in range(0, len(c.nnz), per):
-        b1 = min(len(c.nnz), b0 + per)
-        out.append(GemmCall(c.stage, c.layer, c.m, c.k, min(c.n, b1 * array) - b0 * array, c.nnz[b0:b1]))
-    return out
+    return [
+        GemmCall(c.stage, c.layer, c.m, c.k, min(c.n, b1 * array) - b0 * array, c.nnz[b0:b1])
+        for b0, b1 in column_slabs(c.n, array, n_max)
+    ]
 
 
 def _utterance(n_max=None) -> list:
