@@ -9,3 +9,17 @@ from pathlib import Path
 def cache_root() -> Path:
     """``$SASP_CACHE``, or ``~/.cache/sasp-asr`` when it is not set (read at each call)."""
     return Path(os.environ.get("SASP_CACHE") or Path.home() / ".cache" / "sasp-asr")
+
+
+class CacheRoot(os.PathLike):
+    """``cache_root()`` at each use, as a path: a default (of an argument, a dataclass field or a CLI option)
+    that honours ``$SASP_CACHE`` set after import; ``Path(...)``, ``os.fspath`` and ``/`` resolve it."""
+
+    def __fspath__(self) -> str:
+        return str(cache_root())
+
+    def __truediv__(self, other: str) -> Path:
+        return cache_root() / other
+
+    def __repr__(self) -> str:
+        return f"CacheRoot({cache_root()})"

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from host import cli
 from host.audio import CALIB_DIR
 from host.blocksparse import BlockSparseWeights
-from host.cache import cache_root
+from host.cache import CacheRoot
 from host.dataset import list_audio_files
 from host.package import (
     FORMAT_NAME,
@@ -56,7 +56,7 @@ from model.prune import (
 )
 from model.sensitivity import RATES, end_to_end_gains, layer_errors
 
-DEFAULT_CACHE = cache_root()
+DEFAULT_CACHE = CacheRoot()  # $SASP_CACHE (else ~/.cache/sasp-asr) when used, not when imported
 
 
 def layer_macs(ops: Dict[str, tuple], names: Sequence[str]) -> Dict[str, float]:

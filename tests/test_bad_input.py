@@ -185,8 +185,12 @@ def test_every_cache_lives_under_sasp_cache(tmp_path, monkeypatch):
 
     assert cache_root() == tmp_path / "cache"
     assert emulator.cache_dir() == tmp_path / "cache" / "kernels"
+    from model.export import DEFAULT_CACHE  # imported before this test set SASP_CACHE: still follows it
+
+    assert Path(DEFAULT_CACHE) == tmp_path / "cache" and DEFAULT_CACHE / "calib" == tmp_path / "cache" / "calib"
     monkeypatch.delenv("SASP_CACHE")
     assert cache_root() == Path.home() / ".cache" / "sasp-asr"
+    assert Path(DEFAULT_CACHE) == cache_root()
 
 
 def test_demo_rebuilds_a_damaged_cached_package_under_sasp_cache(tmp_path, capsys):
