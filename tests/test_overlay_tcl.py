@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from host.boards import all_boards
+
 ROOT = Path(__file__).resolve().parents[1]
 STUB = ROOT / "overlay" / "tcl_stub"
 KERNEL_CPP = ROOT / "hls" / "src" / "sasp_gemm.cpp"
@@ -206,6 +208,21 @@ def test_block_design(tmp_path, board, board_files):
     # PYNQ naming: same basename, same folder
     out = tmp_path / "out"
     assert (out / "sasp_gemm_8.bit").is_file() and (out / "sasp_gemm_8.hwh").is_file()
+
+
+@pytest.mark.parametrize("spec", all_boards(), ids=lambda b: b.key)
+def test_block_design_follows_boards_json(tmp_path, spec):
+    """The overlay takes its part, board part and PL clock from host/data/boards.json, for a key or an alias."""
+    name = spec.aliases[0] if spec.aliases else spec.key.upper()
+    env = {"SASP_BOARD": name, "SASP_ARRAY": "8", "SASP_STUB_BOARD_PARTS": spec.profile["board_part"]}
+    res, rec = run_stubbed(BUILD, tmp_path, env)
+    assert res.returncode == 0, res.stderr + res.stdout
+    assert f"board={spec.key} part={spec.part} array=8 clk={spec.pl_clock_mhz:g} MHz" in res.stdout
+    create = next(c for c in rec["cmd"] if c[0] == "create_project")
+    assert create[create.index("-part") + 1] == spec.part
+    assert any(c[0] == "apply_bd_automation" for c in rec["cmd"])  # the board part was found: boards.json's
+    clk_prop, mhz = PS_PINS[spec.key][4:]
+    assert props_dict(rec["props"]["ps"])[f"CONFIG.{clk_prop}"] == mhz == f"{spec.pl_clock_mhz:g}"
 
 
 def test_overlay_ports_match_kernel_pragmas():

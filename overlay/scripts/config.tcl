@@ -1,7 +1,9 @@
-# Board table and build parameters of the sasp_gemm overlay (sourced by build_overlay.tcl).
+# Build parameters of the sasp_gemm overlay (sourced by build_overlay.tcl); the boards' part, board part and PL
+# clock come from host/data/boards.json (python3 hls/scripts/board_args.py --tcl BOARD).
 #
 # Parameters come from the environment (the Makefile exports them) with defaults below:
-#   SASP_BOARD    pynq-z2 | ultra96-v2
+#   SASP_BOARD    pynq-z2 | ultra96-v2 (or an alias of host/data/boards.json)
+#   SASP_PYTHON   the Python 3 that reads host/data/boards.json (default python3)
 #   SASP_ARRAY    systolic array size A (A x A), must match the HLS IP in SASP_IP_REPO
 #   SASP_CLK_MHZ  PL clock driving DMA, interconnect and kernel (default: the board's)
 #   SASP_IP_REPO  directory holding the exported HLS IP (component.xml below it)
@@ -12,12 +14,6 @@
 
 namespace eval sasp {
     variable script_dir [file dirname [file normalize [info script]]]
-    # board -> {part board_part ps clk_mhz}
-    variable boards
-    array set boards {
-        pynq-z2    {xc7z020clg400-1     tul.com.tw:pynq-z2:part0:1.0   ps7 100}
-        ultra96-v2 {xczu3eg-sbva484-1-i avnet.com:ultra96v2:part0:1.2  ps8 150}
-    }
     # Largest single DMA transfer of a Whisper tiny.en GEMM is the fc1 output (M=1500, N=1536 int32 =
     # 9.2 MB) or, for small chunks, the input stream (the weight segment is re-sent per chunk: fc2 with
     # chunk 16 sends 94 x 590 KB + 2.3 MB = 57.7 MB). 2^26 - 1 bytes (64 MiB) covers both; the driver
@@ -34,20 +30,24 @@ namespace eval sasp {
         return $default
     }
 
+    # The board's settings from host/data/boards.json, their one owner (hls/scripts/board_args.py --tcl; a key
+    # or an alias): a dict of key, part, board_part and clk_mhz.
+    proc board_settings {board} {
+        variable script_dir
+        set script [file join [file dirname [file dirname $script_dir]] hls scripts board_args.py]
+        if {[catch {exec [env SASP_PYTHON python3] $script --tcl $board} out]} { error $out }
+        return $out
+    }
+
     proc load_config {} {
-        variable boards
-        set board [env SASP_BOARD pynq-z2]
-        if {![info exists boards($board)]} {
-            error "unknown board '$board': choose one of [lsort [array names boards]]"
-        }
-        lassign $boards($board) part board_part ps clk
+        set b [board_settings [env SASP_BOARD pynq-z2]]
+        set board [dict get $b key]
         set cfg [dict create \
             board     $board \
-            part      [env SASP_PART $part] \
-            board_part $board_part \
-            ps        $ps \
+            part      [env SASP_PART [dict get $b part]] \
+            board_part [dict get $b board_part] \
             array     [env SASP_ARRAY 8] \
-            clk_mhz   [env SASP_CLK_MHZ $clk] \
+            clk_mhz   [env SASP_CLK_MHZ [dict get $b clk_mhz]] \
             ip_repo   [env SASP_IP_REPO ""] \
             ip_vlnv   [env SASP_IP_VLNV [interface_vlnv]] \
             out_dir   [env SASP_OUT_DIR [file join build $board]] \
