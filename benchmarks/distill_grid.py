@@ -30,8 +30,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from host.whisper import LOGITS_LAYER, gemm_operands, trimmed_ctx
-from host.whisper_layers import DEFAULT_PRUNABLE, is_prunable
+from host.whisper import gemm_operands, trimmed_ctx
+from host.whisper_layers import DEFAULT_PRUNABLE, LOGITS_LAYER, is_prunable
 from host.whisper_weights import WhisperWeights
 from model.distill import ENCODER_SIDE_LAYERS
 

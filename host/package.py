@@ -27,8 +27,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 import numpy as np
 
 from host.blocksparse import BlockSparseWeights
-from host.whisper import LOGITS_LAYER
-from host.whisper_layers import DEFAULT_PRUNABLE, is_prunable, layer_rows
+from host.whisper_layers import DEFAULT_PRUNABLE, LOGITS_LAYER, is_prunable, layer_rows
 from host.whisper_weights import TINY_EN_CONFIG, WhisperWeights
 
 FORMAT_NAME = "sasp-weight-package"

@@ -14,9 +14,9 @@ from scipy.special import erf
 
 from host.features import HOP_LENGTH, N_SAMPLES, log_mel_spectrogram
 from host.tokenizer import Tokenizer
+from host.whisper_layers import LOGITS_LAYER
 from host.whisper_weights import WhisperWeights
 
-LOGITS_LAYER = "decoder.logits"
 TRIM_MARGIN = 50  # extra encoder positions (1 s) after the audio when the window is trimmed
 # A trimmed window is one of a few lengths (seconds of the 30-s window), so the kernel, the cycle model and the
 # distillation see a handful of shapes: 3, 6, 10, 15, 20 and 30 s = 150, 300, 500, 750, 1000, 1500 positions.

@@ -9,8 +9,7 @@ from __future__ import annotations
 import re
 from typing import Optional
 
-from host.whisper import LOGITS_LAYER
-
+LOGITS_LAYER = "decoder.logits"  # the vocabulary projection (tied token embedding), never pruned
 DEFAULT_PRUNABLE = r"^(encoder\.|decoder\.blocks\.)"  # every GEMM but the vocabulary projection
 DECODER_TOKENS = 40  # typical decoded tokens per utterance, used to weigh decoder MACs
 FRAME_LAYERS = ("encoder.conv1",)

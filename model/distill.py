@@ -39,8 +39,8 @@ from host.features import HOP_LENGTH, N_SAMPLES
 from host.longform import load_windows
 from host.package import Package, load_package, write_package
 from host.tokenizer import Tokenizer
-from host.whisper import LOGITS_LAYER, gemm_operands, trimmed_ctx
-from host.whisper_layers import DEFAULT_PRUNABLE, valid_rows
+from host.whisper import gemm_operands, trimmed_ctx
+from host.whisper_layers import DEFAULT_PRUNABLE, LOGITS_LAYER, valid_rows
 from host.whisper_weights import WhisperWeights
 from model.export import package_tensors, with_gemm_weights
 from model.prune import DEFAULT_DAMP, prune_layer

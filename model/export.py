@@ -37,8 +37,8 @@ from host.package import (
     write_package,
 )
 from host.quant import quantize_columns
-from host.whisper import LOGITS_LAYER, gemm_operands
-from host.whisper_layers import DEFAULT_PRUNABLE, layer_rows
+from host.whisper import gemm_operands
+from host.whisper_layers import DEFAULT_PRUNABLE, LOGITS_LAYER, layer_rows
 from host.whisper_weights import WhisperWeights
 from model.calibrate import CalibStats, collect_stats
 from model.prune import (

@@ -407,7 +407,8 @@ def warm_calibration(cfg: SweepConfig, points: Sequence[Point]) -> None:
     needs = any((p.method.startswith("act") or p.method.endswith("-ls") or not cfg.uniform) for p in points)
     if not needs or not cfg.calib:
         return
-    from host.whisper import LOGITS_LAYER, gemm_operands
+    from host.whisper import gemm_operands
+    from host.whisper_layers import LOGITS_LAYER
     from model.calibrate import collect_stats
 
     weights = _weights(cfg.model)

@@ -8,7 +8,8 @@ import pytest
 from conftest import make_tiny_whisper
 
 from host.package import counted_mac_sparsity, load_package
-from host.whisper import LOGITS_LAYER, gemm_operands
+from host.whisper import gemm_operands
+from host.whisper_layers import LOGITS_LAYER
 from model.calibrate import CalibStats
 from model.export import export_package, layer_macs, model_units, prune_weights
 from model.prune import (

@@ -125,7 +125,8 @@ def test_dense_wer_on_synthesized_set(synth_set, dense_runtime):
 
 
 def test_runtime_routes_every_weight_gemm_through_one_call(demo_clip, whisper_weights):
-    from host.whisper import LOGITS_LAYER, DenseGemm
+    from host.whisper import DenseGemm
+    from host.whisper_layers import LOGITS_LAYER
 
     class Counting(DenseGemm):
         seen: set = set()
