@@ -41,7 +41,7 @@ def plot_wer_vs_speedup(rows: List[dict], board: str, path: Path) -> Path:
         ys = [100 * r["wer"]["value"] for r in pts]
         ax.plot(xs, ys, marker=MARKERS[i % len(MARKERS)], label=f"{a}x{a}")
         for r, x, y in zip(pts, xs, ys):
-            ax.annotate(f"{r['target_sparsity']:.1f}", (x, y), fontsize=6, xytext=(3, 2), textcoords="offset points")
+            ax.annotate(f"{r['target_sparsity']:g}", (x, y), fontsize=6, xytext=(3, 2), textcoords="offset points")
     ax.set_xlabel(f"speedup from pruning vs dense int8, same array ({_label(rows, 'speedup')})")
     ax.set_ylabel(f"WER % ({_label(rows, 'wer')})")
     ax.set_title(f"{board}: WER vs speedup (labels: target sparsity)", fontsize=9)
@@ -90,7 +90,7 @@ def plot_pareto_energy(rows: List[dict], board: str, path: Path) -> Path:
     )
     for r in front:
         ax.annotate(
-            f"{r['array']}/{r['target_sparsity']:.1f}",
+            f"{r['array']}/{r['target_sparsity']:g}",
             (r["energy_j"]["value"], 100 * r["wer"]["value"]),
             fontsize=6,
             xytext=(3, 2),
