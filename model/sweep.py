@@ -302,7 +302,7 @@ def run_point(point: Point, cfg: SweepConfig) -> dict:
         rt = WhisperRuntime(pkg.weights, acc, offload_attention=cfg.attention_on_accel)
         rec = RecordingRuntime(rt, acc, cfg.trim, cfg.boards, point.array)
         utts = read_librispeech(cfg.eval_dir, cfg.limit)
-        res = evaluate(rec, utts, progress=cfg.progress)
+        res = evaluate(rec, utts, progress=cfg.progress, trim=cfg.trim)
     finally:
         acc.close()
     c2 = time.process_time()

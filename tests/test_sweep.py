@@ -183,3 +183,19 @@ def test_ray_matches_local(local_run, tmp_path):
         q = res.points[key]
         assert p["calls"] == q["calls"] and p["utterance_rows"] == q["utterance_rows"]
     assert all(not w.endswith(f":{os.getpid()}") for w in workers)  # ran in Ray worker processes
+
+
+def test_trim_runs_the_encoder_on_trimmed_windows(local_run, tmp_path):
+    """``--trim`` reaches the evaluation: every utterance's encoder window is a bucket shorter than 30 s."""
+    from dataclasses import replace
+
+    from host.whisper import window_buckets
+
+    cfg, _ = local_run
+    point = Point(8, 0.0, "magnitude")
+    trimmed = sweep.run_point(point, replace(cfg, out=tmp_path, trim=True))
+    full = sweep.run_point(point, replace(cfg, out=tmp_path))
+    assert {u["encoder_positions"] for u in full["utterance_rows"]} == {1500}
+    positions = {u["encoder_positions"] for u in trimmed["utterance_rows"]}
+    assert positions and positions < set(window_buckets(1500)) - {1500}
+    assert trimmed["modeled"]["pynq-z2"]["latency_s"]["value"] < full["modeled"]["pynq-z2"]["latency_s"]["value"]
