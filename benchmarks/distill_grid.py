@@ -244,7 +244,7 @@ def run_grid(args: argparse.Namespace) -> None:
                           schedule="oneshot")
 
     def trimmed() -> None:
-        # trimmed encoder windows (the demo's --trim-window), dense model: as is, then distilled for them
+        # trimmed encoder windows (the demo's --window trimmed), dense model: as is, then distilled for them
         if time.time() - t0 <= args.budget_s:
             dense8 = dense_model(teacher, 8, {})
             evaluate("dense-trim", dense8, trim=True)

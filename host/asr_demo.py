@@ -29,10 +29,14 @@ from host.cache import cache_root  # noqa: E402
 from host.dataset import list_audio_files, read_librispeech  # noqa: E402
 from host.driver import BACKENDS, Accelerator  # noqa: E402
 from host.longform import (  # noqa: E402
+    DEFAULT_WINDOW,
     ENERGY_GATE_DBFS,
     LOGPROB_THRESHOLD,
     NO_SPEECH_THRESHOLD,
+    WINDOW_HELP,
     WINDOW_SECONDS,
+    WINDOWS,
+    window_name,
 )
 from host.package import PackageError, load_package  # noqa: E402
 from host.report import figure, format_table, window_report, work_summary, write_json  # noqa: E402
@@ -209,14 +213,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
         "--calib", type=Path, nargs="*", default=[],
         help="calibration audio for the default package (default: the bundled real-speech set, host/assets/calib)",
     )  # fmt: skip
-    ap.add_argument(
-        "--trim-window",
-        action="store_true",
-        help="run the encoder on each window's audio (+1 s) instead of the whole 30-s window (whisper.cpp's "
-        "audio_ctx): about 3x less modeled latency on a 4-s clip; plain tiny.en repeats itself on trimmed windows "
-        "(125.9%% WER on 26 LibriSpeech utterances), a package distilled with `model.distill --trim` gives 10.8%% "
-        "(full window, dense int8: 8.4%%)",
-    )
+    ap.add_argument("--window", choices=WINDOWS, default=DEFAULT_WINDOW, help=WINDOW_HELP)
     ap.add_argument(
         "--attention-on-host",
         action="store_true",
@@ -265,7 +262,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         for name, path, ref in inputs:
             if meter is not None:
                 with meter:
-                    res = transcribe_one(session, name, path, ref, board, array, args.trim_window, meter)
+                    res = transcribe_one(session, name, path, ref, board, array, args.window == "trimmed", meter)
                 joules, secs = meter.energy()
                 res["energy_measured"] = {
                     "label": "measured",
@@ -275,7 +272,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                     "rails": meter.names,
                 }
             else:
-                res = transcribe_one(session, name, path, ref, board, array, args.trim_window, None)
+                res = transcribe_one(session, name, path, ref, board, array, args.window == "trimmed", None)
             utts.append(res)
             print(res["transcript"], flush=True)
     finally:
@@ -290,7 +287,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             "tile": f"{package.tile[0]}x{package.tile[1]}",
             "method": meta.get("method"),
             "mac_sparsity": float(meta.get("mac_sparsity", 0.0)),
-            "encoder_window": "trimmed to each window's audio (+1 s)" if args.trim_window else "full 30 s",
+            "encoder_window": window_name(args.window == "trimmed"),
             "long_form": f"windows of at most {WINDOW_SECONDS:g} s cut at pauses (host/longform.py)",
             "no_speech": (
                 f"window skipped if its loudest 200 ms is below {ENERGY_GATE_DBFS:g} dBFS, or if the no-speech "

@@ -21,9 +21,10 @@ Memory: one window of audio (``host.audio.AudioReader`` decodes only the span as
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 from time import perf_counter
-from typing import Callable, Dict, Iterator, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 from tqdm import tqdm
@@ -48,6 +49,24 @@ ENERGY_GATE_DBFS = -55.0
 NO_SPEECH_THRESHOLD = 0.6
 """openai-whisper ``transcribe(no_speech_threshold=0.6)``."""
 LOGPROB_THRESHOLD = -1.0
+# openai-whisper's transcribe(): a text whose gzip compression ratio exceeds 2.4 is a decoding loop. A trimmed
+# window that loops is decoded again with the full 30-s window (openai-whisper retries at a higher temperature).
+COMPRESSION_RATIO_THRESHOLD = 2.4
+# The encoder window of the demo and model.evaluate (``--window``). Trimmed is the default because on the 26 genuine
+# LibriSpeech utterances of shared/speech the dense int8 model scores 9.83 % WER with it (bucketed windows and the
+# loop fallback) against 9.05 % with the full window, within the 1.4-point budget, at a fraction of the work.
+WINDOWS = ("trimmed", "full")
+DEFAULT_WINDOW = "trimmed"
+WINDOW_HELP = (
+    "encoder window: 'trimmed' (default) runs the encoder on each window's audio + 1 s rounded up to 3, 6, 10, 15, "
+    "20 or 30 s, and decodes a window again with the full window if its text loops (9.83%% WER vs 9.05%% full on "
+    "26 LibriSpeech utterances, dense int8); 'full' always runs the whole 30-s window (as openai-whisper)"
+)
+
+
+def window_name(trim: bool) -> str:
+    """The encoder window in words, for reports."""
+    return "trimmed to each window's audio (+1 s, bucketed; full-window fallback on loops)" if trim else "full 30 s"
 """openai-whisper ``transcribe(logprob_threshold=-1.0)``: a confident decode is kept whatever the no-speech prob."""
 
 
@@ -129,8 +148,10 @@ class Window:
     discarded_text: str = ""  # what the model said in a window skipped by the no-speech rule
     no_speech_prob: Optional[float] = None
     avg_logprob: Optional[float] = None
-    encoder_positions: int = 0
+    encoder_positions: int = 0  # of the run whose text is kept
     tokens: int = 0
+    runs: List[Tuple[int, int]] = field(default_factory=list)  # (encoder positions, tokens) of every model run
+    fallback: Optional[str] = None  # why the window was decoded again with the full window
     wall_s: Dict[str, float] = field(default_factory=dict)  # features, encoder, decoder (this machine)
 
 
@@ -141,6 +162,12 @@ class LongTranscript:
     text: str
     seconds: float
     windows: List[Window]
+
+
+def compression_ratio(text: str) -> float:
+    """``len(text) / len(zlib(text))`` in UTF-8 bytes, as openai-whisper's ``compression_ratio``."""
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
 
 
 def transcribe_window(
@@ -163,7 +190,7 @@ def transcribe_window(
     def done(name: str) -> None:
         stage(name)
         now = perf_counter()
-        win.wall_s[name] = now - clock[0]
+        win.wall_s[name] = win.wall_s.get(name, 0.0) + now - clock[0]  # a fallback runs a stage twice
         clock[0] = now
 
     mel = runtime.features(audio)
@@ -173,6 +200,19 @@ def transcribe_window(
     done("encoder")
     tr = runtime.decode(enc)
     done("decoder")
+    win.runs.append((win.encoder_positions, len(tr.tokens)))
+    ratio = compression_ratio(tr.text)
+    if trim and ratio > COMPRESSION_RATIO_THRESHOLD and win.encoder_positions < runtime.cfg["n_audio_ctx"]:
+        win.fallback = (
+            f"trimmed window looped (compression ratio {ratio:.1f} > {COMPRESSION_RATIO_THRESHOLD}): "
+            f"decoded again with the full window"
+        )
+        win.encoder_positions = runtime.cfg["n_audio_ctx"]
+        enc = runtime.encode(mel, None)
+        done("encoder")
+        tr = runtime.decode(enc)
+        done("decoder")
+        win.runs.append((win.encoder_positions, len(tr.tokens)))
     win.no_speech_prob, win.avg_logprob, win.tokens = tr.no_speech_prob, tr.avg_logprob, len(tr.tokens)
     no_speech = tr.no_speech_prob is not None and tr.no_speech_prob > NO_SPEECH_THRESHOLD
     if no_speech and tr.avg_logprob <= LOGPROB_THRESHOLD:

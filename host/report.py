@@ -46,6 +46,8 @@ def window_report(win: Window, label: str) -> Dict[str, object]:
         "text": win.text,
         "skipped": win.skipped,
     }
+    if win.fallback:
+        out["fallback"] = win.fallback
     if win.no_speech_prob is not None:
         out["no_speech_prob"] = round(win.no_speech_prob, 4)
     if win.avg_logprob is not None:
@@ -73,6 +75,9 @@ def format_table(report: dict) -> str:
         )
         lines.append(f"  transcript: {utt['transcript']}")
         wins = utt["windows"]
+        for w in wins:
+            if w.get("fallback"):
+                lines.append(f"    window {w['start_s']:.2f}-{w['end_s']:.2f} s: {w['fallback']}")
         if len(wins) > 1 or any(w["skipped"] for w in wins):
             for w in wins:
                 where = f"    window {w['start_s']:7.2f}-{w['end_s']:7.2f} s"

@@ -113,7 +113,7 @@ class Session:
 
     def transcribe(self, path: Path, trim: bool = False, progress: bool = False) -> Record:
         """Transcribe the recording at ``path`` window by window (``trim``: each window's encoder runs on its
-        audio, as ``--trim-window``); the accelerator's calls and counters start afresh and are the record's."""
+        audio, as ``--window trimmed``); the accelerator's calls and counters start afresh and are the record's."""
         rt, acc = self.runtime, self.acc
         acc.take_calls()
         acc.take_stats()
@@ -133,7 +133,8 @@ class Session:
             for win in iter_windows(rt, reader, trim, progress=progress, on_stage=on_stage):
                 ran = acc.take_calls()
                 if win.encoder_positions:
-                    add_ops(ops, host_ops(rt.cfg, win.encoder_positions, win.tokens, rt.amm is not None))
+                    for positions_run, tokens_run in win.runs:  # a looped trimmed window runs twice
+                        add_ops(ops, host_ops(rt.cfg, positions_run, tokens_run, rt.amm is not None))
                     calls.extend(ran)
                     positions.append(win.encoder_positions)
                 windows.append(win)

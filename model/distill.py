@@ -72,7 +72,7 @@ class DistillConfig:
     device: str = "cpu"
     damp: float = DEFAULT_DAMP
     stage_method: str = "act"  # tile scores (+ compensation) of each gradual pruning step
-    trim: bool = False  # train the student for encoder windows trimmed to the audio (the demo's --trim-window)
+    trim: bool = False  # train the student for encoder windows trimmed to the audio (the demo's --window trimmed)
 
 
 @dataclass

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from host import cli
 from host.audio import AudioError
 from host.dataset import Utterance, join_chapters, read_librispeech
-from host.longform import transcribe_file
+from host.longform import DEFAULT_WINDOW, WINDOW_HELP, WINDOWS, transcribe_file, window_name
 from host.package import atomic_path
 from host.text_normalize import normalize
 from host.whisper import WhisperRuntime
@@ -87,7 +87,7 @@ def evaluate(
     keep_going: bool = False,
 ) -> EvalResult:
     """Transcribe every utterance (of any length, ``host.longform``) and score the normalized hypotheses against
-    the references (``trim``: the encoder window is cut to each window's audio, as the demo's ``--trim-window``).
+    the references (``trim``: the encoder window is cut to each window's audio, as the demo's ``--window trimmed``).
 
     ``done``: rows of an earlier run by utterance id, reused as they are; ``on_row`` sees each new row as soon
     as it is scored; ``keep_going``: an utterance whose audio cannot be used is a failure (``EvalResult.failures``)
@@ -207,7 +207,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         default=None,
         help="per-utterance CSV, written as results come; a rerun with the same setup resumes from it",
     )
-    ap.add_argument("--trim-window", action="store_true", help="encoder on each window's audio (+1 s), not 30 s")
+    ap.add_argument("--window", choices=WINDOWS, default=DEFAULT_WINDOW, help=WINDOW_HELP)
     ap.add_argument(
         "--join-chapters",
         action="store_true",
@@ -218,7 +218,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         ap.error(f"argument --csv: {args.csv} is a directory")
     utts = read_librispeech(args.librispeech, args.limit)
     runtime, what = build_runtime(args.model, args.package)
-    what += ", trimmed encoder windows" if args.trim_window else ""
+    what += ", trimmed encoder windows" if args.window == "trimmed" else ""
     what += ", chapters joined" if args.join_chapters else ""
     done = read_done(args.csv, what) if args.csv else {}
     with tempfile.TemporaryDirectory(prefix="joined-") as tmp:
@@ -226,11 +226,12 @@ def main(argv: Optional[List[str]] = None) -> int:
             utts = join_chapters(utts, Path(tmp))
         log = CsvLog(args.csv, done, what) if args.csv else None
         try:
-            res = evaluate(runtime, utts, trim=args.trim_window, done=done, on_row=log and log.add, keep_going=True)
+            trim = args.window == "trimmed"
+            res = evaluate(runtime, utts, trim=trim, done=done, on_row=log and log.add, keep_going=True)
         finally:
             if log is not None:
                 log.close()
-    window = "encoder window trimmed to each window's audio (+1 s)" if args.trim_window else "full 30-s encoder window"
+    window = f"encoder window {window_name(args.window == 'trimmed')}"
     print(
         f"WER {100 * res.wer:.2f}% on {res.utterances} {'recordings' if args.join_chapters else 'utterances'} "
         f"({res.audio_seconds / 60:.1f} min of audio) from {args.librispeech}, {what}; {window}"

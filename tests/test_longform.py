@@ -4,6 +4,7 @@ check (energy gate and Whisper's no-speech probability), a >30-s file through th
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import jiwer
 import numpy as np
@@ -145,7 +146,9 @@ def test_demo_transcribes_a_long_recording_without_seam_errors(real_speech_dir, 
     silent = tmp_path / "silent.wav"
     sf.write(str(silent), np.zeros(5 * SR, np.float32), SR)
     report = tmp_path / "r.json"
+    # the full window: this checks the seams, not the trimmed window (which inserts one word here)
     argv = ["--backend", "reference", "--package", str(dense_package8), "--wav", str(wav), "--wav", str(silent)]
+    argv += ["--window", "full"]
     assert asr_demo.main(argv + ["--json", str(report)]) == 0
     long, quiet = json.loads(report.read_text())["utterances"]
     wins = long["windows"]
@@ -193,7 +196,7 @@ def test_evaluate_join_chapters_scores_one_recording_per_chapter(tmp_path, monke
     monkeypatch.setattr(evaluate, "build_runtime", lambda model, package: (rt, "fake weights"))
     assert evaluate.main(["--librispeech", str(tmp_path / "corpus"), "--join-chapters"]) == 0
     out = capsys.readouterr().out
-    assert "WER 0.00% on 1 recordings" in out and "chapters joined; full 30-s encoder window" in out
+    assert "WER 0.00% on 1 recordings" in out and "chapters joined; encoder window trimmed" in out
     assert rt.windows == 1
 
 
@@ -207,3 +210,42 @@ def test_windows_of_cover_any_length_for_calibration_audio():
     parts = windows_of(audio)
     assert len(parts) >= 3 and all(len(p) <= 16000 * 30 for p in parts)
     assert np.array_equal(np.concatenate(parts), audio)
+
+
+def test_a_looping_trimmed_window_is_decoded_again_with_the_full_window():
+    """openai-whisper's compression-ratio rule: a trimmed window whose text loops falls back to 30 s; both runs
+    are kept for the model, the text of the second."""
+    from host.longform import COMPRESSION_RATIO_THRESHOLD, compression_ratio, transcribe_window
+
+    loop = "ten seconds " * 40
+    assert compression_ratio(loop) > COMPRESSION_RATIO_THRESHOLD > compression_ratio("the buzzers were triggered")
+
+    class Looping:
+        cfg = {"n_audio_ctx": 1500}
+
+        def __init__(self):
+            self.windows = []
+
+        def features(self, audio):
+            return audio
+
+        def audio_ctx(self, n_samples):
+            return 300
+
+        def encode(self, mel, audio_ctx=None):
+            self.windows.append(audio_ctx)
+            return audio_ctx
+
+        def decode(self, enc):
+            text = loop if enc == 300 else "ten seconds"
+            return SimpleNamespace(text=text, tokens=[1] * len(text.split()), no_speech_prob=0.0, avg_logprob=-0.1)
+
+    rt = Looping()
+    audio = 0.1 * np.sin(np.arange(32000) / 5.0).astype(np.float32)
+    win = transcribe_window(rt, audio, 0.0, trim=True)
+    assert rt.windows == [300, None]
+    assert win.text == "ten seconds" and win.encoder_positions == 1500
+    assert win.runs == [(300, 80), (1500, 2)] and "compression ratio" in win.fallback
+    rt = Looping()
+    win = transcribe_window(rt, audio, 0.0, trim=False)  # the full window keeps whatever it decoded
+    assert rt.windows == [None] and win.fallback is None and win.runs == [(1500, 2)]
