@@ -51,18 +51,22 @@ class EvalResult:
 class ObservedRuntime:
     """A runtime for :func:`evaluate` (which runs features, encoder and decoder per window through
     ``host.longform``) that reports every window: after each decoding, ``on_window(transcript, encoder
-    positions)`` is called while ``acc.calls`` holds that window's accelerator calls."""
+    positions)`` is called while ``acc.calls`` holds that window's accelerator calls. ``rerun`` is True when the
+    decoding re-runs the window decoded last (a trimmed window's loop fallback, ``host.longform``)."""
 
     def __init__(self, runtime: WhisperRuntime, acc):
         self.rt, self.acc = runtime, acc
         self.cfg = runtime.cfg
         self._ctx = 0
+        self._fresh = True
+        self.rerun = False
 
     def audio_ctx(self, n_samples: int) -> int:
         return self.rt.audio_ctx(n_samples)
 
     def features(self, audio):
         self.acc.take_calls()
+        self._fresh = True
         return self.rt.features(audio)
 
     def encode(self, mel, ctx=None):
@@ -71,6 +75,7 @@ class ObservedRuntime:
 
     def decode(self, enc):
         tr = self.rt.decode(enc)
+        self.rerun, self._fresh = not self._fresh, False
         self.on_window(tr, self._ctx)
         return tr
 

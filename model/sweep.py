@@ -220,15 +220,23 @@ class RecordingRuntime(ObservedRuntime):
         self.calls: Counter = Counter()
         self.ops: HostOps = {}
         self.per_utt: List[dict] = []
+        self._last: Tuple[List[GemmCall], HostOps] = ([], {})  # the last window's calls and host work
 
     def on_window(self, transcript, encoder_positions: int) -> None:
-        calls = list(self.acc.calls)
+        calls = self.acc.take_calls()
         ops = host_ops(self.rt.cfg, encoder_positions, len(transcript.tokens), self.rt.amm is not None)
         self.calls.update(calls)
         add_ops(self.ops, ops)
+        tokens = len(transcript.tokens)
+        if self.rerun:  # the window's loop fallback: one window, both runs' work
+            prev_calls, prev_ops = self._last
+            calls = prev_calls + calls
+            add_ops(ops, prev_ops)
+            tokens += self.per_utt.pop()["tokens"]
+        self._last = (calls, ops)
         self.per_utt.append(
             {
-                "tokens": len(transcript.tokens),
+                "tokens": tokens,
                 "encoder_positions": encoder_positions,
                 "modeled": {b: utterance_model(calls, ops, b, self.array) for b in self.boards},
             }
