@@ -45,18 +45,15 @@ from host.boards import resolve_board
 from host.dataset import list_audio_files, read_librispeech
 from host.report import figure
 from host.resources import estimate_resources
+from host.session import BoardFigures
 from host.system_model import (
     STAGES,
     GemmCall,
     HostOps,
     add_ops,
-    dense_calls,
     host_ops,
-    model_energy,
-    model_latency,
-    skipped_calls,
 )
-from host.whisper_layers import DEFAULT_PRUNABLE, is_prunable
+from host.whisper_layers import DEFAULT_PRUNABLE
 from model.evaluate import ObservedRuntime
 from model.export import DEFAULT_CACHE
 from model.prune import DEFAULT_DAMP, METHODS
@@ -196,18 +193,14 @@ def ensure_package(point: Point, cfg: SweepConfig) -> Tuple[Path, bool]:
 
 
 def utterance_model(calls: Sequence[GemmCall], ops: HostOps, board: str, array: int) -> dict:
-    """Modeled latency/energy of one utterance on ``board``, and of the same calls with every tile present.
-
-    The per-utterance part of ``host.asr_demo.transcribe_one`` (which also loads audio and runs the model itself),
-    built from the same public pieces: ``model_latency``, ``dense_calls``, ``model_energy``.
-    """
-    pruned = model_latency(calls, ops, board, array)
-    dense = model_latency(dense_calls(list(calls), array), ops, board, array)
+    """Modeled latency/energy of one utterance on ``board``, and of the same calls with every tile present
+    (``host.session.BoardFigures``, as the demo)."""
+    fig = BoardFigures(list(calls), ops, board, array)
     return {
-        "latency_s": pruned["total_s"],
-        "dense_same_calls_s": dense["total_s"],
-        "energy_j": model_energy(pruned)["joules"],
-        "dense_same_calls_j": model_energy(dense)["joules"],
+        "latency_s": fig.pruned["total_s"],
+        "dense_same_calls_s": fig.dense["total_s"],
+        "energy_j": fig.energy["joules"],
+        "dense_same_calls_j": fig.dense_energy["joules"],
     }
 
 
@@ -268,13 +261,8 @@ def board_model(result: dict, board: str) -> dict:
     """Mean modeled latency/energy per utterance on ``board`` from a point's recorded calls (no re-evaluation)."""
     array = result["array"]
     n = max(result["eval"]["utterances"], 1)
-    calls = decode_calls(result["calls"])
-    ops = result["host_ops"]
-    lat = model_latency(_expand(calls), ops, board, array)
-    dense_unique = dense_calls([c for c, _ in calls], array)
-    dense = model_latency(_expand(zip(dense_unique, (cnt for _, cnt in calls))), ops, board, array)
-    floor_calls = skipped_calls(dense_unique, [c.layer for c in dense_unique if is_prunable(c.layer)])
-    floor = model_latency(_expand(zip(floor_calls, (cnt for _, cnt in calls))), ops, board, array)
+    fig = BoardFigures(list(_expand(decode_calls(result["calls"]))), result["host_ops"], board, array)
+    lat, dense = fig.pruned, fig.dense
     cyc = [sum(st["cycles"] for st in d["stages"].values()) for d in (dense, lat)]
     accel = sum(st["accel_s"] for st in lat["stages"].values())
     return {
@@ -285,12 +273,10 @@ def board_model(result: dict, board: str) -> dict:
         "dense_same_calls_s": figure(dense["total_s"] / n, "s", "modeled", "same calls, every tile present"),
         "speedup_same_calls": figure(dense["total_s"] / lat["total_s"], "x", "modeled"),
         "kernel_cycle_speedup": figure(cyc[0] / cyc[1], "x", "modeled"),
-        "pruning_ceiling": figure(
-            dense["total_s"] / floor["total_s"], "x", "modeled", "same calls with every prunable tile removed"
-        ),
-        "energy_j": figure(model_energy(lat)["joules"] / n, "J", "modeled", "mean per utterance"),
-        "dense_same_calls_j": figure(model_energy(dense)["joules"] / n, "J", "modeled"),
-        "assumptions": lat["assumptions"] + model_energy(lat)["assumptions"],
+        "pruning_ceiling": figure(fig.max_speedup, "x", "modeled", "same calls with every prunable tile removed"),
+        "energy_j": figure(fig.energy["joules"] / n, "J", "modeled", "mean per utterance"),
+        "dense_same_calls_j": figure(fig.dense_energy["joules"] / n, "J", "modeled"),
+        "assumptions": lat["assumptions"] + fig.energy["assumptions"],
     }
 
 
