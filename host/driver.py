@@ -134,6 +134,13 @@ def operand_slabs(op: GemmOperand, n_max: Optional[int]) -> List[Tuple[int, int,
     return [(lo, hi, op.columns(lo, hi, part)) for lo, hi, part in split_columns(op.w, n_max)]
 
 
+def _float_columns(parts: List[np.ndarray]) -> np.ndarray:
+    """The column slabs' outputs side by side, as float32."""
+    if len(parts) == 1:
+        return parts[0].astype(np.float32)
+    return np.concatenate(parts, axis=1, dtype=np.float32)
+
+
 class Accelerator:
     """Serves ``matmul(x, layer)`` for the runtime from a weight package on one backend."""
 
@@ -151,7 +158,7 @@ class Accelerator:
         self.calls: List[GemmCall] = []
         self._cycle_memo: Dict[tuple, int] = {}
         self._nnz_memo: Dict[str, Tuple[int, ...]] = {}
-        self._ops: Dict[str, List[Tuple[int, int, GemmOperand]]] = {}
+        self._ops: Dict[str, List[Slab]] = {}
         workers = max(1, int(getattr(self.backend, "max_concurrent", 1)))
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="accel")
         self._broken: Optional[str] = None
@@ -190,7 +197,7 @@ class Accelerator:
             jobs.append((a, self._slabs(GemmOperand(w, scale_b, np.zeros(b.shape[1], np.float32), resident=False))))
         return self._run(jobs, name)
 
-    def _slabs(self, op: GemmOperand) -> List[Tuple[int, int, GemmOperand]]:
+    def _slabs(self, op: GemmOperand) -> List[Slab]:
         return operand_slabs(op, getattr(self.backend, "n_max", None))
 
     def _run(self, jobs: Sequence[Tuple[np.ndarray, List[Slab]]], name: str) -> List[np.ndarray]:
@@ -205,7 +212,7 @@ class Accelerator:
             for fs, (x, parts) in zip(futures, jobs)
         ]
         t2 = time.perf_counter()
-        outs = [np.concatenate([y.astype(np.float32) for y, _ in res], axis=1) for res in results]
+        outs = [_float_columns([y for y, _ in res]) for res in results]
         t3 = time.perf_counter()
         for (x, parts), res in zip(jobs, results):
             for (lo, hi, op), (_, measured) in zip(parts, res):
