@@ -22,8 +22,7 @@ import numpy as np
 
 from host.cache import cache_root
 from host.cycle_model import array_rc, check_array, input_words, output_words
-from host.kernel_spec import FLAG_FP16
-from host.kernel_spec import STATUS_TEXT as _STATUS_BITS
+from host.kernel_spec import FLAG_FP16, STATUS_TEXT
 from host.stream import GemmOperand, pack_input, unpack_output
 
 HLS_DIR = Path(__file__).resolve().parents[1] / "hls"
@@ -218,7 +217,7 @@ class EmulatedKernel:
                 f"words ({len(words)}) than the kernel expects (on a board the DMA would never complete)"
             )
         if res.rc == 6:
-            bits = [txt for bit, txt in _STATUS_BITS.items() if st & bit]
+            bits = [txt for bit, txt in STATUS_TEXT.items() if st & bit]
             raise KernelProtocolError(f"kernel status 0x{st:x}: {', '.join(bits) or 'unknown error'}")
         if res.rc == 2 or res.produced != n_out:
             raise KernelProtocolError(f"kernel produced {res.produced} output words, the host expects {n_out}")

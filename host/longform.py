@@ -59,8 +59,8 @@ WINDOWS = ("trimmed", "full")
 DEFAULT_WINDOW = "trimmed"
 WINDOW_HELP = (
     "encoder window: 'trimmed' (default) runs the encoder on each window's audio + 1 s rounded up to 3, 6, 10, 15, "
-    "20 or 30 s, and decodes a window again with the full window if its text loops (9.83%% WER vs 9.05%% full on "
-    "26 LibriSpeech utterances, dense int8); 'full' always runs the whole 30-s window (as openai-whisper)"
+    "20 or 30 s, and decodes a window again with the full window if its text loops (WER of both: docs/pruning.md); "
+    "'full' always runs the whole 30-s window (as openai-whisper)"
 )
 
 
