@@ -22,6 +22,8 @@ Checkpoints let an interrupted run resume, and a fixed seed gives the same packa
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import re
 import sys
 from dataclasses import dataclass, field
@@ -34,10 +36,11 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from host import cli
+from host.cache import cache_root
 from host.dataset import list_audio_files
 from host.features import HOP_LENGTH, N_SAMPLES
 from host.longform import load_windows
-from host.package import Package, load_package, write_package
+from host.package import Package, atomic_path, load_package, write_package
 from host.tokenizer import Tokenizer
 from host.whisper import gemm_operands, trimmed_ctx
 from host.whisper_layers import DEFAULT_PRUNABLE, LOGITS_LAYER, valid_rows
@@ -139,6 +142,28 @@ def load_clips(audio: Sequence[Path]) -> List[np.ndarray]:
     return [w for f in tqdm(files, desc="audio", unit="clip") for w in load_windows(f)]
 
 
+def pseudo_cache_path(teacher: WhisperWeights, audio: torch.Tensor) -> Path:
+    """Cache file of the teacher's pseudo-labels: keyed by every teacher tensor and the padded clip samples."""
+    h = hashlib.sha256()
+    for name in sorted(teacher.params):
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(teacher.params[name]).tobytes())
+    h.update(audio.detach().cpu().numpy().astype(np.float32).tobytes())
+    return cache_root() / "pseudo" / f"pseudo-{h.hexdigest()[:20]}.json"
+
+
+def read_pseudo(path: Path, clips: int) -> Optional[List[List[int]]]:
+    """The cached pseudo-labels, or None when the file is missing, damaged or for another number of clips."""
+    try:
+        data = json.loads(path.read_text())
+        tokens = data["tokens"]
+        if data["clips"] != clips or len(tokens) != clips or not all(isinstance(t, list) for t in tokens):
+            return None
+        return [[int(x) for x in t] for t in tokens]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 class Distiller:
     """Teacher and masked student on one device; losses, Gram collection, re-pruning, training steps."""
 
@@ -209,14 +234,21 @@ class Distiller:
         return self.student.log_mel(x)
 
     def pseudo_labels(self) -> List[List[int]]:
-        """The dense teacher's greedy transcript of every training clip (teacher forcing targets)."""
+        """The dense teacher's greedy transcript of every training clip (teacher forcing targets), cached on disk
+        by teacher and clips (``pseudo_cache_path``), so runs on the same audio decode it once."""
         if self._pseudo is None:
-            prompt, eot = self.tokenizer.initial_tokens(), self.tokenizer.eot
-            sup = np.asarray(self.teacher.w.suppress_ids, np.int64)
-            self._pseudo = []
-            for i in tqdm(range(len(self.frames)), desc="pseudo-labels", unit="clip"):
-                enc = self.teacher.encode(self.teacher.log_mel(self.audio[i]))
-                self._pseudo.append(prompt + self.teacher.greedy(enc, prompt, eot, sup, max_tokens=96))
+            path = pseudo_cache_path(self.teacher.w, self.audio)
+            self._pseudo = read_pseudo(path, len(self.frames))
+            if self._pseudo is None:
+                prompt, eot = self.tokenizer.initial_tokens(), self.tokenizer.eot
+                sup = np.asarray(self.teacher.w.suppress_ids, np.int64)
+                self._pseudo = []
+                for i in tqdm(range(len(self.frames)), desc="pseudo-labels", unit="clip"):
+                    enc = self.teacher.encode(self.teacher.log_mel(self.audio[i]))
+                    self._pseudo.append(prompt + self.teacher.greedy(enc, prompt, eot, sup, max_tokens=96))
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with atomic_path(path) as tmp:
+                    tmp.write_text(json.dumps({"clips": len(self._pseudo), "tokens": self._pseudo}))
         return self._pseudo
 
     # -- loss --------------------------------------------------------------------------------------

@@ -180,3 +180,27 @@ def test_distill_without_audio_is_a_clear_error(pruned_package8, whisper_weights
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no audio files"):
         distill(pruned_package8, whisper_weights, [tmp_path / "empty"], tmp_path / "x.sasp", DistillConfig())
+
+
+def test_pseudo_labels_are_decoded_once_and_a_damaged_cache_is_redone(
+    pruned_package8, whisper_weights, train_dir, tmp_path, monkeypatch
+):
+    from model.distill import load_clips, pseudo_cache_path, sparse_model_of
+    from model.reference import TorchWhisper
+
+    monkeypatch.setenv("SASP_CACHE", str(tmp_path))
+    calls = []
+    greedy = TorchWhisper.greedy
+    monkeypatch.setattr(TorchWhisper, "greedy", lambda self, *a, **k: calls.append(1) or greedy(self, *a, **k))
+    clips = load_clips([train_dir])
+    start = sparse_model_of(load_package(pruned_package8))
+
+    def labels():
+        return Distiller(whisper_weights, start, clips, DistillConfig(epochs=1)).pseudo_labels()
+
+    first = labels()
+    assert len(calls) == len(clips) and len(first) == len(clips)
+    assert labels() == first and len(calls) == len(clips)  # read back, not decoded again
+    d = Distiller(whisper_weights, start, clips, DistillConfig(epochs=1))
+    pseudo_cache_path(d.teacher.w, d.audio).write_text('{"clips": 2, "tok')  # interrupted write
+    assert labels() == first and len(calls) == 2 * len(clips)
