@@ -31,6 +31,23 @@ def test_csim(array):
     assert log.count("\nok ") >= 20, log[-4000:]
 
 
+@pytest.mark.skipif(shutil.which("make") is None, reason="make not installed")
+@pytest.mark.parametrize("board", ["", "pynq-z2", "ultra96", "ultra96-v2"])
+def test_make_builds_the_boards_chunk(board):
+    """`make -C hls csim [BOARD=...]` compiles SA_CHUNK = the board's kernel_chunk (host/data/boards.json; the
+    PYNQ-Z2 without BOARD); CHUNK= overrides it; an unknown board stops make with the known ones."""
+    from host.boards import board_spec
+
+    chunk = board_spec(board or "pynq-z2").kernel_chunk
+    args = ["make", "-n", "-C", str(HLS), "csim", "ARRAY=8"] + ([f"BOARD={board}"] if board else [])
+    dry = subprocess.run(args, capture_output=True, text=True)
+    assert dry.returncode == 0, dry.stderr
+    assert f"csim_r8c8_ch{chunk}_p0" in dry.stdout
+    assert "csim_r8c8_ch48_p0" in subprocess.run([*args, "CHUNK=48"], capture_output=True, text=True).stdout
+    bad = subprocess.run(["make", "-n", "-C", str(HLS), "csim", "BOARD=zcu104"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "unknown board 'zcu104'" in bad.stderr
+
+
 def test_interface_json_follows_the_vitis_rule():
     """Offsets derived from the argument list by the 2022+ rule (inputs 8 bytes, ap_vld outputs 16) equal
     interface.json and the driver-header fixture the fake pynq uses."""

@@ -5,10 +5,13 @@ with ``PipelineII``), and the board arguments taken from host/data/boards.json."
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from host.boards import all_boards
 
 HLS = Path(__file__).resolve().parents[1] / "hls"
 sys.path.insert(0, str(HLS / "scripts"))
@@ -51,9 +54,42 @@ def test_main_writes_summary_and_exit_code(tmp_path, capsys):
     assert json.loads((proj / "check_reports.json").read_text())["failures"]
 
 
-def test_board_args_come_from_boards_json():
-    boards = json.loads((HLS.parent / "host" / "data" / "boards.json").read_text())["boards"]
-    assert board_args.board_args("pynq-z2") == f"part={boards['pynq-z2']['part']} clock=10 chunk=96"
-    assert board_args.board_args("ultra96").startswith("part=xczu3eg-sbva484-1-i clock=6.667 chunk=192")
-    with pytest.raises(SystemExit, match="unknown board"):
-        board_args.board_args("zcu104")
+@pytest.mark.parametrize("spec", all_boards(), ids=lambda b: b.key)
+def test_board_args_come_from_boards_json(spec):
+    """Every mode prints the board's boards.json entry, for its key and its aliases."""
+    for name in (spec.key, *spec.aliases):
+        tcl = board_args.tcl_dict(name).split()
+        assert dict(zip(tcl[::2], tcl[1::2])) == {
+            "key": spec.key,
+            "part": spec.part,
+            "board_part": spec.profile["board_part"],
+            "clk_mhz": f"{spec.pl_clock_mhz:g}",
+            "clock_ns": f"{1000 / spec.pl_clock_mhz:.4g}",
+            "chunk": str(spec.kernel_chunk),
+        }
+        make = dict(kv.split("=") for kv in board_args.make_vars(name).split())
+        assert make == {"KEY": spec.key, "PART": spec.part, "CLK_MHZ": f"{spec.pl_clock_mhz:g}",
+                        "CHUNK": str(spec.kernel_chunk)}  # fmt: skip
+
+
+def test_board_args_cli():
+    script = HLS / "scripts" / "board_args.py"
+    ok = subprocess.run([sys.executable, str(script), "--tcl", "ultra96"], capture_output=True, text=True)
+    assert ok.returncode == 0 and ok.stdout.startswith("key ultra96-v2 part xczu3eg-sbva484-1-i "), ok.stderr
+    bad = subprocess.run([sys.executable, str(script), "--make", "zcu104"], capture_output=True, text=True)
+    assert bad.returncode == 1 and "unknown board 'zcu104'" in bad.stderr and not bad.stdout
+    usage = subprocess.run([sys.executable, str(script), "pynq-z2"], capture_output=True, text=True)
+    assert usage.returncode == 2 and "--tcl" in usage.stderr
+
+
+def test_check_reports_finds_the_project_by_board_key(tmp_path, monkeypatch, capsys):
+    """`make synth BOARD=ultra96` checks hls/build/vitis_ultra96-v2_a16_c192 (common.tcl names it by the key)."""
+    proj = tmp_path / "build" / "vitis_ultra96-v2_a16_c192"
+    (proj / "sol" / "syn" / "report").mkdir(parents=True)
+    (proj / "sol" / "syn" / "report" / "sasp_gemm_csynth.xml").write_text(report(1, 5.0))
+    monkeypatch.setattr(check_reports, "HLS", tmp_path)
+    assert check_reports.main(["--board", "ultra96", "--array", "16"]) == 0
+    assert (proj / "check_reports.json").is_file()
+    with pytest.raises(SystemExit):
+        check_reports.main(["--board", "zcu104", "--array", "16"])
+    assert "unknown board 'zcu104'" in capsys.readouterr().err

@@ -1,7 +1,8 @@
 """Overlay / HLS Tcl under tclsh with the Vivado and Vitis HLS commands stubbed (overlay/tcl_stub/, a CI-only
-test double): every script parses and runs, the block design has the expected cells and connections, the HLS
-IP's ports used by the overlay match the kernel's interface pragmas, and the build writes <name>.bit and
-<name>.hwh side by side as pynq.Overlay expects."""
+test double): every script parses and runs, the block design has the expected cells and connections (the stub
+refuses a kernel pin that the HLS interface pragmas do not declare), both flows build each board with the part,
+clock and chunk of host/data/boards.json, and the build writes <name>.bit and <name>.hwh side by side as
+pynq.Overlay expects."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from host.boards import all_boards
+from host.boards import all_boards, board_spec
+from host.pynq_backend import DMA_LENGTH_WIDTH
 
 ROOT = Path(__file__).resolve().parents[1]
 STUB = ROOT / "overlay" / "tcl_stub"
@@ -133,24 +135,18 @@ EXPECTED_INTF = {
     ("axi_dma/M_AXI_S2MM", "mem_ic/S01_AXI"),
     ("sasp_gemm/m_axi_gmem", "mem_ic/S02_AXI"),
 }
-PS_PINS = {
-    "pynq-z2": ("M_AXI_GP0", "S_AXI_HP0", "FCLK_CLK0", "FCLK_RESET0_N", "PCW_FPGA0_PERIPHERAL_FREQMHZ", "100"),
-    "ultra96-v2": (
-        "M_AXI_HPM0_FPD",
-        "S_AXI_HP0_FPD",
-        "pl_clk0",
-        "pl_resetn0",
-        "PSU__CRL_APB__PL0_REF_CTRL__FREQMHZ",
-        "150",
-    ),
+PS_PINS = {  # control master, memory slave, PL clock, PL reset, clock property of the PS IP
+    "pynq-z2": ("M_AXI_GP0", "S_AXI_HP0", "FCLK_CLK0", "FCLK_RESET0_N", "PCW_FPGA0_PERIPHERAL_FREQMHZ"),
+    "ultra96-v2": ("M_AXI_HPM0_FPD", "S_AXI_HP0_FPD", "pl_clk0", "pl_resetn0", "PSU__CRL_APB__PL0_REF_CTRL__FREQMHZ"),
 }
 
 
 @pytest.mark.parametrize("board", ["pynq-z2", "ultra96-v2"])
 @pytest.mark.parametrize("board_files", [False, True], ids=["explicit-ps", "board-preset"])
 def test_block_design(tmp_path, board, board_files):
-    part = {"pynq-z2": "tul.com.tw:pynq-z2:part0:1.0", "ultra96-v2": "avnet.com:ultra96v2:part0:1.2"}[board]
-    env = {"SASP_BOARD": board, "SASP_ARRAY": "8", "SASP_STUB_BOARD_PARTS": part if board_files else ""}
+    spec = board_spec(board)
+    parts = spec.profile["board_part"] if board_files else ""
+    env = {"SASP_BOARD": board, "SASP_ARRAY": "8", "SASP_STUB_BOARD_PARTS": parts}
     res, rec = run_stubbed(BUILD, tmp_path, env)
     assert res.returncode == 0, res.stderr + res.stdout
 
@@ -167,16 +163,16 @@ def test_block_design(tmp_path, board, board_files):
     }
     assert cells["sasp_gemm"] == IP_VLNV
 
-    # DMA: simple mode, 26-bit length register, 64-bit everywhere
+    # DMA: simple mode, the length register the PYNQ driver requires, 64-bit everywhere
     dma = props_dict(rec["props"]["axi_dma"])
     assert dma["CONFIG.c_include_sg"] == "0"
-    assert dma["CONFIG.c_sg_length_width"] == "26"
+    assert dma["CONFIG.c_sg_length_width"] == str(DMA_LENGTH_WIDTH)
     for k in ("m_axi_mm2s_data_width", "m_axis_mm2s_tdata_width", "m_axi_s2mm_data_width", "s_axis_s2mm_tdata_width"):
         assert dma[f"CONFIG.c_{k}"] == "64", k
 
-    ctrl_m, mem_s, clk, rstn, clk_prop, mhz = PS_PINS[board]
+    ctrl_m, mem_s, clk, rstn, clk_prop = PS_PINS[board]
     ps = props_dict(rec["props"]["ps"])
-    assert ps[f"CONFIG.{clk_prop}"] == mhz
+    assert ps[f"CONFIG.{clk_prop}"] == f"{spec.pl_clock_mhz:g}"
     intf = {tuple(n) for n in rec["intf_net"]}
     assert EXPECTED_INTF <= intf
     assert (f"ps/{ctrl_m}", "ctrl_ic/S00_AXI") in intf
@@ -221,19 +217,8 @@ def test_block_design_follows_boards_json(tmp_path, spec):
     create = next(c for c in rec["cmd"] if c[0] == "create_project")
     assert create[create.index("-part") + 1] == spec.part
     assert any(c[0] == "apply_bd_automation" for c in rec["cmd"])  # the board part was found: boards.json's
-    clk_prop, mhz = PS_PINS[spec.key][4:]
-    assert props_dict(rec["props"]["ps"])[f"CONFIG.{clk_prop}"] == mhz == f"{spec.pl_clock_mhz:g}"
-
-
-def test_overlay_ports_match_kernel_pragmas():
-    """The kernel pins the overlay connects exist in the HLS top function's interface."""
-    used = set()
-    for f in (ROOT / "overlay" / "scripts").glob("*.tcl"):
-        used |= set(re.findall(r"sasp_gemm/(\w+)", f.read_text()))
-    ports = set(hls_ports())
-    assert used, "overlay Tcl does not reference any sasp_gemm pin"
-    assert used <= ports, f"overlay uses kernel pins {sorted(used - ports)} not declared by the HLS pragmas ({ports})"
-    assert {"in_stream", "out_stream", "m_axi_gmem", "s_axi_control", "ap_clk", "ap_rst_n"} <= used
+    clk_prop = PS_PINS[spec.key][4]
+    assert props_dict(rec["props"]["ps"])[f"CONFIG.{clk_prop}"] == f"{spec.pl_clock_mhz:g}"
 
 
 def test_stub_rejects_wrong_pin(tmp_path):
@@ -290,35 +275,96 @@ def makefile_hls_args(board: str = "pynq-z2", array: int = 8) -> list:
     return line.split("-tclargs", 1)[1].split()
 
 
+def hls_build(rec: dict) -> dict:
+    """What the stubbed HLS run built: part, clock period, SA_CHUNK of the kernel's cflags, project folder."""
+    cmds = {c[0]: c[1:] for c in rec["cmd"]}
+    src = next(c for c in rec["cmd"] if c[0] == "add_files" and c[1].endswith("sasp_gemm.cpp"))
+    chunk = next(f for f in src[src.index("-cflags") + 1].split() if f.startswith("-DSA_CHUNK="))
+    return {
+        "part": cmds["set_part"][0],
+        "clock": cmds["create_clock"][cmds["create_clock"].index("-period") + 1],
+        "chunk": chunk.split("=")[1],
+        "project": Path(cmds["open_project"][-1]).name,
+    }
+
+
+def board_facts(spec) -> dict:
+    return {"part": spec.part, "clock": f"{1000 / spec.pl_clock_mhz:.4g}", "chunk": str(spec.kernel_chunk)}
+
+
 @pytest.mark.skipif(not HLS_SCRIPTS, reason="hls/scripts has no Tcl yet")
 @pytest.mark.parametrize("script", HLS_SCRIPTS, ids=lambda p: p.name)
 def test_hls_script_runs_stubbed(tmp_path, script):
-    res, rec = run_stubbed(script, tmp_path, args=["board=pynq-z2", "array=8", "clock=10", "chunk=96"])
+    res, rec = run_stubbed(script, tmp_path, args=["board=pynq-z2", "array=8"])
     assert res.returncode == 0, res.stderr + res.stdout
     cmds = [c[0] for c in rec["cmd"]]
     assert ["set_top", "sasp_gemm"] in rec["cmd"]
-    assert ["set_part", "xc7z020clg400-1"] in rec["cmd"]
+    assert ["set_part", board_spec("pynq-z2").part] in rec["cmd"]
     if "export_design" in cmds:
         assert "csynth_design" in cmds
 
 
+@pytest.mark.parametrize(
+    "spec,name",
+    [(b, n) for b in all_boards() for n in (b.key, *b.aliases)] + [(board_spec("pynq-z2"), None)],
+    ids=lambda v: getattr(v, "key", v) or "default",
+)
+def test_hls_builds_the_board_of_boards_json(tmp_path, spec, name):
+    """vitis_hls -f ... -tclargs board=<key or alias>: part, clock and chunk are boards.json's; the project is
+    named by the board's key (check_reports.py finds it); no board is the PYNQ-Z2."""
+    args = ["array=8"] + ([f"board={name}"] if name else [])
+    res, rec = run_stubbed(ROOT / "hls" / "scripts" / "csynth.tcl", tmp_path, args=args)
+    assert res.returncode == 0, res.stderr + res.stdout
+    facts = board_facts(spec)
+    assert hls_build(rec) == {**facts, "project": f"vitis_{spec.key}_a8_c{facts['chunk']}"}
+
+
+def test_hls_explicit_settings_win_and_need_no_python(tmp_path):
+    """part=, clock= and chunk= override the board's; with all three no Python runs (SASP_PYTHON is broken)."""
+    args = ["board=pynq-z2", "array=8", "part=xc7z020clg484-1", "clock=8", "chunk=48"]
+    res, rec = run_stubbed(ROOT / "hls" / "scripts" / "csynth.tcl", tmp_path, {"SASP_PYTHON": "/nonexistent"}, args)
+    assert res.returncode == 0, res.stderr + res.stdout
+    assert hls_build(rec) == {"part": "xc7z020clg484-1", "clock": "8", "chunk": "48", "project": "vitis_pynq-z2_a8_c48"}
+    # one override: the rest from boards.json
+    spec = board_spec("ultra96-v2")
+    res, rec = run_stubbed(ROOT / "hls" / "scripts" / "csynth.tcl", tmp_path, args=["board=ultra96", "chunk=48"])
+    assert res.returncode == 0, res.stderr + res.stdout
+    assert hls_build(rec) == {**board_facts(spec), "chunk": "48", "project": "vitis_ultra96-v2_a8_c48"}
+
+
+@pytest.mark.parametrize(
+    "env,board,message",
+    [
+        ({"SASP_PYTHON": "/nonexistent/python3"}, "pynq-z2", 'couldn\'t execute "/nonexistent/python3"'),
+        ({}, "zcu104", "unknown board 'zcu104'; known boards: pynq-z2"),
+    ],
+    ids=["no-python", "unknown-board"],
+)
+def test_hls_board_errors(tmp_path, env, board, message):
+    """Without a working Python, or for a board boards.json does not know, the HLS scripts stop and say why."""
+    res, _ = run_stubbed(ROOT / "hls" / "scripts" / "csynth.tcl", tmp_path, env, [f"board={board}", "array=8"])
+    assert res.returncode != 0
+    assert message in res.stderr and "host/data/boards.json" in res.stderr, res.stderr
+    assert "Pass part=, clock= and chunk=" in res.stderr
+
+
 @pytest.mark.skipif(shutil.which("make") is None, reason="make not installed")
-@pytest.mark.parametrize("board,part", [("pynq-z2", "xc7z020clg400-1"), ("ultra96-v2", "xczu3eg-sbva484-1-i")])
-def test_overlay_drives_hls_export(tmp_path, board, part):
-    """The Makefile's HLS call runs export_ip.tcl with arguments it accepts, for the right part, and the
-    exported VLNV is the one the overlay instantiates (hls/interface.json)."""
-    args = makefile_hls_args(board, 16)
+@pytest.mark.parametrize("spec", all_boards(), ids=lambda b: b.key)
+def test_overlay_drives_hls_export(tmp_path, spec):
+    """The overlay Makefile's HLS call runs export_ip.tcl with arguments it accepts, for boards.json's part,
+    clock and chunk, and the exported VLNV is the one the overlay instantiates (hls/interface.json)."""
+    args = makefile_hls_args(spec.key, 16)
     res, rec = run_stubbed(ROOT / "hls" / "scripts" / "export_ip.tcl", tmp_path, args=args)
     assert res.returncode == 0, res.stderr + res.stdout
-    assert ["set_part", part] in rec["cmd"]
+    facts = board_facts(spec)
+    assert hls_build(rec) == {**facts, "project": f"vitis_{spec.key}_a16_c{facts['chunk']}"}
     exp = next(c for c in rec["cmd"] if c[0] == "export_design")
     opt = dict(zip(exp[1::2], exp[2::2]))
     vlnv = ":".join(opt[k] for k in ("-vendor", "-library", "-ipname", "-version"))
     assert vlnv == IP_VLNV
-    board_arg = dict(a.split("=") for a in args)["board"]
-    assert opt["-output"].endswith(f"sasp_gemm_{board_arg}_a16.zip")
+    assert opt["-output"].endswith(f"sasp_gemm_{spec.key}_a16.zip")
     mk = subprocess.run(
-        ["make", "-s", "-C", str(ROOT / "overlay"), "print", f"BOARD={board}", "ARRAY=16"],
+        ["make", "-s", "-C", str(ROOT / "overlay"), "print", f"BOARD={spec.key}", "ARRAY=16"],
         capture_output=True,
         text=True,
     )
@@ -327,17 +373,25 @@ def test_overlay_drives_hls_export(tmp_path, board, part):
 
 # ---- Makefile ----------------------------------------------------------------------------------------------
 @pytest.mark.skipif(shutil.which("make") is None, reason="make not installed")
-@pytest.mark.parametrize("board,part,clk", [("pynq-z2", "xc7z020clg400-1", "100"), ("ultra96-v2", "xczu3eg", "150")])
-def test_makefile_parameters(board, part, clk):
+@pytest.mark.parametrize("spec", all_boards(), ids=lambda b: b.key)
+def test_makefile_parameters(spec):
     res = subprocess.run(
-        ["make", "-s", "-C", str(ROOT / "overlay"), "print", f"BOARD={board}", "ARRAY=8"],
+        ["make", "-s", "-C", str(ROOT / "overlay"), "print", f"BOARD={spec.aliases[0] if spec.aliases else spec.key}",
+         "ARRAY=8"],
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    first = res.stdout.splitlines()[0]
+    assert first == f"BOARD={spec.key} PART={spec.part} ARRAY=8 CLK_MHZ={spec.pl_clock_mhz:g} CHUNK={spec.kernel_chunk}"
+    assert f"overlay/build/{spec.key}/sasp_gemm_8.bit" in res.stdout
+    assert f"overlay/build/{spec.key}/sasp_gemm_8.hwh" in res.stdout
+    over = subprocess.run(
+        ["make", "-s", "-C", str(ROOT / "overlay"), "print", f"BOARD={spec.key}", "PART=xc-override", "CHUNK=48"],
         capture_output=True,
         text=True,
     )
-    assert res.returncode == 0, res.stderr
-    assert f"PART={part}" in res.stdout and f"CLK_MHZ={clk}" in res.stdout
-    assert f"overlay/build/{board}/sasp_gemm_8.bit" in res.stdout
-    assert f"overlay/build/{board}/sasp_gemm_8.hwh" in res.stdout
+    assert "PART=xc-override" in over.stdout and "CHUNK=48" in over.stdout and "chunk=48" in over.stdout
 
 
 def test_makefile_check_target():

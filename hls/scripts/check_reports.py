@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Dict, List
 
 HLS = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(HLS.parent))  # the repository: host.boards (numpy-free)
+from host.boards import UnknownBoardError, resolve_board  # noqa: E402
 
 
 def loops(root: ET.Element) -> List[Dict[str, str]]:
@@ -59,7 +61,10 @@ def main(argv=None) -> int:
     ap.add_argument("--array", required=True)
     ap.add_argument("--project", type=Path, help="Vitis HLS project (default: newest matching hls/build/vitis_*)")
     args = ap.parse_args(argv)
-    board = "ultra96" if args.board.startswith("ultra96") else args.board
+    try:
+        board = resolve_board(args.board)  # hls/scripts/common.tcl names the project by the boards.json key
+    except UnknownBoardError as e:
+        ap.error(str(e))
     found = HLS.glob(f"build/vitis_{board}_a{args.array}_c*")
     proj = args.project or max(found, key=lambda p: p.stat().st_mtime, default=None)
     if proj is None:

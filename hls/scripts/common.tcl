@@ -1,12 +1,14 @@
 # Shared project setup for the Vitis HLS 2023.2 scripts (sourced, not run directly).
 # Options, as "-tclargs name=value ..." or environment variables (the first found wins):
-#   board=pynq-z2|ultra96[-v2]  SASP_BOARD     default part and chunk of the board
-#   part=<part>                 SASP_PART      xc7z020clg400-1 (PYNQ-Z2), xczu3eg-sbva484-1-i (Ultra96-V2)
+#   board=<board>               SASP_BOARD     a key or alias of host/data/boards.json (default pynq-z2)
+#   part=<part>                 SASP_PART      default: the board's part
 #   array=8 | RxC               SASP_ARRAY     R = C, or rectangular (R a multiple of 8, C a multiple of 4)
-#   clock=10                    SASP_CLOCK_NS  clock period in ns
-#   chunk=<rows>                SASP_CHUNK     on-chip activation rows (default 96 on pynq-z2, 192 on ultra96)
-# `make -C hls synth` passes part, clock and chunk from host/data/boards.json (hls/scripts/board_args.py).
-# Example: vitis_hls -f hls/scripts/csynth.tcl -tclargs board=ultra96 array=16 clock=6.667
+#   clock=<ns>                  SASP_CLOCK_NS  default: the board's PL clock period
+#   chunk=<rows>                SASP_CHUNK     on-chip activation rows, SA_CHUNK (default: the board's)
+# The board's defaults come from host/data/boards.json, their one owner, through hls/scripts/board_args.py (run
+# with $SASP_PYTHON, default python3); with part, clock and chunk all given no Python is needed and the board
+# name only labels the build folder and the IP file.
+# Example: vitis_hls -f hls/scripts/csynth.tcl -tclargs board=ultra96 array=16
 
 proc sasp_opt {name envname default} {
     global argv
@@ -19,18 +21,34 @@ proc sasp_opt {name envname default} {
     return $default
 }
 
+# The board's settings as a Tcl dict (key, part, board_part, clk_mhz, clock_ns, chunk). Vitis HLS and Vivado run
+# these scripts in a standard Tcl interpreter, whose exec starts an external program (UG894, "Calling External
+# Programs"); exec raises an error when the program exits non-zero or writes to stderr, with that text as the
+# message (Tcl exec(n)), which is how board_args.py reports an unknown board.
+proc sasp_board_settings {board} {
+    global sasp_hls_dir
+    set python [expr {[info exists ::env(SASP_PYTHON)] && $::env(SASP_PYTHON) ne "" ? $::env(SASP_PYTHON) : "python3"}]
+    if {[catch {exec $python [file join $sasp_hls_dir scripts board_args.py] --tcl $board} out]} {
+        error "board '$board': its part, clock and chunk are read from host/data/boards.json by\
+            '$python hls/scripts/board_args.py --tcl', which failed: $out\n\
+            Pass part=, clock= and chunk= (no Python needed) or set SASP_PYTHON to a Python 3."
+    }
+    return $out
+}
+
 set sasp_hls_dir [file dirname [file dirname [file normalize [info script]]]]
 set sasp_board [sasp_opt board SASP_BOARD pynq-z2]
-switch -- $sasp_board {
-    pynq-z2    { set sasp_default_part xc7z020clg400-1;     set sasp_default_chunk 96 }
-    ultra96    -
-    ultra96-v2 { set sasp_board ultra96; set sasp_default_part xczu3eg-sbva484-1-i; set sasp_default_chunk 192 }
-    default    { error "unknown board '$sasp_board' (pynq-z2 or ultra96)" }
+set sasp_part [sasp_opt part SASP_PART ""]
+set sasp_clock [sasp_opt clock SASP_CLOCK_NS ""]
+set sasp_chunk [sasp_opt chunk SASP_CHUNK ""]
+if {$sasp_part eq "" || $sasp_clock eq "" || $sasp_chunk eq ""} {
+    set sasp_settings [sasp_board_settings $sasp_board]
+    set sasp_board [dict get $sasp_settings key]
+    foreach {var key} {sasp_part part sasp_clock clock_ns sasp_chunk chunk} {
+        if {[set $var] eq ""} { set $var [dict get $sasp_settings $key] }
+    }
 }
-set sasp_part [sasp_opt part SASP_PART $sasp_default_part]
 set sasp_array [sasp_opt array SASP_ARRAY 8]
-set sasp_clock [sasp_opt clock SASP_CLOCK_NS 10]
-set sasp_chunk [sasp_opt chunk SASP_CHUNK $sasp_default_chunk]
 if {[regexp {^([0-9]+)(?:x([0-9]+))?$} $sasp_array -> sasp_r sasp_c] == 0} {
     error "array must be N or RxC, got $sasp_array"
 }

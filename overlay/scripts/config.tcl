@@ -31,7 +31,7 @@ namespace eval sasp {
     }
 
     # The board's settings from host/data/boards.json, their one owner (hls/scripts/board_args.py --tcl; a key
-    # or an alias): a dict of key, part, board_part and clk_mhz.
+    # or an alias): a dict of key, part, board_part, clk_mhz, clock_ns and chunk.
     proc board_settings {board} {
         variable script_dir
         set script [file join [file dirname [file dirname $script_dir]] hls scripts board_args.py]
