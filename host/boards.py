@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 BOARDS_JSON = Path(__file__).resolve().parent / "data" / "boards.json"
 
@@ -90,10 +90,11 @@ def board_profile(name: str) -> Mapping[str, Any]:
     return board_spec(name).profile
 
 
-def board_for_array(array: int) -> str:
-    """The board an ``array`` x ``array`` package is modeled on: the one whose default array it is, else the
-    board with the most DSP slices."""
+def board_for_array(array: Union[int, Tuple[int, int]]) -> str:
+    """The board an ``array`` (``A`` for A x A, or ``(R, C)``) is modeled on: the one whose default array it is,
+    else the board with the most DSP slices."""
+    r, c = (array, array) if isinstance(array, int) else (int(array[0]), int(array[1]))
     for spec in all_boards():
-        if spec.default_array == array:
+        if spec.default_array == r == c:
             return spec.key
     return max(all_boards(), key=lambda b: b.profile["resources"]["DSP"]).key

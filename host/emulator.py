@@ -20,6 +20,7 @@ from typing import Dict, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 
+from host.boards import board_for_array, board_spec
 from host.cache import cache_root
 from host.cycle_model import array_rc, check_array, input_words, output_words
 from host.kernel_spec import FLAG_FP16, STATUS_TEXT
@@ -28,7 +29,6 @@ from host.stream import GemmOperand, pack_input, unpack_output
 HLS_DIR = Path(__file__).resolve().parents[1] / "hls"
 SOURCES = ("src/sasp_gemm.cpp", "src/emu_wrapper.cpp")
 HEADERS = ("src/sasp_gemm.h", "include/hls_stream.h", "include/hls_streamofblocks.h", "include/ap_axi_sdata.h")
-DEFAULT_CHUNK = 96  # xc7z020 (PYNQ-Z2) build; see hls/README.md
 
 _RC = {
     1: "stall",
@@ -62,6 +62,12 @@ def ap_types_dir() -> Path:
     if not (d / "ap_int.h").is_file():
         raise RuntimeError(f"ap_types headers missing in {d}: pip install hls4ml")
     return d
+
+
+def board_chunk(array: Union[int, Tuple[int, int]], board: Optional[str] = None) -> int:
+    """The activation chunk (SA_CHUNK) of ``board``'s build (host/data/boards.json ``kernel_chunk``); without a
+    board, of the board ``array`` is modeled on (``host.boards.board_for_array``: the PYNQ-Z2 for 8x8)."""
+    return board_spec(board or board_for_array(array)).kernel_chunk
 
 
 def cache_dir() -> Path:
@@ -143,13 +149,22 @@ class RawRun(NamedTuple):
 
 
 class EmulatedKernel:
-    """C simulation of ``sasp_gemm`` for an ``R x C`` array (``array``: int for square, or ``(R, C)``);
-    ``dsp_pack``: the build with two int8 MACs per DSP48E2 (same results by construction, tested)."""
+    """C simulation of ``sasp_gemm`` for an ``R x C`` array (``array``: int for square, or ``(R, C)``).
 
-    def __init__(self, array: Union[int, Tuple[int, int]], chunk: Optional[int] = None, dsp_pack: bool = False):
+    ``chunk``: the build's SA_CHUNK, by default that of ``board`` (:func:`board_chunk`); ``dsp_pack``: the build
+    with two int8 MACs per DSP48E2 (same results by construction, tested)."""
+
+    def __init__(
+        self,
+        array: Union[int, Tuple[int, int]],
+        chunk: Optional[int] = None,
+        dsp_pack: bool = False,
+        *,
+        board: Optional[str] = None,
+    ) -> None:
         r, c = check_array(array_rc(array))
         self._rc = (r, c)
-        self.chunk = int(chunk or DEFAULT_CHUNK)
+        self.chunk = int(chunk or board_chunk((r, c), board))
         self._lib = _load(build_library(r, c, self.chunk, dsp_pack))
         cfg = (ctypes.c_uint32 * 6)()
         self._lib.sasp_emu_config(cfg)

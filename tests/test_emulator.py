@@ -2,7 +2,7 @@
 form, the kernel's fp16 rounding == numpy's, and stream errors.
 
 Whisper tiny.en shapes run at reduced M (64 rows, which spans a partial second chunk of 32) except q/k/v/out,
-which also runs at the full M = 1500 on the PYNQ-Z2 build (8x8, chunk 96)."""
+which also runs at the full M = 1500 on the PYNQ-Z2 build (8x8, the board's chunk)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 from host.blocksparse import BlockSparseWeights
+from host.boards import all_boards, board_spec
 from host.cycle_model import input_words, kernel_cycles, output_words
+from host.kernel_spec import FLAG_PROBE, ST_PROBE
 from host.quant import kernel_epilogue
 from host.stream import GemmOperand, pack_input
 
@@ -112,7 +114,7 @@ def test_dsp_packed_build_is_bit_exact():
 @pytest.mark.parametrize("m", [1, 2, 3, 4])
 def test_trailing_pruned_blocks_few_rows(kernels, m):
     """Few rows, the last stored tile followed by all-pruned column blocks (the decoder's M=1 on a pruned layer)."""
-    ek = kernels((8, 8), 96)
+    ek = kernels((8, 8), board_spec("pynq-z2").kernel_chunk)
     rng = np.random.default_rng(m)
     keep = np.zeros((48, 48), bool)
     keep[::2, :5] = True
@@ -142,7 +144,7 @@ def test_whisper_shapes(kernels, array, name, k, n):
 
 
 def test_whisper_full_m1500(kernels):
-    ek = kernels((8, 8), 96)  # the PYNQ-Z2 build
+    ek = kernels((8, 8), board_spec("pynq-z2").kernel_chunk)  # the PYNQ-Z2 build
     rng = np.random.default_rng(1500)
     _check(ek, *_x(rng, 1500, 384), _op(rng, 384, 384, (8, 8), 0.5))
 
@@ -196,8 +198,8 @@ def test_protocol_errors(kernels):
 
 def test_raw_registers_and_word_counts(kernels):
     ek = kernels((8, 8), 16)
-    res = ek.run_words(np.zeros(0, np.uint64), np.zeros(1, np.uint64), 1, 8, 8, 0, flags=1)  # probe
-    assert res.regs["status"] == 0x10 and res.regs["id_version"] == ek.id_version and res.consumed == 0
+    res = ek.run_words(np.zeros(0, np.uint64), np.zeros(1, np.uint64), 1, 8, 8, 0, flags=FLAG_PROBE)
+    assert res.regs["status"] == ST_PROBE and res.regs["id_version"] == ek.id_version and res.consumed == 0
     assert res.regs["array_size"] == 8 | (8 << 8) | (16 << 16)
     rng = np.random.default_rng(5)
     op = _op(rng, 64, 64, (8, 8), 0.0)
@@ -209,3 +211,17 @@ def test_raw_registers_and_word_counts(kernels):
     assert res.regs["hw_cycles"] == 1  # C simulation: the free-running counter finds the drain already done
     res = ek.run_words(words, op.segment, 10, 64, 64, 100)  # host expects fewer words
     assert res.rc == 2 and res.produced == 160
+
+
+def test_chunk_is_the_boards():
+    """Without a chunk the emulator builds SA_CHUNK of the board (host/data/boards.json): the one named, else the
+    one the array is modeled on; the kernel reports it in array_size, and an explicit chunk wins."""
+    from host.emulator import EmulatedKernel, board_chunk
+
+    for b in all_boards():
+        assert board_chunk(8, b.key) == board_chunk(b.default_array) == b.kernel_chunk
+    pynq = board_spec("pynq-z2").kernel_chunk
+    ek = EmulatedKernel(8)  # the PYNQ-Z2 build, as the demo's default 8x8 package runs it
+    probe = ek.run_words(np.zeros(0, np.uint64), np.zeros(1, np.uint64), 1, 8, 8, 0, flags=FLAG_PROBE)
+    assert ek.chunk == pynq and probe.regs["array_size"] >> 16 == pynq
+    assert EmulatedKernel(8, 16, board="ultra96-v2").chunk == 16
