@@ -3,7 +3,8 @@
 ``estimate_resources(array, board)`` returns DSP, BRAM36, LUT and FF for the whole overlay, whether it fits
 the board's device, and ``label="modeled"``: estimates until someone runs ``make -C hls synth`` (whose report
 check writes the real figures), built from the kernel's storage in hls/src/sasp_gemm.cpp and per-element costs
-of typical HLS int8 MAC arrays. The model (also documented in overlay/README.md):
+of typical HLS int8 MAC arrays. ``python -m host.resources`` prints the table for every board of
+host/data/boards.json. The model:
 
 * DSP: ``R*C / macs_per_dsp`` (one DSP48 per int8 MAC; ``macs_per_dsp`` from host/data/boards.json; two with
   ``dsp_pack`` on DSP48E2 devices, the kernel's ``SA_DSP_PACK`` build, Xilinx WP486) plus the
@@ -24,7 +25,7 @@ of typical HLS int8 MAC arrays. The model (also documented in overlay/README.md)
 from __future__ import annotations
 
 import math
-from typing import Dict, Optional, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 from host.boards import all_boards, board_spec
 from host.kernel_spec import K_MAX
@@ -124,13 +125,14 @@ def estimate_resources(
 PACKED_ARRAYS = ((16, 16), (16, 32))  # SA_DSP_PACK builds listed for the DSP48E2 boards
 
 
-def resource_table(boards=("pynq-z2", "ultra96-v2"), arrays=ARRAY_SIZES) -> str:
-    """Markdown table of the modeled resources (the one in overlay/README.md)."""
+def resource_table(boards: Optional[Sequence[str]] = None, arrays: Sequence[ArrayArg] = ARRAY_SIZES) -> str:
+    """Markdown table of the modeled resources of ``arrays`` on ``boards`` (default: every board), with the
+    DSP-packed builds on DSP48E2 boards."""
     lines = [
         "| board | array | DSP | BRAM36 | LUT | FF | fits |",
         "|---|---|---|---|---|---|---|",
     ]
-    for b in boards:
+    for b in boards or [spec.key for spec in all_boards()]:
         packed = PACKED_ARRAYS if board_spec(b).family == "zynquplus" else ()
         for a, pack in [(a, False) for a in arrays] + [(a, True) for a in packed]:
             e = estimate_resources(a, b, dsp_pack=pack)

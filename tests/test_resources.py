@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -34,19 +35,6 @@ def test_board_profiles_complete():
     assert boards["pynq-z2"]["power"]["sensors"] is False
     assert boards["pynq-z2"]["part"] == "xc7z020clg400-1"
     assert boards["ultra96-v2"]["part"].startswith("xczu3eg-sbva484-1")
-
-
-def test_chunk_agrees_with_kernel_header():
-    """boards.json kernel_chunk must be the SA_CHUNK values the kernel header documents per device."""
-    hdr = ROOT / "hls" / "src" / "sasp_gemm.h"
-    if not hdr.exists():
-        pytest.skip("hls/src/sasp_gemm.h not present")
-    text = hdr.read_text()
-    m = re.search(r"xc7z020:\s*(\d+),\s*xczu3eg:\s*(\d+)", text)
-    assert m, "SA_CHUNK comment with the per-device chunk not found in sasp_gemm.h"
-    boards = load_boards()
-    assert boards["pynq-z2"]["kernel_chunk"] == int(m.group(1))
-    assert boards["ultra96-v2"]["kernel_chunk"] == int(m.group(2))
 
 
 @pytest.mark.parametrize("board", ["pynq-z2", "ultra96-v2"])
@@ -98,12 +86,26 @@ def test_rejects_bad_array_and_board():
         estimate_resources(8, "zcu104")
 
 
-def test_readme_table_is_current():
-    """overlay/README.md carries the table that resource_table() prints (regenerate it when the model changes)."""
-    readme = ROOT / "overlay" / "README.md"
-    assert resources.resource_table() in readme.read_text(), (
-        "overlay/README.md resource table is stale: paste the output of `python -m host.resources`"
-    )
+def test_resource_table_rows_are_the_estimates():
+    """`python -m host.resources` prints one row per board and array (and the packed builds on DSP48E2 boards),
+    each the estimate's figures and verdict."""
+    res = subprocess.run([sys.executable, "-m", "host.resources"], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == resources.resource_table()
+    rows = [line.strip("|").split("|") for line in res.stdout.splitlines()[2:]]
+    want = [
+        (b.key, a, pack)
+        for b in all_boards()
+        for a, pack in [(a, False) for a in resources.ARRAY_SIZES]
+        + [(a, True) for a in (resources.PACKED_ARRAYS if b.family == "zynquplus" else ())]
+    ]
+    assert len(rows) == len(want)
+    for row, (board, (r, c), pack) in zip(rows, want):
+        e = estimate_resources((r, c), board, dsp_pack=pack)
+        cells = [x.strip() for x in row]
+        assert cells[:2] == [board, f"{r}x{c}" + (" packed" if pack else "")]
+        assert [float(x.split()[0]) for x in cells[2:6]] == [e[k] for k in ("DSP", "BRAM36", "LUT", "FF")]
+        assert cells[6] == ("yes" if e["fits"] else f"no ({', '.join(e['over'])})")
 
 
 def test_boards_json_is_package_data():
