@@ -8,10 +8,11 @@ is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import re
 import sys
-from typing import Callable, List, NoReturn, Optional, Sequence
+from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence, Type, TypeVar
 
 from host.audio import AudioError
 from host.boards import UnknownBoardError, resolve_board
@@ -23,6 +24,8 @@ from host.package import PackageError
 class UserError(ValueError):
     """A fault in what the user asked for; the message names the input and the fault."""
 
+
+T = TypeVar("T")
 
 USER_ERRORS = (UserError, PackageError, AudioError, DatasetError, UnknownBoardError, OSError)
 
@@ -123,3 +126,42 @@ def array_size(text: str) -> int:
     if fault:
         raise argparse.ArgumentTypeError(fault)
     return n
+
+
+def option(*flags: str, **kwargs: Any) -> Dict[str, Any]:
+    """Dataclass field metadata binding the field to a command-line option: ``flags`` and ``add_argument``
+    keywords (the default is the field's own unless given)."""
+    return {"option": (flags, kwargs)}
+
+
+def add_options(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    cls: type,
+    prefix: str = "",
+    only: Optional[Sequence[str]] = None,
+    **overrides: Dict[str, Any],
+) -> None:
+    """Declare the options bound (``option``) to the fields of dataclass ``cls``, or to the fields ``only``;
+    flags become ``--PREFIX...``, ``overrides[field]`` replaces ``add_argument`` keywords."""
+    for f in dataclasses.fields(cls):
+        if "option" not in f.metadata or (only is not None and f.name not in only):
+            continue
+        flags, kwargs = f.metadata["option"]
+        kwargs = {**kwargs, **overrides.get(f.name, {})}
+        if f.default is not dataclasses.MISSING and kwargs.get("action") != "store_true":
+            kwargs.setdefault("default", list(f.default) if isinstance(f.default, tuple) else f.default)
+        names = [f"--{prefix}{flag[2:]}" for flag in flags]
+        if "choices" not in kwargs and kwargs.get("action") != "store_true":
+            kwargs.setdefault("metavar", names[0][2:].upper().replace("-", "_"))  # as argparse names it
+        parser.add_argument(*names, dest=(prefix + f.name).replace("-", "_"), **kwargs)
+
+
+def options_from(args: argparse.Namespace, cls: Type[T], prefix: str = "", **values: Any) -> T:
+    """A ``cls`` from the options ``add_options`` declared with the same ``prefix`` (lists become tuples); the
+    other fields take ``values`` or their defaults."""
+    for f in dataclasses.fields(cls):
+        dest = (prefix + f.name).replace("-", "_")
+        if "option" in f.metadata and f.name not in values and hasattr(args, dest):
+            value = getattr(args, dest)
+            values[f.name] = tuple(value) if isinstance(value, list) else value
+    return cls(**values)
