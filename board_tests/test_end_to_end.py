@@ -24,7 +24,7 @@ def package(request, array):
 
 
 def _runtime(package, backend, **kw):
-    from host.driver import runtime_from_package
+    from host.session import runtime_from_package
 
     return runtime_from_package(package, backend, **kw)
 

@@ -23,13 +23,13 @@ from typing import Dict, List, Optional, Protocol, Sequence, Tuple
 import numpy as np
 
 from host.blocksparse import BlockSparseWeights
+from host.calls import GemmCall
 from host.cycle_model import column_slabs, kernel_cycles
 from host.errors import AcceleratorTimeoutError
 from host.package import Package
 from host.quant import kernel_epilogue, quantize_columns, quantize_rows
 from host.stream import GemmOperand
-from host.system_model import GemmCall
-from host.whisper import WhisperRuntime
+from host.whisper_layers import stage_of
 
 BACKENDS = ("reference", "emulated", "pynq")
 
@@ -39,6 +39,7 @@ Slab = Tuple[int, int, GemmOperand]  # (first column, end column, operand)
 class Backend(Protocol):
     array: Tuple[int, int]
     chunk: int
+    on_board: bool  # its wall times are measurements on a board (else emulated on this machine)
 
     def gemm(self, x_q: np.ndarray, scale_x: np.ndarray, op: GemmOperand) -> Tuple[np.ndarray, Optional[int]]:
         """float16 ``epilogue(x_q @ op.w)``, and the kernel's cycle count if the backend has one (else None)."""
@@ -47,6 +48,8 @@ class Backend(Protocol):
 
 class ReferenceBackend:
     """Exact integer numpy GEMM and the numpy model of the epilogue; cycles from the cycle model."""
+
+    on_board = False
 
     def __init__(self, array: Tuple[int, int], chunk: int = 256):
         self.array, self.chunk = array, chunk
@@ -57,6 +60,8 @@ class ReferenceBackend:
 
 class EmulatedBackend:
     """The HLS C++ kernel in C simulation (g++ + ctypes): bit-exact outputs and the kernel's cycle counter."""
+
+    on_board = False
 
     def __init__(self, array: Tuple[int, int], chunk: Optional[int] = None):
         from host.emulator import EmulatedKernel
@@ -224,8 +229,7 @@ class Accelerator:
 
     def _record(self, name: str, key: str, m: int, w: BlockSparseWeights, measured: Optional[int]) -> None:
         nnz = self._nnz(key, w)
-        stage = "encoder" if name.startswith("encoder.") else "decoder"
-        self.calls.append(GemmCall(stage, name, m, w.k, w.n, nnz))
+        self.calls.append(GemmCall(stage_of(name), name, m, w.k, w.n, nnz))
         s = self.stats.layers.setdefault(name, LayerStats())
         s.calls += 1
         s.rows += m
@@ -274,9 +278,3 @@ class FloatGemm:
     def matmul(self, x: np.ndarray, layer: str) -> np.ndarray:
         w, b = self.ops[layer]
         return x @ w + b
-
-
-def runtime_from_package(package: Package, backend: str = "reference", **kwargs) -> WhisperRuntime:
-    """A Whisper runtime whose every weight GEMM runs through the package on ``backend`` (or ``float``)."""
-    gemm = FloatGemm(package) if backend == "float" else Accelerator(package, backend, **kwargs)
-    return WhisperRuntime(package.weights, gemm)

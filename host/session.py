@@ -1,5 +1,6 @@
 """One recording through the runtime and its accelerator, and what it would cost on a board.
 
+``runtime_from_package`` builds a Whisper runtime whose weight GEMMs run through a package on a backend.
 ``Session.transcribe`` runs a recording window by window (``host.longform``) and returns a ``Record``: the
 windows and transcript, the accelerator calls and host work of the windows that ran the model, and the
 accelerator's own counters. ``BoardFigures`` models recorded calls and host work on a board: as recorded
@@ -15,10 +16,11 @@ from pathlib import Path
 from typing import Dict, List
 
 from host.audio import AudioReader
-from host.driver import Accelerator, AcceleratorStats
+from host.calls import GemmCall
+from host.driver import Accelerator, AcceleratorStats, FloatGemm
 from host.longform import Window, iter_windows, join
+from host.package import Package
 from host.system_model import (
-    GemmCall,
     HostOps,
     add_ops,
     dense_calls,
@@ -29,6 +31,12 @@ from host.system_model import (
 )
 from host.whisper import WhisperRuntime
 from host.whisper_layers import is_prunable
+
+
+def runtime_from_package(package: Package, backend: str = "reference", **kwargs) -> WhisperRuntime:
+    """A Whisper runtime whose every weight GEMM runs through the package on ``backend`` (or ``float``)."""
+    gemm = FloatGemm(package) if backend == "float" else Accelerator(package, backend, **kwargs)
+    return WhisperRuntime(package.weights, gemm)
 
 
 class BoardFigures:

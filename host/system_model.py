@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple, Union
 
 from host.boards import board_profile, resolve_board
+from host.calls import GemmCall
 from host.cycle_model import ArrayLike, array_rc, column_slabs, dense_nnz, kernel_cycles, stream_bytes
 
 STAGES = ("features", "encoder", "decoder")
@@ -57,18 +57,6 @@ ACCEL_PARTS = ("kernel", "dma_stall", "pack_unpack", "cache", "mmio_dma", "drive
 Ops = Dict[str, float]  # class -> count
 HostOps = Dict[str, Dict[str, Ops]]  # stage -> CPU function -> class -> count
 Calibration = Union[str, Path, dict]
-
-
-@dataclass(frozen=True)
-class GemmCall:
-    """One accelerator call: layer, rows, shape and stored tiles per column block."""
-
-    stage: str
-    layer: str
-    m: int
-    k: int
-    n: int
-    nnz: Tuple[int, ...]
 
 
 def dense_calls(calls: Iterable[GemmCall], array: ArrayLike) -> List[GemmCall]:
@@ -332,8 +320,17 @@ def model_latency(
     sec = {k: v["s_per_unit"] for k, v in costs.items()}
     run_fixed = sec["driver_call"] + MMIO_PER_RUN * sec["mmio_access"] + DMA_PER_RUN * sec["dma_transfer"]
     stages = {
-        s: {"kernel_s": 0.0, "dma_s": 0.0, "accel_s": 0.0, "overhead_s": 0.0, "host_s": 0.0, "calls": 0,
-            "cycles": 0, "bytes": 0, "classes": dict.fromkeys(ACCEL_PARTS, 0.0)}
+        s: {
+            "kernel_s": 0.0,
+            "dma_s": 0.0,
+            "accel_s": 0.0,
+            "overhead_s": 0.0,
+            "host_s": 0.0,
+            "calls": 0,
+            "cycles": 0,
+            "bytes": 0,
+            "classes": dict.fromkeys(ACCEL_PARTS, 0.0),
+        }
         for s in STAGES
     }
     for c in calls:
@@ -413,4 +410,3 @@ def summarize(latency: dict) -> List[str]:
         if parts:  # a stage with no work (every window skipped) gets no class line
             lines.append("            " + ", ".join(f"{k} {v * 1e3:.1f}" for v, k in parts))
     return lines
-

@@ -1,18 +1,50 @@
-"""Whisper's GEMM layers by name: which may be pruned, and how many input rows each has per 30-s window.
+"""Whisper's GEMM layers by name: their stage, which may be pruned, and how many input rows each has per 30-s
+window.
 
-A row of conv1's im2col input is one mel frame; a row of every later encoder GEMM and of the cross-attention
-key/value projections is one encoder position (two frames); every other decoder GEMM has one row per token.
+``LAYER_KINDS`` is the one table of layer kinds: a row of conv1's im2col input is one mel frame; a row of every
+later encoder GEMM (the attention products included) and of the cross-attention key/value projections is one
+encoder position (two frames); every other decoder GEMM has one row per token.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Optional
+from dataclasses import dataclass
+from functools import cache
+from typing import Optional, Tuple
 
 LOGITS_LAYER = "decoder.logits"  # the vocabulary projection (tied token embedding), never pruned
 DEFAULT_PRUNABLE = r"^(encoder\.|decoder\.blocks\.)"  # every GEMM but the vocabulary projection
 DECODER_TOKENS = 40  # typical decoded tokens per utterance, used to weigh decoder MACs
-FRAME_LAYERS = ("encoder.conv1",)
+
+
+@dataclass(frozen=True)
+class LayerKind:
+    """Layers whose names fully match ``pattern``: the Whisper ``stage`` they run in and what one input row is
+    (``row_unit``: ``frame``, ``position`` or ``token``)."""
+
+    pattern: str
+    stage: str
+    row_unit: str
+
+
+LAYER_KINDS: Tuple[LayerKind, ...] = (  # first match wins
+    LayerKind(r"encoder\.conv1", "encoder", "frame"),
+    LayerKind(r"encoder\..+", "encoder", "position"),
+    LayerKind(r"decoder\.blocks\.\d+\.cross_attn\.(key|value)", "decoder", "position"),
+    LayerKind(r".*", "decoder", "token"),  # every other decoder GEMM (and a synthetic package's probe layer)
+)
+
+
+@cache
+def layer_kind(name: str) -> LayerKind:
+    """The ``LAYER_KINDS`` row of layer ``name``."""
+    return next(kind for kind in LAYER_KINDS if re.fullmatch(kind.pattern, name))
+
+
+def stage_of(name: str) -> str:
+    """The Whisper stage (``encoder`` or ``decoder``) that runs layer ``name``."""
+    return layer_kind(name).stage
 
 
 def is_prunable(name: str, regex: str | re.Pattern = DEFAULT_PRUNABLE) -> bool:
@@ -22,11 +54,7 @@ def is_prunable(name: str, regex: str | re.Pattern = DEFAULT_PRUNABLE) -> bool:
 
 def row_unit(name: str) -> str:
     """What one input row of layer ``name`` is: ``frame``, ``position`` (encoder position) or ``token``."""
-    if name in FRAME_LAYERS:
-        return "frame"
-    if name.startswith("encoder.") or ".cross_attn.key" in name or ".cross_attn.value" in name:
-        return "position"
-    return "token"
+    return layer_kind(name).row_unit
 
 
 def layer_rows(name: str, n_audio_ctx: int = 1500, decoder_tokens: int = DECODER_TOKENS) -> int:

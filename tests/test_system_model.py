@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from host.calls import GemmCall
 from host.cycle_model import column_slabs, dense_nnz
 from host.system_model import (
     CALL_CLASSES,
     CPU_CLASSES,
     STAGES,
-    GemmCall,
     add_ops,
     host_ops,
     kernel_limits,
@@ -22,8 +22,18 @@ from host.system_model import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-CFG = {"n_mels": 80, "n_audio_ctx": 1500, "n_audio_state": 384, "n_audio_head": 6, "n_audio_layer": 4,
-       "n_vocab": 51864, "n_text_ctx": 448, "n_text_state": 384, "n_text_head": 6, "n_text_layer": 4}
+CFG = {
+    "n_mels": 80,
+    "n_audio_ctx": 1500,
+    "n_audio_state": 384,
+    "n_audio_head": 6,
+    "n_audio_layer": 4,
+    "n_vocab": 51864,
+    "n_text_ctx": 448,
+    "n_text_state": 384,
+    "n_text_head": 6,
+    "n_text_layer": 4,
+}
 
 
 def _call(stage: str, layer: str, m: int, k: int, n: int, array: int = 8) -> GemmCall:
@@ -106,10 +116,16 @@ def _calibration(scale: float) -> dict:
     from host.system_model import host_costs
 
     plan = host_costs("pynq-z2")
-    classes = {k: {"unit": plan[k]["unit"], "s_per_unit": scale * plan[k]["s_per_unit"], "basis": "test"}
-               for k in CPU_CLASSES + ("driver_call",)}
-    return {"schema": "sasp-host-calibration/1", "source": "test", "classes": classes,
-            "stream": {"bytes_per_s": 1e9, "basis": "test"}}
+    classes = {
+        k: {"unit": plan[k]["unit"], "s_per_unit": scale * plan[k]["s_per_unit"], "basis": "test"}
+        for k in CPU_CLASSES + ("driver_call",)
+    }
+    return {
+        "schema": "sasp-host-calibration/1",
+        "source": "test",
+        "classes": classes,
+        "stream": {"bytes_per_s": 1e9, "basis": "test"},
+    }
 
 
 def test_calibration_file_round_trip(tmp_path):
@@ -167,9 +183,13 @@ def test_validation_path_on_a_tiny_model(tmp_path):
     assert modeled > 0 and measured > 0
     # the host share is the CPU functions and the driver's Python, nothing of the board's DMA path
     assert modeled == pytest.approx(bench.host_share(lat))
-    assert modeled == pytest.approx(sum(
-        v for s in STAGES for k, v in lat["stages"][s]["classes"].items()
-        if k not in ("kernel", "dma_stall", "pack_unpack", "cache", "mmio_dma")
-    ))
+    assert modeled == pytest.approx(
+        sum(
+            v
+            for s in STAGES
+            for k, v in lat["stages"][s]["classes"].items()
+            if k not in ("kernel", "dma_stall", "pack_unpack", "cache", "mmio_dma")
+        )
+    )
     enc = lat["stages"]["encoder"]["classes"]
     assert enc["pack_unpack"] > 0 and enc["driver"] > 0 and enc["softmax"] > 0

@@ -140,6 +140,34 @@ def test_runtime_routes_every_weight_gemm_through_one_call(demo_clip, whisper_we
     assert gemm.seen == set(whisper_weights.linear_names()) | {LOGITS_LAYER}
 
 
+def test_stage_of_names_the_stage_that_runs_each_layer(demo_clip, whisper_weights):
+    """host.whisper_layers.stage_of is the runtime stage (encode, or prefill and step) that calls each GEMM, the
+    attention products offloaded to the accelerator included."""
+    from host.whisper import DenseGemm
+    from host.whisper_layers import stage_of
+
+    class Staged(DenseGemm):
+        stage = "encoder"
+        seen: dict = {}
+
+        def matmul(self, x, layer):
+            self.seen.setdefault(layer, set()).add(self.stage)
+            return super().matmul(x, layer)
+
+        def matmul_dynamic(self, pairs, name):
+            self.seen.setdefault(name, set()).add(self.stage)
+            return [a @ b for a, b in pairs]
+
+    gemm = Staged(whisper_weights)
+    rt = WhisperRuntime(whisper_weights, gemm)
+    audio = load_audio(demo_clip)
+    encoded = rt.encode(rt.features(audio), rt.audio_ctx(len(audio)))
+    gemm.stage = "decoder"
+    rt.decode(encoded, max_tokens=3)
+    assert "encoder.blocks.0.attn.qk" in gemm.seen and "decoder.blocks.0.cross_attn.key" in gemm.seen
+    assert {layer: {stage_of(layer)} for layer in gemm.seen} == gemm.seen
+
+
 def test_layer_rows_are_the_runtime_rows(demo_clip, whisper_weights):
     """host.whisper_layers' rows per 30-s window are the rows the runtime gives each encoder-side GEMM; decoder
     GEMMs run on at most the prompt at once (the PYNQ backend's planning count)."""
