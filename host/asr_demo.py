@@ -9,18 +9,26 @@ Recordings of any length are transcribed in windows of at most 30 s cut at pause
 (``host/longform.py``). Prints the transcript and a report: per-stage latency (emulated wall time here, measured
 on a board), the modeled on-board latency and energy for the chosen board (cycle model + DMA bandwidth + CPU
 work), and the MACs/tiles the pruning skipped. ``--json`` writes the same report with a label on every figure.
+
+Without ``--package`` the weight package for ``--array``/``--sparsity`` is built once and cached by the offline
+tooling, run as its own program (``python -m model.export``, which needs torch): on a board, pass ``--package``.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import io
+import os
+import subprocess
 import sys
+from importlib.util import find_spec
 from pathlib import Path
 from typing import List, Optional, Tuple
 
+ROOT = Path(__file__).resolve().parents[1]
 if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(ROOT))
 
 from host import cli  # noqa: E402
 from host.audio import CALIB_DIR, DEMO_CLIP, demo_reference  # noqa: E402
@@ -44,6 +52,8 @@ from host.session import Session  # noqa: E402
 from host.text_normalize import normalize  # noqa: E402
 from host.whisper import WhisperRuntime  # noqa: E402
 
+BUILDER = ("-m", "model.export")  # the offline package builder, run as its own program (it needs torch)
+
 
 def calibration_tag(calib: List[Path]) -> str:
     """A short name for a calibration set (its files' names and sizes): packages calibrated differently are cached
@@ -52,6 +62,39 @@ def calibration_tag(calib: List[Path]) -> str:
     for f in list_audio_files(*calib):
         h.update(f"{f.name}:{f.stat().st_size};".encode())
     return "calib-" + h.hexdigest()[:8]
+
+
+def build_package(path: Path, array: int, sparsity: float, method: str, calib: List[Path], cache: Path) -> None:
+    """Write the package ``path`` with the offline builder (``python -m model.export``) in its own process, its
+    output passed on to stderr; a builder that cannot run here (no torch: a board) or that fails is one
+    ``UserError`` line (a builder that refuses its arguments says so before anything else is printed)."""
+    args = ["--tile", str(array), "--sparsity", str(sparsity), "--method", method]
+    if find_spec("torch") is None:
+        raise cli.UserError(
+            f"no cached weight package {path.name} and no torch here to build it: build it offline "
+            f"(python {' '.join(BUILDER + tuple(args))} --out PKG) and pass --package PKG"
+        )
+    args += ["--cache-dir", str(cache), "--out", str(path)] + (["--calib", *map(str, calib)] if calib else [])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))}
+    heading = f"building weight package {path.name} (once; cached)\n"
+    last = ""  # each line is passed on once the next one arrives: a failure's last line is its message
+    with subprocess.Popen(
+        [sys.executable, *BUILDER, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    ) as proc:
+        for line in io.TextIOWrapper(proc.stdout, errors="replace", newline=""):
+            if last:
+                _echo(heading + last)
+                heading = ""
+            last = line
+    if proc.returncode:
+        raise cli.UserError(f"building weight package {path.name} failed: {last.strip() or proc.returncode}")
+    _echo(heading + last)
+
+
+def _echo(text: str) -> None:
+    """Write ``text`` to stderr at once (a progress bar's line may end in a carriage return)."""
+    sys.stderr.write(text)
+    sys.stderr.flush()
 
 
 def default_package(array: int, sparsity: float, method: str, calib: List[Path]) -> Path:
@@ -67,11 +110,8 @@ def default_package(array: int, sparsity: float, method: str, calib: List[Path])
             return path
         except PackageError as e:
             print(f"rebuilding the cached package: {e}", file=sys.stderr)
-    from host.whisper_weights import load_ct2_dir
-    from model.export import export_package
-
-    print(f"building weight package {path.name} (once; cached)", file=sys.stderr)
-    return export_package(path, load_ct2_dir(), (array, array), sparsity, method, calib, cache_dir=cache)
+    build_package(path, array, sparsity, method, calib, cache)
+    return path
 
 
 def read_reference(path: Path) -> Optional[str]:
@@ -110,7 +150,7 @@ def transcribe_one(
     """Transcribe one recording of any length window by window (``host.session``) and report it: the whole
     transcript, each window's text, no-speech decision and timings, and the board figures modeled over the
     windows that ran the model."""
-    on_board = meter is not None or getattr(session.acc.backend, "on_board", False)
+    on_board = meter is not None or session.acc.backend.on_board
     emu = "measured" if on_board else "emulated"
     rec = session.transcribe(path, trim, progress=True)
     wall = {s: sum(w.wall_s.get(s, 0.0) for w in rec.windows) for s in ("features", "encoder", "decoder")}
@@ -164,9 +204,8 @@ def transcribe_one(
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
-    """The demo's options, each checked here (out-of-range values stop before any work)."""
-    from model.prune import METHODS
-
+    """The demo's options, each checked here (out-of-range values stop before any work; a ``--method`` the
+    builder does not know stops it before any transcription)."""
     ap = cli.Parser(prog="python host/asr_demo.py", description=__doc__)
     src = ap.add_mutually_exclusive_group()
     src.add_argument(
@@ -208,7 +247,9 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
         help="for the default package: fraction of prunable "
         "MACs pruned (needs calibration audio; default 0 = dense int8)",
     )
-    ap.add_argument("--method", choices=METHODS, default="act-ls", help="pruning method for the default package")
+    ap.add_argument(
+        "--method", default="act-ls", help="pruning method for the default package (python -m model.export --help)"
+    )
     ap.add_argument(
         "--calib", type=Path, nargs="*", default=[],
         help="calibration audio for the default package (default: the bundled real-speech set, host/assets/calib)",

@@ -115,3 +115,32 @@ def test_split_columns_covers_every_column_once(dense_package8):
     assert parts[0][0] == 0 and parts[-1][1] == w.n and all(a[1] == b[0] for a, b in zip(parts, parts[1:]))
     x = np.random.default_rng(1).integers(-127, 128, (2, 384)).astype(np.int8)
     np.testing.assert_array_equal(np.concatenate([p.gemm_int(x) for _, _, p in parts], axis=1), w.gemm_int(x))
+
+
+def test_demo_without_torch_asks_for_a_package_in_one_line(tmp_path, monkeypatch, capsys):
+    """On a board (no torch) the demo never builds a package itself: one line naming the builder, exit code 2."""
+    from host import asr_demo
+
+    monkeypatch.setenv("SASP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(asr_demo, "find_spec", lambda name: None)
+    assert asr_demo.main(["--array", "16"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "whisper-tiny.en-16x16-dense.sasp" in err[0], err
+    assert "python -m model.export --tile 16 --sparsity 0.0 --method act-ls --out PKG" in err[0]
+    assert "--package PKG" in err[0] and not (tmp_path / "cache").exists()
+
+
+def test_recorded_calls_carry_the_stage_of_their_layer(dense_package8):
+    """The driver takes each call's stage from host.whisper_layers (not from the caller)."""
+    acc = Accelerator(load_package(dense_package8), "reference")
+    for layer in ("encoder.conv2", "decoder.blocks.0.cross_attn.key", "decoder.logits"):
+        acc.matmul(np.ones((2, acc.package.layers[layer].weights.k), np.float32), layer)
+    acc.matmul_dynamic([(np.ones((2, 64), np.float32), np.ones((64, 3), np.float32))], "encoder.blocks.0.attn.qk")
+    stages = {c.layer: c.stage for c in acc.take_calls()}
+    assert stages == {
+        "encoder.conv2": "encoder",
+        "decoder.blocks.0.cross_attn.key": "decoder",
+        "decoder.logits": "decoder",
+        "encoder.blocks.0.attn.qk": "encoder",
+    }
+    acc.close()
