@@ -63,8 +63,21 @@ def load_interface(path: Optional[Union[str, Path]] = None) -> dict:
         offsets[reg["name"]] = int(str(reg["offset"]), 0)
         if "ap_vld_offset" in reg:
             offsets[reg["name"] + "_ap_vld"] = int(str(reg["ap_vld_offset"]), 0)
-    need = {"ap_ctrl", "wmem", "wlen", "m", "k", "n", "chunk", "flags", "id_version", "array_size", "cycles",
-            "hw_cycles", "status"}
+    need = {
+        "ap_ctrl",
+        "wmem",
+        "wlen",
+        "m",
+        "k",
+        "n",
+        "chunk",
+        "flags",
+        "id_version",
+        "array_size",
+        "cycles",
+        "hw_cycles",
+        "status",
+    }
     missing = need - set(offsets)
     if missing:
         raise PynqBackendError(f"{path}: registers {sorted(missing)} missing from s_axilite.registers")
@@ -120,7 +133,7 @@ class PynqBackend:
     ``package``: optional weight package (or path) to size the DMA buffers for its largest GEMM up front.
     """
 
-    on_board = True  # its wall times are measurements on the board (backends without the attribute emulate)
+    on_board = True  # its wall times are measurements on the board (host.driver.Backend)
 
     def __init__(
         self,
@@ -214,7 +227,7 @@ class PynqBackend:
                 f"overlay {self.bitfile.name}: expected one AXI DMA and one {self.iface['vlnv']} IP, found DMA "
                 f"{dmas} and kernels {kernels} (IPs: {sorted(ip_dict)})"
             )
-        self._dma_name, self._kernel_name = dmas[0], kernels[0]
+        self.dma_name, self.kernel_name = dmas[0], kernels[0]
         params = ip_dict[dmas[0]].get("parameters", {})
         width = params.get("c_sg_length_width")
         if width is not None and int(width) < DMA_LENGTH_WIDTH:
@@ -227,7 +240,7 @@ class PynqBackend:
 
     def _check_hwh_offsets(self) -> None:
         """Registers named in the .hwh must sit at the offsets of hls/interface.json."""
-        regs = self.overlay.ip_dict[self._kernel_name].get("registers") or {}
+        regs = self.overlay.ip_dict[self.kernel_name].get("registers") or {}
         bad = []
         for name, info in regs.items():
             key = name if name in self.off else name.lower()
@@ -248,14 +261,16 @@ class PynqBackend:
         mhz = getattr(clocks, "fclk0_mhz", None) if clocks is not None else None
         return float(mhz) * 1e6 if mhz else None
 
-    def _rd(self, name: str) -> int:
+    def read_register(self, name: str) -> int:
+        """The kernel's AXI-Lite register ``name`` (an ``hls/interface.json`` name), 32 bits."""
         return int(self.kernel.read(self.off[name])) & 0xFFFFFFFF
 
-    def _wr(self, name: str, value: int) -> None:
+    def write_register(self, name: str, value: int) -> None:
+        """Write the low 32 bits of ``value`` to the kernel's AXI-Lite register ``name``."""
         self.kernel.write(self.off[name], int(value) & 0xFFFFFFFF)
 
     def _wait_kernel_idle(self, deadline: float, what: str) -> None:
-        while not self._rd("ap_ctrl") & AP_IDLE:
+        while not self.read_register("ap_ctrl") & AP_IDLE:
             if time.monotonic() > deadline:
                 raise self._timeout(what, kernel_only=True)
             if self.poll_interval_s:
@@ -266,16 +281,16 @@ class PynqBackend:
         deadline = time.monotonic() + min(self.timeout_s, 2.0)
         self._wait_kernel_idle(deadline, "kernel idle before the probe")
         for name, v in (("wmem", 0), ("wlen", 0), ("m", 1), ("k", 1), ("n", 1), ("chunk", 1), ("flags", FLAG_PROBE)):
-            self._wr(name, v)
-        self._wr("ap_ctrl", AP_START)
+            self.write_register(name, v)
+        self.write_register("ap_ctrl", AP_START)
         self._wait_kernel_idle(deadline, "probe run (flags=probe)")
-        status = self._rd("status")
+        status = self.read_register("status")
         if not status & ST_PROBE:
             raise PynqBackendError(
                 f"overlay {self.bitfile.name}: probe run left status 0x{status:x} (expected the probe bit 0x10): the "
-                f"IP at {self._kernel_name} is not a sasp_gemm kernel of this version"
+                f"IP at {self.kernel_name} is not a sasp_gemm kernel of this version"
             )
-        return self._rd("id_version"), decode_array_size(self._rd("array_size"))
+        return self.read_register("id_version"), decode_array_size(self.read_register("array_size"))
 
     # ---- buffers --------------------------------------------------------------------------------------------
     def _alloc(self, words: int):
@@ -339,7 +354,7 @@ class PynqBackend:
 
     # ---- one kernel run -------------------------------------------------------------------------------------
     def _timeout(self, what: str, kernel_only: bool = False) -> Exception:
-        state = [f"kernel ap_ctrl=0x{self._rd('ap_ctrl'):x}"]
+        state = [f"kernel ap_ctrl=0x{self.read_register('ap_ctrl'):x}"]
         if not kernel_only:
             for nm in ("sendchannel", "recvchannel"):
                 ch = getattr(self.dma, nm)
@@ -366,11 +381,11 @@ class PynqBackend:
         regs = (("wmem", waddr), ("wlen", wlen), ("m", m), ("k", k), ("n", n), ("chunk", self.chunk),
                 ("flags", FLAG_FP16))  # fmt: skip
         for name, v in regs:
-            self._wr(name, v)
+            self.write_register(name, v)
         send, recv = self.dma.sendchannel, self.dma.recvchannel
         recv.transfer(outb, 0, 8 * n_out)
         send.transfer(inb, 0, 8 * n_in)
-        self._wr("ap_ctrl", AP_START)
+        self.write_register("ap_ctrl", AP_START)
         t_start = time.perf_counter()
         deadline = time.monotonic() + self.timeout_s
         what = f"GEMM M={m} K={k} N={n} ({n_in} words in, {n_out} out, {wlen} weight words)"
@@ -382,7 +397,7 @@ class PynqBackend:
                     f"internal error on S2MM usually means the kernel sent more words than the receive length "
                     f"(host/kernel word-count mismatch); reload the overlay"
                 )
-            if send.idle and recv.idle and self._rd("ap_ctrl") & AP_IDLE:
+            if send.idle and recv.idle and self.read_register("ap_ctrl") & AP_IDLE:
                 self.last_run_s.append(time.perf_counter() - t_start)
                 break
             if time.monotonic() > deadline:
@@ -391,7 +406,7 @@ class PynqBackend:
                 time.sleep(self.poll_interval_s)
         send.wait()  # already idle: returns at once; records transferred bytes
         recv.wait()  # already idle: invalidates the receive buffer (pynq/lib/dma.py)
-        status, cycles, hw = self._rd("status"), self._rd("cycles"), self._rd("hw_cycles")
+        status, cycles, hw = self.read_register("status"), self.read_register("cycles"), self.read_register("hw_cycles")
         if status != ST_OK:
             bits = [t for b, t in STATUS_TEXT.items() if status & b]
             raise PynqBackendError(f"{what}: kernel status 0x{status:x} ({', '.join(bits) or 'unknown'})")
