@@ -184,8 +184,8 @@ def build_runtime(model: Optional[str], package: Optional[str]) -> Tuple[Whisper
     """Dense float runtime from Whisper weights, or the int8 path of a weight package; and what the weights are
     (a package with the start of its digest)."""
     if package:
-        from host.driver import runtime_from_package
         from host.package import load_package
+        from host.session import runtime_from_package
 
         pkg = load_package(package)
         return runtime_from_package(pkg), f"package {package} ({str(pkg.metadata['digest'])[:19]})"

@@ -143,8 +143,9 @@ def test_model_equals_csim_counter(array):
 
 
 def test_pruning_ceiling_skips_only_the_named_layers():
+    from host.calls import GemmCall
     from host.cycle_model import dense_nnz
-    from host.system_model import GemmCall, model_latency, skipped_calls
+    from host.system_model import model_latency, skipped_calls
 
     calls = [
         GemmCall("encoder", "encoder.blocks.0.mlp.0", 1500, 384, 1536, tuple(dense_nnz(384, 1536, 8))),

@@ -95,8 +95,8 @@ def test_energy_gate_level():
 
 @pytest.fixture(scope="module")
 def reference_runtime(dense_package8):
-    from host.driver import runtime_from_package
     from host.package import load_package
+    from host.session import runtime_from_package
 
     return runtime_from_package(load_package(dense_package8), "reference")
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import re
 import shutil
 import sys
 import time
@@ -50,13 +49,6 @@ def test_offsets_come_from_interface_json():
     raw = json.loads(INTERFACE.read_text())
     for reg in raw["s_axilite"]["registers"]:
         assert iface["offsets"][reg["name"]] == int(reg["offset"], 0)
-
-
-def test_dma_width_matches_overlay_tcl():
-    from host.pynq_backend import DMA_LENGTH_WIDTH
-
-    tcl = (ROOT / "overlay" / "scripts" / "config.tcl").read_text()
-    assert int(re.search(r"variable dma_length_width (\d+)", tcl).group(1)) == DMA_LENGTH_WIDTH
 
 
 def test_rows_per_call_fits_and_splits_at_chunks():
