@@ -58,8 +58,18 @@ class TorchWhisper:
     def _ln(self, x: torch.Tensor, name: str) -> torch.Tensor:
         return F.layer_norm(x, x.shape[-1:], self.p[f"{name}.weight"], self.p[f"{name}.bias"], 1e-5)
 
-    def _mha(self, x: torch.Tensor, kv: torch.Tensor, name: str, n_head: int, causal: bool) -> torch.Tensor:
-        q, k, v = self._lin(x, f"{name}.query"), self._lin(kv, f"{name}.key"), self._lin(kv, f"{name}.value")
+    def _mha(
+        self, x: torch.Tensor, kv: torch.Tensor, name: str, n_head: int, causal: bool, cache: Optional[dict] = None
+    ) -> torch.Tensor:
+        """Attention; ``cache`` (a dict) keeps the keys and values of ``kv`` by layer name (cross-attention while
+        decoding greedily, where ``kv`` is the same encoder output at every token)."""
+        q = self._lin(x, f"{name}.query")
+        if cache is not None and name in cache:
+            k, v = cache[name]
+        else:
+            k, v = self._lin(kv, f"{name}.key"), self._lin(kv, f"{name}.value")
+            if cache is not None:
+                cache[name] = (k, v)
         split = lambda t: t.view(*t.shape[:-1], n_head, -1).transpose(-2, -3)  # noqa: E731
         o = F.scaled_dot_product_attention(split(q), split(k), split(v), is_causal=causal)
         return self._lin(o.transpose(-2, -3).reshape(*x.shape[:-1], -1), f"{name}.out")
@@ -105,6 +115,10 @@ class TorchWhisper:
 
         Tokens ``[L]`` or ``[B, L]``, encoder output ``[T, D]`` or ``[B, T, D]``.
         """
+        return self.hidden(t, enc) @ self.p["decoder.token_embedding.weight"].T
+
+    def hidden(self, t: torch.Tensor, enc: torch.Tensor, cache: Optional[dict] = None) -> torch.Tensor:
+        """The decoder's final normed hidden states for tokens ``t`` (``cache``: cross-attention keys/values)."""
         x = (
             self.p["decoder.token_embedding.weight"][t]
             + self.p["decoder.positional_embedding"][: t.shape[-1]]
@@ -114,11 +128,11 @@ class TorchWhisper:
             h = self._ln(x, f"{b}.attn_ln")
             x = x + self._mha(h, h, f"{b}.attn", self.cfg["n_text_head"], True)
             x = x + self._mha(
-                self._ln(x, f"{b}.cross_attn_ln"), enc, f"{b}.cross_attn", self.cfg["n_text_head"], False
+                self._ln(x, f"{b}.cross_attn_ln"), enc, f"{b}.cross_attn", self.cfg["n_text_head"], False, cache
             )
             h = self._ln(x, f"{b}.mlp_ln")
             x = x + self._lin(F.gelu(self._lin(h, f"{b}.mlp.0")), f"{b}.mlp.2")
-        return self._ln(x, "decoder.ln") @ self.p["decoder.token_embedding.weight"].T
+        return self._ln(x, "decoder.ln")
 
     def greedy(
         self, enc: torch.Tensor, prompt: List[int], eot: int, suppress: np.ndarray, max_tokens: int = 224
@@ -126,8 +140,12 @@ class TorchWhisper:
         """Greedy tokens after ``prompt`` with the same suppression rules as the numpy runtime."""
         out: List[int] = []
         begin = torch.tensor(self.w.suppress_ids_begin, device=self.device)
+        cache: Optional[dict] = {} if self.tap is None else None  # a tap sees every key/value product
+        emb = self.p["decoder.token_embedding.weight"]
         while len(out) < max_tokens:
-            logits = self.logits(prompt + out, enc)[-1].double()
+            with torch.no_grad():
+                last = self.hidden(torch.tensor(prompt + out, device=self.device), enc, cache)[-1]
+                logits = (last @ emb.T).double()
             logits[torch.from_numpy(suppress).to(self.device)] = -np.inf
             if not out:
                 logits[begin] = -np.inf

@@ -189,3 +189,31 @@ def test_layer_rows_are_the_runtime_rows(demo_clip, whisper_weights):
             assert max(rows) <= MAX_ROWS_DECODER, layer
         else:
             assert rows == {layer_rows(layer)}, layer
+
+
+def test_torch_greedy_computes_cross_attention_keys_once_and_decodes_as_the_full_prefix(
+    synth_set, whisper_weights, dense_runtime
+):
+    from model.reference import TorchWhisper
+
+    ref = TorchWhisper(whisper_weights)
+    audio = load_audio(sorted(synth_set.rglob("*.flac"))[0])
+    enc = ref.encode(torch.from_numpy(dense_runtime.features(audio)))
+    prompt, eot, sup = dense_runtime.tokenizer.initial_tokens(), dense_runtime.tokenizer.eot, dense_runtime._suppress
+    names = []
+    lin = ref._lin
+    ref._lin = lambda x, name: names.append(name) or lin(x, name)
+    tokens = ref.greedy(enc, prompt, eot, sup)
+    ref._lin = lin
+    assert names.count("decoder.blocks.0.cross_attn.key") == 1
+    assert names.count("decoder.blocks.0.cross_attn.query") == len(tokens) + 1
+    out = []  # the uncached decode: every step runs the whole prefix and projects every position
+    while True:
+        logits = ref.logits(prompt + out, enc)[-1].double()
+        logits[torch.from_numpy(sup)] = -np.inf
+        if not out:
+            logits[torch.tensor(whisper_weights.suppress_ids_begin)] = -np.inf
+        if int(logits.argmax()) == eot:
+            break
+        out.append(int(logits.argmax()))
+    assert tokens == out and len(tokens) > 3
