@@ -119,10 +119,7 @@ class TorchWhisper:
 
     def hidden(self, t: torch.Tensor, enc: torch.Tensor, cache: Optional[dict] = None) -> torch.Tensor:
         """The decoder's final normed hidden states for tokens ``t`` (``cache``: cross-attention keys/values)."""
-        x = (
-            self.p["decoder.token_embedding.weight"][t]
-            + self.p["decoder.positional_embedding"][: t.shape[-1]]
-        )
+        x = self.p["decoder.token_embedding.weight"][t] + self.p["decoder.positional_embedding"][: t.shape[-1]]
         for i in range(self.cfg["n_text_layer"]):
             b = f"decoder.blocks.{i}"
             h = self._ln(x, f"{b}.attn_ln")
