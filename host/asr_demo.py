@@ -287,7 +287,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         package_path = args.package or default_package(array, args.sparsity, args.method, args.calib)
         package = load_package(package_path, expect_tile=(array, array))
-        kwargs = {"bitfile": args.bitfile, "board": board} if args.backend == "pynq" else {}
+        # the emulated kernel is the chosen board's build (its activation chunk), as the overlay would be
+        kwargs = {"pynq": {"bitfile": args.bitfile, "board": board}, "emulated": {"board": board}}.get(args.backend, {})
         acc = Accelerator(package, args.backend, timeout_s=args.timeout, **kwargs)
     except (ValueError, RuntimeError) as e:
         raise cli.UserError(str(e)) from e

@@ -63,10 +63,11 @@ class EmulatedBackend:
 
     on_board = False
 
-    def __init__(self, array: Tuple[int, int], chunk: Optional[int] = None):
+    def __init__(self, array: Tuple[int, int], chunk: Optional[int] = None, board: Optional[str] = None):
+        """``chunk``: explicit, else the ``board``'s build, else that of the board the array is modeled on."""
         from host.emulator import EmulatedKernel
 
-        self.kernel = EmulatedKernel(tuple(array), chunk)
+        self.kernel = EmulatedKernel(tuple(array), chunk, board=board)
         self.array, self.chunk = tuple(array), self.kernel.chunk
         self.max_concurrent = os.cpu_count() or 1  # C-simulation calls share nothing (host/emulator.py)
         self.k_max, self.n_max = self.kernel.k_max, self.kernel.n_max

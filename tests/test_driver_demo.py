@@ -144,3 +144,22 @@ def test_recorded_calls_carry_the_stage_of_their_layer(dense_package8):
         "encoder.blocks.0.attn.qk": "encoder",
     }
     acc.close()
+
+
+def test_emulated_kernel_is_the_chosen_boards_build(dense_package8, monkeypatch):
+    import host.asr_demo as demo
+    from host.boards import board_spec
+    from host.driver import EmulatedBackend
+
+    seen = {}
+
+    def stop(package, backend, **kwargs):
+        seen.update(kwargs, backend=backend)
+        raise ValueError("stopped before transcribing")
+
+    monkeypatch.setattr(demo, "Accelerator", stop)
+    args = ["--package", str(dense_package8), "--array", "8", "--backend", "emulated", "--board", "ultra96"]
+    assert demo.main(args) == 2
+    assert seen["backend"] == "emulated" and seen["board"] == "ultra96-v2"
+    chunk = EmulatedBackend((8, 8), board=seen["board"]).chunk
+    assert chunk == board_spec("ultra96-v2").kernel_chunk != board_spec("pynq-z2").kernel_chunk
