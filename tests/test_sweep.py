@@ -60,17 +60,7 @@ def local_run(synth_set, tmp_path_factory):
     cfg = make_cfg(synth_set, root / "local", root / "packages")
     weights = audio_whisper()
     for p in grid(ARRAYS, SPARSITY, "magnitude"):  # the sweep's package cache, filled with the tiny model
-        export_package(
-            package_path(p, cfg),
-            weights,
-            (p.array, p.array),
-            p.sparsity,
-            p.method,
-            (),
-            cfg.prunable,
-            True,
-            cache_dir=None,
-        )
+        export_package(package_path(p, cfg), weights, cfg.export_config(p))
     res = run_sweep(cfg, grid(ARRAYS, SPARSITY, "magnitude"), workers=2)
     return cfg, res
 

