@@ -1,0 +1,112 @@
+"""benchmarks/distill_grid.py's steps that run here (``bundle``, ``assemble``, ``table``) with a tiny random
+Whisper-shaped model (test_sweep's) on the synthesized set; ``run`` is replaced by a fake result folder."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_sweep import audio_whisper
+
+from host.package import load_package
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+ENCODER_BLOCKS = r"^encoder\.blocks\."
+
+
+@pytest.fixture()
+def grid(monkeypatch):
+    import model.load
+
+    weights = audio_whisper()
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    monkeypatch.setattr(model.load, "load_whisper", lambda source=None: weights)
+    import distill_grid
+
+    return distill_grid, weights
+
+
+def test_bundle_holds_teacher_rates_and_audio(grid, synth_set, tmp_path):
+    distill_grid, weights = grid
+    out, cache = tmp_path / "bundle", tmp_path / "cache"
+    argv = [
+        "bundle", "--out", str(out), "--calib", str(synth_set), "--real", str(synth_set), "--synth", str(synth_set),
+        "--limit", "2", "--tiles", "8", "--sparsity", "0.3", "--layers", ENCODER_BLOCKS, "--cache-dir", str(cache),
+    ]  # fmt: skip
+    distill_grid.main(argv)
+    teacher = distill_grid.load_teacher(out / "teacher.npz")
+    assert set(teacher.params) == set(weights.params) and teacher.vocab == weights.vocab
+    for name, w in weights.params.items():  # float16, or int8 per output channel for the decoder GEMMs
+        np.testing.assert_allclose(teacher.params[name], w, rtol=0.02, atol=0.02 * float(np.abs(w).max()))
+    plan = json.loads((out / "rates.json").read_text())["8/0.30"]
+    assert plan["mac_sparsity"] == pytest.approx(0.3, abs=0.1)
+    assert all(r == 0 or name.startswith("encoder.blocks.") for name, r in plan["rates"].items())
+    sets = json.loads((out / "eval.json").read_text())
+    assert [len(sets[k]) for k in ("real", "synth")] == [2, 2]
+    assert len(list((out / "audio" / "train").iterdir())) == len(list(synth_set.rglob("*.flac")))
+    # the calibration statistics and sensitivity are cached by config: a second bundle reuses them
+    cached = sorted(p.relative_to(cache) for p in cache.rglob("*.*"))
+    assert [p.parts[0] for p in cached] == ["calib", "sensitivity"]
+    stamps = [(cache / p).stat().st_mtime_ns for p in cached]
+    distill_grid.main(argv)
+    assert [(cache / p).stat().st_mtime_ns for p in sorted(p.relative_to(cache) for p in cache.rglob("*.*"))] == stamps
+
+
+def _fake_results(distill_grid, weights, folder: Path) -> None:
+    """What ``run`` returns: results.json and int8 shards of a pruned and a 'distilled' (rescaled) model."""
+    from host.whisper import gemm_operands
+    from model.distill import SparseModel
+    from model.export import prune_weights
+    from model.quantize import with_gemm_weights
+
+    folder.mkdir()
+    rates = {n: 0.3 for n in gemm_operands(weights) if n.startswith("encoder.blocks.")}
+    gemm_w, keeps = prune_weights(weights, (8, 8), rates, "magnitude", None)
+    pruned = SparseModel(with_gemm_weights(weights, gemm_w), keeps, (8, 8))
+    tuned = SparseModel(with_gemm_weights(weights, {n: 1.01 * w for n, w in gemm_w.items()}), keeps, (8, 8))
+    distill_grid.save_shard(pruned, folder / "shard-t8-s0.30-act-ls.npz", weights)
+    distill_grid.save_shard(tuned, folder / "shard-t8-s0.30-oneshot.npz", weights)
+    results = [
+        {"key": "t8-s0.30-act-ls", "wer": {"real": 12.0, "synth": 20.0}},
+        {"key": "t8-s0.30-oneshot", "wer": {"real": 11.0, "synth": 19.0}, "schedule": "oneshot", "steps": 3},
+    ]
+    (folder / "results.json").write_text(json.dumps(results))
+
+
+def test_assemble_then_table(grid, synth_set, tmp_path):
+    distill_grid, weights = grid
+    _fake_results(distill_grid, weights, tmp_path / "results")
+    packages = tmp_path / "packages"
+    distill_grid.main(["assemble", "--results", str(tmp_path / "results"), "--out", str(packages)])
+    assert sorted(p.name for p in packages.glob("*.sasp")) == [
+        "dense-t8.sasp", "t8-s0.30-act-ls.sasp", "t8-s0.30-oneshot.sasp",
+    ]  # fmt: skip
+    dense = load_package(packages / "dense-t8.sasp")
+    for key, method in (("t8-s0.30-act-ls", "act-ls"), ("t8-s0.30-oneshot", "act-ls+distill")):
+        pkg = load_package(packages / f"{key}.sasp")  # validated: tile counts, rates and MAC sparsity agree
+        meta = pkg.metadata
+        assert meta["method"] == method and meta["grid"]["key"] == key
+        assert 0 < meta["mac_sparsity"] < 0.3  # of every prunable layer; only the encoder blocks lost tiles
+        for name, layer in pkg.layers.items():  # pruned encoder blocks, the rest the dense package's
+            full = layer.weights.nnz_tiles == layer.weights.total_tiles
+            assert full != name.startswith("encoder.blocks."), name
+            if full:
+                np.testing.assert_array_equal(layer.weights.tiles, dense.layers[name].weights.tiles)
+    assert load_package(packages / "t8-s0.30-oneshot.sasp").metadata["distillation"] == {
+        "schedule": "oneshot",
+        "steps": 3,
+    }
+    table = tmp_path / "grid.csv"
+    argv = ["table", "--packages", str(packages), "--eval", f"synth={synth_set}", "--limit", "1", "--csv", str(table)]
+    distill_grid.main(argv)
+    rows = {r["package"]: r for r in csv.DictReader(table.open())}
+    assert sorted(rows) == sorted(p.name for p in packages.glob("*.sasp"))
+    assert float(rows["dense-t8.sasp"]["mac_sparsity"]) == 0.0
+    assert float(rows["dense-t8.sasp"]["modeled_speedup"]) == pytest.approx(1.0)
+    for r in rows.values():
+        assert float(r["wer_synth"]) >= 0.0 and r["trim"] == "False"
+    distill_grid.main(argv)  # resumable: every package is done
+    assert len(list(csv.DictReader(table.open()))) == 3
