@@ -55,8 +55,12 @@ def save_teacher(weights: WhisperWeights, path: Path) -> None:
             arrays[f"q/{name}"], arrays[f"s/{name}"] = q, s
         else:
             arrays[f"p/{name}"] = w.astype(np.float16)
-    meta = {"config": weights.config, "vocab": weights.vocab, "suppress_ids": weights.suppress_ids,
-            "suppress_ids_begin": weights.suppress_ids_begin}
+    meta = {
+        "config": weights.config,
+        "vocab": weights.vocab,
+        "suppress_ids": weights.suppress_ids,
+        "suppress_ids_begin": weights.suppress_ids_begin,
+    }
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
     np.savez(path, **arrays)
 
@@ -108,8 +112,10 @@ def bundle(args: argparse.Namespace) -> None:
         for f in list_audio_files(args.synth_train):
             shutil.copy(f, out / "audio" / "synth_train" / f.name)
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
-    print(f"bundle {out}: {size / 2**20:.1f} MiB, {len(rates)} rate plans, eval sets " +
-          ", ".join(f"{k} ({len(v)})" for k, v in sets.items()))
+    print(
+        f"bundle {out}: {size / 2**20:.1f} MiB, {len(rates)} rate plans, eval sets "
+        + ", ".join(f"{k} ({len(v)})" for k, v in sets.items())
+    )
 
 
 # -- run (GPU machine) -----------------------------------------------------------------------------
@@ -195,8 +201,10 @@ def run_grid(args: argparse.Namespace) -> None:
     plans = json.loads((b / "rates.json").read_text())
     train = [load_audio(f) for f in sorted((b / "audio" / "train").glob("*.flac"))]
     synth_train = sorted((b / "audio" / "synth_train").glob("*.flac"))
-    sets = {name: [(load_audio(b / "audio" / name / f), ref) for _, f, ref in utts]
-            for name, utts in json.loads((b / "eval.json").read_text()).items()}
+    sets = {
+        name: [(load_audio(b / "audio" / name / f), ref) for _, f, ref in utts]
+        for name, utts in json.loads((b / "eval.json").read_text()).items()
+    }
     results: List[dict] = []
     models: Dict[str, SparseModel] = {}
 
@@ -210,8 +218,9 @@ def run_grid(args: argparse.Namespace) -> None:
         models[key] = model
         log({"key": key, **extra, "wer": wer_sets(quantized(model), sets, args.device, bool(extra.get("trim")))})
 
-    base_cfg = dict(epochs=10_000, max_steps=args.steps, batch=args.batch, lr=args.lr, device=args.device,
-                    checkpoint_every=10**9)  # losses and trained layers: DistillConfig's defaults
+    base_cfg = dict(
+        epochs=10_000, max_steps=args.steps, batch=args.batch, lr=args.lr, device=args.device, checkpoint_every=10**9
+    )  # losses and trained layers: DistillConfig's defaults
     log({"key": "teacher", "wer": wer_sets(teacher, sets, args.device)})
     probe = Distiller(teacher, dense_model(teacher, 8, {}), train, DistillConfig(device=args.device))
     pseudo = probe.pseudo_labels()
@@ -223,8 +232,7 @@ def run_grid(args: argparse.Namespace) -> None:
             log({"key": key, "skipped": "time budget"})
             return
         t = time.time()
-        model, steps = run(teacher, start, clips, DistillConfig(**{**base_cfg, **cfg}), progress=False,
-                           pseudo=labels)
+        model, steps = run(teacher, start, clips, DistillConfig(**{**base_cfg, **cfg}), progress=False, pseudo=labels)
         evaluate(key, model, steps=steps, train_s=round(time.time() - t, 1), **cfg)
 
     def ablations() -> None:
@@ -234,26 +242,49 @@ def run_grid(args: argparse.Namespace) -> None:
         if key0 in models:
             start = models[key0]
             for losses in (("enc",), ("enc", "kv"), ("enc", "kv", "logits", "blocks")):
-                distilled(f"{key0}-oneshot-loss-{'+'.join(losses)}", start, train, pseudo, schedule="oneshot",
-                          losses=losses, layers=ENCODER_SIDE_LAYERS if "logits" not in losses else DEFAULT_PRUNABLE)
+                distilled(
+                    f"{key0}-oneshot-loss-{'+'.join(losses)}",
+                    start,
+                    train,
+                    pseudo,
+                    schedule="oneshot",
+                    losses=losses,
+                    layers=ENCODER_SIDE_LAYERS if "logits" not in losses else DEFAULT_PRUNABLE,
+                )
             distilled(f"{key0}-oneshot-augment", start, train, pseudo, schedule="oneshot", augment=True)
             for lr in (3e-5, 3e-4):
                 distilled(f"{key0}-oneshot-lr{lr:g}", start, train, pseudo, schedule="oneshot", lr=lr)
-            distilled(f"{key0}-oneshot-steps{2 * args.steps}", start, train, pseudo, schedule="oneshot",
-                      max_steps=2 * args.steps)
+            distilled(
+                f"{key0}-oneshot-steps{2 * args.steps}",
+                start,
+                train,
+                pseudo,
+                schedule="oneshot",
+                max_steps=2 * args.steps,
+            )
             if extra_clips:
-                extra_pseudo = Distiller(teacher, dense_model(teacher, 8, {}), extra_clips,
-                                         DistillConfig(device=args.device)).pseudo_labels()
-                distilled(f"{key0}-oneshot-plus-synth", start, train + extra_clips, pseudo + extra_pseudo,
-                          schedule="oneshot")
+                extra_pseudo = Distiller(
+                    teacher, dense_model(teacher, 8, {}), extra_clips, DistillConfig(device=args.device)
+                ).pseudo_labels()
+                distilled(
+                    f"{key0}-oneshot-plus-synth", start, train + extra_clips, pseudo + extra_pseudo, schedule="oneshot"
+                )
 
     def trimmed() -> None:
         # trimmed encoder windows (the demo's --window trimmed), dense model: as is, then distilled for them
         if time.time() - t0 <= args.budget_s:
             dense8 = dense_model(teacher, 8, {})
             evaluate("dense-trim", dense8, trim=True)
-            distilled("dense-trim-distill", dense8, train, pseudo, schedule="oneshot", trim=True,
-                      losses=("enc", "logits"), layers=TRIM_LAYERS)
+            distilled(
+                "dense-trim-distill",
+                dense8,
+                train,
+                pseudo,
+                schedule="oneshot",
+                trim=True,
+                losses=("enc", "logits"),
+                layers=TRIM_LAYERS,
+            )
 
     order: List[Tuple[int, float]] = [(t, s) for t in args.tiles for s in args.sparsity]
     for tile, sp in order:
@@ -263,16 +294,29 @@ def run_grid(args: argparse.Namespace) -> None:
             log({"key": f"t{tile}-s{sp:.2f}", "skipped": "time budget"})
             continue
         t = time.time()
-        actls, _ = run(teacher, dense_model(teacher, tile, rates), train,
-                       DistillConfig(schedule="gradual", stages=1, stage_method="act-ls", max_steps=0,
-                                     device=args.device), progress=False, pseudo=pseudo)
-        evaluate(f"t{tile}-s{sp:.2f}-act-ls", actls, mac_sparsity=plan["mac_sparsity"],
-                 prune_s=round(time.time() - t, 1))
+        actls, _ = run(
+            teacher,
+            dense_model(teacher, tile, rates),
+            train,
+            DistillConfig(schedule="gradual", stages=1, stage_method="act-ls", max_steps=0, device=args.device),
+            progress=False,
+            pseudo=pseudo,
+        )
+        evaluate(
+            f"t{tile}-s{sp:.2f}-act-ls", actls, mac_sparsity=plan["mac_sparsity"], prune_s=round(time.time() - t, 1)
+        )
         if "oneshot" in args.schedules:
             distilled(f"t{tile}-s{sp:.2f}-oneshot", actls, train, pseudo, schedule="oneshot")
         if "gradual" in args.schedules:
-            distilled(f"t{tile}-s{sp:.2f}-gradual", dense_model(teacher, tile, rates), train, pseudo,
-                      schedule="gradual", stages=args.stages, stage_method="act")
+            distilled(
+                f"t{tile}-s{sp:.2f}-gradual",
+                dense_model(teacher, tile, rates),
+                train,
+                pseudo,
+                schedule="gradual",
+                stages=args.stages,
+                stage_method="act",
+            )
     for extra in args.extras:
         {"ablate": ablations, "trim": trimmed}[extra]()
     pick_shards(results, models, teacher, out, args.shard_mib, args.bound)
@@ -287,8 +331,9 @@ def pick_shards(
     rows = {r["key"]: r for r in results if "wer" in r}
     dense = rows["dense-int8"]["wer"]["real"]
     cand = [k for k in rows if re.match(r"t\d+-s[\d.]+-(act-ls|oneshot|gradual)$", k)]
-    within = sorted((k for k in cand if rows[k]["wer"]["real"] <= dense + bound),
-                    key=lambda k: -float(k.split("-")[1][1:]))
+    within = sorted(
+        (k for k in cand if rows[k]["wer"]["real"] <= dense + bound), key=lambda k: -float(k.split("-")[1][1:])
+    )
     rest = sorted((k for k in cand if k not in within), key=lambda k: rows[k]["wer"]["real"])
     if "dense-trim-distill" in rows and rows["dense-trim-distill"]["wer"]["real"] <= dense + bound:
         within.insert(0, "dense-trim-distill")
@@ -367,9 +412,13 @@ def table(args: argparse.Namespace) -> None:
             continue
         meta = load_package(path).metadata
         tile = int(meta["tile"][0])
-        row = {"package": path.name, "tile": tile, "mac_sparsity": f"{float(meta.get('mac_sparsity', 0)):.3f}",
-               "board": board_for_array(tile),
-               "trim": bool(meta.get("distillation", {}).get("trim"))}
+        row = {
+            "package": path.name,
+            "tile": tile,
+            "mac_sparsity": f"{float(meta.get('mac_sparsity', 0)):.3f}",
+            "board": board_for_array(tile),
+            "trim": bool(meta.get("distillation", {}).get("trim")),
+        }
         for name, utts in sets.items():
             r = evaluate_package(path, utts, row["board"], trim=row["trim"])
             row[f"wer_{name}"] = f"{100 * r['wer']:.2f}"
@@ -412,14 +461,23 @@ def speedups(args: argparse.Namespace) -> None:
         nnz = {n: tuple(int(x) for x in np.diff(q.weights.colptr)) for n, q in pkg.layers.items()}
         ratio, ceil = [], []
         for calls, ops in runs[tile]:
-            mine = [GemmCall(c.stage, c.layer, c.m, c.k, c.n, nnz[c.layer]) if c.layer in nnz and
-                    len(nnz[c.layer]) == len(c.nnz) else c for c in dense_calls(calls, tile)]
+            mine = [
+                GemmCall(c.stage, c.layer, c.m, c.k, c.n, nnz[c.layer])
+                if c.layer in nnz and len(nnz[c.layer]) == len(c.nnz)
+                else c
+                for c in dense_calls(calls, tile)
+            ]
             figures = BoardFigures(mine, ops, board, tile)
             ratio.append(figures.speedup)
             ceil.append(figures.max_speedup)
-        row = {"package": path.name, "tile": tile, "board": board,
-               "mac_sparsity": f"{float(pkg.metadata.get('mac_sparsity', 0)):.3f}",
-               "modeled_speedup": f"{np.mean(ratio):.3f}", "modeled_ceiling": f"{np.mean(ceil):.3f}"}
+        row = {
+            "package": path.name,
+            "tile": tile,
+            "board": board,
+            "mac_sparsity": f"{float(pkg.metadata.get('mac_sparsity', 0)):.3f}",
+            "modeled_speedup": f"{np.mean(ratio):.3f}",
+            "modeled_ceiling": f"{np.mean(ceil):.3f}",
+        }
         rows.append(row)
         print(row, flush=True)
     args.csv.parent.mkdir(parents=True, exist_ok=True)
@@ -456,8 +514,13 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--stages", type=int, default=4, help="gradual schedule: pruning steps")
     p.add_argument("--schedules", nargs="+", default=["oneshot", "gradual"], choices=("oneshot", "gradual"))
-    p.add_argument("--extras", nargs="*", default=["ablate", "trim"], choices=("ablate", "trim"),
-                   help="after the grid, in this order: loss/data ablations, trimmed-window distillation")
+    p.add_argument(
+        "--extras",
+        nargs="*",
+        default=["ablate", "trim"],
+        choices=("ablate", "trim"),
+        help="after the grid, in this order: loss/data ablations, trimmed-window distillation",
+    )
     p.add_argument("--ablate", type=float, nargs=2, default=[8, 0.6], metavar=("TILE", "SPARSITY"))
     p.add_argument("--budget-s", type=float, default=420.0, help="start no new configuration after this")
     p.add_argument("--bound", type=float, default=1.4, help="WER points over dense int8 (shard choice)")
