@@ -79,7 +79,10 @@ def backend(request, board, array):
     if FAKE:
         import pynq
 
-        pynq.CONFIG.array, pynq.CONFIG.chunk = array, int(os.environ.get("SASP_FAKE_CHUNK", "96"))
+        from host.boards import board_spec
+
+        chunk = os.environ.get("SASP_FAKE_CHUNK") or board_spec(board).kernel_chunk  # the fake is the board's build
+        pynq.CONFIG.array, pynq.CONFIG.chunk = array, int(chunk)
     be = PynqBackend(
         array=(array, array),
         bitfile=request.config.getoption("--bitfile"),

@@ -287,8 +287,8 @@ class PynqBackend:
         status = self.read_register("status")
         if not status & ST_PROBE:
             raise PynqBackendError(
-                f"overlay {self.bitfile.name}: probe run left status 0x{status:x} (expected the probe bit 0x10): the "
-                f"IP at {self.kernel_name} is not a sasp_gemm kernel of this version"
+                f"overlay {self.bitfile.name}: probe run left status 0x{status:x} (expected the probe bit "
+                f"0x{ST_PROBE:x}): the IP at {self.kernel_name} is not a sasp_gemm kernel of this version"
             )
         return self.read_register("id_version"), decode_array_size(self.read_register("array_size"))
 

@@ -16,7 +16,7 @@
 #define SA_C SA_R  // array columns (N direction): a multiple of 4
 #endif
 #ifndef SA_CHUNK
-#define SA_CHUNK 96  // max activation rows held on chip (xc7z020: 96, xczu3eg: 192)
+#define SA_CHUNK 96  // max activation rows held on chip; each board's build: kernel_chunk in host/data/boards.json
 #endif
 #ifndef SA_DSP_PACK
 #define SA_DSP_PACK 0  // 1: two int8 MACs per DSP48E2 (Ultra96-V2 builds only; WP486 packing)
