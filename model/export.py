@@ -24,11 +24,10 @@ from host.audio import CALIB_DIR
 from host.dataset import list_audio_files
 from host.package import FORMAT_NAME, FORMAT_VERSION, QUANT_SCHEME, atomic_path, counted_mac_sparsity, write_package
 from host.whisper import gemm_operands
-from host.whisper_layers import DEFAULT_PRUNABLE, layer_rows
+from host.whisper_layers import layer_rows
 from host.whisper_weights import WhisperWeights
 from model.calibrate import CalibStats, collect_stats
 from model.pipeline import (
-    DEFAULT_CACHE,
     SHARED_OPTIONS,
     ExportConfig,
     add_export_options,
@@ -205,35 +204,9 @@ def allocated_rates(weights: WhisperWeights, cfg: ExportConfig) -> Tuple[ExportP
     return plan_rates(weights, ops, stats, cfg, files), stats, files
 
 
-def legacy_config(
-    tile: Tuple[int, int],
-    sparsity: float,
-    method: str,
-    calib: Sequence[Path] = (),
-    prunable_regex: str = DEFAULT_PRUNABLE,
-    uniform: bool = False,
-    damp: float = DEFAULT_DAMP,
-    cache_dir: Optional[Path] = DEFAULT_CACHE,
-    source: Optional[str] = None,
-    pattern: str = "free",
-) -> ExportConfig:
-    """The :class:`ExportConfig` of ``export_package``'s former parameters (kept for host/asr_demo.py and the
-    test fixtures outside model/ that still call it that way)."""
-    return ExportConfig(
-        tuple(tile), sparsity, method, tuple(calib), prunable_regex, uniform, damp, pattern, None, source, cache_dir
-    )
-
-
-def export_package(
-    out: Path, weights: WhisperWeights, cfg: ExportConfig | Tuple[int, int], *old: object, **old_kw: object
-) -> Path:
+def export_package(out: Path, weights: WhisperWeights, cfg: ExportConfig) -> Path:
     """The whole offline flow: calibrate, plan per-layer rates, prune (``cfg.pattern``), quantize, write the
-    package with ``cfg`` in its metadata (``export``). ``cfg`` may still be the former parameters
-    ``tile, sparsity, method, ...`` (:func:`legacy_config`)."""
-    if not isinstance(cfg, ExportConfig):
-        cfg = legacy_config(cfg, *old, **old_kw)
-    elif old or old_kw:
-        raise TypeError("export_package(out, weights, cfg) takes no further arguments with an ExportConfig")
+    package with ``cfg`` in its metadata (``export``)."""
     plan, stats, files = allocated_rates(weights, cfg)
     gemm_w, keeps = prune_weights(weights, cfg.tile, plan.rates, cfg.method, stats, cfg.damp, cfg.pattern)
     tensors, info = package_tensors(weights, gemm_w, keeps, cfg.tile)

@@ -130,8 +130,8 @@ def tiny_package(tmp_path):
 
     from host.package import FORMAT_NAME, FORMAT_VERSION, QUANT_SCHEME, write_package
     from host.whisper import gemm_operands
-    from model.export import package_tensors
     from model.prune import prune_layer
+    from model.quantize import package_tensors
 
     weights = make_tiny_whisper()
     gemm_w, keeps = {}, {}
@@ -157,24 +157,16 @@ def tiny_package(tmp_path):
 def dense_package8(tmp_path_factory, whisper_weights):
     """Whisper tiny.en as a dense int8 package with 8x8 tiles (no pruning, so no calibration needed)."""
     from model.export import export_package
+    from model.pipeline import ExportConfig
 
-    return export_package(
-        tmp_path_factory.mktemp("pkg") / "dense8.sasp", whisper_weights, (8, 8), 0.0, "act-ls", cache_dir=None
-    )
+    return export_package(tmp_path_factory.mktemp("pkg") / "dense8.sasp", whisper_weights, ExportConfig(cache_dir=None))
 
 
 @pytest.fixture(scope="session")
 def pruned_package8(tmp_path_factory, whisper_weights):
     """Whisper tiny.en with 30% of the 8x8 tiles of every encoder block pruned by magnitude (no calibration)."""
     from model.export import export_package
+    from model.pipeline import ExportConfig
 
-    return export_package(
-        tmp_path_factory.mktemp("pkg") / "mag30.sasp",
-        whisper_weights,
-        (8, 8),
-        0.3,
-        "magnitude",
-        prunable_regex=r"^encoder\.blocks\.",
-        uniform=True,
-        cache_dir=None,
-    )
+    cfg = ExportConfig(sparsity=0.3, method="magnitude", prunable=r"^encoder\.blocks\.", uniform=True, cache_dir=None)
+    return export_package(tmp_path_factory.mktemp("pkg") / "mag30.sasp", whisper_weights, cfg)

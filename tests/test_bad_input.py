@@ -185,7 +185,7 @@ def test_every_cache_lives_under_sasp_cache(tmp_path, monkeypatch):
 
     assert cache_root() == tmp_path / "cache"
     assert emulator.cache_dir() == tmp_path / "cache" / "kernels"
-    from model.export import DEFAULT_CACHE  # imported before this test set SASP_CACHE: still follows it
+    from model.pipeline import DEFAULT_CACHE  # imported before this test set SASP_CACHE: still follows it
 
     assert Path(DEFAULT_CACHE) == tmp_path / "cache" and DEFAULT_CACHE / "calib" == tmp_path / "cache" / "calib"
     monkeypatch.delenv("SASP_CACHE")
@@ -228,7 +228,8 @@ def test_calibration_statistics_cache(tmp_path, monkeypatch):
 
 
 def test_sensitivity_cache(tmp_path, monkeypatch):
-    from model.export import RATES, read_sensitivity
+    from model.export import read_sensitivity
+    from model.sensitivity import RATES
 
     path = tmp_path / "s.json"
     good = json.dumps({"errors": {"a": [0.1] * len(RATES)}, "gains": {"a": 1.0}})

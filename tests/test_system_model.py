@@ -174,9 +174,10 @@ def test_validation_path_on_a_tiny_model(tmp_path):
 
     from host.package import load_package
     from model.export import export_package
+    from model.pipeline import ExportConfig
 
     bench = _bench()
-    path = export_package(tmp_path / "tiny.sasp", audio_whisper(), (8, 8), 0.0, "magnitude", (), cache_dir=None)
+    path = export_package(tmp_path / "tiny.sasp", audio_whisper(), ExportConfig(method="magnitude", cache_dir=None))
     pkg = load_package(path)
     audio = np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1
     modeled, measured, lat = bench.validate(pkg, audio, _calibration(1.0), runs=2)
