@@ -161,3 +161,42 @@ def test_checker_finds_a_cycle_and_a_board_import_of_the_tooling(tmp_path):
     assert cycles(g) == [["host.a", "host.b", "host.a"]]
     (tmp_path / "host/a.py").write_text("")
     assert cycles(import_graph(tmp_path)) == []
+
+
+# The board side's rooms (docs/architecture.md draws them). A room imports its own modules and the rooms listed
+# for it; a new host module must be given a room here.
+ROOMS = {
+    "facts": {"boards", "kernel_spec", "whisper_layers", "whisper_weights", "ct2_reader", "calls", "cache", "errors"},
+    "asr": {"audio", "features", "tokenizer", "whisper", "longform", "dataset", "text_normalize"},
+    "accelerator": {"quant", "blocksparse", "package", "stream", "cycle_model", "emulator", "pynq_backend", "driver"},
+    "performance": {"system_model", "resources", "power"},
+    "application": {"session", "report", "asr_demo", "cli"},
+}
+ALLOWED = {
+    "facts": {"facts"},
+    "asr": {"facts", "asr"},
+    "accelerator": {"facts", "accelerator"},
+    "performance": {"facts", "accelerator", "performance"},
+    "application": set(ROOMS),
+}
+
+
+def room_violations(graph: Graph, rooms: Dict[str, Set[str]] = ROOMS, allowed=ALLOWED) -> List[str]:
+    """``"importer (room) -> imported (room)"`` for each host import that crosses into a room not allowed, and
+    ``"module: no room"`` for each host module without one."""
+    room_of = {f"host.{m}": room for room, mods in rooms.items() for m in mods}
+    out = [f"{m}: no room" for m in sorted(graph) if m.startswith("host.") and m not in room_of]
+    for m, targets in sorted(graph.items()):
+        for t in sorted(targets):
+            if m in room_of and t in room_of and room_of[t] not in allowed[room_of[m]]:
+                out.append(f"{m} ({room_of[m]}) -> {t} ({room_of[t]})")
+    return out
+
+
+def test_board_side_rooms_import_only_the_rooms_below_them(graph):
+    assert room_violations(graph) == []
+
+
+def test_room_checker_names_a_crossing_and_a_homeless_module():
+    g = {"host.driver": {"host.whisper", "host.calls"}, "host.whisper": {"host.whisper_layers"}, "host.new": set()}
+    assert room_violations(g) == ["host.new: no room", "host.driver (accelerator) -> host.whisper (asr)"]
