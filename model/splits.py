@@ -56,7 +56,7 @@ def wer_by_half(rows: Sequence[Mapping], seed: int = 0) -> Dict[str, dict]:
     return out
 
 
-def _read_csv(path: Path) -> List[dict]:
+def read_rows(path: Path) -> List[dict]:
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     missing = {"utt_id", "reference", "hypothesis"} - set(rows[0] if rows else {})
@@ -71,7 +71,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--csv", type=Path, nargs="+", required=True, help="model.evaluate --csv outputs")
     args = ap.parse_args(argv)
     for path in args.csv:
-        halves = wer_by_half(_read_csv(path))
+        halves = wer_by_half(read_rows(path))
         if not halves:
             raise cli.UserError(f"{path}: none of its utterances is in the LibriSpeech split ({split_note()})")
         parts = [

@@ -26,8 +26,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 from host import cli
 from host.dataset import read_librispeech
 from host.text_normalize import normalize
-from model.splits import INTERVAL, wer_by_half
-from model.splits import _read_csv as read_rows  # made public once model.splits is free to edit
+from model.splits import INTERVAL, read_rows, wer_by_half
 
 NORMALIZERS = ("project", "whisper")
 

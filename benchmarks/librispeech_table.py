@@ -1,0 +1,155 @@
+"""The pruning table on genuine LibriSpeech, per half (issue "Pruning that holds on LibriSpeech").
+
+    python benchmarks/librispeech_table.py --rows ROWS.tsv --librispeech DIR [--sweep SWEEP_DIR] [--markdown]
+
+``ROWS.tsv`` (tab-separated, with a header) names one evaluated package per line: ``array`` (8 or 16),
+``target`` (the export's target sparsity), ``pattern`` (free / ffn / units), ``training`` (what was done to the
+package: ``dense``, ``none``, or a distillation recipe in words), ``eval_csv`` (``model.evaluate --csv`` on the
+LibriSpeech folder) and ``package`` (the ``.sasp`` that was evaluated). The ``dense`` row of an array is the
+reference of its others. Printed per row: MAC sparsity counted from the package, WER of the selection and report
+halves (``model.splits``) with the project's normalizer and the report half with Whisper's (``model.wer``),
+points over dense, and, with ``--sweep``, the modeled speedup of the package's tiles on the dense model's own
+calls and host work (the sweep's dense point of that array: same utterances and decoded tokens, every call's
+tiles replaced by the package's; ``host.session.BoardFigures``) on each board the sweep modeled.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from host import cli
+from host.calls import GemmCall
+from host.dataset import read_librispeech
+from host.package import load_package
+from host.session import BoardFigures
+from model.splits import read_rows, wer_by_half
+from model.sweep import decode_calls
+from model.wer import rescore
+
+COLUMNS = ("array", "target", "pattern", "training", "eval_csv", "package")
+
+
+def read_manifest(path: Path) -> List[dict]:
+    """The rows of ``ROWS.tsv``, paths resolved against its folder; a missing column or file is a clear error."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    missing = set(COLUMNS) - set(rows[0] if rows else {})
+    if not rows or missing:
+        raise cli.UserError(f"{path}: needs a header with {', '.join(COLUMNS)} (missing {sorted(missing)})")
+    for r in rows:
+        for key in ("eval_csv", "package"):
+            r[key] = (path.parent / r[key]).resolve()
+            if not r[key].is_file():
+                raise cli.UserError(f"{path}: {key} {r[key]} not found")
+    return rows
+
+
+def dense_point(sweep: Path, array: int) -> dict:
+    """The sweep's dense point of ``array`` (its recorded calls and host work)."""
+    found = sorted((sweep / "points").glob(f"a{array}-dense-*.json"))
+    if not found:
+        raise cli.UserError(f"{sweep}/points: no dense point of the {array}x{array} array")
+    return json.loads(found[-1].read_text())
+
+
+def modeled_speedups(point: dict, package: Path) -> Dict[str, float]:
+    """Modeled dense/pruned latency ratio per board of the package's tiles on the dense point's calls."""
+    pkg = load_package(package)
+    nnz = {n: tuple(int(x) for x in np.diff(q.weights.colptr)) for n, q in pkg.layers.items()}
+    calls = []
+    for c, count in decode_calls(point["calls"]):
+        tiles = nnz.get(c.layer)
+        mine = c if tiles is None or len(tiles) != len(c.nnz) else GemmCall(c.stage, c.layer, c.m, c.k, c.n, tiles)
+        calls.extend([mine] * count)
+    return {b: BoardFigures(calls, point["host_ops"], b, point["array"]).speedup for b in point["modeled"]}
+
+
+def table(rows: List[dict], references: Dict[str, str], sweep: Optional[Path]) -> List[dict]:
+    """One output row per manifest row (see the module's docstring)."""
+    out = []
+    points = {}
+    for r in rows:
+        evals = read_rows(r["eval_csv"])
+        project = wer_by_half(rescore(evals, references, "project"))
+        whisper = wer_by_half(rescore(evals, references, "whisper"))
+        pkg = load_package(r["package"])
+        row = {
+            "array": int(r["array"]),
+            "target": float(r["target"]),
+            "mac_sparsity": float(pkg.metadata.get("mac_sparsity", 0.0)),
+            "pattern": r["pattern"],
+            "training": r["training"],
+            "selection": project["selection"],
+            "report": project["report"],
+            "report_whisper": whisper["report"]["wer"],
+        }
+        if sweep is not None:
+            if row["array"] not in points:
+                points[row["array"]] = dense_point(sweep, row["array"])
+            row["speedup"] = modeled_speedups(points[row["array"]], r["package"])
+        out.append(row)
+    for row in out:
+        dense = next((d for d in out if d["array"] == row["array"] and d["training"] == "dense"), None)
+        row["delta"] = (
+            None if dense is None else [100 * (row[h]["wer"] - dense[h]["wer"]) for h in ("selection", "report")]
+        )
+    return out
+
+
+def markdown(out: List[dict]) -> str:
+    """The table as markdown, WER in percent with the 90 % bootstrap interval."""
+
+    def pct(half: dict) -> str:
+        lo, hi = half["interval"]
+        return f"{100 * half['wer']:.2f} ({100 * lo:.1f}-{100 * hi:.1f})"
+
+    boards = sorted({b for r in out for b in r.get("speedup", {})})
+    head = [
+        "array",
+        "target",
+        "MAC sparsity (counted)",
+        "tiles",
+        "training",
+        "WER % selection (measured)",
+        "WER % report (measured)",
+        "dWER pts selection / report",
+        "report, Whisper normalizer",
+    ] + [f"speedup {b} (modeled)" for b in boards]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in out:
+        delta = "-" if r["training"] == "dense" or r["delta"] is None else "{:+.2f} / {:+.2f}".format(*r["delta"])
+        cells = [
+            f"{r['array']}x{r['array']}",
+            f"{r['target']:.2f}",
+            f"{r['mac_sparsity']:.3f}",
+            r["pattern"],
+            r["training"],
+            pct(r["selection"]),
+            pct(r["report"]),
+            delta,
+            f"{100 * r['report_whisper']:.2f}",
+        ] + [f"{r['speedup'][b]:.3f}x" for b in boards]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+@cli.entry_point
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = cli.Parser(prog="python benchmarks/librispeech_table.py", description=__doc__)
+    ap.add_argument("--rows", type=Path, required=True, help="manifest of evaluated packages (TSV)")
+    ap.add_argument("--librispeech", type=Path, required=True, help="the LibriSpeech folder they were scored on")
+    ap.add_argument("--sweep", type=Path, default=None, help="a model.sweep output folder (its dense points)")
+    args = ap.parse_args(argv)
+    references = {u.utt_id: u.transcript for u in read_librispeech(args.librispeech)}
+    print(markdown(table(read_manifest(args.rows), references, args.sweep)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

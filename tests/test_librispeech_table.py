@@ -1,0 +1,77 @@
+"""benchmarks/librispeech_table.py: per-half WER with both normalizers, points over dense, modeled speedups."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from host.calls import GemmCall
+from host.cycle_model import dense_nnz
+from host.package import load_package
+from model.sweep import encode_calls
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("librispeech_table", ROOT / "benchmarks" / "librispeech_table.py")
+lt = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(lt)
+
+
+def _point(package: Path, layers=None) -> dict:
+    """A dense point of an 8x8 package: every layer called once with 10 rows, all tiles present."""
+    pkg = load_package(package)
+    calls = Counter()
+    for name, q in pkg.layers.items():
+        if layers is None or name in layers:
+            k, n = q.weights.k, q.weights.n
+            calls[GemmCall("encoder", name, 10, k, n, tuple(dense_nnz(k, n, 8)))] += 1
+    return {"array": 8, "calls": encode_calls(calls), "host_ops": {}, "modeled": {"pynq-z2": {}}}
+
+
+def test_pruned_tiles_on_the_dense_calls_are_faster_and_unknown_layers_unchanged(pruned_package8):
+    assert lt.modeled_speedups(_point(pruned_package8), pruned_package8)["pynq-z2"] > 1.0
+    point = _point(pruned_package8)
+    for row in point["calls"]["calls"]:
+        row[1] = "not." + row[1]  # calls of layers the package does not have keep their own tiles
+    assert lt.modeled_speedups(point, pruned_package8)["pynq-z2"] == pytest.approx(1.0)
+
+
+def _eval_csv(path: Path, hyps: dict) -> Path:
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["utt_id", "reference", "hypothesis", "raw_hypothesis"])
+        w.writeheader()
+        for utt, text in hyps.items():
+            w.writerow({"utt_id": utt, "reference": "", "hypothesis": "", "raw_hypothesis": text})
+    return path
+
+
+def test_table_scores_each_half_and_the_points_over_dense(tiny_package, tmp_path):
+    refs = {"103-1-0": "THE CAT SAT ON THE MAT", "1272-1-0": "I DIDN'T GO THERE TODAY"}
+    _eval_csv(tmp_path / "d.csv", {"103-1-0": "The cat sat on the mat.", "1272-1-0": "I didn't go there today."})
+    _eval_csv(tmp_path / "p.csv", {"103-1-0": "The cat sat on a mat.", "1272-1-0": "I did not go there today."})
+    manifest = tmp_path / "rows.tsv"
+    manifest.write_text(
+        "array\ttarget\tpattern\ttraining\teval_csv\tpackage\n"
+        f"4\t0\tfree\tdense\td.csv\t{tiny_package}\n4\t0.3\tfree\tnone\tp.csv\t{tiny_package}\n"
+    )
+    out = lt.table(lt.read_manifest(manifest), refs, None)
+    assert out[0]["delta"] == [0.0, 0.0]
+    assert out[1]["delta"][0] == pytest.approx(100 / 6)  # one substitution in six words
+    assert out[1]["report"]["wer"] == pytest.approx(2 / 5)  # "did not" for "didn't": project normalizer
+    assert out[1]["report_whisper"] == 0.0  # Whisper's expands the contraction on both sides
+    assert "| 4x4 | 0.30 |" in lt.markdown(out)
+
+
+def test_manifest_errors_are_one_line(tmp_path):
+    from host.cli import UserError
+
+    bad = tmp_path / "rows.tsv"
+    bad.write_text("array\ttarget\n8\t0\n")
+    with pytest.raises(UserError, match="needs a header"):
+        lt.read_manifest(bad)
+    bad.write_text("array\ttarget\tpattern\ttraining\teval_csv\tpackage\n8\t0\tfree\tdense\tnone.csv\tnone.sasp\n")
+    with pytest.raises(UserError, match="not found"):
+        lt.read_manifest(bad)
