@@ -20,20 +20,10 @@ from host.system_model import (
     kernel_limits,
     model_latency,
 )
+from host.whisper_weights import TINY_EN_CONFIG
 
 ROOT = Path(__file__).resolve().parents[1]
-CFG = {
-    "n_mels": 80,
-    "n_audio_ctx": 1500,
-    "n_audio_state": 384,
-    "n_audio_head": 6,
-    "n_audio_layer": 4,
-    "n_vocab": 51864,
-    "n_text_ctx": 448,
-    "n_text_state": 384,
-    "n_text_head": 6,
-    "n_text_layer": 4,
-}
+CFG = TINY_EN_CONFIG
 
 
 def _call(stage: str, layer: str, m: int, k: int, n: int, array: int = 8) -> GemmCall:
