@@ -19,16 +19,15 @@ import csv
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from host.boards import board_for_array
-from host.dataset import evenly_spaced, read_librispeech
+from host.dataset import Utterance, evenly_spaced, read_librispeech
 from host.driver import Accelerator
 from host.package import load_package
-from host.session import BoardFigures
-from host.system_model import host_ops
+from host.session import Record
 from host.whisper import WhisperRuntime
-from model.evaluate import ObservedRuntime, evaluate
+from model.evaluate import evaluate
 from model.pipeline import add_export_options, export_config_from
 
 
@@ -51,29 +50,25 @@ def append_row(path: Path, row: dict) -> None:
         w.writerow(row)
 
 
-def evaluate_package(path: Path, utts, board: str, trim: bool = False) -> Dict[str, float]:
-    """WER, the mean modeled speedup (pruned vs dense int8 on the same array) over ``utts``, and the ceiling:
-    the modeled speedup if every prunable layer (``host.whisper_layers.is_prunable``) lost all of its tiles."""
+def evaluate_package(path: Path, utts: List[Utterance], board: str, trim: bool = False) -> Dict[str, float]:
+    """WER, the mean modeled speedup (pruned vs dense int8 on the same array) over the utterances of ``utts`` that
+    ran the model, and the ceiling: the modeled speedup if every prunable layer (``host.whisper_layers.is_prunable``)
+    lost all of its tiles."""
     pkg = load_package(path)
     acc = Accelerator(pkg, "reference")
-    rt = WhisperRuntime(pkg.weights, acc)
-    speedups: List[tuple] = []
-    res = evaluate(_Hooked(rt, acc, board, speedups), utts, progress=True, trim=trim)
+    speedups: List[Tuple[float, float]] = []
+
+    def on_record(u: Utterance, record: Record) -> None:
+        if record.calls:
+            figures = record.on_board(board, acc.backend.array[0])
+            speedups.append((figures.speedup, figures.max_speedup))
+
+    try:
+        res = evaluate(WhisperRuntime(pkg.weights, acc), utts, progress=True, trim=trim, on_record=on_record)
+    finally:
+        acc.close()
     n = len(speedups)
     return {"wer": res.wer, "speedup": sum(s[0] for s in speedups) / n, "ceiling": sum(s[1] for s in speedups) / n}
-
-
-class _Hooked(ObservedRuntime):
-    """After each window's decoding, model pruned vs dense latency from the window's recorded calls."""
-
-    def __init__(self, rt: WhisperRuntime, acc: Accelerator, board: str, out: List[tuple]):
-        super().__init__(rt, acc)
-        self.board, self.out = board, out
-
-    def on_window(self, transcript, encoder_positions: int) -> None:
-        ops = host_ops(self.rt.cfg, encoder_positions, len(transcript.tokens), self.rt.amm is not None)
-        figures = BoardFigures(self.acc.calls, ops, self.board, self.acc.backend.array[0])
-        self.out.append((figures.speedup, figures.max_speedup))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

@@ -3,9 +3,9 @@
 ``runtime_from_package`` builds a Whisper runtime whose weight GEMMs run through a package on a backend.
 ``Session.transcribe`` runs a recording window by window (``host.longform``) and returns a ``Record``: the
 windows and transcript, the accelerator calls and host work of the windows that ran the model, and the
-accelerator's own counters. ``BoardFigures`` models recorded calls and host work on a board: as recorded
-(pruned), with every tile present (dense) and with every tile of every prunable layer removed (the pruning
-ceiling), latency and energy.
+accelerator's own counters (none for a float runtime, which has no accelerator). ``BoardFigures`` models
+recorded calls and host work on a board: as recorded (pruned), with every tile present (dense) and with every
+tile of every prunable layer removed (the pruning ceiling), latency and energy.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from host.audio import AudioReader
 from host.calls import GemmCall
@@ -116,15 +116,21 @@ class Record:
 class Session:
     """Transcribes recordings with ``runtime``, whose GEMMs run on ``acc``, and records each."""
 
-    def __init__(self, runtime: WhisperRuntime, acc: Accelerator):
+    def __init__(self, runtime: WhisperRuntime, acc: Optional[Accelerator] = None):
+        """``acc``: default the runtime's ``gemm`` when it is an ``Accelerator``. Without one (float weights) the
+        records hold no calls, host work (``host_ops`` models the CPU side of the accelerator path), backend
+        seconds or counters."""
+        if acc is None and isinstance(getattr(runtime, "gemm", None), Accelerator):  # duck-typed runtimes: none
+            acc = runtime.gemm
         self.runtime, self.acc = runtime, acc
 
     def transcribe(self, path: Path, trim: bool = False, progress: bool = False) -> Record:
         """Transcribe the recording at ``path`` window by window (``trim``: each window's encoder runs on its
         audio, as ``--window trimmed``); the accelerator's calls and counters start afresh and are the record's."""
         rt, acc = self.runtime, self.acc
-        acc.take_calls()
-        acc.take_stats()
+        if acc is not None:
+            acc.take_calls()
+            acc.take_stats()
         calls: List[GemmCall] = []
         ops: HostOps = {}
         positions: List[int] = []
@@ -138,13 +144,14 @@ class Session:
             mark[0] = now
 
         with AudioReader(path) as reader:
-            for win in iter_windows(rt, reader, trim, progress=progress, on_stage=on_stage):
-                ran = acc.take_calls()
+            for win in iter_windows(rt, reader, trim, progress, on_stage if acc is not None else None):
                 if win.encoder_positions:
-                    for positions_run, tokens_run in win.runs:  # a looped trimmed window runs twice
-                        add_ops(ops, host_ops(rt.cfg, positions_run, tokens_run, rt.amm is not None))
-                    calls.extend(ran)
                     positions.append(win.encoder_positions)
+                    if acc is not None:
+                        calls.extend(acc.take_calls())
+                        for positions_run, tokens_run in win.runs:  # a looped trimmed window runs twice
+                            add_ops(ops, host_ops(rt.cfg, positions_run, tokens_run, rt.amm is not None))
                 windows.append(win)
             seconds = reader.seconds
-        return Record(seconds, windows, calls, ops, positions, backend_s, acc.take_stats())
+        stats = acc.take_stats() if acc is not None else AcceleratorStats()
+        return Record(seconds, windows, calls, ops, positions, backend_s, stats)

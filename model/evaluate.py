@@ -24,8 +24,9 @@ from tqdm import tqdm
 from host import cli
 from host.audio import AudioError
 from host.dataset import Utterance, join_chapters, read_librispeech
-from host.longform import DEFAULT_WINDOW, WINDOW_HELP, WINDOWS, transcribe_file, window_name
+from host.longform import DEFAULT_WINDOW, WINDOW_HELP, WINDOWS, window_name
 from host.package import atomic_path
+from host.session import Record, Session
 from host.text_normalize import normalize
 from host.whisper import WhisperRuntime
 
@@ -47,41 +48,6 @@ class EvalResult:
         return self.wall_seconds / max(self.audio_seconds, 1e-9)
 
 
-
-class ObservedRuntime:
-    """A runtime for :func:`evaluate` (which runs features, encoder and decoder per window through
-    ``host.longform``) that reports every window: after each decoding, ``on_window(transcript, encoder
-    positions)`` is called while ``acc.calls`` holds that window's accelerator calls. ``rerun`` is True when the
-    decoding re-runs the window decoded last (a trimmed window's loop fallback, ``host.longform``)."""
-
-    def __init__(self, runtime: WhisperRuntime, acc):
-        self.rt, self.acc = runtime, acc
-        self.cfg = runtime.cfg
-        self._ctx = 0
-        self._fresh = True
-        self.rerun = False
-
-    def audio_ctx(self, n_samples: int) -> int:
-        return self.rt.audio_ctx(n_samples)
-
-    def features(self, audio):
-        self.acc.take_calls()
-        self._fresh = True
-        return self.rt.features(audio)
-
-    def encode(self, mel, ctx=None):
-        self._ctx = ctx if ctx is not None else self.rt.cfg["n_audio_ctx"]
-        return self.rt.encode(mel, ctx)
-
-    def decode(self, enc):
-        tr = self.rt.decode(enc)
-        self.rerun, self._fresh = not self._fresh, False
-        self.on_window(tr, self._ctx)
-        return tr
-
-    def on_window(self, transcript, encoder_positions: int) -> None:
-        raise NotImplementedError
-
 def evaluate(
     runtime: WhisperRuntime,
     utts: List[Utterance],
@@ -90,14 +56,18 @@ def evaluate(
     done: Optional[Dict[str, dict]] = None,
     on_row: Optional[Callable[[dict], None]] = None,
     keep_going: bool = False,
+    on_record: Optional[Callable[[Utterance, Record], None]] = None,
 ) -> EvalResult:
-    """Transcribe every utterance (of any length, ``host.longform``) and score the normalized hypotheses against
-    the references (``trim``: the encoder window is cut to each window's audio, as the demo's ``--window trimmed``).
+    """Transcribe every utterance (of any length) through a ``host.session.Session`` of ``runtime`` and score the
+    normalized hypotheses against the references (``trim``: the encoder window is cut to each window's audio, as
+    the demo's ``--window trimmed``).
 
     ``done``: rows of an earlier run by utterance id, reused as they are; ``on_row`` sees each new row as soon
     as it is scored; ``keep_going``: an utterance whose audio cannot be used is a failure (``EvalResult.failures``)
-    and the rest are still scored, instead of the error ending the run."""
+    and the rest are still scored, instead of the error ending the run; ``on_record`` sees each transcribed
+    utterance's record (accelerator calls, host work, encoder positions)."""
     done = done or {}
+    session = Session(runtime)
     rows: List[dict] = []
     failures: List[Tuple[str, str]] = []
     for u in tqdm(utts, desc="transcribing", unit="utt", disable=not progress):
@@ -106,18 +76,20 @@ def evaluate(
             continue
         t0 = time.perf_counter()
         try:
-            long = transcribe_file(runtime, u.path, trim, progress)
+            record = session.transcribe(u.path, trim, progress)
         except AudioError as e:
             if not keep_going:
                 raise
             failures.append((u.utt_id, str(e)))
             continue
         dt = time.perf_counter() - t0
-        text = long.text
+        if on_record is not None:
+            on_record(u, record)
+        text = record.text
         ref, hyp = normalize(u.transcript), normalize(text)
         row = {
             "utt_id": u.utt_id,
-            "seconds": round(long.seconds, 3),
+            "seconds": round(record.seconds, 3),
             "wall_s": round(dt, 3),
             "wer": round(jiwer.wer(ref, hyp) if ref else float(bool(hyp)), 4),
             "reference": ref,

@@ -41,19 +41,12 @@ from tqdm import tqdm
 
 from host import cli
 from host.boards import resolve_board
-from host.dataset import list_audio_files, read_librispeech
+from host.dataset import Utterance, list_audio_files, read_librispeech
 from host.report import figure
 from host.resources import estimate_resources
-from host.session import BoardFigures
-from host.system_model import (
-    STAGES,
-    GemmCall,
-    HostOps,
-    add_ops,
-    host_ops,
-)
+from host.session import BoardFigures, Record
+from host.system_model import STAGES, GemmCall, HostOps, add_ops
 from host.whisper_layers import DEFAULT_PRUNABLE
-from model.evaluate import ObservedRuntime
 from model.pipeline import DEFAULT_CACHE, ExportConfig, add_export_options
 from model.prune import DEFAULT_DAMP
 from model.splits import HALVES, wer_by_half
@@ -205,36 +198,14 @@ def utterance_model(calls: Sequence[GemmCall], ops: HostOps, board: str, array: 
     }
 
 
-class RecordingRuntime(ObservedRuntime):
-    """For ``model.evaluate.evaluate``: records each window's accelerator calls and host work."""
-
-    def __init__(self, runtime, acc, trim: bool, boards: Sequence[str], array: int):
-        super().__init__(runtime, acc)
-        self.trim, self.boards, self.array = trim, list(boards), array
-        self.calls: Counter = Counter()
-        self.ops: HostOps = {}
-        self.per_utt: List[dict] = []
-        self._last: Tuple[List[GemmCall], HostOps] = ([], {})  # the last window's calls and host work
-
-    def on_window(self, transcript, encoder_positions: int) -> None:
-        calls = self.acc.take_calls()
-        ops = host_ops(self.rt.cfg, encoder_positions, len(transcript.tokens), self.rt.amm is not None)
-        self.calls.update(calls)
-        add_ops(self.ops, ops)
-        tokens = len(transcript.tokens)
-        if self.rerun:  # the window's loop fallback: one window, both runs' work
-            prev_calls, prev_ops = self._last
-            calls = prev_calls + calls
-            add_ops(ops, prev_ops)
-            tokens += self.per_utt.pop()["tokens"]
-        self._last = (calls, ops)
-        self.per_utt.append(
-            {
-                "tokens": tokens,
-                "encoder_positions": encoder_positions,
-                "modeled": {b: utterance_model(calls, ops, b, self.array) for b in self.boards},
-            }
-        )
+def utterance_extra(record: Record, boards: Sequence[str], array: int) -> dict:
+    """An utterance row's recorded work: decoded tokens of every model run (a looped trimmed window's both),
+    encoder positions of the kept runs, and the modeled figures of its calls and host work on each board."""
+    return {
+        "tokens": sum(tokens for w in record.windows for _, tokens in w.runs),
+        "encoder_positions": sum(record.positions),
+        "modeled": {b: utterance_model(record.calls, record.ops, b, array) for b in boards},
+    }
 
 
 def encode_calls(calls: Counter) -> dict:
@@ -292,12 +263,20 @@ def run_point(point: Point, cfg: SweepConfig) -> dict:
     path, exported = ensure_package(point, cfg)
     c1 = time.process_time()
     pkg = load_package(path, expect_tile=(point.array, point.array))
+    calls: Counter = Counter()
+    ops: HostOps = {}
+    extras: Dict[str, dict] = {}
+
+    def on_record(u: Utterance, record: Record) -> None:
+        calls.update(record.calls)
+        add_ops(ops, record.ops)
+        extras[u.utt_id] = utterance_extra(record, cfg.boards, point.array)
+
     acc = Accelerator(pkg, "reference")
     try:
         rt = WhisperRuntime(pkg.weights, acc, offload_attention=cfg.attention_on_accel)
-        rec = RecordingRuntime(rt, acc, cfg.trim, cfg.boards, point.array)
         utts = read_librispeech(cfg.eval_dir, cfg.limit)
-        res = evaluate(rec, utts, progress=cfg.progress, trim=cfg.trim)
+        res = evaluate(rt, utts, progress=cfg.progress, trim=cfg.trim, on_record=on_record)
     finally:
         acc.close()
     c2 = time.process_time()
@@ -306,9 +285,9 @@ def run_point(point: Point, cfg: SweepConfig) -> dict:
     kept = sum(v["tiles_kept"] for v in layers.values())
     total = sum(v["tiles_total"] for v in layers.values())
     rows = []
-    for row, extra in zip(res.rows, rec.per_utt):
+    for row in res.rows:
         row = {k: v for k, v in row.items() if k != "wall_s"}  # wall time of this host: not a board figure
-        rows.append({**row, **extra})
+        rows.append({**row, **extras[row["utt_id"]]})
     result = {
         "schema": SCHEMA,
         "key": point.key,
@@ -328,8 +307,8 @@ def run_point(point: Point, cfg: SweepConfig) -> dict:
         },
         "calibration": {"dirs": [str(p) for p in cfg.calib], "files": len(cfg.calib_files()) if not point.dense else 0},
         "utterance_rows": rows,
-        "calls": encode_calls(rec.calls),
-        "host_ops": rec.ops,
+        "calls": encode_calls(calls),
+        "host_ops": ops,
         "cost": {
             "exported": exported,
             "export_cpu_s": round(c1 - c0, 2),

@@ -7,7 +7,7 @@ import pytest
 
 from host.driver import Accelerator
 from host.package import load_package
-from host.session import BoardFigures, Session
+from host.session import BoardFigures, Session, runtime_from_package
 from host.whisper import WhisperRuntime
 
 
@@ -47,3 +47,15 @@ def test_silence_runs_nothing(session, tmp_path):
     assert rec.text == "" and rec.calls == [] and rec.positions == [] and rec.windows[0].skipped
     fig = BoardFigures(rec.calls, rec.ops, "pynq-z2", 8)
     assert fig.speedup == fig.max_speedup == 1.0
+
+
+def test_a_float_runtime_records_the_transcript_alone(session, pruned_package8, demo_clip):
+    """No accelerator (``model.evaluate`` without ``--package``): the longform transcript, no calls or host work;
+    with one, the session defaults to the runtime's accelerator."""
+    from host.longform import transcribe_file
+
+    assert Session(session.runtime).acc is session.acc
+    rt = runtime_from_package(load_package(pruned_package8), "float")
+    rec = Session(rt).transcribe(demo_clip, trim=True)
+    assert rec.text == transcribe_file(rt, demo_clip, trim=True, progress=False).text
+    assert rec.calls == [] and rec.ops == {} and rec.stats.total().calls == 0 and rec.positions

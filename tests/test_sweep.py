@@ -189,3 +189,30 @@ def test_trim_runs_the_encoder_on_trimmed_windows(local_run, tmp_path):
     positions = {u["encoder_positions"] for u in trimmed["utterance_rows"]}
     assert positions and positions < set(window_buckets(1500)) - {1500}
     assert trimmed["modeled"]["pynq-z2"]["latency_s"]["value"] < full["modeled"]["pynq-z2"]["latency_s"]["value"]
+
+
+def test_a_looping_trimmed_window_counts_both_runs(local_run, tmp_path, monkeypatch):
+    """A trimmed window decoded again with the full window (``host.longform``'s loop fallback) is one utterance
+    row whose tokens, calls, host work and modeled figures are those of both runs."""
+    from collections import Counter
+    from dataclasses import replace
+
+    import host.longform
+
+    cfg, _ = local_run
+    point = Point(8, 0.3, "magnitude")
+    trimmed = sweep.run_point(point, replace(cfg, out=tmp_path, trim=True))
+    full = sweep.run_point(point, replace(cfg, out=tmp_path))
+    monkeypatch.setattr(host.longform, "COMPRESSION_RATIO_THRESHOLD", -1.0)  # every trimmed window loops
+    looped = sweep.run_point(point, replace(cfg, out=tmp_path, trim=True))
+
+    def calls(result: dict) -> Counter:
+        return Counter(dict(sweep.decode_calls(result["calls"])))
+
+    assert calls(looped) == calls(trimmed) + calls(full)
+    for lo, tr, fu in zip(looped["utterance_rows"], trimmed["utterance_rows"], full["utterance_rows"]):
+        assert lo["hypothesis"] == fu["hypothesis"] and lo["encoder_positions"] == 1500
+        assert lo["tokens"] == tr["tokens"] + fu["tokens"]
+        for figure in ("latency_s", "energy_j"):  # both sums over calls and host work
+            both = tr["modeled"]["pynq-z2"][figure] + fu["modeled"]["pynq-z2"][figure]
+            assert lo["modeled"]["pynq-z2"][figure] == pytest.approx(both)
