@@ -31,7 +31,7 @@ import socket
 import sys
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
@@ -46,9 +46,7 @@ from host.report import figure
 from host.resources import estimate_resources
 from host.session import BoardFigures, Record
 from host.system_model import STAGES, GemmCall, HostOps, add_ops
-from host.whisper_layers import DEFAULT_PRUNABLE
-from model.pipeline import DEFAULT_CACHE, ExportConfig, add_export_options
-from model.prune import DEFAULT_DAMP
+from model.pipeline import ExportConfig, add_export_options, export_config_from
 from model.splits import HALVES, wer_by_half
 
 SCHEMA = "sasp-sweep/2"  # 2: per-class host operation counts ("host_ops")
@@ -88,14 +86,10 @@ class SweepConfig:
 
     eval_dir: Path
     out: Path
-    calib: Tuple[Path, ...] = ()
+    export: ExportConfig = field(default_factory=ExportConfig)  # calibration folders and pruning settings; each
+    # point sets tile, sparsity, method and the calibration files (export_config)
     boards: Tuple[str, ...] = ("pynq-z2",)
     limit: Optional[int] = None
-    uniform: bool = False
-    prunable: str = DEFAULT_PRUNABLE
-    damp: float = DEFAULT_DAMP
-    model: Optional[str] = None
-    cache_dir: Optional[Path] = DEFAULT_CACHE
     packages: Optional[Path] = None  # default OUT/packages
     trim: bool = False  # True: encoder window trimmed to the audio (asr_demo's default; greedy decoding then
     # often repeats the sentence until the token limit on short clips, so WER uses the full 30-s window)
@@ -109,21 +103,20 @@ class SweepConfig:
         return Path(self.packages) if self.packages else Path(self.out) / "packages"
 
     def calib_files(self) -> List[Path]:
-        return list_audio_files(*self.calib) if self.calib else []
+        return list_audio_files(*self.export.calib) if self.export.calib else []
 
     def export_config(self, point: Point) -> ExportConfig:
         """The package export of ``point`` (calibrated on the --calib files; dense points need none)."""
-        return ExportConfig(
-            tile=(point.array, point.array),
-            sparsity=point.sparsity,
-            method=point.method,
-            calib=tuple(self.calib_files()) if not point.dense else (),
-            prunable=self.prunable,
-            uniform=self.uniform,
-            damp=self.damp,
-            model=self.model,
-            cache_dir=self.cache_dir,
-        )
+        calib = tuple(self.calib_files()) if not point.dense else ()
+        tile = (point.array, point.array)
+        return replace(self.export, tile=tile, sparsity=point.sparsity, method=point.method, calib=calib)
+
+    def pruning_ident(self) -> dict:
+        """The pruning settings that fingerprints and package names depend on (the pattern only when it is not
+        the default: names from before the sweep could choose it stay valid)."""
+        e = self.export
+        pattern = {} if e.pattern == ExportConfig.pattern else {"pattern": e.pattern}
+        return {"uniform": e.uniform, "prunable": e.prunable, "damp": e.damp, "model": e.model, **pattern}
 
     def fingerprint(self) -> str:
         """What a point's result depends on besides the point itself (boards excluded: modeled afterwards)."""
@@ -132,10 +125,7 @@ class SweepConfig:
             "schema": SCHEMA,
             "eval": [(u.utt_id, u.path.stat().st_size) for u in utts],
             "calib": [(f.name, f.stat().st_size) for f in self.calib_files()],
-            "uniform": self.uniform,
-            "prunable": self.prunable,
-            "damp": self.damp,
-            "model": self.model,
+            **self.pruning_ident(),
             "trim": self.trim,
             "attention_on_accel": self.attention_on_accel,
             "distill": self.distill,
@@ -155,17 +145,16 @@ def _weights(model: Optional[str]):
 
 def package_path(point: Point, cfg: SweepConfig) -> Path:
     """Cached package of a point; pruned ones are keyed by what the pruning depends on (calibration included)."""
-    ident = {"model": cfg.model}
+    ident = {"model": cfg.export.model}
     if not point.dense:
         ident.update(
-            prunable=cfg.prunable,
-            damp=cfg.damp,
-            uniform=cfg.uniform,
+            cfg.pruning_ident(),
             calib=[(f.name, f.stat().st_size) for f in cfg.calib_files()],
             distill=cfg.distill,
         )
     h = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:8]
-    tag = "dense" if point.dense else f"{point.method}-s{point.sparsity:.2f}{'-uniform' if cfg.uniform else ''}"
+    uniform = "-uniform" if cfg.export.uniform else ""
+    tag = "dense" if point.dense else f"{point.method}-s{point.sparsity:.2f}{uniform}"
     tag += "-distill" if cfg.distill and not point.dense else ""
     return cfg.package_dir / f"whisper-tiny.en-{point.array}x{point.array}-{tag}-{h}.sasp"
 
@@ -180,9 +169,10 @@ def ensure_package(point: Point, cfg: SweepConfig) -> Tuple[Path, bool]:
     if cfg.distill and not point.dense:
         from model.distill import DistillConfig
 
-        export_distilled(path, _weights(cfg.model), cfg.export_config(point), cfg.calib, DistillConfig(**cfg.distill))
+        weights, export = _weights(cfg.export.model), cfg.export_config(point)
+        export_distilled(path, weights, export, cfg.export.calib, DistillConfig(**cfg.distill))
     else:
-        export_package(path, _weights(cfg.model), cfg.export_config(point))
+        export_package(path, _weights(cfg.export.model), cfg.export_config(point))
     return path, True
 
 
@@ -305,7 +295,10 @@ def run_point(point: Point, cfg: SweepConfig) -> dict:
             "utterances": res.utterances,
             "audio_s": figure(res.audio_seconds, "s", "counted"),
         },
-        "calibration": {"dirs": [str(p) for p in cfg.calib], "files": len(cfg.calib_files()) if not point.dense else 0},
+        "calibration": {
+            "dirs": [str(p) for p in cfg.export.calib],
+            "files": len(cfg.calib_files()) if not point.dense else 0,
+        },
         "utterance_rows": rows,
         "calls": encode_calls(calls),
         "host_ops": ops,
@@ -350,7 +343,7 @@ def point_file(cfg: SweepConfig, point: Point, fingerprint: str) -> Path:
 
 def check_separate(cfg: SweepConfig) -> None:
     """Calibration audio and evaluation audio must not share files."""
-    if not cfg.calib:
+    if not cfg.export.calib:
         return
     ev = {u.path.resolve() for u in read_librispeech(cfg.eval_dir, cfg.limit)}
     shared = ev & {f.resolve() for f in cfg.calib_files()}
@@ -379,8 +372,8 @@ def warm_calibration(cfg: SweepConfig, points: Sequence[Point]) -> None:
     from model.export import calibration
 
     pruned = [p for p in points if not p.dense]
-    if cfg.cache_dir is not None and pruned and cfg.calib:
-        calibration(_weights(cfg.model), cfg.export_config(pruned[0]))
+    if cfg.export.cache_dir is not None and pruned and cfg.export.calib:
+        calibration(_weights(cfg.export.model), cfg.export_config(pruned[0]))
 
 
 def _run_local(todo: List[Point], cfg: SweepConfig, workers: int) -> Iterator[Tuple[Point, dict]]:
@@ -391,7 +384,7 @@ def _run_local(todo: List[Point], cfg: SweepConfig, workers: int) -> Iterator[Tu
     import concurrent.futures
     import multiprocessing
 
-    quiet = SweepConfig(**{**asdict(cfg), "progress": False})
+    quiet = replace(cfg, progress=False)
     ctx = multiprocessing.get_context("spawn")  # no fork after threads (tqdm, the accelerator's pool)
     with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
         for wave in waves(todo):
@@ -416,7 +409,7 @@ def _ray_init(address: str, workers: int):
 def _run_ray(todo: List[Point], cfg: SweepConfig, address: str, workers: int) -> Iterator[Tuple[Point, dict]]:
     ray = _ray_init(address, workers)
     task = ray.remote(num_cpus=1, max_retries=1)(run_point)
-    quiet = SweepConfig(**{**asdict(cfg), "progress": False})
+    quiet = replace(cfg, progress=False)
     cfg_ref = ray.put(quiet)
     for wave in waves(todo):
         refs = {task.remote(p, cfg_ref): p for p in wave}
@@ -572,11 +565,11 @@ def summarize(points: Dict[str, dict], rows: List[dict], cfg: SweepConfig) -> di
         },
         "config": {
             "eval_dir": str(cfg.eval_dir),
-            "calibration": [str(p) for p in cfg.calib],
+            "calibration": [str(p) for p in cfg.export.calib],
             "limit": cfg.limit,
             "boards": [resolve_board(b) for b in cfg.boards],
-            "uniform": cfg.uniform,
-            "prunable": cfg.prunable,
+            "uniform": cfg.export.uniform,
+            "prunable": cfg.export.prunable,
             "encoder_window": "trimmed to the audio" if cfg.trim else "full 30 s",
             "attention": "accelerator" if cfg.attention_on_accel else "CPU",
             "wer_budget_points": 100 * cfg.wer_budget,
@@ -683,14 +676,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     cfg = SweepConfig(
         eval_dir=args.eval,
         out=args.out,
-        calib=tuple(args.calib),
+        export=export_config_from(args),
         boards=tuple(resolve_board(b) for b in args.board),
         limit=args.limit,
-        uniform=args.uniform,
-        prunable=args.prunable,
-        damp=args.damp,
-        model=args.model,
-        cache_dir=args.cache_dir,
         packages=args.packages,
         trim=args.trim,
         attention_on_accel=not args.attention_on_host,

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from model import sweep
+from model.pipeline import ExportConfig
 from model.sweep import Point, SweepConfig, grid, package_path, run_sweep
 
 ARRAYS, SPARSITY = (8, 16), (0.3,)
@@ -23,11 +24,10 @@ def make_cfg(synth_set: Path, out: Path, packages: Path, boards=("pynq-z2",)) ->
     return SweepConfig(
         eval_dir=synth_set,
         out=out,
+        # uniform: no calibration or sensitivity, magnitude scores alone
+        export=ExportConfig(uniform=True, prunable=r"^encoder\.blocks\.", cache_dir=None),
         boards=boards,
         limit=2,
-        uniform=True,  # no calibration or sensitivity: magnitude scores alone
-        prunable=r"^encoder\.blocks\.",
-        cache_dir=None,
         packages=packages,
         progress=False,
     )
@@ -141,6 +141,37 @@ def test_resume_skips_finished_points(local_run, monkeypatch):
     assert third.rows == res.rows
 
 
+def test_fingerprints_and_package_names_keep_their_values(tmp_path):
+    """Finished points and packages (results/) are found again: the strings are those of the sweep before its
+    settings became an ExportConfig; a pruning pattern other than free tiles gets names of its own."""
+    from dataclasses import replace
+
+    chapter, calib = tmp_path / "eval" / "1" / "2", tmp_path / "calib"
+    chapter.mkdir(parents=True)
+    calib.mkdir()
+    for i in range(2):
+        (chapter / f"1-2-{i:04d}.flac").write_bytes(b"x" * (100 + i))  # the fingerprint reads sizes only
+    (chapter / "1-2.trans.txt").write_text("1-2-0000 HELLO\n1-2-0001 WORLD\n")
+    (calib / "a.wav").write_bytes(b"y" * 64)
+    points = (Point(8, 0.0, "act-ls"), Point(16, 0.3, "act-ls"))
+    custom = ExportConfig(calib=(calib,), uniform=True, prunable=r"^encoder\.", damp=0.05, model="m")
+    distilled = {"trim": True, "distill": {"epochs": 1}}
+    expected = [
+        (ExportConfig(), {}, "8e1607ce8c", "11017dee", "act-ls-s0.30-687ab3b8"),
+        (ExportConfig(calib=(calib,)), {}, "900d57e18d", "11017dee", "act-ls-s0.30-8cf4f153"),
+        (custom, distilled, "25823d6c66", "deea0f77", "act-ls-s0.30-uniform-distill-94332c2d"),
+    ]
+    for export, extra, fingerprint, dense, pruned in expected:
+        cfg = SweepConfig(eval_dir=tmp_path / "eval", out=tmp_path / "out", export=export, **extra)
+        assert cfg.fingerprint() == fingerprint
+        names = [package_path(p, cfg).name for p in points]
+        assert names == [f"whisper-tiny.en-8x8-dense-{dense}.sasp", f"whisper-tiny.en-16x16-{pruned}.sasp"]
+    units = replace(cfg, export=replace(custom, pattern="units"))
+    assert units.fingerprint() != cfg.fingerprint()
+    assert package_path(points[1], units) != package_path(points[1], cfg)
+    assert units.export_config(points[1]).pattern == "units"
+
+
 def test_plots_written(local_run):
     cfg, res = local_run
     names = {"wer_vs_speedup_pynq-z2", "pareto_energy_pynq-z2", "layer_rates"}
@@ -151,7 +182,7 @@ def test_plots_written(local_run):
 
 
 def test_calibration_and_evaluation_must_differ(synth_set, tmp_path):
-    cfg = SweepConfig(eval_dir=synth_set, out=tmp_path, calib=(synth_set,), limit=2)
+    cfg = SweepConfig(eval_dir=synth_set, out=tmp_path, export=ExportConfig(calib=(synth_set,)), limit=2)
     with pytest.raises(ValueError, match="also calibration audio"):
         run_sweep(cfg, [Point(8, 0.1, "act-ls")], plots=False)
 
