@@ -22,7 +22,6 @@ Checkpoints let an interrupted run resume, and a fixed seed gives the same packa
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import re
 import sys
@@ -45,6 +44,7 @@ from host.tokenizer import Tokenizer
 from host.whisper import gemm_operands, trimmed_ctx
 from host.whisper_layers import DEFAULT_PRUNABLE, LOGITS_LAYER, valid_rows
 from host.whisper_weights import WhisperWeights
+from model.pipeline import weights_digest
 from model.prune import DEFAULT_DAMP, prune_layer
 from model.quantize import package_tensors, with_gemm_weights
 from model.reference import TorchWhisper
@@ -171,13 +171,10 @@ def load_clips(audio: Sequence[Path]) -> List[np.ndarray]:
 
 
 def pseudo_cache_path(teacher: WhisperWeights, audio: torch.Tensor) -> Path:
-    """Cache file of the teacher's pseudo-labels: keyed by every teacher tensor and the padded clip samples."""
-    h = hashlib.sha256()
-    for name in sorted(teacher.params):
-        h.update(name.encode())
-        h.update(np.ascontiguousarray(teacher.params[name]).tobytes())
-    h.update(audio.detach().cpu().numpy().astype(np.float32).tobytes())
-    return cache_root() / "pseudo" / f"pseudo-{h.hexdigest()[:20]}.json"
+    """Cache file of the teacher's pseudo-labels: keyed by every teacher tensor and the padded clip samples
+    (``model.pipeline.weights_digest``)."""
+    samples = audio.detach().cpu().numpy().astype(np.float32).tobytes()
+    return cache_root() / "pseudo" / f"pseudo-{weights_digest(teacher, samples)[:20]}.json"
 
 
 def read_pseudo(path: Path, clips: int) -> Optional[List[List[int]]]:

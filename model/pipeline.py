@@ -129,12 +129,14 @@ STEPS = {"calib": ("npz", ("prunable",)), "sensitivity": ("json", ("prunable", "
 STEP_VERSION = 3  # 3: keyed by config hash (calib-<weights, files, layers>, <tile>-...-v2.json before)
 
 
-def weights_digest(weights: WhisperWeights) -> str:
-    """SHA-256 of every tensor of ``weights`` (names and bytes)."""
+def weights_digest(weights: WhisperWeights, *extra: bytes) -> str:
+    """SHA-256 of every tensor of ``weights`` (names and bytes), then of ``extra`` (what else a cache is keyed by)."""
     h = hashlib.sha256()
     for name in sorted(weights.params):
         h.update(name.encode())
         h.update(np.ascontiguousarray(weights.params[name]).tobytes())
+    for data in extra:
+        h.update(data)
     return h.hexdigest()
 
 
