@@ -67,6 +67,8 @@ WINDOW_HELP = (
 def window_name(trim: bool) -> str:
     """The encoder window in words, for reports."""
     return "trimmed to each window's audio (+1 s, bucketed; full-window fallback on loops)" if trim else "full 30 s"
+
+
 """openai-whisper ``transcribe(logprob_threshold=-1.0)``: a confident decode is kept whatever the no-speech prob."""
 
 
@@ -155,15 +157,6 @@ class Window:
     wall_s: Dict[str, float] = field(default_factory=dict)  # features, encoder, decoder (this machine)
 
 
-@dataclass
-class LongTranscript:
-    """The whole transcript of a recording and its windows."""
-
-    text: str
-    seconds: float
-    windows: List[Window]
-
-
 def compression_ratio(text: str) -> float:
     """``len(text) / len(zlib(text))`` in UTF-8 bytes, as openai-whisper's ``compression_ratio``."""
     data = text.encode("utf-8")
@@ -250,10 +243,3 @@ def iter_windows(
 def join(windows: List[Window]) -> str:
     """The transcript of consecutive windows: their texts, space-separated (skipped windows add nothing)."""
     return " ".join(w.text.strip() for w in windows if w.text.strip())
-
-
-def transcribe_file(runtime: WhisperRuntime, path, trim: bool = False, progress: bool = True) -> LongTranscript:
-    """The whole transcript of an audio file of any length (errors: those of ``host.audio.AudioReader``)."""
-    with AudioReader(path) as reader:
-        windows = list(iter_windows(runtime, reader, trim, progress))
-        return LongTranscript(join(windows), reader.seconds, windows)

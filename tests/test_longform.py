@@ -21,8 +21,8 @@ from host.longform import (
     frame_power,
     loudest_dbfs,
     spans,
-    transcribe_file,
 )
+from host.session import Session
 from host.text_normalize import normalize
 
 SR = 16000
@@ -112,7 +112,7 @@ def test_silence_and_low_noise_give_empty_transcripts(reference_runtime, tmp_pat
     for name, x in cases.items():
         path = tmp_path / f"{name}.wav"
         sf.write(str(path), x, SR, "FLOAT")
-        out = transcribe_file(reference_runtime, path, progress=False)
+        out = Session(reference_runtime).transcribe(path)
         assert out.text == "" and len(out.windows) == 1, (name, out)
         reasons[name] = out.windows[0].skipped
     assert reasons["silence"].startswith("energy gate") and reasons["hiss-60dBFS"].startswith("energy gate")
@@ -159,7 +159,6 @@ def test_demo_transcribes_a_long_recording_without_seam_errors(real_speech_dir, 
     assert words.deletions == 0 and words.insertions == 0, (long["transcript"], joined.transcript)
     assert long["wer"]["value"] < 0.1
     assert quiet["transcript"] == "" and quiet["windows"][0]["skipped"].startswith("energy gate")
-
 
 
 class _HelloRuntime:

@@ -52,10 +52,12 @@ def test_silence_runs_nothing(session, tmp_path):
 def test_a_float_runtime_records_the_transcript_alone(session, pruned_package8, demo_clip):
     """No accelerator (``model.evaluate`` without ``--package``): the longform transcript, no calls or host work;
     with one, the session defaults to the runtime's accelerator."""
-    from host.longform import transcribe_file
+    from host.audio import AudioReader
+    from host.longform import iter_windows, join
 
     assert Session(session.runtime).acc is session.acc
     rt = runtime_from_package(load_package(pruned_package8), "float")
     rec = Session(rt).transcribe(demo_clip, trim=True)
-    assert rec.text == transcribe_file(rt, demo_clip, trim=True, progress=False).text
+    with AudioReader(demo_clip) as reader:
+        assert rec.text == join(list(iter_windows(rt, reader, True)))
     assert rec.calls == [] and rec.ops == {} and rec.stats.total().calls == 0 and rec.positions
