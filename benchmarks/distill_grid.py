@@ -393,16 +393,12 @@ def table(args: argparse.Namespace) -> None:
     """``model.evaluate``-style WER (int8 reference path, jiwer) and modeled speedups of every package."""
     import csv
 
-    from pruning_table import append_row, evaluate_package  # beside this script
+    from pruning_table import append_row, eval_sets, evaluate_package  # beside this script
 
     from host.boards import board_for_array
-    from host.dataset import evenly_spaced, read_librispeech
     from host.package import load_package
 
-    sets = {}
-    for spec in args.eval:
-        name, _, folder = spec.partition("=")
-        sets[name] = evenly_spaced(read_librispeech(folder), args.limit)
+    sets = eval_sets(args.eval, args.limit)
     done = set()
     if args.csv.exists():
         with args.csv.open() as f:

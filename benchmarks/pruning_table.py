@@ -50,6 +50,15 @@ def append_row(path: Path, row: dict) -> None:
         w.writerow(row)
 
 
+def eval_sets(specs: Sequence[str], limit: int) -> Dict[str, List[Utterance]]:
+    """The ``NAME=DIR`` evaluation sets of ``--eval``, ``limit`` evenly spaced utterances of each."""
+    sets = {}
+    for spec in specs:
+        name, _, folder = spec.partition("=")
+        sets[name] = evenly_spaced(read_librispeech(folder), limit)
+    return sets
+
+
 def evaluate_package(path: Path, utts: List[Utterance], board: str, trim: bool = False) -> Dict[str, float]:
     """WER, the mean modeled speedup (pruned vs dense int8 on the same array) over the utterances of ``utts`` that
     ran the model, and the ceiling: the modeled speedup if every prunable layer (``host.whisper_layers.is_prunable``)
@@ -93,10 +102,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
 
     base_cfg = export_config_from(args)
     weights = load_whisper(base_cfg.model)
-    sets = {}
-    for spec in args.eval:
-        name, _, folder = spec.partition("=")
-        sets[name] = evenly_spaced(read_librispeech(folder), args.limit)
+    sets = eval_sets(args.eval, args.limit)
     done = set()
     if args.out.exists():
         with args.out.open() as f:
