@@ -434,7 +434,7 @@ def speedups(args: argparse.Namespace) -> None:
     from host.driver import Accelerator
     from host.package import load_package
     from host.session import BoardFigures
-    from host.system_model import GemmCall, dense_calls, host_ops
+    from host.system_model import dense_calls, host_ops, retiled_calls
     from host.whisper import WhisperRuntime
 
     utts = evenly_spaced(read_librispeech(args.eval), args.limit)
@@ -454,16 +454,10 @@ def speedups(args: argparse.Namespace) -> None:
                 tr = rt.transcribe(load_audio(u.path))
                 ops = host_ops(rt.cfg, rt.cfg["n_audio_ctx"], len(tr.tokens), rt.amm is not None)
                 runs[tile].append((acc.take_calls(), ops))
-        nnz = {n: tuple(int(x) for x in np.diff(q.weights.colptr)) for n, q in pkg.layers.items()}
+        tiles = {n: q.weights.nnz_per_colblock for n, q in pkg.layers.items()}
         ratio, ceil = [], []
         for calls, ops in runs[tile]:
-            mine = [
-                GemmCall(c.stage, c.layer, c.m, c.k, c.n, nnz[c.layer])
-                if c.layer in nnz and len(nnz[c.layer]) == len(c.nnz)
-                else c
-                for c in dense_calls(calls, tile)
-            ]
-            figures = BoardFigures(mine, ops, board, tile)
+            figures = BoardFigures(retiled_calls(dense_calls(calls, tile), tiles), ops, board, tile)
             ratio.append(figures.speedup)
             ceil.append(figures.max_speedup)
         row = {

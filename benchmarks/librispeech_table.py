@@ -21,13 +21,11 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional
 
-import numpy as np
-
 from host import cli
-from host.calls import GemmCall
 from host.dataset import read_librispeech
-from host.package import load_package
+from host.package import Package, load_package
 from host.session import BoardFigures
+from host.system_model import retiled_calls
 from model.splits import read_rows, wer_by_half
 from model.sweep import decode_calls
 from model.wer import rescore
@@ -58,15 +56,10 @@ def dense_point(sweep: Path, array: int) -> dict:
     return json.loads(found[-1].read_text())
 
 
-def modeled_speedups(point: dict, package: Path) -> Dict[str, float]:
+def modeled_speedups(point: dict, pkg: Package) -> Dict[str, float]:
     """Modeled dense/pruned latency ratio per board of the package's tiles on the dense point's calls."""
-    pkg = load_package(package)
-    nnz = {n: tuple(int(x) for x in np.diff(q.weights.colptr)) for n, q in pkg.layers.items()}
-    calls = []
-    for c, count in decode_calls(point["calls"]):
-        tiles = nnz.get(c.layer)
-        mine = c if tiles is None or len(tiles) != len(c.nnz) else GemmCall(c.stage, c.layer, c.m, c.k, c.n, tiles)
-        calls.extend([mine] * count)
+    tiles = {n: q.weights.nnz_per_colblock for n, q in pkg.layers.items()}
+    calls = retiled_calls((c for c, count in decode_calls(point["calls"]) for _ in range(count)), tiles)
     return {b: BoardFigures(calls, point["host_ops"], b, point["array"]).speedup for b in point["modeled"]}
 
 
@@ -92,7 +85,7 @@ def table(rows: List[dict], references: Dict[str, str], sweep: Optional[Path]) -
         if sweep is not None:
             if row["array"] not in points:
                 points[row["array"]] = dense_point(sweep, row["array"])
-            row["speedup"] = modeled_speedups(points[row["array"]], r["package"])
+            row["speedup"] = modeled_speedups(points[row["array"]], pkg)
         out.append(row)
     for row in out:
         dense = next((d for d in out if d["array"] == row["array"] and d["training"] == "dense"), None)

@@ -24,7 +24,7 @@ import json
 import math
 from functools import lru_cache
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Tuple, Union
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from host.boards import board_profile, resolve_board
 from host.calls import GemmCall
@@ -62,6 +62,16 @@ Calibration = Union[str, Path, dict]
 def dense_calls(calls: Iterable[GemmCall], array: ArrayLike) -> List[GemmCall]:
     """The same calls with every tile present (the unpruned int8 model on the same array)."""
     return [GemmCall(c.stage, c.layer, c.m, c.k, c.n, tuple(dense_nnz(c.k, c.n, array))) for c in calls]
+
+
+def retiled_calls(calls: Iterable[GemmCall], tiles: Mapping[str, Sequence[int]]) -> List[GemmCall]:
+    """The same calls with each layer's stored tiles per column block taken from ``tiles`` (another package's
+    ``nnz_per_colblock`` by layer) where a call spans that layer's column blocks; the others as they are."""
+    out = []
+    for c in calls:
+        t = tiles.get(c.layer)
+        out.append(c if t is None or len(t) != len(c.nnz) else GemmCall(c.stage, c.layer, c.m, c.k, c.n, tuple(t)))
+    return out
 
 
 def skipped_calls(calls: List[GemmCall], layers: Iterable[str]) -> List[GemmCall]:

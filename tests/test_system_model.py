@@ -184,3 +184,15 @@ def test_validation_path_on_a_tiny_model(tmp_path):
     )
     enc = lat["stages"]["encoder"]["classes"]
     assert enc["pack_unpack"] > 0 and enc["driver"] > 0 and enc["softmax"] > 0
+
+
+def test_retiled_calls_take_another_packages_tiles_where_a_call_spans_the_layer():
+    from host.system_model import retiled_calls
+
+    whole = _call("encoder", "encoder.blocks.0.mlp.0", 10, 384, 1536)
+    slab = _call("decoder", "decoder.logits", 1, 384, 4096)
+    other = _call("decoder", "decoder.blocks.0.attn.query", 1, 384, 384)
+    tiles = {whole.layer: [3] * len(whole.nnz), slab.layer: [1] * 6486}  # the logits' full width: no slab of it
+    out = retiled_calls([whole, slab, other], tiles)
+    assert out[0].nnz == (3,) * len(whole.nnz) and (out[0].m, out[0].k, out[0].n) == (10, 384, 1536)
+    assert out[1] is slab and out[2] is other
