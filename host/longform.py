@@ -49,6 +49,7 @@ ENERGY_GATE_DBFS = -55.0
 NO_SPEECH_THRESHOLD = 0.6
 """openai-whisper ``transcribe(no_speech_threshold=0.6)``."""
 LOGPROB_THRESHOLD = -1.0
+"""openai-whisper ``transcribe(logprob_threshold=-1.0)``: a confident decode is kept whatever the no-speech prob."""
 # openai-whisper's transcribe(): a text whose gzip compression ratio exceeds 2.4 is a decoding loop. A trimmed
 # window that loops is decoded again with the full 30-s window (openai-whisper retries at a higher temperature).
 COMPRESSION_RATIO_THRESHOLD = 2.4
@@ -67,9 +68,6 @@ WINDOW_HELP = (
 def window_name(trim: bool) -> str:
     """The encoder window in words, for reports."""
     return "trimmed to each window's audio (+1 s, bucketed; full-window fallback on loops)" if trim else "full 30 s"
-
-
-"""openai-whisper ``transcribe(logprob_threshold=-1.0)``: a confident decode is kept whatever the no-speech prob."""
 
 
 def frame_power(audio: np.ndarray) -> np.ndarray:

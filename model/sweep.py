@@ -41,11 +41,12 @@ from tqdm import tqdm
 
 from host import cli
 from host.boards import resolve_board
+from host.calls import GemmCall
 from host.dataset import Utterance, list_audio_files, read_librispeech
 from host.report import figure
 from host.resources import estimate_resources
 from host.session import BoardFigures, Record
-from host.system_model import STAGES, GemmCall, HostOps, add_ops
+from host.system_model import STAGES, HostOps, add_ops
 from model.pipeline import ExportConfig, add_export_options, export_config_from
 from model.splits import HALVES, wer_by_half
 
