@@ -26,9 +26,9 @@ from host.dataset import read_librispeech
 from host.package import Package, load_package
 from host.session import BoardFigures
 from host.system_model import retiled_calls
-from model.splits import read_rows, wer_by_half
+from model.splits import wer_by_half
 from model.sweep import decode_calls
-from model.wer import rescore
+from model.wer import read_raw_rows, rescore
 
 COLUMNS = ("array", "target", "pattern", "training", "eval_csv", "package")
 
@@ -68,7 +68,7 @@ def table(rows: List[dict], references: Dict[str, str], sweep: Optional[Path]) -
     out = []
     points = {}
     for r in rows:
-        evals = read_rows(r["eval_csv"])
+        evals = read_raw_rows(r["eval_csv"])
         project = wer_by_half(rescore(evals, references, "project"))
         whisper = wer_by_half(rescore(evals, references, "whisper"))
         pkg = load_package(r["package"])

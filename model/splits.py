@@ -71,16 +71,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--csv", type=Path, nargs="+", required=True, help="model.evaluate --csv outputs")
     args = ap.parse_args(argv)
     for path in args.csv:
-        halves = wer_by_half(read_rows(path))
-        if not halves:
-            raise cli.UserError(f"{path}: none of its utterances is in the LibriSpeech split ({split_note()})")
-        parts = [
-            f"{h} {100 * v['wer']:.2f}% ({v['utterances']} utt, {int(100 * INTERVAL)}% bootstrap interval "
-            f"{100 * v['interval'][0]:.1f}-{100 * v['interval'][1]:.1f}%)"
-            for h, v in halves.items()
-        ]
-        print(f"{path}: " + "; ".join(parts))
+        print(f"{path}: {halves_text(wer_by_half(read_rows(path)), path)}")
     return 0
+
+
+def halves_text(halves: Dict[str, dict], path: Path) -> str:
+    """``wer_by_half``'s figures in words; a file none of whose utterances is in the split is a ``UserError``."""
+    if not halves:
+        raise cli.UserError(f"{path}: none of its utterances is in the LibriSpeech split ({split_note()})")
+    return "; ".join(
+        f"{h} {100 * v['wer']:.2f}% ({v['utterances']} utt, {int(100 * INTERVAL)}% bootstrap interval "
+        f"{100 * v['interval'][0]:.1f}-{100 * v['interval'][1]:.1f}%)"
+        for h, v in halves.items()
+    )
 
 
 def split_note() -> str:

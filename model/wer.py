@@ -26,7 +26,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 from host import cli
 from host.dataset import read_librispeech
 from host.text_normalize import normalize
-from model.splits import INTERVAL, read_rows, wer_by_half
+from model.splits import halves_text, read_rows, wer_by_half
 
 NORMALIZERS = ("project", "whisper")
 
@@ -47,10 +47,22 @@ def normalizer(name: str) -> Callable[[str], str]:
     return EnglishTextNormalizer()
 
 
+def read_raw_rows(path: Path) -> List[dict]:
+    """The rows of a ``model.evaluate`` CSV that keeps each transcript before normalization (``raw_hypothesis``)."""
+    rows = read_rows(path)
+    if "raw_hypothesis" not in rows[0]:
+        raise cli.UserError(f"{path}: no raw_hypothesis column (the transcript before normalization)")
+    return rows
+
+
 def rescore(rows: Sequence[dict], references: Dict[str, str], name: str) -> List[dict]:
     """``rows`` of a ``model.evaluate`` CSV with ``reference``/``hypothesis`` normalized by ``name`` from the raw
     reference transcript and the CSV's ``raw_hypothesis``."""
     norm = normalizer(name)
+    if rows and "raw_hypothesis" not in rows[0]:
+        raise cli.UserError(
+            "the CSV has no raw_hypothesis column (the transcript before normalization): rerun model.evaluate"
+        )
     out = []
     for r in rows:
         if r["utt_id"] not in references:
@@ -83,15 +95,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = ap.parse_args(argv)
     references = {u.utt_id: u.transcript for u in read_librispeech(args.librispeech)}
     for path in args.csv:
-        rows = read_rows(path)
+        rows = read_raw_rows(path)
         for name in args.normalizer:
-            halves = wer_by_half(rescore(rows, references, name))
-            parts = [
-                f"{h} {100 * v['wer']:.2f}% ({v['utterances']} utt, {int(100 * INTERVAL)}% interval "
-                f"{100 * v['interval'][0]:.1f}-{100 * v['interval'][1]:.1f}%)"
-                for h, v in halves.items()
-            ]
-            print(f"{path} [{name}]: " + "; ".join(parts))
+            print(f"{path} [{name}]: {halves_text(wer_by_half(rescore(rows, references, name)), path)}")
         if args.diff:
             print("\n".join(differences(rows, references)))
     return 0
