@@ -48,6 +48,7 @@ from model.prune import (
 )
 from model.quantize import package_tensors
 from model.sensitivity import RATES, end_to_end_gains, layer_errors
+from model.sequential import calibration_clips, sequential_prune
 
 if TYPE_CHECKING:
     from model.distill import DistillConfig
@@ -158,9 +159,11 @@ def prune_weights(
     stats: Optional[CalibStats],
     damp: float = DEFAULT_DAMP,
     pattern: str = "free",
+    sequential: Sequence[Path] = (),
 ) -> Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray]]:
     """``({layer: pruned W[K, N]}, {layer: keep mask})`` for every GEMM layer (unpruned ones unchanged);
-    ``pattern`` other than ``free`` removes whole units where the model has them (``prune_structured``)."""
+    ``pattern`` other than ``free`` removes whole units where the model has them (``prune_structured``);
+    calibration files in ``sequential`` prune layer after layer on them (``model.sequential``)."""
     if pattern not in PATTERNS:
         raise ValueError(f"unknown pruning pattern {pattern!r}; choose from {PATTERNS}")
     ops = gemm_operands(weights)
@@ -169,6 +172,8 @@ def prune_weights(
     structured: Set[str] = set()
     if pattern != "free":
         units, structured = prune_structured(ops, weights.config, tile, rates, method, stats, damp, pattern)
+    elif sequential:
+        units = sequential_prune(weights, calibration_clips(weights, sequential), tile, rates, method, damp)
     desc = f"pruning ({method})" if any(r > 0 for r in rates.values()) else "dense: no pruning"
     for name, (w, _) in tqdm(ops.items(), desc=desc, unit="layer"):
         if name in units:
@@ -208,7 +213,9 @@ def export_package(out: Path, weights: WhisperWeights, cfg: ExportConfig) -> Pat
     """The whole offline flow: calibrate, plan per-layer rates, prune (``cfg.pattern``), quantize, write the
     package with ``cfg`` in its metadata (``export``)."""
     plan, stats, files = allocated_rates(weights, cfg)
-    gemm_w, keeps = prune_weights(weights, cfg.tile, plan.rates, cfg.method, stats, cfg.damp, cfg.pattern)
+    gemm_w, keeps = prune_weights(
+        weights, cfg.tile, plan.rates, cfg.method, stats, cfg.damp, cfg.pattern, files if cfg.sequential else ()
+    )
     tensors, info = package_tensors(weights, gemm_w, keeps, cfg.tile)
     tile_counts = {n: (i["k"], i["n"], i["tiles_kept"], i["tiles_total"]) for n, i in info.items()}
     pruned, saved = cfg.sparsity > 0, cfg.metadata()
@@ -222,6 +229,7 @@ def export_package(out: Path, weights: WhisperWeights, cfg: ExportConfig) -> Pat
         "mac_sparsity": counted_mac_sparsity(tile_counts, cfg.prunable),
         "allocation": "uniform" if cfg.uniform else "sensitivity",
         **({"pattern": cfg.pattern} if cfg.pattern != "free" and pruned else {}),
+        **({"sequential": True} if cfg.sequential and pruned else {}),
         "prunable": cfg.prunable,
         "quantization": QUANT_SCHEME,
         "layers": info,
@@ -251,7 +259,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--tile", type=cli.positive_int, default=8, help="tile rows R (= systolic array rows), default 8")
     ap.add_argument("--tile-cols", type=cli.positive_int, default=None, help="tile columns C (default: = --tile)")
     ap.add_argument("--sparsity", type=cli.sparsity, default=0.0, help="target fraction of prunable MACs removed")
-    add_export_options(ap, only=(*SHARED_OPTIONS, "pattern"))
+    add_export_options(ap, only=(*SHARED_OPTIONS, "pattern", "sequential"))
     ap.add_argument("--out", type=Path, required=True, help="output package path (.sasp)")
     ap.add_argument(
         "--distill",

@@ -66,6 +66,15 @@ class ExportConfig:
             "also whole attention heads (Q/K/V column blocks with the out-projection row blocks); default free",
         ),
     )
+    sequential: bool = field(
+        default=False,
+        metadata=cli.option(
+            "--sequential",
+            action="store_true",
+            help="compensate each layer on the inputs of the model pruned so far, towards the dense output "
+            "(model.sequential; free tiles, '-ls' methods)",
+        ),
+    )
     model: Optional[str] = field(
         default=None,
         metadata=cli.option(
@@ -83,6 +92,8 @@ class ExportConfig:
             raise ValueError(f"unknown method {self.method!r}; choose from {METHODS}")
         if self.pattern not in PATTERNS:
             raise ValueError(f"unknown pruning pattern {self.pattern!r}; choose from {PATTERNS}")
+        if self.sequential and (self.pattern != "free" or not self.method.endswith("-ls")):
+            raise ValueError("sequential pruning needs free tiles and a '-ls' method")
 
     @property
     def needs_calibration(self) -> bool:
@@ -106,6 +117,7 @@ class ExportConfig:
             "uniform": self.uniform,
             "damp": self.damp,
             "pattern": self.pattern,
+            **({"sequential": True} if self.sequential else {}),
             "model": self.model,
             "source": self.source or self.model or DEFAULT_SOURCE,
         }

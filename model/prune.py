@@ -3,7 +3,11 @@
 Scores (lower is pruned first):
 - ``magnitude``: ``||W_tile||_F^2`` (the paper's baseline);
 - ``act``: the tile's contribution to the layer output on calibration activations, ``sum_n w_n^T H_tt w_n``
-  with ``H = X^T X`` and ``H_tt`` its diagonal block for the tile's input rows.
+  with ``H = X^T X`` and ``H_tt`` its diagonal block for the tile's input rows;
+- ``obs-ls``: Optimal Brain Surgeon for tiles: in each column block, row blocks are removed one at a time, each
+  time the one whose removal costs the least output error *after* the kept rows are re-solved,
+  ``sum_n w_Tn^T [(H^-1)_TT]^-1 w_Tn`` (Hassibi & Stork 1993; group form as in Frantar & Alistarh, "Optimal Brain
+  Compression", NeurIPS 2022); the layer's tiles are then taken cheapest first over all column blocks.
 Compensation (``-ls`` methods): for each column block, the kept weights are re-solved by least squares so the
 layer output on calibration activations stays close to the dense output:
 ``(H_SS + lambda I) W_S = H_S: W + lambda W_S`` over the kept input rows ``S`` (ridge towards the original).
@@ -13,6 +17,7 @@ heads) as tile-aligned runs: the unit's columns in the layers that produce it an
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -20,7 +25,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import scipy.linalg
 
-METHODS = ("magnitude", "magnitude-ls", "act", "act-ls")
+METHODS = ("magnitude", "magnitude-ls", "act", "act-ls", "obs-ls")
 PATTERNS = ("free", "ffn", "units")
 DEFAULT_DAMP = 0.01
 
@@ -58,6 +63,100 @@ def tile_scores(w: np.ndarray, tile: Tuple[int, int], method: str, gram: Optiona
     return scores
 
 
+def obs_order(
+    w: np.ndarray, gram: np.ndarray, tile: Tuple[int, int], damp: float = DEFAULT_DAMP, max_frac: float = 0.9
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Greedy OBS removal in every column block of ``w[K, N]``: ``(order, cost)``, both ``[N_blocks, steps]``:
+    the row block removed at each step and its cost (output error added, with the kept rows re-solved), for
+    ``steps = ceil(max_frac * K_blocks)``. ``H + lambda I`` is the same ridge as :func:`compensate`, so the
+    costs of a removal set sum to the objective that :func:`compensate` minimises for it.
+
+    All column blocks run at once, in float32, on ``[N_blocks, K, K]`` copies of ``(H + lambda I)^-1``: each
+    step gathers the ``R x R`` diagonal blocks, inverts them and applies the rank-``R`` downdate."""
+    r, c = tile
+    kb, nb = blocks(*w.shape, tile)
+    k = kb * r
+    lam = damp * float(np.mean(np.diag(gram))) + 1e-12
+    h = np.zeros((k, k))
+    h[: gram.shape[0], : gram.shape[0]] = gram
+    h[np.diag_indices(k)] += lam
+    hinv = np.linalg.inv(h).astype(np.float32)
+    hb = np.repeat(hinv[None], nb, axis=0)  # [nb, K, K]
+    wb = _padded(w.astype(np.float32), tile).reshape(k, nb, c).transpose(1, 0, 2).copy()  # [nb, K, C]
+    rows = np.arange(k).reshape(kb, r)
+    alive = np.ones((nb, kb), bool)
+    steps = int(np.ceil(max_frac * kb))
+    order, cost = np.zeros((nb, steps), int), np.zeros((nb, steps))
+    at = np.arange(nb)
+    eye = np.eye(r, dtype=np.float32)
+    for s in range(steps):
+        diag = hb[:, rows[:, :, None], rows[:, None, :]]  # [nb, kb, R, R]
+        diag[~alive] = eye
+        dinv = np.linalg.inv(diag)
+        wg = wb[:, rows, :]  # [nb, kb, R, C]
+        step_cost = np.einsum("bgrc,bgrs,bgsc->bg", wg, dinv, wg, optimize=True).astype(np.float64)
+        step_cost[~alive] = np.inf
+        g = np.argmin(step_cost, axis=1)
+        order[:, s], cost[:, s] = g, step_cost[at, g]
+        cols = np.take_along_axis(hb, rows[g][:, None, :], axis=2)  # [nb, K, R]
+        m = dinv[at, g]  # [nb, R, R]
+        wb -= cols @ (m @ wg[at, g])
+        hb -= (cols @ m) @ cols.transpose(0, 2, 1)
+        alive[at, g] = False
+    return order, cost
+
+
+def obs_keep(order: np.ndarray, cost: np.ndarray, k_blocks: int, rate: float) -> np.ndarray:
+    """Keep mask ``[K_blocks, N_blocks]`` that prunes ``round(rate * tiles)`` tiles, the cheapest removals of
+    :func:`obs_order` first over all column blocks (each block's costs made non-decreasing, so every block
+    loses a prefix of its own order)."""
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"pruning rate must be in [0, 1], got {rate}")
+    nb, steps = cost.shape
+    n_prune = int(round(rate * k_blocks * nb))
+    if n_prune > nb * steps:
+        raise ValueError(f"pruning rate {rate} is beyond the OBS order's {steps}/{k_blocks} row blocks per column")
+    rising = np.maximum.accumulate(cost, axis=1)
+    taken = np.bincount(np.argsort(rising, axis=None, kind="stable")[:n_prune] // steps, minlength=nb)
+    keep = np.ones((k_blocks, nb), bool)
+    for j in range(nb):
+        keep[order[j, : taken[j]], j] = False
+    return keep
+
+
+def tile_keep(
+    w: np.ndarray,
+    tile: Tuple[int, int],
+    rate: float,
+    method: str,
+    gram: Optional[np.ndarray] = None,
+    damp: float = DEFAULT_DAMP,
+) -> np.ndarray:
+    """The keep mask ``[K_blocks, N_blocks]`` of ``method`` at ``rate`` (scores, or the OBS order)."""
+    if method != "obs-ls":
+        return select_keep(tile_scores(w, tile, method, gram), rate)
+    if gram is None:
+        raise ValueError("OBS tile selection needs calibration statistics")
+    return obs_keep(*_obs_order_cached(w, gram, tile, damp), blocks(*w.shape, tile)[0], rate)
+
+
+_OBS_MEMO: Dict[bytes, Tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _obs_order_cached(
+    w: np.ndarray, gram: np.ndarray, tile: Tuple[int, int], damp: float
+) -> Tuple[np.ndarray, np.ndarray]:
+    """:func:`obs_order`, computed once per process for the same weights, statistics, tile and ridge (the
+    sensitivity analysis, its end-to-end probe and the final pruning all ask for it)."""
+    h = hashlib.sha256(repr((w.shape, gram.shape, tuple(tile), damp)).encode())
+    h.update(np.ascontiguousarray(w).tobytes())
+    h.update(np.ascontiguousarray(gram).tobytes())
+    key = h.digest()
+    if key not in _OBS_MEMO:
+        _OBS_MEMO[key] = obs_order(w, gram, tile, damp)
+    return _OBS_MEMO[key]
+
+
 def select_keep(scores: np.ndarray, rate: float) -> np.ndarray:
     """Keep mask that prunes exactly ``round(rate * tiles)`` lowest-score tiles (ties broken by position)."""
     if not 0.0 <= rate <= 1.0:
@@ -75,21 +174,29 @@ def apply_mask(w: np.ndarray, keep: np.ndarray, tile: Tuple[int, int]) -> np.nda
 
 
 def compensate(
-    w: np.ndarray, keep: np.ndarray, gram: np.ndarray, tile: Tuple[int, int], damp: float = DEFAULT_DAMP
+    w: np.ndarray,
+    keep: np.ndarray,
+    gram: np.ndarray,
+    tile: Tuple[int, int],
+    damp: float = DEFAULT_DAMP,
+    cross: Optional[np.ndarray] = None,
 ) -> np.ndarray:
-    """Least-squares re-solve of the kept tiles of every column block; pruned tiles stay exactly zero."""
+    """Least-squares re-solve of the kept tiles of every column block; pruned tiles stay exactly zero.
+
+    ``cross`` (``X_p^T X_d``, with ``gram = X_p^T X_p``) fits ``X_p W'`` to ``X_d W`` instead of ``X W``: the
+    inputs the layer will see differ from those its output is matched on (``model.sequential``)."""
     r, c = tile
     k, n = w.shape
     w64 = w.astype(np.float64)
     lam = damp * float(np.mean(np.diag(gram))) + 1e-12
     out = apply_mask(w, keep, tile).astype(np.float64)
-    target_all = gram @ w64  # [K, N]: H W
+    target_all = (gram if cross is None else cross) @ w64  # [K, N]: H W (or C W)
     groups: Dict[bytes, list] = {}
     for j in range(keep.shape[1]):
         groups.setdefault(keep[:, j].tobytes(), []).append(j)
     for key, cols_blocks in groups.items():
         kept_blocks = np.frombuffer(key, dtype=bool)
-        if not kept_blocks.any() or kept_blocks.all() and damp == 0:
+        if not kept_blocks.any() or kept_blocks.all() and damp == 0 and cross is None:
             continue
         rows = np.concatenate([np.arange(i * r, min((i + 1) * r, k)) for i in np.flatnonzero(kept_blocks)])
         cols = np.concatenate([np.arange(j * c, min((j + 1) * c, n)) for j in cols_blocks])
@@ -119,7 +226,7 @@ def prune_layer(
     """Prune ``rate`` of the tiles of ``w[K, N]`` with ``method`` (see module docstring)."""
     if method not in METHODS:
         raise ValueError(f"unknown pruning method {method!r}; choose from {METHODS}")
-    keep = select_keep(tile_scores(w, tile, method, gram), rate)
+    keep = tile_keep(w, tile, rate, method, gram, damp)
     if method.endswith("-ls") and rate > 0:
         return _compensated(w, keep, gram, tile, damp)
     return PrunedLayer(apply_mask(w, keep, tile), keep)
@@ -164,10 +271,10 @@ def prune_units(
 ) -> Dict[str, PrunedLayer]:
     """Remove the ``n_prune`` least important runs of ``unit_span`` dimensions from every layer of ``group``.
 
-    A run's score is the sum of ``method``'s tile scores over its rows in ``row_layers``: its contribution to the
-    group's output (its columns in ``col_layers`` reach the output only through those rows). ``-ls`` methods
-    re-solve the ``row_layers`` over the kept rows; the kept columns of ``col_layers`` keep all their inputs, so
-    they stay as they are."""
+    A run's score is the sum of ``method``'s tile scores over its rows in ``row_layers`` (``obs-ls`` scores runs
+    as ``act`` does): its contribution to the group's output (its columns in ``col_layers`` reach the output only
+    through those rows). ``-ls`` methods re-solve the ``row_layers`` over the kept rows; the kept columns of
+    ``col_layers`` keep all their inputs, so they stay as they are."""
     grams = grams or {}
     span = unit_span(group.width, tile)
     r, c = tile

@@ -22,7 +22,7 @@ from host.longform import load_windows
 from host.whisper import DenseGemm, WhisperRuntime
 from host.whisper_weights import WhisperWeights
 from model.calibrate import CalibStats, teacher_forced_pass
-from model.prune import apply_mask, compensate, output_error, prune_layer, select_keep, tile_scores
+from model.prune import apply_mask, compensate, output_error, prune_layer, tile_keep
 
 RATES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 PROBE_RATE = 0.3
@@ -40,7 +40,7 @@ def sampled_error(
     seed: int = 0,
 ) -> float:
     """Relative output error of pruning ``w`` at ``rate``, compensating a sample of column blocks (fast)."""
-    keep = select_keep(tile_scores(w, tile, method, gram), rate)
+    keep = tile_keep(w, tile, rate, method, gram, damp)
     nb = keep.shape[1]
     pick = np.sort(np.random.default_rng(seed).choice(nb, size=min(nb, max_blocks), replace=False))
     cols = np.concatenate([np.arange(j * tile[1], min((j + 1) * tile[1], w.shape[1])) for j in pick])

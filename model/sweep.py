@@ -114,10 +114,11 @@ class SweepConfig:
 
     def pruning_ident(self) -> dict:
         """The pruning settings that fingerprints and package names depend on (the pattern only when it is not
-        the default: names from before the sweep could choose it stay valid)."""
+        the default, and sequential pruning only when on: names from before the sweep could choose them stay valid)."""
         e = self.export
         pattern = {} if e.pattern == ExportConfig.pattern else {"pattern": e.pattern}
-        return {"uniform": e.uniform, "prunable": e.prunable, "damp": e.damp, "model": e.model, **pattern}
+        sequential = {"sequential": True} if e.sequential else {}
+        return {"uniform": e.uniform, "prunable": e.prunable, "damp": e.damp, "model": e.model, **pattern, **sequential}
 
     def fingerprint(self) -> str:
         """What a point's result depends on besides the point itself (boards excluded: modeled afterwards)."""

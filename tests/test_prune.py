@@ -8,7 +8,10 @@ import pytest
 from model.prune import (
     METHODS,
     allocate_rates,
+    apply_mask,
     compensate,
+    obs_keep,
+    obs_order,
     output_error,
     prune_layer,
     select_keep,
@@ -60,13 +63,41 @@ def test_compensation_lowers_output_error_on_held_out_activations(layer):
     calib, held_out, w = layer
     gram = calib.T @ calib
     keep = select_keep(tile_scores(w, (8, 8), "act", gram), 0.4)
-    from model.prune import apply_mask
-
     plain = apply_mask(w, keep, (8, 8))
     comp = compensate(w, keep, gram, (8, 8))
     held = held_out.T @ held_out
     assert output_error(w, comp, held) < 0.7 * output_error(w, plain, held)
     assert np.all(comp[apply_mask(np.ones_like(w), keep, (8, 8)) == 0] == 0)
+
+
+def test_obs_costs_add_up_to_the_compensated_objective(layer):
+    """Each OBS step's cost is the objective increase of removing that row block with the rest re-solved, so a
+    block's removal prefix costs exactly what ``compensate`` leaves for it: (W' - W)^T (H + lambda I) (W' - W)."""
+    x, _, w = layer
+    gram, tile = x.T @ x, (8, 8)
+    order, cost = obs_order(w, gram, tile)
+    keep = obs_keep(order, cost, 13, 0.3)
+    assert (~keep).sum() == round(0.3 * 13 * 8)
+    d = (compensate(w, keep, gram, tile) - w).astype(np.float64)
+    lam = 0.01 * np.mean(np.diag(gram))
+    per_block = np.add.reduceat(np.einsum("kn,kl,ln->n", d, gram + lam * np.eye(100), d), np.arange(0, 60, 8))
+    taken = (~keep).sum(axis=0)
+    np.testing.assert_allclose(per_block, [cost[j, : taken[j]].sum() for j in range(8)], rtol=2e-3)
+
+
+def test_obs_drops_a_duplicated_input_that_activation_scores_keep():
+    """Row blocks 0 and 1 see the same inputs: either can go at almost no cost once the other absorbs its
+    weights, which only a selection that accounts for compensation sees (the activation score ranks them highest)."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((3000, 16))
+    x[:, 4:8] = x[:, 0:4]
+    w = rng.standard_normal((16, 8)).astype(np.float32)
+    w[:8] *= 10
+    gram = x.T @ x
+    obs, act = (prune_layer(w, (4, 4), 0.25, m, gram, damp=1e-6) for m in ("obs-ls", "act-ls"))
+    assert not obs.keep[:2].all(axis=0).any()  # every column block lost row block 0 or 1
+    assert act.keep[:2].all()
+    assert output_error(w, obs.weight, gram) < 1e-3 * output_error(w, act.weight, gram)
 
 
 def test_allocator_reaches_the_mac_target_where_it_is_cheapest():

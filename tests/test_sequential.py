@@ -1,0 +1,118 @@
+"""Sequential pruning (model.sequential): stage order, the cross-term solve, and a smaller error at the model's
+output than pruning every layer on the dense model's activations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import make_tiny_whisper
+
+from host.whisper import DenseGemm, WhisperRuntime
+from model.calibrate import teacher_forced_pass
+from model.prune import compensate, prune_layer
+from model.sequential import Clip, prune_towards, sequential_prune, stages_in_order
+
+
+def tiny_whisper():
+    """The suite's tiny random Whisper with the special tokens greedy decoding needs."""
+    from host.whisper_weights import WhisperWeights
+
+    w = make_tiny_whisper()
+    vocab = [f"t{i}" for i in range(8)] + ["<|endoftext|>", "<|startoftranscript|>", "<|notimestamps|>", "<|0.00|>"]
+    return WhisperWeights(w.params, w.config, vocab, suppress_ids=[1], suppress_ids_begin=[0])
+
+
+def tiny_clips(weights, n: int = 6):
+    rng = np.random.default_rng(3)
+    runtime = WhisperRuntime(weights, DenseGemm(weights))
+    clips = []
+    for _ in range(n):
+        mel = rng.standard_normal((4, 16)).astype(np.float32)
+        enc = runtime.encode(mel)
+        clips.append(Clip(mel, 16, runtime.decode(enc).tokens, enc))
+    return clips
+
+
+def test_stages_follow_the_model_and_group_layers_reading_one_input():
+    w = tiny_whisper()
+    names = [n for n in DenseGemm(w).ops if n != "decoder.logits"]
+    e, d = "encoder.blocks.0", "decoder.blocks.0"
+    assert stages_in_order(w, names, tiny_clips(w, 1)[0].mel) == [
+        ("encoder.conv1",),
+        ("encoder.conv2",),
+        (f"{e}.attn.query", f"{e}.attn.key", f"{e}.attn.value"),
+        (f"{e}.attn.out",),
+        (f"{e}.mlp.0",),
+        (f"{e}.mlp.2",),
+        (f"{d}.cross_attn.key", f"{d}.cross_attn.value"),
+        (f"{d}.attn.query", f"{d}.attn.key", f"{d}.attn.value"),
+        (f"{d}.attn.out",),
+        (f"{d}.cross_attn.query",),
+        (f"{d}.cross_attn.out",),
+        (f"{d}.mlp.0",),
+        (f"{d}.mlp.2",),
+    ]
+
+
+def test_towards_the_dense_output_on_unchanged_inputs_is_plain_compensation():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((500, 32)) @ rng.standard_normal((32, 32))
+    w = rng.standard_normal((32, 16)).astype(np.float32)
+    gram = x.T @ x
+    got = prune_towards(w, gram, gram, (4, 4), 0.25, "act-ls", 0.01)
+    np.testing.assert_allclose(got.weight, compensate(w, got.keep, gram, (4, 4)), atol=1e-4)
+
+
+def test_towards_the_dense_output_absorbs_a_changed_input():
+    """Inputs scaled per channel by an upstream change: fitting X_p W' to X_d W undoes it, plain compensation
+    cannot see it."""
+    rng = np.random.default_rng(1)
+    xd = rng.standard_normal((800, 32))
+    xp = xd * rng.uniform(0.5, 1.5, 32)
+    w = rng.standard_normal((32, 16)).astype(np.float32)
+    seq = prune_towards(w, xp.T @ xp, xp.T @ xd, (4, 4), 0.25, "act-ls", 1e-4)
+    plain = prune_layer(w, (4, 4), 0.25, "act-ls", xd.T @ xd, 1e-4)
+
+    def err(w2):
+        return np.linalg.norm(xp @ w2 - xd @ w) / np.linalg.norm(xd @ w)
+
+    assert err(seq.weight) < 0.9 * err(plain.weight)
+    unpruned = prune_towards(w, xp.T @ xp, xp.T @ xd, (4, 4), 0.0, "act-ls", 1e-4)
+    assert unpruned.keep.all() and err(unpruned.weight) < 1e-3  # the scaling alone is undone exactly
+
+
+@pytest.mark.parametrize("method", ["act-ls", "obs-ls"])
+def test_sequential_pruning_stays_closer_to_the_dense_model(method):
+    w = tiny_whisper()
+    clips = tiny_clips(w)
+    names = [n for n in DenseGemm(w).ops if n != "decoder.logits"]
+    rates = {n: 0.5 for n in names}
+    seq = sequential_prune(w, clips, (4, 4), rates, method)
+    assert set(seq) == set(names)
+    for layer in seq.values():
+        assert (~layer.keep).sum() == round(0.5 * layer.keep.size)
+        mask = np.repeat(np.repeat(layer.keep, 4, 0), 4, 1)[: layer.weight.shape[0], : layer.weight.shape[1]]
+        assert np.all(layer.weight[~mask] == 0)
+
+    # the one-shot alternative: every layer fitted on the dense model's own activations
+    from model.calibrate import CalibStats, _RecordingGemm
+
+    stats = CalibStats()
+    rec = _RecordingGemm(w, names, stats)
+    runtime = WhisperRuntime(w, rec)
+    for c in clips:
+        rec.valid_frames = c.frames
+        teacher_forced_pass(runtime, runtime.encode(c.mel), c.tokens)
+    dense = DenseGemm(w).ops
+    oneshot = {n: prune_layer(dense[n][0], (4, 4), 0.5, method, stats.gram[n]) for n in names}
+
+    def logit_error(pruned):
+        gemm = DenseGemm(w)
+        for n, layer in pruned.items():
+            gemm.ops[n] = (layer.weight, gemm.ops[n][1])
+        rt = WhisperRuntime(w, gemm)
+        return sum(np.linalg.norm(teacher_forced_pass(rt, rt.encode(c.mel), c.tokens) - ref) for c, ref in refs)
+
+    ref_rt = WhisperRuntime(w, DenseGemm(w))
+    refs = [(c, teacher_forced_pass(ref_rt, c.dense_enc, c.tokens)) for c in clips]
+    assert logit_error(seq) < logit_error(oneshot)
