@@ -281,6 +281,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         ap.error("argument --distill: needs --sparsity > 0 (a dense package has nothing to recover)")
     if args.distill and args.pattern != "free" and args.distill_schedule == "gradual":
         ap.error("argument --pattern: the gradual distillation schedule re-prunes free tiles (use oneshot)")
+    if args.sequential and (args.pattern != "free" or not args.method.endswith("-ls")):
+        ap.error("argument --sequential: needs --pattern free and a '-ls' --method (it re-solves the kept tiles)")
     if args.out.is_dir():
         ap.error(f"argument --out: {args.out} is a directory")
     if args.calib:

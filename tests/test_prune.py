@@ -85,6 +85,15 @@ def test_obs_costs_add_up_to_the_compensated_objective(layer):
     np.testing.assert_allclose(per_block, [cost[j, : taken[j]].sum() for j in range(8)], rtol=2e-3)
 
 
+def test_obs_refuses_a_rate_beyond_its_order(layer):
+    x, _, w = layer
+    order, cost = obs_order(w, x.T @ x, (8, 8), max_frac=0.5)
+    with pytest.raises(ValueError, match="beyond the OBS order"):
+        obs_keep(order, cost, 13, 0.8)
+    with pytest.raises(ValueError, match="must be in"):
+        obs_keep(order, cost, 13, 1.5)
+
+
 def test_obs_drops_a_duplicated_input_that_activation_scores_keep():
     """Row blocks 0 and 1 see the same inputs: either can go at almost no cost once the other absorbs its
     weights, which only a selection that accounts for compensation sees (the activation score ranks them highest)."""

@@ -116,3 +116,13 @@ def test_sequential_pruning_stays_closer_to_the_dense_model(method):
     ref_rt = WhisperRuntime(w, DenseGemm(w))
     refs = [(c, teacher_forced_pass(ref_rt, c.dense_enc, c.tokens)) for c in clips]
     assert logit_error(seq) < logit_error(oneshot)
+
+
+@pytest.mark.parametrize("extra", [["--method", "act"], ["--pattern", "ffn"]])
+def test_export_refuses_sequential_without_free_least_squares_tiles(tmp_path, capsys, extra):
+    from model.export import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--sparsity", "0.2", "--sequential", *extra, "--out", str(tmp_path / "p.sasp")])
+    assert exc.value.code == 2
+    assert "--sequential: needs --pattern free" in capsys.readouterr().err
