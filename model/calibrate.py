@@ -13,12 +13,12 @@ from __future__ import annotations
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 from tqdm import tqdm
 
-from host.features import HOP_LENGTH
+from host.features import HOP_LENGTH, N_FRAMES
 from host.longform import load_windows
 from host.package import atomic_path
 from host.whisper import DenseGemm, WhisperRuntime
@@ -66,6 +66,17 @@ class CalibStats:
         return cls(gram, rows) if whole else None
 
 
+@dataclass
+class Clip:
+    """One calibration window: its features, real frames, the dense model's transcript and encoder output."""
+
+    mel: np.ndarray
+    frames: int  # mel frames of real audio
+    tokens: List[int]  # the dense model's greedy transcript
+    dense_enc: np.ndarray
+    pruned_enc: Optional[np.ndarray] = None  # filled in by model.sequential
+
+
 class _RecordingGemm:
     """Dense GEMMs that also accumulate the Gram matrix of each layer's valid input rows."""
 
@@ -88,6 +99,28 @@ def teacher_forced_pass(runtime: WhisperRuntime, encoded: np.ndarray, tokens: Li
     return runtime.step(runtime.tokenizer.initial_tokens() + tokens, 0, cache, all_positions=True)
 
 
+def dense_windows(
+    weights: WhisperWeights,
+    files: Sequence[Path],
+    recorder: Optional[_RecordingGemm] = None,
+    desc: str = "calibration",
+    progress: bool = True,
+) -> Iterator[Clip]:
+    """Every 30-s window of the calibration ``files`` (recordings over 30 s are cut in pauses, ``host.longform``)
+    with its real frames, dense encoder output and the dense model's greedy transcript. A ``recorder`` runs the
+    encoder (it sees the encoder's inputs; its ``valid_frames`` is set to the window's real frames first)."""
+    plain = WhisperRuntime(weights, recorder.inner if recorder is not None else DenseGemm(weights))
+    encoder = WhisperRuntime(weights, recorder) if recorder is not None else plain
+    for f in tqdm(files, desc=desc, unit="clip", disable=not progress):
+        for audio in load_windows(f):
+            frames = min(N_FRAMES, -(-len(audio) // HOP_LENGTH))
+            if recorder is not None:
+                recorder.valid_frames = frames
+            mel = plain.features(audio)
+            encoded = encoder.encode(mel)
+            yield Clip(mel, frames, plain.decode(encoded).tokens, encoded)
+
+
 def collect_stats(
     weights: WhisperWeights,
     files: Sequence[Path],
@@ -103,13 +136,8 @@ def collect_stats(
     stats = CalibStats()
     rec = _RecordingGemm(weights, layers, stats)
     runtime = WhisperRuntime(weights, rec)
-    plain = WhisperRuntime(weights, rec.inner)
-    for f in tqdm(files, desc="calibration", unit="clip", disable=not progress):
-        for audio in load_windows(f):  # recordings over 30 s: windows cut in pauses (host.longform)
-            rec.valid_frames = min(3000, -(-len(audio) // HOP_LENGTH))
-            encoded = runtime.encode(runtime.features(audio))
-            tokens = plain.decode(encoded).tokens
-            teacher_forced_pass(runtime, encoded, tokens)
+    for clip in dense_windows(weights, files, rec, progress=progress):
+        teacher_forced_pass(runtime, clip.dense_enc, clip.tokens)
     if cache is not None:
         stats.save(cache)
     return stats

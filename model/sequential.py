@@ -22,19 +22,16 @@ teacher-forced on the dense model's own greedy transcript in both models, so no 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from tqdm import tqdm
 
-from host.features import HOP_LENGTH
-from host.longform import load_windows
 from host.whisper import DenseGemm, WhisperRuntime
 from host.whisper_layers import stage_of, valid_rows
 from host.whisper_weights import WhisperWeights
-from model.calibrate import teacher_forced_pass
+from model.calibrate import Clip, dense_windows, teacher_forced_pass
 from model.prune import DEFAULT_DAMP, PrunedLayer, compensate, tile_keep
 
 
@@ -42,22 +39,11 @@ class _StageDone(Exception):
     """Raised by the recording GEMM once every layer of the stage has been seen: the rest of the pass is not needed."""
 
 
-@dataclass
-class Clip:
-    """One calibration window: its features, real frames, the dense model's transcript and encoder output."""
-
-    mel: np.ndarray
-    frames: int  # mel frames of real audio
-    tokens: List[int]  # the dense model's greedy transcript
-    dense_enc: np.ndarray
-    pruned_enc: Optional[np.ndarray] = None
-
-
-class _Recorder:
+class _Recorder(DenseGemm):
     """GEMMs of ``ops`` (a dict ``{layer: (W, b)}``, changed in place as layers are pruned) that keep the valid
     input rows of the ``stage`` layers and stop the pass once all of them ran."""
 
-    def __init__(self, ops: Dict[str, tuple]):
+    def __init__(self, ops: Dict[str, tuple]):  # the operands are given: DenseGemm.__init__ is not run
         self.ops = ops
         self.stage: Tuple[str, ...] = ()
         self.frames = 0
@@ -68,8 +54,7 @@ class _Recorder:
             self.seen[layer] = x[: valid_rows(layer, self.frames)].astype(np.float64)
             if len(self.seen) == len(self.stage):
                 raise _StageDone
-        w, b = self.ops[layer]
-        return x @ w + b
+        return super().matmul(x, layer)
 
     def run(
         self, stage: Tuple[str, ...], clip: Clip, runtime: WhisperRuntime, encoded: Optional[np.ndarray]
@@ -120,15 +105,9 @@ def stages_in_order(weights: WhisperWeights, names: Sequence[str], mel: np.ndarr
 
 
 def calibration_clips(weights: WhisperWeights, files: Sequence[Path]) -> List[Clip]:
-    """Every 30-s window of the calibration ``files`` with its dense encoder output and greedy transcript."""
-    plain = WhisperRuntime(weights, DenseGemm(weights))
-    clips = []
-    for f in tqdm(files, desc="sequential: dense passes", unit="clip"):
-        for audio in load_windows(f):
-            mel = plain.features(audio)
-            enc = plain.encode(mel)
-            clips.append(Clip(mel, min(3000, -(-len(audio) // HOP_LENGTH)), plain.decode(enc).tokens, enc))
-    return clips
+    """Every 30-s window of the calibration ``files`` with its dense encoder output and greedy transcript, kept in
+    memory: the sequential passes run over them once per stage."""
+    return list(dense_windows(weights, files, desc="sequential: dense passes"))
 
 
 def sequential_prune(
@@ -182,4 +161,3 @@ def prune_towards(
     if keep.all():
         return PrunedLayer(best, keep)
     return PrunedLayer(compensate(w, keep, gram, tile, damp, cross=cross), keep)
-

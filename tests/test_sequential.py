@@ -8,9 +8,9 @@ import pytest
 from conftest import make_tiny_whisper
 
 from host.whisper import DenseGemm, WhisperRuntime
-from model.calibrate import teacher_forced_pass
+from model.calibrate import Clip, teacher_forced_pass
 from model.prune import compensate, prune_layer
-from model.sequential import Clip, prune_towards, sequential_prune, stages_in_order
+from model.sequential import prune_towards, sequential_prune, stages_in_order
 
 
 def tiny_whisper():
@@ -126,3 +126,43 @@ def test_export_refuses_sequential_without_free_least_squares_tiles(tmp_path, ca
         main(["--sparsity", "0.2", "--sequential", *extra, "--out", str(tmp_path / "p.sasp")])
     assert exc.value.code == 2
     assert "--sequential: needs --pattern free" in capsys.readouterr().err
+
+
+def test_calibration_statistics_are_the_dense_inputs_of_real_rows_and_greedy_transcripts(monkeypatch):
+    """``collect_stats`` (through ``dense_windows``) sums ``x^T x`` of every layer's inputs in a dense encode (rows
+    of real frames only) and a teacher-forced decode of the dense model's greedy transcript."""
+    import model.calibrate as calibrate
+
+    w = tiny_whisper()
+    rng = np.random.default_rng(8)
+    mels = [rng.standard_normal((4, 16)).astype(np.float32) for _ in range(2)]
+    windows = {"a.flac": [np.full(16 * 160, 0.0), np.full(10 * 160, 1.0)]}  # 16 and 10 real mel frames
+    monkeypatch.setattr(calibrate, "load_windows", lambda f: windows[f])
+    monkeypatch.setattr(WhisperRuntime, "features", lambda self, audio: mels[int(audio[0])])
+
+    class Calls(DenseGemm):
+        def __init__(self):
+            super().__init__(w)
+            self.inputs = []
+
+        def matmul(self, x, layer):
+            self.inputs.append((layer, x))
+            return super().matmul(x, layer)
+
+    expected: dict = {}
+    for mel, frames in zip(mels, (16, 10)):
+        calls = Calls()
+        runtime = WhisperRuntime(w, calls)
+        enc = runtime.encode(mel)
+        teacher_forced_pass(runtime, enc, WhisperRuntime(w, DenseGemm(w)).decode(enc).tokens)
+        for layer, x in calls.inputs:
+            on_positions = layer.startswith("encoder.") or layer.endswith(("cross_attn.key", "cross_attn.value"))
+            rows = frames if layer == "encoder.conv1" else (frames + 1) // 2 if on_positions else len(x)
+            x = x[:rows].astype(np.float64)
+            expected[layer] = expected.get(layer, 0) + x.T @ x
+    layers = sorted(expected)
+    stats = calibrate.collect_stats(w, ["a.flac"], layers, progress=False)
+    for layer in layers:
+        np.testing.assert_allclose(stats.gram[layer], expected[layer], rtol=1e-6, atol=1e-8, err_msg=layer)
+    clips = list(calibrate.dense_windows(w, ["a.flac"], progress=False))
+    assert [c.frames for c in clips] == [16, 10]
