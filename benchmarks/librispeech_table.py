@@ -7,7 +7,8 @@
 package: ``dense``, ``none``, or a distillation recipe in words), ``eval_csv`` (``model.evaluate --csv`` on the
 LibriSpeech folder) and ``package`` (the ``.sasp`` that was evaluated). The ``dense`` row of an array is the
 reference of its others. Printed per row: MAC sparsity counted from the package, WER of the selection and report
-halves (``model.splits``) with the project's normalizer and the report half with Whisper's (``model.wer``),
+halves (``model.splits``) with the project's normalizer, the calibration audio the package records (clips, and the
+folders where the export recorded them) and the report half with Whisper's (``model.wer``),
 points over dense, and, with ``--sweep``, the modeled speedup of the package's tiles on the dense model's own
 calls and host work (the sweep's dense point of that array: same utterances and decoded tokens, every call's
 tiles replaced by the package's; ``host.session.BoardFigures``) on each board the sweep modeled.
@@ -63,6 +64,17 @@ def modeled_speedups(point: dict, pkg: Package) -> Dict[str, float]:
     return {b: BoardFigures(calls, point["host_ops"], b, point["array"]).speedup for b in point["modeled"]}
 
 
+def calibration(pkg: Package) -> str:
+    """The package's calibration audio as it records it: clip count and, where the export kept them, the folders
+    (the bundled set named ``bundled``); ``-`` for a package built without calibration (dense)."""
+    clips = int(pkg.metadata.get("calibration_files", 0))
+    if not clips:
+        return "-"
+    folders = (pkg.metadata.get("export") or {}).get("calib") or []
+    names = ["bundled" if Path(c).parts[-3:] == ("host", "assets", "calib") else Path(c).name for c in folders]
+    return f"{clips} ({', '.join(names)})" if names else str(clips)
+
+
 def table(rows: List[dict], references: Dict[str, str], sweep: Optional[Path]) -> List[dict]:
     """One output row per manifest row (see the module's docstring)."""
     out = []
@@ -78,6 +90,7 @@ def table(rows: List[dict], references: Dict[str, str], sweep: Optional[Path]) -
             "mac_sparsity": float(pkg.metadata.get("mac_sparsity", 0.0)),
             "pattern": r["pattern"],
             "training": r["training"],
+            "calibration": calibration(pkg),
             "selection": project["selection"],
             "report": project["report"],
             "report_whisper": whisper["report"]["wer"],
@@ -109,6 +122,7 @@ def markdown(out: List[dict]) -> str:
         "MAC sparsity (counted)",
         "tiles",
         "training",
+        "calibration clips",
         "WER % selection (measured)",
         "WER % report (measured)",
         "dWER pts selection / report",
@@ -123,6 +137,7 @@ def markdown(out: List[dict]) -> str:
             f"{r['mac_sparsity']:.3f}",
             r["pattern"],
             r["training"],
+            r["calibration"],
             pct(r["selection"]),
             pct(r["report"]),
             delta,

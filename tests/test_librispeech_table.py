@@ -76,3 +76,13 @@ def test_manifest_errors_are_one_line(tmp_path):
     bad.write_text("array\ttarget\tpattern\ttraining\teval_csv\tpackage\n8\t0\tfree\tdense\tnone.csv\tnone.sasp\n")
     with pytest.raises(UserError, match="not found"):
         lt.read_manifest(bad)
+
+
+def test_calibration_column_says_what_the_package_records():
+    from types import SimpleNamespace
+
+    assert lt.calibration(SimpleNamespace(metadata={"calibration_files": 0})) == "-"
+    assert lt.calibration(SimpleNamespace(metadata={"calibration_files": 10})) == "10"
+    export = {"calib": ["host/assets/calib", "../shared/speech/unlabelled", "/work/runs/extra100"]}
+    pkg = SimpleNamespace(metadata={"calibration_files": 140, "export": export})
+    assert lt.calibration(pkg) == "140 (bundled, unlabelled, extra100)"
