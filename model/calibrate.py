@@ -4,8 +4,11 @@ Only real speech frames count: Whisper pads every clip to 30 s, and statistics d
 make the least-squares compensation worse. Encoder rows past the clip's length are dropped (conv1 works on
 mel frames, every later encoder GEMM and the cross-attention K/V on encoder positions). The decoder runs
 teacher-forced on the dense model's own greedy transcript (pseudo-labels), so no transcripts are needed.
-Statistics are cached on disk (``model.pipeline.step_cache``: keyed by the weights, the audio files and the
-prunable-layer regex); the cache file is written atomically and checked when read (a damaged one is recomputed).
+Each window also counts towards one of two folds (even / odd windows, ``CalibStats.odd``), so that the sensitivity
+analysis can measure a pruned layer on calibration rows its compensation did not see (``model.sensitivity``,
+``--heldout``). Statistics are cached on disk (``model.pipeline.step_cache``: keyed by the weights, the audio files
+and the prunable-layer regex); the cache file is written atomically and checked when read (a damaged one is
+recomputed).
 """
 
 from __future__ import annotations
@@ -25,45 +28,59 @@ from host.whisper import DenseGemm, WhisperRuntime
 from host.whisper_layers import valid_rows
 from host.whisper_weights import WhisperWeights
 
+PARTS = ("gram", "odd", "rows")  # the arrays of a cache file, each per layer
+
 
 @dataclass
 class CalibStats:
-    """Per layer: ``gram`` = sum of x x^T over calibration rows (float64), ``rows`` = how many rows."""
+    """Per layer: ``gram`` = sum of x x^T over calibration rows (float64), ``rows`` = how many rows, ``odd`` = the
+    part of ``gram`` from odd-numbered windows (the other fold is ``gram - odd``)."""
 
     gram: Dict[str, np.ndarray] = field(default_factory=dict)
     rows: Dict[str, int] = field(default_factory=dict)
+    odd: Dict[str, np.ndarray] = field(default_factory=dict)
 
-    def add(self, layer: str, x: np.ndarray) -> None:
+    def add(self, layer: str, x: np.ndarray, odd: bool = False) -> None:
         x64 = x.astype(np.float64)
         g = x64.T @ x64
-        if layer in self.gram:
-            self.gram[layer] += g
-            self.rows[layer] += x.shape[0]
-        else:
-            self.gram[layer] = g
-            self.rows[layer] = x.shape[0]
+        if layer not in self.gram:
+            self.gram[layer], self.rows[layer], self.odd[layer] = np.zeros_like(g), 0, np.zeros_like(g)
+        self.gram[layer] += g
+        self.rows[layer] += x.shape[0]
+        if odd:
+            self.odd[layer] += g
+
+    def folds(self, layer: str) -> tuple:
+        """``(even, odd)``: the Gram matrices of the two folds of calibration windows."""
+        return self.gram[layer] - self.odd[layer], self.odd[layer]
 
     def save(self, path: Path) -> None:
         """Write atomically (temporary file + rename)."""
         arrays = {f"gram/{k}": v.astype(np.float32) for k, v in self.gram.items()}
+        arrays.update({f"odd/{k}": v.astype(np.float32) for k, v in self.odd.items()})
         arrays.update({f"rows/{k}": np.array(v) for k, v in self.rows.items()})
         with atomic_path(path) as tmp, tmp.open("wb") as f:
             np.savez(f, **arrays)
 
     @classmethod
     def load(cls, path: Path, layers: Sequence[str]) -> Optional[CalibStats]:
-        """The statistics cached at ``path`` if they are whole (every layer, square finite Gram matrices and a
-        positive row count); ``None`` if the file is damaged or incomplete."""
+        """The statistics cached at ``path`` if they are whole (every layer with square finite Gram matrices of both
+        folds and a positive row count); ``None`` if the file is damaged or incomplete (a cache from before the
+        folds is incomplete: it is computed again)."""
         try:
             with np.load(path) as z:
-                gram = {k[5:]: z[k].astype(np.float64) for k in z.files if k.startswith("gram/")}
-                rows = {k[5:]: int(z[k]) for k in z.files if k.startswith("rows/")}
+                part = {p: {k[len(p) + 1 :]: z[k] for k in z.files if k.startswith(f"{p}/")} for p in PARTS}
         except (OSError, ValueError, EOFError, zipfile.BadZipFile):
             return None
-        whole = set(gram) == set(rows) == set(layers) and all(
-            g.ndim == 2 and g.shape[0] == g.shape[1] and np.isfinite(g).all() and rows[k] > 0 for k, g in gram.items()
+        gram = {k: v.astype(np.float64) for k, v in part["gram"].items()}
+        odd = {k: v.astype(np.float64) for k, v in part["odd"].items()}
+        rows = {k: int(v) for k, v in part["rows"].items()}
+        whole = set(gram) == set(odd) == set(rows) == set(layers) and all(
+            g.ndim == 2 and g.shape[0] == g.shape[1] and g.shape == odd[k].shape and rows[k] > 0
+            for k, g in gram.items()
         )
-        return cls(gram, rows) if whole else None
+        whole = whole and all(np.isfinite(g).all() and np.isfinite(odd[k]).all() for k, g in gram.items())
+        return cls(gram, rows, odd) if whole else None
 
 
 @dataclass
@@ -85,11 +102,11 @@ class _RecordingGemm:
         self.layers = set(layers)
         self.stats = stats
         self.valid_frames = 0
-        self._seen: Dict[int, np.ndarray] = {}
+        self.odd = False  # whether the current window is in the odd fold
 
     def matmul(self, x: np.ndarray, layer: str) -> np.ndarray:
         if layer in self.layers:
-            self.stats.add(layer, x[: valid_rows(layer, self.valid_frames)])
+            self.stats.add(layer, x[: valid_rows(layer, self.valid_frames)], self.odd)
         return self.inner.matmul(x, layer)
 
 
@@ -108,14 +125,16 @@ def dense_windows(
 ) -> Iterator[Clip]:
     """Every 30-s window of the calibration ``files`` (recordings over 30 s are cut in pauses, ``host.longform``)
     with its real frames, dense encoder output and the dense model's greedy transcript. A ``recorder`` runs the
-    encoder (it sees the encoder's inputs; its ``valid_frames`` is set to the window's real frames first)."""
+    encoder (it sees the encoder's inputs; its ``valid_frames`` and ``odd`` are set for the window first)."""
     plain = WhisperRuntime(weights, recorder.inner if recorder is not None else DenseGemm(weights))
     encoder = WhisperRuntime(weights, recorder) if recorder is not None else plain
+    index = 0
     for f in tqdm(files, desc=desc, unit="clip", disable=not progress):
         for audio in load_windows(f):
             frames = min(N_FRAMES, -(-len(audio) // HOP_LENGTH))
             if recorder is not None:
-                recorder.valid_frames = frames
+                recorder.valid_frames, recorder.odd = frames, index % 2 == 1
+            index += 1
             mel = plain.features(audio)
             encoded = encoder.encode(mel)
             yield Clip(mel, frames, plain.decode(encoded).tokens, encoded)

@@ -75,6 +75,15 @@ class ExportConfig:
             "(model.sequential; free tiles, '-ls' methods)",
         ),
     )
+    heldout: bool = field(
+        default=False,
+        metadata=cli.option(
+            "--heldout",
+            action="store_true",
+            help="measure the sensitivity (layer errors, end-to-end probe) on calibration windows the compensation "
+            "did not see (two folds; model.sensitivity)",
+        ),
+    )
     model: Optional[str] = field(
         default=None,
         metadata=cli.option(
@@ -118,6 +127,7 @@ class ExportConfig:
             "damp": self.damp,
             "pattern": self.pattern,
             **({"sequential": True} if self.sequential else {}),
+            **({"heldout": True} if self.heldout else {}),
             "model": self.model,
             "source": self.source or self.model or DEFAULT_SOURCE,
         }
@@ -163,6 +173,7 @@ def step_cache(step: str, cfg: ExportConfig, weights: WhisperWeights, files: Seq
         "step": step,
         "version": STEP_VERSION,
         **{f: getattr(cfg, f) for f in fields},
+        **({"heldout": True} if step == "sensitivity" and cfg.heldout else {}),  # keys from before stay valid
         "weights": weights_digest(weights),
         "files": [(str(f.resolve()), f.stat().st_size, int(f.stat().st_mtime)) for f in files],
     }

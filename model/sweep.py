@@ -114,11 +114,20 @@ class SweepConfig:
 
     def pruning_ident(self) -> dict:
         """The pruning settings that fingerprints and package names depend on (the pattern only when it is not
-        the default, and sequential pruning only when on: names from before the sweep could choose them stay valid)."""
+        the default, sequential pruning and held-out sensitivity only when on: names from before stay valid)."""
         e = self.export
         pattern = {} if e.pattern == ExportConfig.pattern else {"pattern": e.pattern}
         sequential = {"sequential": True} if e.sequential else {}
-        return {"uniform": e.uniform, "prunable": e.prunable, "damp": e.damp, "model": e.model, **pattern, **sequential}
+        heldout = {"heldout": True} if e.heldout else {}
+        return {
+            "uniform": e.uniform,
+            "prunable": e.prunable,
+            "damp": e.damp,
+            "model": e.model,
+            **pattern,
+            **sequential,
+            **heldout,
+        }
 
     def fingerprint(self) -> str:
         """What a point's result depends on besides the point itself (boards excluded: modeled afterwards)."""

@@ -208,7 +208,7 @@ def test_demo_rebuilds_a_damaged_cached_package_under_sasp_cache(tmp_path, capsy
 def test_calibration_statistics_cache(tmp_path, monkeypatch):
     from model.calibrate import CalibStats
 
-    stats = CalibStats({"a": np.eye(3), "b": np.eye(2)}, {"a": 5, "b": 7})
+    stats = CalibStats({"a": np.eye(3), "b": np.eye(2)}, {"a": 5, "b": 7}, {"a": np.eye(3) / 2, "b": np.eye(2) / 3})
     path = tmp_path / "calib" / "c.npz"
 
     def interrupted(f, **arrays):
@@ -223,6 +223,13 @@ def test_calibration_statistics_cache(tmp_path, monkeypatch):
     stats.save(path)
     assert CalibStats.load(path, ["a", "b"]).rows == {"a": 5, "b": 7}
     assert CalibStats.load(path, ["a", "b", "c"]) is None  # other layers: recomputed
+    np.testing.assert_allclose(CalibStats.load(path, ["a", "b"]).folds("b")[0], np.eye(2) * 2 / 3, rtol=1e-6)
+    with np.load(path) as z:
+        older = {k: z[k] for k in z.files if not k.startswith("odd/")}
+    with path.open("wb") as f:
+        np.savez(f, **older)
+    assert CalibStats.load(path, ["a", "b"]) is None  # a cache from before the folds: recomputed
+    stats.save(path)
     path.write_bytes(path.read_bytes()[:50])  # damaged: recomputed
     assert CalibStats.load(path, ["a", "b"]) is None
 

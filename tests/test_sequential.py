@@ -150,6 +150,7 @@ def test_calibration_statistics_are_the_dense_inputs_of_real_rows_and_greedy_tra
             return super().matmul(x, layer)
 
     expected: dict = {}
+    odd: dict = {}
     for mel, frames in zip(mels, (16, 10)):
         calls = Calls()
         runtime = WhisperRuntime(w, calls)
@@ -160,9 +161,11 @@ def test_calibration_statistics_are_the_dense_inputs_of_real_rows_and_greedy_tra
             rows = frames if layer == "encoder.conv1" else (frames + 1) // 2 if on_positions else len(x)
             x = x[:rows].astype(np.float64)
             expected[layer] = expected.get(layer, 0) + x.T @ x
+            odd[layer] = x.T @ x if frames == 10 else odd.get(layer, 0)  # the second window is the odd fold
     layers = sorted(expected)
     stats = calibrate.collect_stats(w, ["a.flac"], layers, progress=False)
     for layer in layers:
         np.testing.assert_allclose(stats.gram[layer], expected[layer], rtol=1e-6, atol=1e-8, err_msg=layer)
+        np.testing.assert_allclose(stats.folds(layer)[1], odd[layer], rtol=1e-6, atol=1e-8, err_msg=layer)
     clips = list(calibrate.dense_windows(w, ["a.flac"], progress=False))
     assert [c.frames for c in clips] == [16, 10]
