@@ -53,6 +53,7 @@ from host.text_normalize import normalize  # noqa: E402
 from host.whisper import WhisperRuntime  # noqa: E402
 
 BUILDER = ("-m", "model.export")  # the offline package builder, run as its own program (it needs torch)
+SENSITIVITY = "held-out"  # the builder's sensitivity analysis for the demo's packages (docs/pruning.md); in their name
 
 
 def calibration_tag(calib: List[Path]) -> str:
@@ -69,6 +70,7 @@ def build_package(path: Path, array: int, sparsity: float, method: str, calib: L
     output passed on to stderr; a builder that cannot run here (no torch: a board) or that fails is one
     ``UserError`` line (a builder that refuses its arguments says so before anything else is printed)."""
     args = ["--tile", str(array), "--sparsity", str(sparsity), "--method", method]
+    args += ["--sensitivity", SENSITIVITY] if sparsity > 0 else []
     if find_spec("torch") is None:
         raise cli.UserError(
             f"no cached weight package {path.name} and no torch here to build it: build it offline "
@@ -102,7 +104,7 @@ def default_package(array: int, sparsity: float, method: str, calib: List[Path])
     calibrated on ``calib`` (default: the bundled real-speech set, host/assets/calib); a cached package that does
     not load (corrupt, or an older format) is rebuilt."""
     cache = cache_root()
-    tag = f"s{sparsity:.2f}-{method}-{calibration_tag(calib or [CALIB_DIR])}" if sparsity > 0 else "dense"
+    tag = f"s{sparsity:.2f}-{method}-{SENSITIVITY}-{calibration_tag(calib or [CALIB_DIR])}" if sparsity > 0 else "dense"
     path = cache / "packages" / f"whisper-tiny.en-{array}x{array}-{tag}.sasp"
     if path.exists():
         try:

@@ -6,9 +6,9 @@ mel frames, every later encoder GEMM and the cross-attention K/V on encoder posi
 teacher-forced on the dense model's own greedy transcript (pseudo-labels), so no transcripts are needed.
 Each window also counts towards one of two folds (even / odd windows, ``CalibStats.odd``), so that the sensitivity
 analysis can measure a pruned layer on calibration rows its compensation did not see (``model.sensitivity``,
-``--heldout``). Statistics are cached on disk (``model.pipeline.step_cache``: keyed by the weights, the audio files
-and the prunable-layer regex); the cache file is written atomically and checked when read (a damaged one is
-recomputed).
+``--sensitivity held-out``). Statistics are cached on disk (``model.pipeline.step_cache``: keyed by the weights,
+the audio files and the prunable-layer regex); the cache file is written atomically and checked when read (a
+damaged one is recomputed).
 """
 
 from __future__ import annotations

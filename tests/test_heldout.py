@@ -1,5 +1,5 @@
-"""Held-out sensitivity (``--heldout``, model.sensitivity): layer errors measured on calibration windows the
-compensation did not see."""
+"""Held-out sensitivity (``--sensitivity held-out``, the default; model.sensitivity): layer errors measured on
+calibration windows the compensation did not see."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def test_heldout_needs_both_folds(whisper_weights):
     from model.pipeline import ExportConfig
 
     ops = gemm_operands(whisper_weights)
-    cfg = ExportConfig((8, 8), 0.2, "act-ls", heldout=True, cache_dir=None)
+    cfg = ExportConfig((8, 8), 0.2, "act-ls", cache_dir=None)  # held-out: the default
     names = cfg.prunable_layers(ops)
     stats = CalibStats()
     for n in names:

@@ -156,9 +156,10 @@ def test_fingerprints_and_package_names_keep_their_values(tmp_path):
     points = (Point(8, 0.0, "act-ls"), Point(16, 0.3, "act-ls"))
     custom = ExportConfig(calib=(calib,), uniform=True, prunable=r"^encoder\.", damp=0.05, model="m")
     distilled = {"trim": True, "distill": {"epochs": 1}}
+    in_sample = ExportConfig(sensitivity="in-sample")  # the sensitivity analysis of every sweep before held-out
     expected = [
-        (ExportConfig(), {}, "8e1607ce8c", "11017dee", "act-ls-s0.30-687ab3b8"),
-        (ExportConfig(calib=(calib,)), {}, "900d57e18d", "11017dee", "act-ls-s0.30-8cf4f153"),
+        (in_sample, {}, "8e1607ce8c", "11017dee", "act-ls-s0.30-687ab3b8"),
+        (replace(in_sample, calib=(calib,)), {}, "900d57e18d", "11017dee", "act-ls-s0.30-8cf4f153"),
         (custom, distilled, "25823d6c66", "deea0f77", "act-ls-s0.30-uniform-distill-94332c2d"),
     ]
     for export, extra, fingerprint, dense, pruned in expected:
@@ -166,6 +167,12 @@ def test_fingerprints_and_package_names_keep_their_values(tmp_path):
         assert cfg.fingerprint() == fingerprint
         names = [package_path(p, cfg).name for p in points]
         assert names == [f"whisper-tiny.en-8x8-dense-{dense}.sasp", f"whisper-tiny.en-16x16-{pruned}.sasp"]
+    default, old = (
+        SweepConfig(eval_dir=tmp_path / "eval", out=tmp_path / "out", export=e) for e in (ExportConfig(), in_sample)
+    )
+    assert default.export.heldout and default.fingerprint() != old.fingerprint()  # held-out rates: points of their own
+    assert package_path(points[1], default) != package_path(points[1], old)
+    assert package_path(points[0], default) == package_path(points[0], old)  # dense packages are shared
     units = replace(cfg, export=replace(custom, pattern="units"))
     assert units.fingerprint() != cfg.fingerprint()
     assert package_path(points[1], units) != package_path(points[1], cfg)
