@@ -122,11 +122,14 @@ def dense_windows(
     recorder: Optional[_RecordingGemm] = None,
     desc: str = "calibration",
     progress: bool = True,
+    dense: Optional[DenseGemm] = None,
 ) -> Iterator[Clip]:
     """Every 30-s window of the calibration ``files`` (recordings over 30 s are cut in pauses, ``host.longform``)
-    with its real frames, dense encoder output and the dense model's greedy transcript. A ``recorder`` runs the
-    encoder (it sees the encoder's inputs; its ``valid_frames`` and ``odd`` are set for the window first)."""
-    plain = WhisperRuntime(weights, recorder.inner if recorder is not None else DenseGemm(weights))
+    with its real frames, dense encoder output and the dense model's greedy transcript, on the GEMMs ``dense``
+    (default: the recorder's, else new ones). A ``recorder`` runs the encoder (it sees the encoder's inputs; its
+    ``valid_frames`` and ``odd`` are set for the window first)."""
+    dense = dense or (recorder.inner if recorder is not None else DenseGemm(weights))
+    plain = WhisperRuntime(weights, dense)
     encoder = WhisperRuntime(weights, recorder) if recorder is not None else plain
     index = 0
     for f in tqdm(files, desc=desc, unit="clip", disable=not progress):

@@ -113,6 +113,14 @@ class ExportConfig:
         (``model.sensitivity``; uniform rates have none)."""
         return self.sensitivity == "held-out" and not self.uniform
 
+    def opt_in(self) -> Dict[str, Any]:
+        """The settings recorded only when on (sequential pruning, held-out sensitivity): packages, caches and
+        names from before them, which had them off, keep their identity."""
+        return {
+            **({"sequential": True} if self.sequential else {}),
+            **({"sensitivity": self.sensitivity} if self.heldout else {}),
+        }
+
     @property
     def needs_calibration(self) -> bool:
         """Whether pruning needs calibration statistics (activation scores, least-squares compensation or
@@ -135,8 +143,7 @@ class ExportConfig:
             "uniform": self.uniform,
             "damp": self.damp,
             "pattern": self.pattern,
-            **({"sequential": True} if self.sequential else {}),
-            **({"sensitivity": self.sensitivity} if self.heldout else {}),  # in-sample: packages from before
+            **self.opt_in(),
             "model": self.model,
             "source": self.source or self.model or DEFAULT_SOURCE,
         }
@@ -182,7 +189,7 @@ def step_cache(step: str, cfg: ExportConfig, weights: WhisperWeights, files: Seq
         "step": step,
         "version": STEP_VERSION,
         **{f: getattr(cfg, f) for f in fields},
-        **({"sensitivity": cfg.sensitivity} if step == "sensitivity" and cfg.heldout else {}),  # as metadata()
+        **({"sensitivity": cfg.sensitivity} if step == "sensitivity" and cfg.heldout else {}),  # as opt_in()
         "weights": weights_digest(weights),
         "files": [(str(f.resolve()), f.stat().st_size, int(f.stat().st_mtime)) for f in files],
     }

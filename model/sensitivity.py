@@ -111,7 +111,7 @@ def end_to_end_gains(
     the first calibration windows (``heldout``: pruned on the even windows, decoded on the first odd ones)."""
     gemm = DenseGemm(weights)
     runtime = WhisperRuntime(weights, gemm)
-    windows = dense_windows(weights, files, desc="probe clips", progress=False)
+    windows = dense_windows(weights, files, desc="probe clips", progress=False, dense=gemm)  # dense until pruned
     picked = islice(windows, 1, None, 2) if heldout else windows
     clips = [
         (c.mel, c.dense_enc, c.tokens, teacher_forced_pass(runtime, c.dense_enc, c.tokens))

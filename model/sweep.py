@@ -117,17 +117,7 @@ class SweepConfig:
         the default, sequential pruning and held-out sensitivity only when on: names from before stay valid)."""
         e = self.export
         pattern = {} if e.pattern == ExportConfig.pattern else {"pattern": e.pattern}
-        sequential = {"sequential": True} if e.sequential else {}
-        heldout = {"sensitivity": e.sensitivity} if e.heldout else {}
-        return {
-            "uniform": e.uniform,
-            "prunable": e.prunable,
-            "damp": e.damp,
-            "model": e.model,
-            **pattern,
-            **sequential,
-            **heldout,
-        }
+        return {"uniform": e.uniform, "prunable": e.prunable, "damp": e.damp, "model": e.model, **pattern, **e.opt_in()}
 
     def fingerprint(self) -> str:
         """What a point's result depends on besides the point itself (boards excluded: modeled afterwards)."""
