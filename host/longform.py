@@ -7,8 +7,12 @@ in the middle of a pause (the latest pause of at least ``MIN_PAUSE_SECONDS`` in 
 Seeking instead re-decodes from the last timestamp the model emitted: it needs timestamp decoding (a different
 decoding mode from the one every WER of this project was measured in, plus Whisper's timestamp rules) and
 tiny.en's timestamps drift, which is where openai-whisper's repeated or lost words at seams come from (it
-patches them with temperature fallback and compression-ratio checks, several decodes per window on a board
-that has time for one). Each window is decoded alone, without the previous window's text as a prompt.
+patches them with temperature fallback and compression-ratio checks on every window). Each window is decoded alone,
+without the previous window's text as a prompt.
+
+Loops: a window whose text loops (gzip compression ratio above 2.4, openai-whisper's rule) is decoded again, with
+the full 30-s window if it was trimmed, then by sampling at openai-whisper's fallback temperatures; only a window
+that loops pays for the extra decodes, which the board model charges (``Window.runs``, ``Window.samples``).
 
 No-speech: a window whose loudest 200 ms is below ``ENERGY_GATE_DBFS`` is skipped without running the model
 (tiny.en turns digital silence into "you" with a confident average log-probability of -0.37, which openai-whisper's
@@ -30,7 +34,7 @@ import numpy as np
 from tqdm import tqdm
 
 from host.audio import SAMPLE_RATE, AudioReader, load_audio
-from host.whisper import WhisperRuntime
+from host.whisper import Transcript, WhisperRuntime
 
 WINDOW_SECONDS = 30.0
 """Whisper's window: the longest stretch decoded at once."""
@@ -51,8 +55,16 @@ NO_SPEECH_THRESHOLD = 0.6
 LOGPROB_THRESHOLD = -1.0
 """openai-whisper ``transcribe(logprob_threshold=-1.0)``: a confident decode is kept whatever the no-speech prob."""
 # openai-whisper's transcribe(): a text whose gzip compression ratio exceeds 2.4 is a decoding loop. A trimmed
-# window that loops is decoded again with the full 30-s window (openai-whisper retries at a higher temperature).
+# window that loops is decoded again with the full 30-s window; if that loops too, the decoder samples at each of
+# openai-whisper's fallback temperatures in turn (``transcribe(temperature=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0))``, one
+# sample each, as its ``best_of=None``) on the same encoder output, and the first text that does not loop is kept.
 COMPRESSION_RATIO_THRESHOLD = 2.4
+FALLBACK_TEMPERATURES = (0.2, 0.4, 0.6, 0.8, 1.0)
+"""Sampling temperatures after greedy decoding loops. Unlike openai-whisper, a low average log-probability alone
+does not trigger them: on hard speech that is tiny.en's best guess (greedy), and a sample is only a noisier one."""
+SAMPLING_SEED = 0
+"""Seed of each window's own sampler: a window's text does not depend on the windows before it, and a rerun (or
+the board, whose kernel computes the same logits) draws the same tokens."""
 # The encoder window of the demo and model.evaluate (``--window``). Trimmed is the default because on the 26 genuine
 # LibriSpeech utterances of shared/speech the dense int8 model scores 9.83 % WER with it (bucketed windows and the
 # loop fallback) against 9.05 % with the full window, within the 1.4-point budget, at a fraction of the work.
@@ -61,6 +73,7 @@ DEFAULT_WINDOW = "trimmed"
 WINDOW_HELP = (
     "encoder window: 'trimmed' (default) runs the encoder on each window's audio + 1 s rounded up to 3, 6, 10, 15, "
     "20 or 30 s, and decodes a window again with the full window if its text loops (WER of both: docs/pruning.md); "
+    "a text that loops with the full window is sampled again at rising temperatures (openai-whisper's fallback); "
     "'full' always runs the whole 30-s window (as openai-whisper)"
 )
 
@@ -151,7 +164,8 @@ class Window:
     encoder_positions: int = 0  # of the run whose text is kept
     tokens: int = 0
     runs: List[Tuple[int, int]] = field(default_factory=list)  # (encoder positions, tokens) of every model run
-    fallback: Optional[str] = None  # why the window was decoded again with the full window
+    samples: List[Tuple[float, int]] = field(default_factory=list)  # (temperature, tokens) of decoder-only runs
+    fallback: Optional[str] = None  # why the window was decoded again (full window, sampling)
     wall_s: Dict[str, float] = field(default_factory=dict)  # features, encoder, decoder (this machine)
 
 
@@ -159,6 +173,21 @@ def compression_ratio(text: str) -> float:
     """``len(text) / len(zlib(text))`` in UTF-8 bytes, as openai-whisper's ``compression_ratio``."""
     data = text.encode("utf-8")
     return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+def _sample_until_no_loop(runtime: WhisperRuntime, enc: np.ndarray, greedy: Transcript, win: Window) -> Transcript:
+    """The full window's ``greedy`` text looped: sample at each of ``FALLBACK_TEMPERATURES`` until a text does
+    not loop (recorded in ``win.samples`` and ``win.fallback``); if every one loops, ``greedy`` is kept."""
+    rng = np.random.default_rng(SAMPLING_SEED)
+    before = f"{win.fallback}; " if win.fallback else ""
+    for temperature in FALLBACK_TEMPERATURES:
+        tr = runtime.decode(enc, temperature=temperature, rng=rng)
+        win.samples.append((temperature, len(tr.tokens)))
+        if compression_ratio(tr.text) <= COMPRESSION_RATIO_THRESHOLD:
+            win.fallback = f"{before}greedy text looped: sampled at temperature {temperature:g}"
+            return tr
+    win.fallback = f"{before}greedy text looped and so did every sample: greedy text kept"
+    return greedy
 
 
 def transcribe_window(
@@ -204,6 +233,11 @@ def transcribe_window(
         tr = runtime.decode(enc)
         done("decoder")
         win.runs.append((win.encoder_positions, len(tr.tokens)))
+    full = win.encoder_positions == runtime.cfg["n_audio_ctx"]
+    silence = tr.no_speech_prob is not None and tr.no_speech_prob > NO_SPEECH_THRESHOLD  # openai-whisper: no retry
+    if full and not silence and compression_ratio(tr.text) > COMPRESSION_RATIO_THRESHOLD:
+        tr = _sample_until_no_loop(runtime, enc, tr, win)
+        done("decoder")
     win.no_speech_prob, win.avg_logprob, win.tokens = tr.no_speech_prob, tr.avg_logprob, len(tr.tokens)
     no_speech = tr.no_speech_prob is not None and tr.no_speech_prob > NO_SPEECH_THRESHOLD
     if no_speech and tr.avg_logprob <= LOGPROB_THRESHOLD:

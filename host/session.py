@@ -151,6 +151,9 @@ class Session:
                         calls.extend(acc.take_calls())
                         for positions_run, tokens_run in win.runs:  # a looped trimmed window runs twice
                             add_ops(ops, host_ops(rt.cfg, positions_run, tokens_run, rt.amm is not None))
+                        for _, tokens_run in win.samples:  # sampled decodes reuse the full window's encoding
+                            sample = host_ops(rt.cfg, rt.cfg["n_audio_ctx"], tokens_run, rt.amm is not None)
+                            add_ops(ops, {"decoder": sample["decoder"]})
                 windows.append(win)
             seconds = reader.seconds
         stats = acc.take_stats() if acc is not None else AcceleratorStats()

@@ -120,9 +120,17 @@ def attention(
     return out.transpose(1, 0, 2).reshape(m, d)
 
 
+def choose_token(logits: np.ndarray, temperature: float, rng: Optional[np.random.Generator]) -> int:
+    """The argmax at ``temperature`` 0, else a draw from ``softmax(logits / temperature)`` by Gumbel-max
+    (``argmax(logits / T + G)``, ``G`` standard Gumbel noise from ``rng``); ``-inf`` logits are never drawn."""
+    if temperature == 0:
+        return int(np.argmax(logits))
+    return int(np.argmax(logits / temperature + rng.gumbel(size=logits.shape)))
+
+
 @dataclass
 class Transcript:
-    """Greedy decoding's text and tokens, with openai-whisper's two figures for its no-speech check:
+    """A decoding's text and tokens, with openai-whisper's two figures for its no-speech check:
     ``no_speech_prob``, the probability of the no-speech token at the first decoding step (after
     ``<|startoftranscript|>``; ``None`` if the vocabulary has no such token), and ``avg_logprob``, the mean
     log-probability of the chosen tokens, end-of-text included."""
@@ -233,8 +241,18 @@ class WhisperRuntime:
             return g(self._ln(x, "decoder.ln"), LOGITS_LAYER)
         return g(self._ln(x[-1:], "decoder.ln"), LOGITS_LAYER)[0]
 
-    def decode(self, encoded: np.ndarray, max_tokens: Optional[int] = None) -> Transcript:
-        """Greedy decoding without timestamps, Whisper's token suppression, KV cache."""
+    def decode(
+        self,
+        encoded: np.ndarray,
+        max_tokens: Optional[int] = None,
+        temperature: float = 0.0,
+        rng: Optional[np.random.Generator] = None,
+    ) -> Transcript:
+        """Decoding without timestamps, Whisper's token suppression, KV cache: greedy at ``temperature`` 0,
+        otherwise each token drawn from ``softmax(logits / temperature)`` (openai-whisper's sampling; Gumbel-max
+        with ``rng``, so a seed fixes the draw)."""
+        if temperature < 0 or (temperature > 0 and rng is None):
+            raise ValueError(f"temperature {temperature}: must be >= 0, and > 0 needs an rng")
         cache = self.prefill(encoded)
         prompt = self.tokenizer.initial_tokens()
         max_tokens = max_tokens or self.cfg["n_text_ctx"] // 2
@@ -254,7 +272,7 @@ class WhisperRuntime:
             logits[self._suppress] = -np.inf
             if not out:
                 logits[list(self.w.suppress_ids_begin)] = -np.inf
-            token = int(np.argmax(logits))
+            token = choose_token(logits, temperature, rng)
             sum_logprob -= float(np.log(np.exp(logits - logits[token]).sum()))  # log-softmax of the argmax
             if token == self.tokenizer.eot:
                 break

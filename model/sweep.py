@@ -190,10 +190,11 @@ def utterance_model(calls: Sequence[GemmCall], ops: HostOps, board: str, array: 
 
 
 def utterance_extra(record: Record, boards: Sequence[str], array: int) -> dict:
-    """An utterance row's recorded work: decoded tokens of every model run (a looped trimmed window's both),
-    encoder positions of the kept runs, and the modeled figures of its calls and host work on each board."""
+    """An utterance row's recorded work: decoded tokens of every model run (a looped trimmed window's both, and
+    sampled decodes), encoder positions of the kept runs, and the modeled figures of its calls and host work on
+    each board."""
     return {
-        "tokens": sum(tokens for w in record.windows for _, tokens in w.runs),
+        "tokens": sum(tokens for w in record.windows for _, tokens in w.runs + w.samples),
         "encoder_positions": sum(record.positions),
         "modeled": {b: utterance_model(record.calls, record.ops, b, array) for b in boards},
     }

@@ -248,3 +248,51 @@ def test_a_looping_trimmed_window_is_decoded_again_with_the_full_window():
     rt = Looping()
     win = transcribe_window(rt, audio, 0.0, trim=False)  # the full window keeps whatever it decoded
     assert rt.windows == [None] and win.fallback is None and win.runs == [(1500, 2)]
+
+
+class _LoopsWhenGreedy:
+    """A runtime whose greedy text loops and whose samples loop below ``clean_from`` (a temperature)."""
+
+    cfg = {"n_audio_ctx": 1500}
+    loop = "ten seconds " * 40
+
+    def __init__(self, clean_from: float, no_speech_prob: float = 0.0):
+        self.clean_from, self.no_speech_prob, self.decodes = clean_from, no_speech_prob, []
+
+    def features(self, audio):
+        return audio
+
+    def audio_ctx(self, n_samples):
+        return 300
+
+    def encode(self, mel, audio_ctx=None):
+        return audio_ctx
+
+    def decode(self, enc, temperature=0.0, rng=None):
+        self.decodes.append((enc, temperature, rng is not None))
+        text = "ten seconds" if 0 < self.clean_from <= temperature else self.loop
+        return SimpleNamespace(
+            text=text, tokens=[1] * len(text.split()), no_speech_prob=self.no_speech_prob, avg_logprob=-0.1
+        )
+
+
+def test_a_window_that_loops_in_both_windows_is_sampled_at_rising_temperatures():
+    """openai-whisper's temperature fallback: after greedy loops in the trimmed and the full window, one seeded
+    sample per temperature on the full window's encoding, the first text that does not loop kept."""
+    from host.longform import FALLBACK_TEMPERATURES, transcribe_window
+
+    audio = 0.1 * np.sin(np.arange(32000) / 5.0).astype(np.float32)
+    rt = _LoopsWhenGreedy(clean_from=0.4)
+    win = transcribe_window(rt, audio, 0.0, trim=True)
+    assert rt.decodes == [(300, 0.0, False), (None, 0.0, False), (None, 0.2, True), (None, 0.4, True)]
+    assert win.text == "ten seconds" and win.runs == [(300, 80), (1500, 80)] and win.samples == [(0.2, 80), (0.4, 2)]
+    assert "full window" in win.fallback and "temperature 0.4" in win.fallback and win.tokens == 2
+
+    rt = _LoopsWhenGreedy(clean_from=0.0)  # every sample loops: greedy's text stays
+    win = transcribe_window(rt, audio, 0.0, trim=False)
+    assert [t for _, t, _ in rt.decodes] == [0.0, *FALLBACK_TEMPERATURES] and win.text == rt.loop
+    assert "every sample" in win.fallback and win.runs == [(1500, 80)] and len(win.samples) == 5
+
+    rt = _LoopsWhenGreedy(clean_from=0.2, no_speech_prob=0.9)  # openai-whisper does not retry silence
+    win = transcribe_window(rt, audio, 0.0, trim=False)
+    assert len(rt.decodes) == 1 and not win.samples and win.fallback is None

@@ -61,3 +61,23 @@ def test_a_float_runtime_records_the_transcript_alone(session, pruned_package8, 
     with AudioReader(demo_clip) as reader:
         assert rec.text == join(list(iter_windows(rt, reader, True)))
     assert rec.calls == [] and rec.ops == {} and rec.stats.total().calls == 0 and rec.positions
+
+
+def test_sampled_decodes_are_charged_to_the_decoder_only(session, demo_clip, monkeypatch):
+    """A window whose greedy text loops is sampled (host.longform): its host work is the greedy run in full plus
+    one decoder per sample (they reuse the encoding), and its calls are the sampled decodes' too."""
+    import host.longform as longform
+    from host.system_model import add_ops, host_ops
+
+    monkeypatch.setattr(longform, "NO_SPEECH_THRESHOLD", 1.0)  # this pruned model calls the full window silent
+    greedy = session.transcribe(demo_clip)
+    monkeypatch.setattr(longform, "FALLBACK_TEMPERATURES", (0.2,))
+    monkeypatch.setattr(longform, "compression_ratio", lambda text: 3.0)  # every text "loops"
+    rec = session.transcribe(demo_clip)
+    (win,) = rec.windows
+    assert win.samples and "every sample" in win.fallback and win.text == greedy.text
+    cfg, amm = session.runtime.cfg, session.runtime.amm is not None
+    want = host_ops(cfg, 1500, win.runs[0][1], amm)
+    add_ops(want, {"decoder": host_ops(cfg, 1500, win.samples[0][1], amm)["decoder"]})
+    assert rec.ops == want and rec.ops["encoder"] == greedy.ops["encoder"]
+    assert len(rec.calls) > len(greedy.calls) and rec.calls[: len(greedy.calls)] == greedy.calls

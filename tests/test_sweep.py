@@ -242,6 +242,7 @@ def test_a_looping_trimmed_window_counts_both_runs(local_run, tmp_path, monkeypa
     trimmed = sweep.run_point(point, replace(cfg, out=tmp_path, trim=True))
     full = sweep.run_point(point, replace(cfg, out=tmp_path))
     monkeypatch.setattr(host.longform, "COMPRESSION_RATIO_THRESHOLD", -1.0)  # every trimmed window loops
+    monkeypatch.setattr(host.longform, "FALLBACK_TEMPERATURES", ())  # and no sampling after (tests/test_session.py)
     looped = sweep.run_point(point, replace(cfg, out=tmp_path, trim=True))
 
     def calls(result: dict) -> Counter:

@@ -115,6 +115,30 @@ def test_demo_clip_transcribes(demo_clip, dense_runtime):
     assert normalize(text) == normalize(demo_reference())
 
 
+def test_sampling_draws_from_the_tempered_softmax_and_never_a_suppressed_token():
+    """openai-whisper samples ``Categorical(logits / T)``: the draw frequencies follow ``softmax(l / T)``."""
+    from host.whisper import choose_token, softmax
+
+    logits = np.array([2.0, 1.0, 0.0, -np.inf])
+    assert choose_token(logits, 0.0, None) == 0
+    for temperature in (0.5, 1.0):
+        rng = np.random.default_rng(1)
+        draws = np.bincount([choose_token(logits, temperature, rng) for _ in range(20000)], minlength=4) / 20000
+        want = softmax(logits / temperature)
+        assert draws[3] == 0 and np.abs(draws - want).max() < 0.015, (temperature, draws, want)
+
+
+def test_sampled_decoding_is_seeded_and_near_greedy_at_low_temperature(demo_clip, dense_runtime):
+    rt = dense_runtime
+    enc = rt.encode(rt.features(load_audio(demo_clip)))
+    greedy = rt.decode(enc)
+    assert rt.decode(enc, temperature=1e-3, rng=np.random.default_rng(0)).tokens == greedy.tokens
+    hot = [rt.decode(enc, temperature=1.5, rng=np.random.default_rng(3)).tokens for _ in range(2)]
+    assert hot[0] == hot[1] != greedy.tokens
+    with pytest.raises(ValueError):
+        rt.decode(enc, temperature=0.5)
+
+
 def test_dense_wer_on_synthesized_set(synth_set, dense_runtime):
     from host.dataset import read_librispeech
     from model.evaluate import evaluate
