@@ -9,9 +9,10 @@ LibriSpeech folder) and ``package`` (the ``.sasp`` that was evaluated). The ``de
 reference of its others. Printed per row: MAC sparsity counted from the package, WER of the selection and report
 halves (``model.splits``) with the project's normalizer, the calibration audio the package records (clips, and the
 folders where the export recorded them) and the report half with Whisper's (``model.wer``),
-points over dense, and, with ``--sweep``, the modeled speedup of the package's tiles on the dense model's own
-calls and host work (the sweep's dense point of that array: same utterances and decoded tokens, every call's
-tiles replaced by the package's; ``host.session.BoardFigures``) on each board the sweep modeled.
+points over dense (paired bootstrap interval), and, with ``--sweep``, the modeled speedup of the package's tiles
+on the dense model's own calls and host work (the sweep's dense point of that array: same utterances and decoded
+tokens, every call's tiles replaced by the package's; ``host.session.BoardFigures``) on each board the sweep
+modeled.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from host.dataset import read_librispeech
 from host.package import Package, load_package
 from host.session import BoardFigures
 from host.system_model import retiled_calls
-from model.splits import wer_by_half
+from model.splits import dwer_by_half, wer_by_half
 from model.sweep import decode_calls
 from model.wer import read_raw_rows, rescore
 
@@ -79,9 +80,11 @@ def table(rows: List[dict], references: Dict[str, str], sweep: Optional[Path]) -
     """One output row per manifest row (see the module's docstring)."""
     out = []
     points = {}
+    scored = []  # each row's utterances, scored with the project's normalizer
     for r in rows:
         evals = read_raw_rows(r["eval_csv"])
-        project = wer_by_half(rescore(evals, references, "project"))
+        scored.append(rescore(evals, references, "project"))
+        project = wer_by_half(scored[-1])
         whisper = wer_by_half(rescore(evals, references, "whisper"))
         pkg = load_package(r["package"])
         row = {
@@ -100,20 +103,23 @@ def table(rows: List[dict], references: Dict[str, str], sweep: Optional[Path]) -
                 points[row["array"]] = dense_point(sweep, row["array"])
             row["speedup"] = modeled_speedups(points[row["array"]], pkg)
         out.append(row)
-    for row in out:
-        dense = next((d for d in out if d["array"] == row["array"] and d["training"] == "dense"), None)
-        row["delta"] = (
-            None if dense is None else [100 * (row[h]["wer"] - dense[h]["wer"]) for h in ("selection", "report")]
-        )
+    for row, utts in zip(out, scored):
+        dense = next((i for i, d in enumerate(out) if d["array"] == row["array"] and d["training"] == "dense"), None)
+        row["delta"] = None if dense is None else dwer_by_half(utts, scored[dense])
     return out
 
 
 def markdown(out: List[dict]) -> str:
-    """The table as markdown, WER in percent with the 90 % bootstrap interval."""
+    """The table as markdown, WER in percent with the 90 % bootstrap interval, points over dense with the paired
+    one (``model.splits.dwer_by_half``)."""
 
     def pct(half: dict) -> str:
         lo, hi = half["interval"]
         return f"{100 * half['wer']:.2f} ({100 * lo:.1f}-{100 * hi:.1f})"
+
+    def points(half: dict) -> str:
+        lo, hi = half["interval"]
+        return f"{half['points']:+.2f} ({lo:+.1f} to {hi:+.1f})"
 
     boards = sorted({b for r in out for b in r.get("speedup", {})})
     head = [
@@ -125,12 +131,12 @@ def markdown(out: List[dict]) -> str:
         "calibration clips",
         "WER % selection (measured)",
         "WER % report (measured)",
-        "dWER pts selection / report",
+        "dWER pts selection / report (paired 90 % interval)",
         "report, Whisper normalizer",
     ] + [f"speedup {b} (modeled)" for b in boards]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in out:
-        delta = "-" if r["training"] == "dense" or r["delta"] is None else "{:+.2f} / {:+.2f}".format(*r["delta"])
+        delta = "-" if r["training"] == "dense" or r["delta"] is None else " / ".join(map(points, r["delta"].values()))
         cells = [
             f"{r['array']}x{r['array']}",
             f"{r['target']:.2f}",

@@ -7,9 +7,11 @@ choice tuned on one half cannot have learnt the other half's voices:
 - selection: speakers 103 (train-clean-100, 10 utterances), 61 and 1089 (test-clean, 1 each): 12 utterances, 142 s;
 - report: speakers 1272 (dev-clean, 12 utterances), 3853 and 6313 (dev-clean, 1 each): 14 utterances, 80 s.
 
-With so few utterances a WER carries a wide spread: ``wer_by_half`` adds a bootstrap interval over utterances.
+With so few utterances a WER carries a wide spread: ``wer_by_half`` adds a bootstrap interval over utterances,
+and ``dwer_by_half`` the points over a base (the dense model) with a paired bootstrap interval, which is what
+decides whether a package is within a budget of points.
 
-    python -m model.splits --csv EVAL.csv [EVAL2.csv ...]   # per-half WER of model.evaluate CSV files
+    python -m model.splits --csv EVAL.csv [EVAL2.csv ...] [--base DENSE.csv]   # per-half WER (and points over base)
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import csv
 import sys
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import jiwer
 import numpy as np
@@ -35,6 +37,19 @@ def half_of(utt_id: str) -> Optional[str]:
     return next((h for h, spk in HALVES.items() if speaker in spk), None)
 
 
+def _counts(rows: Sequence[Mapping]) -> Tuple[np.ndarray, np.ndarray]:
+    """Per-utterance word errors and reference words (jiwer): a corpus WER, and a resample's, is their ratio of
+    sums."""
+    per = [jiwer.process_words(r["reference"], r["hypothesis"]) for r in rows]
+    err = np.array([p.substitutions + p.deletions + p.insertions for p in per], float)
+    words = np.array([p.substitutions + p.deletions + p.hits for p in per], float)
+    return err, words
+
+
+def _interval(boot: np.ndarray) -> List[float]:
+    return [float(q) for q in np.quantile(boot, [(1 - INTERVAL) / 2, (1 + INTERVAL) / 2])]
+
+
 def wer_by_half(rows: Sequence[Mapping], seed: int = 0) -> Dict[str, dict]:
     """Corpus WER (jiwer, normalized ``reference``/``hypothesis`` of ``model.evaluate`` rows) per half, with the
     utterance count and a bootstrap interval; halves without utterances are left out."""
@@ -44,15 +59,38 @@ def wer_by_half(rows: Sequence[Mapping], seed: int = 0) -> Dict[str, dict]:
         sel = [r for r in rows if half_of(str(r["utt_id"])) == half]
         if not sel:
             continue
-        # per-utterance error and reference word counts: the corpus WER (and a resample's) is their ratio of sums
-        per = [jiwer.process_words(r["reference"], r["hypothesis"]) for r in sel]
-        err = np.array([p.substitutions + p.deletions + p.insertions for p in per], float)
-        words = np.array([p.substitutions + p.deletions + p.hits for p in per], float)
+        err, words = _counts(sel)
         idx = rng.integers(0, len(sel), (BOOTSTRAP, len(sel)))
         boot = err[idx].sum(1) / np.maximum(words[idx].sum(1), 1)
-        lo, hi = np.quantile(boot, [(1 - INTERVAL) / 2, (1 + INTERVAL) / 2])
         wer = float(err.sum() / max(words.sum(), 1))
-        out[half] = {"wer": wer, "utterances": len(sel), "interval": [float(lo), float(hi)]}
+        out[half] = {"wer": wer, "utterances": len(sel), "interval": _interval(boot)}
+    return out
+
+
+def dwer_by_half(rows: Sequence[Mapping], base: Sequence[Mapping], seed: int = 0) -> Dict[str, dict]:
+    """Points of corpus WER of ``rows`` over ``base`` (e.g. the dense model's rows) per half, with a paired
+    bootstrap interval: every resample draws the same utterances for both, so what the two share (an utterance
+    that is hard for both) does not widen the interval of their difference. Every utterance of ``rows`` in a
+    half must be in ``base`` with the same reference."""
+    by_id = {str(r["utt_id"]): r for r in base}
+    rng = np.random.default_rng(seed)
+    out = {}
+    for half in HALVES:
+        sel = [r for r in rows if half_of(str(r["utt_id"])) == half]
+        if not sel:
+            continue
+        missing = [str(r["utt_id"]) for r in sel if str(r["utt_id"]) not in by_id]
+        if missing:
+            raise cli.UserError(f"the base has no row for {missing[0]} ({len(missing)} utterances missing)")
+        paired = [by_id[str(r["utt_id"])] for r in sel]
+        if any(a["reference"] != b["reference"] for a, b in zip(sel, paired)):
+            raise cli.UserError("the base scores the same utterances against other references")
+        err, words = _counts(sel)
+        base_err, _ = _counts(paired)
+        idx = rng.integers(0, len(sel), (BOOTSTRAP, len(sel)))
+        boot = 100 * (err[idx].sum(1) - base_err[idx].sum(1)) / np.maximum(words[idx].sum(1), 1)
+        points = float(100 * (err.sum() - base_err.sum()) / max(words.sum(), 1))
+        out[half] = {"points": points, "utterances": len(sel), "interval": _interval(boot)}
     return out
 
 
@@ -69,10 +107,25 @@ def read_rows(path: Path) -> List[dict]:
 def main(argv: Optional[List[str]] = None) -> int:
     ap = cli.Parser(prog="python -m model.splits", description=__doc__)
     ap.add_argument("--csv", type=Path, nargs="+", required=True, help="model.evaluate --csv outputs")
+    ap.add_argument("--base", type=Path, default=None, help="also the points over this CSV (e.g. the dense model's)")
     args = ap.parse_args(argv)
+    base = read_rows(args.base) if args.base is not None else None
     for path in args.csv:
-        print(f"{path}: {halves_text(wer_by_half(read_rows(path)), path)}")
+        rows = read_rows(path)
+        line = f"{path}: {halves_text(wer_by_half(rows), path)}"
+        if base is not None:
+            line += f"; over {args.base.name}: {dwer_text(dwer_by_half(rows, base))}"
+        print(line)
     return 0
+
+
+def dwer_text(deltas: Dict[str, dict]) -> str:
+    """``dwer_by_half``'s figures in words."""
+    return "; ".join(
+        f"{h} {v['points']:+.2f} pts ({int(100 * INTERVAL)}% paired bootstrap {v['interval'][0]:+.1f} to "
+        f"{v['interval'][1]:+.1f})"
+        for h, v in deltas.items()
+    )
 
 
 def halves_text(halves: Dict[str, dict], path: Path) -> str:

@@ -59,11 +59,12 @@ def test_table_scores_each_half_and_the_points_over_dense(tiny_package, tmp_path
         f"4\t0\tfree\tdense\td.csv\t{tiny_package}\n4\t0.3\tfree\tnone\tp.csv\t{tiny_package}\n"
     )
     out = lt.table(lt.read_manifest(manifest), refs, None)
-    assert out[0]["delta"] == [0.0, 0.0]
-    assert out[1]["delta"][0] == pytest.approx(100 / 6)  # one substitution in six words
+    assert [h["points"] for h in out[0]["delta"].values()] == [0.0, 0.0]
+    assert out[1]["delta"]["selection"]["points"] == pytest.approx(100 / 6)  # one substitution in six words
+    assert out[1]["delta"]["selection"]["interval"] == [pytest.approx(100 / 6)] * 2  # one utterance: no spread
     assert out[1]["report"]["wer"] == pytest.approx(2 / 5)  # "did not" for "didn't": project normalizer
     assert out[1]["report_whisper"] == 0.0  # Whisper's expands the contraction on both sides
-    assert "| 4x4 | 0.30 |" in lt.markdown(out)
+    assert "| 4x4 | 0.30 |" in lt.markdown(out) and "+16.67 (+16.7 to +16.7) / +40.00" in lt.markdown(out)
 
 
 def test_manifest_errors_are_one_line(tmp_path):

@@ -61,3 +61,34 @@ def test_cli_prints_both_halves_and_rejects_a_foreign_csv(tmp_path, capsys):
     bad.write_text("utt_id,wer\nx,0\n")
     assert splits.main(["--csv", str(bad)]) == 2
     assert "not a model.evaluate CSV" in capsys.readouterr().err
+
+
+def test_points_over_a_base_have_a_paired_interval_that_cancels_what_both_share():
+    """Two packages that differ in one word of one utterance: the points over the base are that word, and the
+    paired interval stays near it although the halves' own intervals are wide (one utterance is hard for both)."""
+    hard = " ".join(f"w{i}" for i in range(20))
+    base = [_row(f"103-1-{i}", "a b c d e", "a b c d e") for i in range(5)] + [_row("103-1-9", hard, "x")]
+    rows = [dict(r) for r in base]
+    rows[0] = _row("103-1-0", "a b c d e", "a b c d x")  # one substitution more than the base
+    d = splits.dwer_by_half(rows, base)["selection"]
+    assert d["points"] == pytest.approx(100 / 45) and d["utterances"] == 6
+    lo, hi = d["interval"]
+    assert 0.0 <= lo <= hi <= 100 / 5  # never below zero: the package is worse or equal on every draw
+    own = splits.wer_by_half(rows)["selection"]["interval"]
+    assert 100 * (own[1] - own[0]) > 5 * (hi - lo)  # the shared hard utterance widens each half's own interval
+    with pytest.raises(splits.cli.UserError, match="no row for 103-1-0"):
+        splits.dwer_by_half(rows, base[1:])
+    with pytest.raises(splits.cli.UserError, match="other references"):
+        splits.dwer_by_half(rows, [_row(r["utt_id"], r["reference"] + " z", r["hypothesis"]) for r in base])
+
+
+def test_cli_prints_the_points_over_a_base(tmp_path, capsys):
+    paths = {}
+    for name, hyp in (("base", "c d"), ("pkg", "c")):
+        paths[name] = tmp_path / f"{name}.csv"
+        with paths[name].open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=["utt_id", "reference", "hypothesis"])
+            w.writeheader()
+            w.writerows([_row("1272-1-0", "c d", hyp)])
+    assert splits.main(["--csv", str(paths["pkg"]), "--base", str(paths["base"])]) == 0
+    assert "over base.csv: report +50.00 pts (90% paired bootstrap +50.0 to +50.0)" in capsys.readouterr().out
