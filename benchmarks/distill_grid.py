@@ -3,6 +3,9 @@
     # here: teacher weights, per-layer rates, training and evaluation audio -> one folder (< 64 MiB)
     python benchmarks/distill_grid.py bundle --out .device/bundle --calib ../shared/speech/unlabelled \\
         --real ../shared/speech --synth DIR --limit 20
+    # the LibriSpeech recipe (docs/pruning.md): select on the selection half, report with model.splits here
+    python benchmarks/distill_grid.py bundle --out .device/bundle --calib ../shared/speech/unlabelled \\
+        --real ../shared/speech/librispeech --half selection --synth DIR --sparsity 0.2 0.25 0.3
     # on the GPU machine: every configuration; WERs to results.json, int8 weights of the best ones to shards
     python benchmarks/distill_grid.py run --bundle .device/bundle --out OUT --device cuda
     # here: packages (same format as model.export) from the shards, for model.evaluate and the system model
@@ -24,6 +27,7 @@ import argparse
 import json
 import re
 import shutil
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -31,6 +35,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from host import cli
 from host.whisper import gemm_operands, trimmed_ctx
 from host.whisper_layers import DEFAULT_PRUNABLE, LOGITS_LAYER, is_prunable
 from host.whisper_weights import WhisperWeights
@@ -75,13 +80,31 @@ def load_teacher(path: Path) -> WhisperWeights:
     return WhisperWeights(params, meta["config"], meta["vocab"], meta["suppress_ids"], meta["suppress_ids_begin"])
 
 
+def eval_utterances(folder: Path, limit: int, half: Optional[str] = None) -> list:
+    """``limit`` evenly spaced utterances of a LibriSpeech-layout folder (as benchmarks/pruning_table), only those
+    of ``half`` of ``model.splits``' speaker split when given (the GPU grid then selects on that half alone)."""
+    from host.dataset import evenly_spaced, read_librispeech
+    from model.splits import half_of
+
+    utts = read_librispeech(folder)
+    if half is not None:
+        utts = [u for u in utts if half_of(u.utt_id) == half]
+        if not utts:
+            raise cli.UserError(f"--half {half}: no utterance of {folder} is in that half of model.splits")
+    return evenly_spaced(utts, limit)
+
+
 def bundle(args: argparse.Namespace) -> None:
-    from host.dataset import evenly_spaced, list_audio_files, read_librispeech
+    from host.dataset import list_audio_files
     from model.export import allocated_rates
     from model.load import load_whisper
     from model.pipeline import export_config_from
 
     out: Path = args.out
+    evals = {  # first: a bad evaluation folder stops before any work, and before the old bundle is removed
+        name: eval_utterances(folder, args.limit, args.half if name == "real" else None)
+        for name, folder in (("real", args.real), ("synth", args.synth))
+    }
     if out.exists():
         shutil.rmtree(out)
     (out / "audio").mkdir(parents=True)
@@ -99,8 +122,7 @@ def bundle(args: argparse.Namespace) -> None:
     for f in list_audio_files(*args.calib):
         shutil.copy(f, train / f.name)
     sets = {}
-    for name, folder in (("real", args.real), ("synth", args.synth)):
-        utts = evenly_spaced(read_librispeech(folder), args.limit)  # as benchmarks/pruning_table
+    for name, utts in evals.items():
         (out / "audio" / name).mkdir()
         sets[name] = []
         for u in utts:
@@ -477,7 +499,8 @@ def speedups(args: argparse.Namespace) -> None:
         w.writerows(rows)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
+@cli.entry_point
+def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("bundle", help="write the bundle for the GPU machine")
@@ -490,6 +513,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     p.add_argument("--real", type=Path, required=True, help="LibriSpeech-layout real speech (evaluation)")
     p.add_argument("--synth", type=Path, required=True, help="LibriSpeech-layout synthesized speech (evaluation)")
     p.add_argument("--limit", type=int, default=20, help="utterances per evaluation set (evenly spaced)")
+    p.add_argument(
+        "--half",
+        choices=("selection", "report"),
+        default=None,
+        help="keep only this half of model.splits' LibriSpeech speakers in --real (select on 'selection')",
+    )
     p.add_argument("--synth-train", type=Path, default=None, help="extra synthesized training audio (ablation)")
     p.add_argument("--tiles", type=int, nargs="+", default=list(TILES))
     p.add_argument("--sparsity", type=float, nargs="+", default=list(SPARSITIES))
@@ -531,7 +560,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     args = ap.parse_args(argv)
     commands = {"bundle": bundle, "run": run_grid, "assemble": assemble, "table": table, "speedups": speedups}
     commands[args.cmd](args)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -110,3 +110,43 @@ def test_assemble_then_table(grid, synth_set, tmp_path):
         assert float(r["wer_synth"]) >= 0.0 and r["trim"] == "False"
     distill_grid.main(argv)  # resumable: every package is done
     assert len(list(csv.DictReader(table.open()))) == 3
+
+
+def test_the_real_set_can_be_one_half_of_the_librispeech_split(grid, synth_set, tmp_path):
+    """``bundle --half selection``: the GPU grid selects on the selection speakers alone (model.splits)."""
+    import shutil
+
+    distill_grid, _ = grid
+    clip = next(synth_set.rglob("*.flac"))
+    for utt in ("103-1240-0000", "103-1240-0001", "1272-128104-0000"):
+        spk, chapter, _ = utt.split("-")
+        folder = tmp_path / "ls" / spk / chapter
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(clip, folder / f"{utt}.flac")
+        with open(folder / f"{spk}-{chapter}.trans.txt", "a") as f:
+            f.write(f"{utt} WORDS\n")
+    ids = lambda half: sorted(u.utt_id for u in distill_grid.eval_utterances(tmp_path / "ls", 20, half))  # noqa: E731
+    assert ids("selection") == ["103-1240-0000", "103-1240-0001"] and ids("report") == ["1272-128104-0000"]
+    assert len(ids(None)) == 3
+    shutil.rmtree(tmp_path / "ls" / "1272")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "keep.txt").write_text("an earlier bundle")  # kept: the error comes before any work
+    assert (
+        distill_grid.main(
+            [
+                "bundle",
+                "--out",
+                str(tmp_path / "b"),
+                "--calib",
+                str(synth_set),
+                "--real",
+                str(tmp_path / "ls"),
+                "--half",
+                "report",
+                "--synth",
+                str(synth_set),
+            ]
+        )
+        == 2
+    )
+    assert (tmp_path / "b" / "keep.txt").exists()
