@@ -164,7 +164,7 @@ def export_config_from(args: argparse.Namespace, **values: Any) -> ExportConfig:
 # ------------------------------------------------------------------------------------------------ step caches
 
 STEPS = {"calib": ("npz", ("prunable",)), "sensitivity": ("json", ("prunable", "tile", "method", "damp"))}
-STEP_VERSION = 3  # 3: keyed by config hash (calib-<weights, files, layers>, <tile>-...-v2.json before)
+STEP_VERSION = 4  # 4: files by content (path, size, mtime before); 3: keyed by config hash
 
 
 def weights_digest(weights: WhisperWeights, *extra: bytes) -> str:
@@ -178,10 +178,20 @@ def weights_digest(weights: WhisperWeights, *extra: bytes) -> str:
     return h.hexdigest()
 
 
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def step_cache(step: str, cfg: ExportConfig, weights: WhisperWeights, files: Sequence[Path]) -> Optional[Path]:
     """Cache file of ``step`` (``calib`` statistics or ``sensitivity``) under ``cfg.cache_dir`` (``None``: no
-    cache): the hash of the config fields the step reads, the weights and the calibration files (path, size,
-    modification time)."""
+    cache): the hash of the config fields the step reads, the weights and the calibration files' contents in
+    order (the order makes the held-out folds). Not their paths or times: a clone, a worktree or a checkout that
+    rewrites the same audio finds the same cache."""
     if cfg.cache_dir is None:
         return None
     ext, fields = STEPS[step]
@@ -191,7 +201,7 @@ def step_cache(step: str, cfg: ExportConfig, weights: WhisperWeights, files: Seq
         **{f: getattr(cfg, f) for f in fields},
         **({"sensitivity": cfg.sensitivity} if step == "sensitivity" and cfg.heldout else {}),  # as opt_in()
         "weights": weights_digest(weights),
-        "files": [(str(f.resolve()), f.stat().st_size, int(f.stat().st_mtime)) for f in files],
+        "files": [file_digest(f) for f in files],
     }
     key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:20]
     return Path(cfg.cache_dir) / step / f"{step}-{key}.{ext}"

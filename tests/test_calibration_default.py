@@ -51,3 +51,27 @@ def test_demo_caches_packages_per_calibration_set(tmp_path):
     (other / src.name).write_bytes(Path(src).read_bytes())
     assert calibration_tag([CALIB_DIR]) != calibration_tag([other])
     assert calibration_tag([CALIB_DIR]) == calibration_tag([CALIB_DIR])
+
+
+def test_step_caches_follow_the_audio_not_its_path_or_time(tmp_path, whisper_weights):
+    """The calibration and sensitivity caches are keyed by the files' contents in order: a copy elsewhere (a clone,
+    a worktree) or a touched file hits them; other bytes or another order (other held-out folds) do not."""
+    import os
+    import shutil
+
+    from model.pipeline import step_cache
+
+    cfg = ExportConfig((8, 8), 0.2, "act-ls", cache_dir=tmp_path / "cache")
+    files = list_audio_files(CALIB_DIR)[:2]
+    copies = []
+    for f in files:
+        copies.append(tmp_path / f.name)
+        shutil.copy(f, copies[-1])
+        os.utime(copies[-1], (1, 1))
+    for step in ("calib", "sensitivity"):
+        key = step_cache(step, cfg, whisper_weights, files)
+        assert step_cache(step, cfg, whisper_weights, copies) == key
+        assert step_cache(step, cfg, whisper_weights, copies[::-1]) != key
+    with open(copies[0], "ab") as f:
+        f.write(b"\0")
+    assert step_cache("calib", cfg, whisper_weights, copies) != step_cache("calib", cfg, whisper_weights, files)
