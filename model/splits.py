@@ -19,7 +19,7 @@ from __future__ import annotations
 import csv
 import sys
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import jiwer
 import numpy as np
@@ -35,6 +35,14 @@ def half_of(utt_id: str) -> Optional[str]:
     """``selection``, ``report`` or None (not a split speaker) for a LibriSpeech id ``SPK-CHAPTER-UTT``."""
     speaker = utt_id.split("-")[0]
     return next((h for h, spk in HALVES.items() if speaker in spk), None)
+
+
+def _by_half(rows: Sequence[Mapping]) -> Iterator[Tuple[str, List[Mapping]]]:
+    """Each half that has rows, with its rows."""
+    for half in HALVES:
+        sel = [r for r in rows if half_of(str(r["utt_id"])) == half]
+        if sel:
+            yield half, sel
 
 
 def _counts(rows: Sequence[Mapping]) -> Tuple[np.ndarray, np.ndarray]:
@@ -55,10 +63,7 @@ def wer_by_half(rows: Sequence[Mapping], seed: int = 0) -> Dict[str, dict]:
     utterance count and a bootstrap interval; halves without utterances are left out."""
     rng = np.random.default_rng(seed)
     out = {}
-    for half in HALVES:
-        sel = [r for r in rows if half_of(str(r["utt_id"])) == half]
-        if not sel:
-            continue
+    for half, sel in _by_half(rows):
         err, words = _counts(sel)
         idx = rng.integers(0, len(sel), (BOOTSTRAP, len(sel)))
         boot = err[idx].sum(1) / np.maximum(words[idx].sum(1), 1)
@@ -75,10 +80,7 @@ def dwer_by_half(rows: Sequence[Mapping], base: Sequence[Mapping], seed: int = 0
     by_id = {str(r["utt_id"]): r for r in base}
     rng = np.random.default_rng(seed)
     out = {}
-    for half in HALVES:
-        sel = [r for r in rows if half_of(str(r["utt_id"])) == half]
-        if not sel:
-            continue
+    for half, sel in _by_half(rows):
         missing = [str(r["utt_id"]) for r in sel if str(r["utt_id"]) not in by_id]
         if missing:
             raise cli.UserError(f"the base has no row for {missing[0]} ({len(missing)} utterances missing)")
