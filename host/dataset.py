@@ -85,7 +85,9 @@ def join_chapters(utts: List[Utterance], out_dir: str | Path) -> List[Utterance]
 
 
 def list_audio_files(*roots: str | Path) -> List[Path]:
-    """Every audio file under the given folders (recursively) or the files themselves, sorted."""
+    """Every audio file under the given folders (recursively) or the files themselves, sorted by absolute path
+    (links by their target): the order, which makes the calibration's held-out folds, does not depend on how the
+    folders are spelled (relative or absolute) or listed."""
     files: List[Path] = []
     for root in map(Path, roots):
         if root.is_file():
@@ -96,4 +98,4 @@ def list_audio_files(*roots: str | Path) -> List[Path]:
             raise FileNotFoundError(f"{root}: no such file or directory")
     if not files:
         raise FileNotFoundError(f"no audio files under {', '.join(map(str, roots))}")
-    return sorted(files)
+    return sorted(files, key=lambda f: str(f.resolve()))

@@ -75,3 +75,18 @@ def test_step_caches_follow_the_audio_not_its_path_or_time(tmp_path, whisper_wei
     with open(copies[0], "ab") as f:
         f.write(b"\0")
     assert step_cache("calib", cfg, whisper_weights, copies) != step_cache("calib", cfg, whisper_weights, files)
+
+
+def test_the_order_of_calibration_files_does_not_follow_how_folders_are_spelled(tmp_path, monkeypatch):
+    """The order makes the held-out folds (window parity): the same folders named relative or absolute, or in
+    another order, give the same list."""
+    import shutil
+
+    for name in ("a", "z"):
+        (tmp_path / name).mkdir()
+        for i, src in enumerate(list_audio_files(CALIB_DIR)[:2]):
+            shutil.copy(src, tmp_path / name / f"{i}.flac")
+    monkeypatch.chdir(tmp_path / "a")
+    listed = [f.resolve() for f in list_audio_files("../z", tmp_path / "a")]  # as text "../z/..." sorts first
+    assert listed == [f.resolve() for f in list_audio_files(tmp_path / "z", "../a")]
+    assert listed == sorted(listed) and len(listed) == 4 and listed[0].parent.name == "a"
