@@ -296,3 +296,18 @@ def test_a_window_that_loops_in_both_windows_is_sampled_at_rising_temperatures()
     rt = _LoopsWhenGreedy(clean_from=0.2, no_speech_prob=0.9)  # openai-whisper does not retry silence
     win = transcribe_window(rt, audio, 0.0, trim=False)
     assert len(rt.decodes) == 1 and not win.samples and win.fallback is None
+
+
+def test_a_phrase_said_three_times_in_a_row_is_a_loop_the_gzip_ratio_misses():
+    from host.longform import COMPRESSION_RATIO_THRESHOLD, compression_ratio, loop_reason, repeated_phrase
+
+    looped = "Oh no, I'm quite sure he didn't. Oh no, I'm quite sure he didn't. Oh no, I'm quite sure he didn't."
+    assert compression_ratio(looped) < COMPRESSION_RATIO_THRESHOLD  # measured: 2.23 on the pruned model's text
+    assert repeated_phrase(looped) == "oh no i'm quite sure he didn't" and "3 times" in loop_reason(looped)
+    for speech in (
+        "No, no, no, he said.",  # a one-word phrase
+        "He said that he said that he was right.",  # two copies only
+        "The buzzer's whirr triggered his muscles into complete relaxation.",
+    ):
+        assert repeated_phrase(speech) is None and loop_reason(speech) is None
+    assert "compression ratio" in loop_reason("ten seconds " * 40)
