@@ -41,6 +41,7 @@ from host.whisper_layers import DEFAULT_PRUNABLE, LOGITS_LAYER, is_prunable
 from host.whisper_weights import WhisperWeights
 from model.distill import ENCODER_SIDE_LAYERS
 from model.pipeline import add_export_options
+from model.splits import HALVES, half_of
 
 SPARSITIES = (0.3, 0.4, 0.5, 0.6)
 TILES = (8, 16)
@@ -84,7 +85,6 @@ def eval_utterances(folder: Path, limit: int, half: Optional[str] = None) -> lis
     """``limit`` evenly spaced utterances of a LibriSpeech-layout folder (as benchmarks/pruning_table), only those
     of ``half`` of ``model.splits``' speaker split when given (the GPU grid then selects on that half alone)."""
     from host.dataset import evenly_spaced, read_librispeech
-    from model.splits import half_of
 
     utts = read_librispeech(folder)
     if half is not None:
@@ -515,7 +515,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--limit", type=int, default=20, help="utterances per evaluation set (evenly spaced)")
     p.add_argument(
         "--half",
-        choices=("selection", "report"),
+        choices=tuple(HALVES),
         default=None,
         help="keep only this half of model.splits' LibriSpeech speakers in --real (select on 'selection')",
     )

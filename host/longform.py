@@ -181,21 +181,6 @@ def compression_ratio(text: str) -> float:
     return len(data) / len(zlib.compress(data)) if data else 0.0
 
 
-def _sample_until_no_loop(runtime: WhisperRuntime, enc: np.ndarray, greedy: Transcript, win: Window) -> Transcript:
-    """The full window's ``greedy`` text looped: sample at each of ``FALLBACK_TEMPERATURES`` until a text does
-    not loop (recorded in ``win.samples`` and ``win.fallback``); if every one loops, ``greedy`` is kept."""
-    rng = np.random.default_rng(SAMPLING_SEED)
-    before = f"{win.fallback}; " if win.fallback else ""
-    for temperature in FALLBACK_TEMPERATURES:
-        tr = runtime.decode(enc, temperature=temperature, rng=rng)
-        win.samples.append((temperature, len(tr.tokens)))
-        if loop_reason(tr.text) is None:
-            win.fallback = f"{before}greedy text looped: sampled at temperature {temperature:g}"
-            return tr
-    win.fallback = f"{before}greedy text looped and so did every sample: greedy text kept"
-    return greedy
-
-
 def repeated_phrase(text: str) -> Optional[str]:
     """The first phrase of at least ``REPEATS[0]`` words that ``text`` says ``REPEATS[1]`` times in a row (words
     compared in lower case, punctuation ignored), or None."""
@@ -216,6 +201,21 @@ def loop_reason(text: str) -> Optional[str]:
         return f"compression ratio {ratio:.1f} > {COMPRESSION_RATIO_THRESHOLD}"
     phrase = repeated_phrase(text)
     return f'"{phrase}" {REPEATS[1]} times in a row' if phrase else None
+
+
+def _sample_until_no_loop(runtime: WhisperRuntime, enc: np.ndarray, greedy: Transcript, win: Window) -> Transcript:
+    """The full window's ``greedy`` text looped: sample at each of ``FALLBACK_TEMPERATURES`` until a text does
+    not loop (recorded in ``win.samples`` and ``win.fallback``); if every one loops, ``greedy`` is kept."""
+    rng = np.random.default_rng(SAMPLING_SEED)
+    before = f"{win.fallback}; " if win.fallback else ""
+    for temperature in FALLBACK_TEMPERATURES:
+        tr = runtime.decode(enc, temperature=temperature, rng=rng)
+        win.samples.append((temperature, len(tr.tokens)))
+        if loop_reason(tr.text) is None:
+            win.fallback = f"{before}greedy text looped: sampled at temperature {temperature:g}"
+            return tr
+    win.fallback = f"{before}greedy text looped and so did every sample: greedy text kept"
+    return greedy
 
 
 def transcribe_window(
@@ -258,13 +258,14 @@ def transcribe_window(
         tr = runtime.decode(enc)
         done("decoder")
         win.runs.append((win.encoder_positions, len(tr.tokens)))
-    full = win.encoder_positions == runtime.cfg["n_audio_ctx"]
-    silence = tr.no_speech_prob is not None and tr.no_speech_prob > NO_SPEECH_THRESHOLD  # openai-whisper: no retry
-    if full and not silence and loop_reason(tr.text):
+        reason = loop_reason(tr.text)
+    # the no-speech probability is read at the first step, the same for every decode of this encoding; as in
+    # openai-whisper, a window that may be silence is not sampled
+    no_speech = tr.no_speech_prob is not None and tr.no_speech_prob > NO_SPEECH_THRESHOLD
+    if reason and not no_speech and win.encoder_positions == runtime.cfg["n_audio_ctx"]:
         tr = _sample_until_no_loop(runtime, enc, tr, win)
         done("decoder")
     win.no_speech_prob, win.avg_logprob, win.tokens = tr.no_speech_prob, tr.avg_logprob, len(tr.tokens)
-    no_speech = tr.no_speech_prob is not None and tr.no_speech_prob > NO_SPEECH_THRESHOLD
     if no_speech and tr.avg_logprob <= LOGPROB_THRESHOLD:
         win.skipped = (
             f"no speech: no-speech probability {tr.no_speech_prob:.2f} > {NO_SPEECH_THRESHOLD} and average "
