@@ -9,7 +9,8 @@ LibriSpeech folder) and ``package`` (the ``.sasp`` that was evaluated). The ``de
 reference of its others. Printed per row: MAC sparsity counted from the package, WER of the selection and report
 halves (``model.splits``) with the project's normalizer, the calibration audio the package records (clips, and the
 folders where the export recorded them) and the report half with Whisper's (``model.wer``),
-points over dense (paired bootstrap interval), and, with ``--sweep``, the modeled speedup of the package's tiles
+points over dense (paired bootstrap interval), the share of the dense model's words each half's transcripts
+change (label-free), and, with ``--sweep``, the modeled speedup of the package's tiles
 on the dense model's own calls and host work (the sweep's dense point of that array: same utterances and decoded
 tokens, every call's tiles replaced by the package's; ``host.session.BoardFigures``) on each board the sweep
 modeled.
@@ -132,11 +133,14 @@ def markdown(out: List[dict]) -> str:
         "WER % selection (measured)",
         "WER % report (measured)",
         "dWER pts selection / report (paired 90 % interval)",
+        "words changed vs dense % selection / report",
         "report, Whisper normalizer",
     ] + [f"speedup {b} (modeled)" for b in boards]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in out:
-        delta = "-" if r["training"] == "dense" or r["delta"] is None else " / ".join(map(points, r["delta"].values()))
+        plain = r["training"] == "dense" or r["delta"] is None
+        delta = "-" if plain else " / ".join(map(points, r["delta"].values()))
+        changed = "-" if plain else " / ".join(f"{100 * v['changed']:.1f}" for v in r["delta"].values())
         cells = [
             f"{r['array']}x{r['array']}",
             f"{r['target']:.2f}",
@@ -147,6 +151,7 @@ def markdown(out: List[dict]) -> str:
             pct(r["selection"]),
             pct(r["report"]),
             delta,
+            changed,
             f"{100 * r['report_whisper']:.2f}",
         ] + [f"{r['speedup'][b]:.3f}x" for b in boards]
         lines.append("| " + " | ".join(cells) + " |")

@@ -9,7 +9,9 @@ choice tuned on one half cannot have learnt the other half's voices:
 
 With so few utterances a WER carries a wide spread: ``wer_by_half`` adds a bootstrap interval over utterances,
 and ``dwer_by_half`` the points over a base (the dense model) with a paired bootstrap interval, which is what
-decides whether a package is within a budget of points.
+decides whether a package is within a budget of points. ``dwer_by_half`` also counts how many of the base's words
+the package's transcripts change (``changed``): it reads no reference, so it moves when a change (distillation)
+brings a package closer to the dense model's output even where the WER, a few words either way, does not.
 
     python -m model.splits --csv EVAL.csv [EVAL2.csv ...] [--base DENSE.csv]   # per-half WER (and points over base)
 """
@@ -76,7 +78,8 @@ def dwer_by_half(rows: Sequence[Mapping], base: Sequence[Mapping], seed: int = 0
     """Points of corpus WER of ``rows`` over ``base`` (e.g. the dense model's rows) per half, with a paired
     bootstrap interval: every resample draws the same utterances for both, so what the two share (an utterance
     that is hard for both) does not widen the interval of their difference. Every utterance of ``rows`` in a
-    half must be in ``base`` with the same reference."""
+    half must be in ``base`` with the same reference. ``changed`` is the word edit rate of the transcripts
+    against the base's transcripts (edits / the base's words, jiwer), references unread."""
     by_id = {str(r["utt_id"]): r for r in base}
     rng = np.random.default_rng(seed)
     out = {}
@@ -92,8 +95,19 @@ def dwer_by_half(rows: Sequence[Mapping], base: Sequence[Mapping], seed: int = 0
         idx = rng.integers(0, len(sel), (BOOTSTRAP, len(sel)))
         boot = 100 * (err[idx].sum(1) - base_err[idx].sum(1)) / np.maximum(words[idx].sum(1), 1)
         points = float(100 * (err.sum() - base_err.sum()) / max(words.sum(), 1))
-        out[half] = {"points": points, "utterances": len(sel), "interval": _interval(boot)}
+        out[half] = {
+            "points": points,
+            "utterances": len(sel),
+            "interval": _interval(boot),
+            "changed": _changed(sel, paired),
+        }
     return out
+
+
+def _changed(rows: Sequence[Mapping], base: Sequence[Mapping]) -> float:
+    """Word edits from the base's transcripts to ``rows``' per word of the base's transcripts (jiwer)."""
+    p = jiwer.process_words([b["hypothesis"] for b in base], [r["hypothesis"] for r in rows])
+    return (p.substitutions + p.deletions + p.insertions) / max(p.substitutions + p.deletions + p.hits, 1)
 
 
 def read_rows(path: Path) -> List[dict]:
@@ -125,7 +139,7 @@ def dwer_text(deltas: Dict[str, dict]) -> str:
     """``dwer_by_half``'s figures in words."""
     return "; ".join(
         f"{h} {v['points']:+.2f} pts ({int(100 * INTERVAL)}% paired bootstrap {v['interval'][0]:+.1f} to "
-        f"{v['interval'][1]:+.1f})"
+        f"{v['interval'][1]:+.1f}), {100 * v['changed']:.1f}% of its words changed"
         for h, v in deltas.items()
     )
 

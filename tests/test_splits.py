@@ -72,6 +72,7 @@ def test_points_over_a_base_have_a_paired_interval_that_cancels_what_both_share(
     rows[0] = _row("103-1-0", "a b c d e", "a b c d x")  # one substitution more than the base
     d = splits.dwer_by_half(rows, base)["selection"]
     assert d["points"] == pytest.approx(100 / 45) and d["utterances"] == 6
+    assert d["changed"] == pytest.approx(1 / 26)  # one word of the base's 5 * 5 + 1 transcript words
     lo, hi = d["interval"]
     assert 0.0 <= lo <= hi <= 100 / 5  # never below zero: the package is worse or equal on every draw
     own = splits.wer_by_half(rows)["selection"]["interval"]
@@ -91,4 +92,17 @@ def test_cli_prints_the_points_over_a_base(tmp_path, capsys):
             w.writeheader()
             w.writerows([_row("1272-1-0", "c d", hyp)])
     assert splits.main(["--csv", str(paths["pkg"]), "--base", str(paths["base"])]) == 0
-    assert "over base.csv: report +50.00 pts (90% paired bootstrap +50.0 to +50.0)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "over base.csv: report +50.00 pts (90% paired bootstrap +50.0 to +50.0), 50.0% of its words changed" in out
+
+
+def test_words_changed_reads_the_transcripts_not_the_references():
+    """A package that fixes the base's error and one that repeats it score differently against the reference,
+    but each changes what the base said by the same count of words."""
+    base = [_row("103-1-0", "a b c d", "a b x d")]
+    fixed = splits.dwer_by_half([_row("103-1-0", "a b c d", "a b c d")], base)["selection"]
+    other = splits.dwer_by_half([_row("103-1-0", "a b c d", "a b y d")], base)["selection"]
+    assert fixed["changed"] == other["changed"] == pytest.approx(1 / 4)
+    assert fixed["points"] == pytest.approx(-25.0) and other["points"] == pytest.approx(0.0)
+    same = splits.dwer_by_half(base, base)["selection"]
+    assert same["changed"] == 0.0
