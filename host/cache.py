@@ -1,4 +1,5 @@
-"""Where everything cached lives (packages, calibration statistics, sensitivity, compiled kernels)."""
+"""Where everything cached lives (packages, calibration statistics, sensitivity, compiled kernels); what it holds
+and pruning it by age: ``python -m host.cache_usage``."""
 
 from __future__ import annotations
 

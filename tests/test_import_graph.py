@@ -170,7 +170,7 @@ ROOMS = {
     "asr": {"audio", "features", "tokenizer", "whisper", "longform", "dataset", "text_normalize"},
     "accelerator": {"quant", "blocksparse", "package", "stream", "cycle_model", "emulator", "pynq_backend", "driver"},
     "performance": {"system_model", "resources", "power"},
-    "application": {"session", "report", "asr_demo", "cli"},
+    "application": {"session", "report", "asr_demo", "cli", "cache_usage"},
 }
 ALLOWED = {
     "facts": {"facts"},
