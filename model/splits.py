@@ -105,9 +105,10 @@ def dwer_by_half(rows: Sequence[Mapping], base: Sequence[Mapping], seed: int = 0
 
 
 def _changed(rows: Sequence[Mapping], base: Sequence[Mapping]) -> float:
-    """Word edits from the base's transcripts to ``rows``' per word of the base's transcripts (jiwer)."""
-    p = jiwer.process_words([b["hypothesis"] for b in base], [r["hypothesis"] for r in rows])
-    return (p.substitutions + p.deletions + p.insertions) / max(p.substitutions + p.deletions + p.hits, 1)
+    """Word edits from the base's transcripts to ``rows``' per word of the base's transcripts (``_counts`` with the
+    base's transcripts as the references)."""
+    err, words = _counts([{"reference": b["hypothesis"], "hypothesis": r["hypothesis"]} for r, b in zip(rows, base)])
+    return float(err.sum() / max(words.sum(), 1))
 
 
 def read_rows(path: Path) -> List[dict]:
