@@ -22,6 +22,7 @@ Checkpoints let an interrupted run resume, and a fixed seed gives the same packa
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import sys
@@ -104,6 +105,14 @@ class DistillConfig:
         default=False,
         metadata=cli.option("--trim", action="store_true", help="train for encoder windows trimmed to the audio"),
     )
+
+    def __post_init__(self) -> None:
+        if self.schedule not in ("oneshot", "gradual"):
+            raise cli.UserError(f"unknown schedule {self.schedule!r}: oneshot or gradual")
+        if not self.losses:
+            raise cli.UserError(f"no loss selected; choose from {', '.join(LOSSES)}")
+        if self.trim and "blocks" in self.losses:
+            raise cli.UserError("the blocks loss compares full 30-s windows; with --trim use enc, kv and/or logits")
 
 
 @dataclass
@@ -295,28 +304,19 @@ class Distiller:
         if "blocks" in use:
             terms.append(sum(_nmse(s, t) for s, t in zip(s_blocks[:-1], t_blocks[:-1])) / (len(s_blocks) - 1))
         if "kv" in use:
-            kv = []
-            for i in range(self.teacher.cfg["n_text_layer"]):
-                for part in ("key", "value"):
-                    name = f"decoder.blocks.{i}.cross_attn.{part}"
-                    with torch.no_grad():
-                        t = self.teacher._lin(t_blocks[-1], name)
-                    kv.append(_nmse(self.student._lin(s_blocks[-1], name), t))
-            terms.append(sum(kv) / len(kv))
+            terms.append(self._kv_loss(t_blocks[-1], s_blocks[-1]))
         if "logits" in use:
             labels = self.pseudo_labels()
             kl = []
             for j, i in enumerate(idx):
                 kl.append(self._logits_kl(labels[i], t_blocks[-1][j], s_blocks[-1][j]))
             terms.append(sum(kl) / len(kl))
-        if not terms:
-            raise ValueError(f"no loss selected; choose from {LOSSES}")
         return sum(terms)
 
     def _trim_loss(self, idx: Sequence[int], mel: torch.Tensor, t_enc: torch.Tensor, use: set) -> torch.Tensor:
         """The student runs on windows trimmed to each clip (+ margin); the targets are the teacher's on the full
-        30-s window: its encoder output at the kept positions (``enc``) and its next-token distributions on the
-        pseudo-labels (``logits``)."""
+        30-s window: its encoder output (``enc``) and cross-attention keys and values (``kv``) at the kept
+        positions, and its next-token distributions on the pseudo-labels (``logits``)."""
         terms = []
         labels = self.pseudo_labels() if "logits" in use else None
         for j, i in enumerate(idx):
@@ -324,11 +324,23 @@ class Distiller:
             s_enc = self.student.encode_grad(mel[j, :, : 2 * ctx])
             if "enc" in use:
                 terms.append(_nmse(s_enc, t_enc[j, :ctx]))
+            if "kv" in use:
+                terms.append(self._kv_loss(t_enc[j, :ctx], s_enc))
             if labels is not None:
                 terms.append(self._logits_kl(labels[i], t_enc[j], s_enc))
-        if not terms:
-            raise ValueError("trimmed-window distillation needs the enc and/or logits loss")
         return sum(terms) / len(idx)
+
+    def _kv_loss(self, t_enc: torch.Tensor, s_enc: torch.Tensor) -> torch.Tensor:
+        """Mean normalised error of every decoder block's cross-attention keys and values (what the decoder reads
+        of the encoder), the teacher's from ``t_enc``, the student's from ``s_enc``."""
+        kv = []
+        for i in range(self.teacher.cfg["n_text_layer"]):
+            for part in ("key", "value"):
+                name = f"decoder.blocks.{i}.cross_attn.{part}"
+                with torch.no_grad():
+                    t = self.teacher._lin(t_enc, name)
+                kv.append(_nmse(self.student._lin(s_enc, name), t))
+        return sum(kv) / len(kv)
 
     def _logits_kl(self, tokens: List[int], t_enc: torch.Tensor, s_enc: torch.Tensor) -> torch.Tensor:
         """KL(teacher || student) of the next-token distributions, teacher-forced on ``tokens``."""
@@ -424,6 +436,42 @@ def _nmse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return ((pred - target) ** 2).mean() / target.var()
 
 
+# options that do not change what a step computes: a run may resume with others (e.g. a larger --max-steps)
+RESUMABLE_OPTIONS = ("max_steps", "epochs", "checkpoint_every", "device")
+
+
+def run_key(cfg: DistillConfig, start: SparseModel, audio: torch.Tensor, total: int) -> str:
+    """What a checkpoint must match to be resumed (JSON): the options that shape the training, the total steps
+    where the gradual schedule times its pruning by it, and a digest of the start (weights, masks) and the clips."""
+    opts = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in RESUMABLE_OPTIONS}
+    opts["losses"] = list(opts["losses"])
+    if cfg.schedule == "gradual":
+        opts["total_steps"] = total
+    masks = b"".join(start.keeps[n].tobytes() for n in sorted(start.keeps))
+    samples = audio.detach().cpu().numpy().tobytes()
+    opts["start_and_clips"] = weights_digest(start.weights, masks, samples)[:20]
+    return json.dumps(opts, sort_keys=True)
+
+
+def read_checkpoint(path: Path, key: str) -> dict:
+    """The checkpoint's state; a damaged one, or one written by a run with other options, start or clips, is a
+    clear error (the file is left as it is)."""
+    try:
+        state = torch.load(path, weights_only=True)
+    except Exception as e:  # torch raises many kinds on a damaged file
+        raise cli.UserError(f"{path}: damaged or not a distillation checkpoint ({type(e).__name__}); delete it") from e
+    if not isinstance(state, dict) or "run" not in state:
+        raise cli.UserError(f"{path}: a checkpoint that does not record its run (an older version); delete it")
+    theirs = json.loads(state["run"])
+    ours = json.loads(key)
+    differ = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
+    if differ:
+        raise cli.UserError(
+            f"{path}: checkpoint of another run ({', '.join(differ)} differ); delete it or choose another --checkpoint"
+        )
+    return state
+
+
 def run(
     teacher: WhisperWeights,
     start: SparseModel,
@@ -437,8 +485,6 @@ def run(
     torch.manual_seed(cfg.seed)
     if cfg.schedule == "gradual":
         start = SparseModel(teacher, {n: np.ones_like(k) for n, k in start.keeps.items()}, start.tile, start.rates)
-    elif cfg.schedule != "oneshot":
-        raise ValueError(f"unknown schedule {cfg.schedule!r}: oneshot or gradual")
     d = Distiller(teacher, start, clips, cfg, pseudo)
     per_epoch = -(-len(clips) // cfg.batch)
     total = cfg.epochs * per_epoch if cfg.max_steps is None else min(cfg.max_steps, cfg.epochs * per_epoch)
@@ -446,8 +492,9 @@ def run(
     rng = np.random.default_rng(cfg.seed)
     orders = [rng.permutation(len(clips)) for _ in range(cfg.epochs)]
     step, pruned = 0, 0
+    key = run_key(cfg, start, d.audio, total)
     if checkpoint is not None and checkpoint.exists():
-        state = torch.load(checkpoint, weights_only=True)
+        state = read_checkpoint(checkpoint, key)
         step, pruned = int(state["step"]), int(state["pruned"])
         d.keeps = {k: v.numpy().astype(bool) for k, v in state["keeps"].items()}
         d._set_masks()
@@ -472,6 +519,7 @@ def run(
         if checkpoint is not None and (step % cfg.checkpoint_every == 0 or step == total):
             tmp = checkpoint.with_suffix(".tmp")
             state = {
+                "run": key,
                 "step": step,
                 "pruned": pruned,
                 "keeps": {k: torch.from_numpy(v) for k, v in d.keeps.items()},

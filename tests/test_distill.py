@@ -9,7 +9,10 @@ import pytest
 
 pytest.importorskip("torch")
 
+import torch  # noqa: E402
+
 from host.audio import load_audio  # noqa: E402
+from host.cli import UserError  # noqa: E402
 from host.package import load_package  # noqa: E402
 from model.distill import DistillConfig, Distiller, distill, package_keep  # noqa: E402
 
@@ -170,13 +173,51 @@ def test_export_distill_option_writes_a_distilled_package(train_dir, tmp_path):
     "cfg, message",
     [
         (dict(schedule="sometimes"), "unknown schedule"),
-        (dict(trim=True, losses=("kv",)), "needs the enc and/or logits loss"),
+        (dict(trim=True, losses=("enc", "blocks")), "with --trim use enc, kv and/or logits"),
+        (dict(losses=()), "no loss selected"),
     ],
 )
-def test_bad_distillation_config_is_a_clear_error(pruned_package8, whisper_weights, train_dir, tmp_path, cfg, message):
-    with pytest.raises(ValueError, match=message):
-        distill(pruned_package8, whisper_weights, [train_dir], tmp_path / "x.sasp", DistillConfig(max_steps=1, **cfg))
-    assert not (tmp_path / "x.sasp").exists()
+def test_bad_distillation_config_is_a_clear_error(cfg, message):
+    with pytest.raises(UserError, match=message):
+        DistillConfig(max_steps=1, **cfg)
+
+
+def test_trimmed_windows_sum_the_kv_loss_with_the_others(pruned_package8, whisper_weights, train_dir):
+    """With trimmed windows every chosen term is computed: enc + kv is the sum of enc alone and kv alone, and kv
+    (the decoder's cross-attention keys and values of the pruned encoder) is an error above zero."""
+    from model.distill import load_clips, sparse_model_of
+
+    clips = load_clips([train_dir])
+    start = sparse_model_of(load_package(pruned_package8))
+
+    def loss(*losses: str) -> float:
+        d = Distiller(whisper_weights, start, clips, DistillConfig(trim=True, losses=losses))
+        with torch.no_grad():
+            return float(d.loss([0], 0))
+
+    enc, kv, both = loss("enc"), loss("kv"), loss("enc", "kv")
+    assert kv > 1e-4 and enc > 1e-4
+    assert both == pytest.approx(enc + kv, rel=1e-5)
+
+
+def test_a_checkpoint_of_another_run_or_a_damaged_one_is_refused(pruned_package8, whisper_weights, train_dir, tmp_path):
+    ckpt = tmp_path / "run.ckpt"
+    distill(
+        pruned_package8,
+        whisper_weights,
+        [train_dir],
+        tmp_path / "a.sasp",
+        DistillConfig(epochs=1, lr=1e-4, max_steps=1, checkpoint_every=1),
+        ckpt,
+    )
+    written = ckpt.read_bytes()
+    other = DistillConfig(epochs=1, lr=3e-5, max_steps=2, checkpoint_every=1)
+    with pytest.raises(UserError, match="checkpoint of another run \\(lr differ\\)"):
+        distill(pruned_package8, whisper_weights, [train_dir], tmp_path / "b.sasp", other, ckpt)
+    ckpt.write_bytes(written[: len(written) // 2])
+    with pytest.raises(UserError, match="damaged or not a distillation checkpoint"):
+        distill(pruned_package8, whisper_weights, [train_dir], tmp_path / "b.sasp", other, ckpt)
+    assert ckpt.read_bytes() == written[: len(written) // 2] and not (tmp_path / "b.sasp").exists()
 
 
 def test_distill_without_audio_is_a_clear_error(pruned_package8, whisper_weights, tmp_path):
