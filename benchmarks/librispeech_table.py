@@ -1,6 +1,6 @@
 """The pruning table on genuine LibriSpeech, per half (issue "Pruning that holds on LibriSpeech").
 
-    python benchmarks/librispeech_table.py --rows ROWS.tsv --librispeech DIR [--sweep SWEEP_DIR] [--markdown]
+    python benchmarks/librispeech_table.py --rows ROWS.tsv --librispeech DIR [--sweep SWEEP_DIR] [--facts FILE]
 
 ``ROWS.tsv`` (tab-separated, with a header) names one evaluated package per line: ``array`` (8 or 16),
 ``target`` (the export's target sparsity), ``pattern`` (free / ffn / units), ``training`` (what was done to the
@@ -14,6 +14,11 @@ change (label-free), and, with ``--sweep``, the modeled speedup of the package's
 on the dense model's own calls and host work (the sweep's dense point of that array: same utterances and decoded
 tokens, every call's tiles replaced by the package's; ``host.session.BoardFigures``) on each board the sweep
 modeled.
+
+What a row needs of its package (MAC sparsity, calibration, speedups) is recorded in ``--facts`` (default
+``package-facts.json`` beside ``ROWS.tsv``) under the package path as ``ROWS.tsv`` writes it, each time the package
+is read; a row whose package is no longer on disk takes them from there, so the table can be made again from the
+committed evaluation CSVs and facts alone.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from typing import Dict, List, Optional
 
 from host import cli
 from host.dataset import read_librispeech
-from host.package import Package, load_package
+from host.package import Package, atomic_path, load_package
 from host.session import BoardFigures
 from host.system_model import retiled_calls
 from model.splits import dwer_by_half, wer_by_half
@@ -44,11 +49,46 @@ def read_manifest(path: Path) -> List[dict]:
     if not rows or missing:
         raise cli.UserError(f"{path}: needs a header with {', '.join(COLUMNS)} (missing {sorted(missing)})")
     for r in rows:
+        r["package_as_written"] = r["package"]
         for key in ("eval_csv", "package"):
             r[key] = (path.parent / r[key]).resolve()
-            if not r[key].is_file():
-                raise cli.UserError(f"{path}: {key} {r[key]} not found")
+        if not r["eval_csv"].is_file():
+            raise cli.UserError(f"{path}: eval_csv {r['eval_csv']} not found")
     return rows
+
+
+def read_facts(path: Path) -> Dict[str, dict]:
+    """The recorded package facts (empty when the file does not exist yet); a damaged file is a clear error."""
+    if not path.exists():
+        return {}
+    try:
+        facts = json.loads(path.read_text())
+        if not isinstance(facts, dict) or not all(isinstance(v, dict) for v in facts.values()):
+            raise ValueError("not an object of objects")
+        return facts
+    except ValueError as e:
+        raise cli.UserError(f"{path}: damaged package facts ({e}); restore it from git") from None
+
+
+def package_facts(r: dict, facts: Dict[str, dict], point: Optional[dict]) -> dict:
+    """MAC sparsity, calibration and (with a dense ``point``) modeled speedups of the row's package: computed from
+    the package when it is on disk (and recorded in ``facts``), else the recorded ones."""
+    key = r["package_as_written"]
+    if not r["package"].is_file():
+        if key not in facts:
+            raise cli.UserError(f"package {r['package']} not found and no facts recorded for it")
+        return facts[key]
+    pkg = load_package(r["package"])
+    found = {
+        **facts.get(key, {}),
+        "digest": str(pkg.metadata.get("digest", "")),
+        "mac_sparsity": float(pkg.metadata.get("mac_sparsity", 0.0)),
+        "calibration": calibration(pkg),
+    }
+    if point is not None:
+        found["speedup"] = modeled_speedups(point, pkg)
+    facts[key] = found
+    return found
 
 
 def dense_point(sweep: Path, array: int) -> dict:
@@ -77,8 +117,11 @@ def calibration(pkg: Package) -> str:
     return f"{clips} ({', '.join(names)})" if names else str(clips)
 
 
-def table(rows: List[dict], references: Dict[str, str], sweep: Optional[Path]) -> List[dict]:
-    """One output row per manifest row (see the module's docstring)."""
+def table(
+    rows: List[dict], references: Dict[str, str], sweep: Optional[Path], facts: Optional[Dict[str, dict]] = None
+) -> List[dict]:
+    """One output row per manifest row (see the module's docstring); ``facts`` is read and updated."""
+    facts = {} if facts is None else facts
     out = []
     points = {}
     scored = []  # each row's utterances, scored with the project's normalizer
@@ -87,22 +130,23 @@ def table(rows: List[dict], references: Dict[str, str], sweep: Optional[Path]) -
         scored.append(rescore(evals, references, "project"))
         project = wer_by_half(scored[-1])
         whisper = wer_by_half(rescore(evals, references, "whisper"))
-        pkg = load_package(r["package"])
+        array = int(r["array"])
+        if sweep is not None and array not in points:
+            points[array] = dense_point(sweep, array)
+        found = package_facts(r, facts, points.get(array))
         row = {
-            "array": int(r["array"]),
+            "array": array,
             "target": float(r["target"]),
-            "mac_sparsity": float(pkg.metadata.get("mac_sparsity", 0.0)),
+            "mac_sparsity": found["mac_sparsity"],
             "pattern": r["pattern"],
             "training": r["training"],
-            "calibration": calibration(pkg),
+            "calibration": found["calibration"],
             "selection": project["selection"],
             "report": project["report"],
             "report_whisper": whisper["report"]["wer"],
         }
-        if sweep is not None:
-            if row["array"] not in points:
-                points[row["array"]] = dense_point(sweep, row["array"])
-            row["speedup"] = modeled_speedups(points[row["array"]], pkg)
+        if "speedup" in found:
+            row["speedup"] = found["speedup"]
         out.append(row)
     for row, utts in zip(out, scored):
         dense = next((i for i, d in enumerate(out) if d["array"] == row["array"] and d["training"] == "dense"), None)
@@ -153,7 +197,7 @@ def markdown(out: List[dict]) -> str:
             delta,
             changed,
             f"{100 * r['report_whisper']:.2f}",
-        ] + [f"{r['speedup'][b]:.3f}x" for b in boards]
+        ] + [f"{r['speedup'][b]:.3f}x" if b in r.get("speedup", {}) else "-" for b in boards]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -164,9 +208,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--rows", type=Path, required=True, help="manifest of evaluated packages (TSV)")
     ap.add_argument("--librispeech", type=Path, required=True, help="the LibriSpeech folder they were scored on")
     ap.add_argument("--sweep", type=Path, default=None, help="a model.sweep output folder (its dense points)")
+    ap.add_argument("--facts", type=Path, default=None, help="package facts (default: package-facts.json by ROWS)")
     args = ap.parse_args(argv)
     references = {u.utt_id: u.transcript for u in read_librispeech(args.librispeech)}
-    print(markdown(table(read_manifest(args.rows), references, args.sweep)))
+    facts_path = args.facts or args.rows.parent / "package-facts.json"
+    facts = read_facts(facts_path)
+    print(markdown(table(read_manifest(args.rows), references, args.sweep, facts)))
+    with atomic_path(facts_path) as tmp:
+        tmp.write_text(json.dumps(facts, indent=1, sort_keys=True) + "\n")
     return 0
 
 

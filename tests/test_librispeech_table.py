@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -77,6 +78,31 @@ def test_manifest_errors_are_one_line(tmp_path):
     bad.write_text("array\ttarget\tpattern\ttraining\teval_csv\tpackage\n8\t0\tfree\tdense\tnone.csv\tnone.sasp\n")
     with pytest.raises(UserError, match="not found"):
         lt.read_manifest(bad)
+
+
+def test_a_row_whose_package_is_gone_takes_the_facts_recorded_when_it_was_read(pruned_package8, tmp_path):
+    import shutil
+
+    from host.cli import UserError
+
+    refs = {"103-1-0": "THE CAT SAT ON THE MAT", "1272-1-0": "I DIDN'T GO THERE TODAY"}
+    _eval_csv(tmp_path / "p.csv", {"103-1-0": "The cat sat on a mat.", "1272-1-0": "I did not go there today."})
+    shutil.copy(pruned_package8, tmp_path / "p.sasp")
+    manifest = tmp_path / "rows.tsv"
+    manifest.write_text("array\ttarget\tpattern\ttraining\teval_csv\tpackage\n8\t0.2\tfree\tnone\tp.csv\tp.sasp\n")
+    facts = {}
+    point = tmp_path / "points" / "a8-dense-x.json"
+    point.parent.mkdir()
+    point.write_text(json.dumps(_point(pruned_package8)))
+    first = lt.markdown(lt.table(lt.read_manifest(manifest), refs, tmp_path, facts))
+    assert facts["p.sasp"]["mac_sparsity"] > 0 and facts["p.sasp"]["speedup"]["pynq-z2"] > 1.0
+    (tmp_path / "p.sasp").unlink()
+    assert lt.markdown(lt.table(lt.read_manifest(manifest), refs, None, dict(facts))) == first
+    with pytest.raises(UserError, match="not found and no facts recorded"):
+        lt.table(lt.read_manifest(manifest), refs, None, {})
+    (tmp_path / "facts.json").write_text('{"p.sasp": {"mac_')
+    with pytest.raises(UserError, match="damaged package facts"):
+        lt.read_facts(tmp_path / "facts.json")
 
 
 def test_calibration_column_says_what_the_package_records():
