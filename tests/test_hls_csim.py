@@ -23,8 +23,8 @@ import regmap  # noqa: E402
 @pytest.mark.skipif(importlib.util.find_spec("hls4ml") is None, reason="hls4ml (ap_types headers) not installed")
 @pytest.mark.parametrize("array", ["8", "16x12"])
 def test_csim(array):
-    res = subprocess.run(["make", "-C", str(HLS), "csim", f"ARRAY={array}"], capture_output=True, text=True,
-                         timeout=900)  # fmt: skip
+    res = subprocess.run(["make", "-C", str(HLS), "csim", f"ARRAY={array}", f"PYTHON={sys.executable}"],
+                         capture_output=True, text=True, timeout=900)  # fmt: skip
     log = res.stdout + res.stderr
     assert res.returncode == 0, log[-4000:]
     assert "CSIM PASSED" in log and "FAIL" not in log, log[-4000:]
