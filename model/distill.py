@@ -16,7 +16,8 @@ prunes every layer to its package rate in ``--stages`` equal steps spread over t
 act-ls`` adds least-squares compensation), distilling in between and afterwards, so the tiles chosen can differ
 from the package's while the per-layer rates are the same.
 ``--augment`` applies speed (0.9-1.1, resampling) and noise (20-40 dB SNR) perturbation on the fly.
-Checkpoints let an interrupted run resume, and a fixed seed gives the same package (on the same device).
+Checkpoints let an interrupted run resume (the same run only: a checkpoint of other options, start package or
+audio is refused), and a fixed seed gives the same package (on the same device).
 """
 
 from __future__ import annotations
@@ -442,12 +443,14 @@ RESUMABLE_OPTIONS = ("max_steps", "epochs", "checkpoint_every", "device")
 
 def run_key(cfg: DistillConfig, start: SparseModel, audio: torch.Tensor, total: int) -> str:
     """What a checkpoint must match to be resumed (JSON): the options that shape the training, the total steps
-    where the gradual schedule times its pruning by it, and a digest of the start (weights, masks) and the clips."""
+    where the gradual schedule times its pruning by it, and a digest of the start (weights, masks, per-layer
+    rates: the package a gradual run starts from the dense weights for) and the clips."""
     opts = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in RESUMABLE_OPTIONS}
     opts["losses"] = list(opts["losses"])
     if cfg.schedule == "gradual":
         opts["total_steps"] = total
     masks = b"".join(start.keeps[n].tobytes() for n in sorted(start.keeps))
+    masks += json.dumps(start.rates, sort_keys=True).encode()
     samples = audio.detach().cpu().numpy().tobytes()
     opts["start_and_clips"] = weights_digest(start.weights, masks, samples)[:20]
     return json.dumps(opts, sort_keys=True)
