@@ -495,7 +495,7 @@ def run(
     rng = np.random.default_rng(cfg.seed)
     orders = [rng.permutation(len(clips)) for _ in range(cfg.epochs)]
     step, pruned = 0, 0
-    key = run_key(cfg, start, d.audio, total)
+    key = run_key(cfg, start, d.audio, total) if checkpoint is not None else ""  # hashes every clip: only to resume
     if checkpoint is not None and checkpoint.exists():
         state = read_checkpoint(checkpoint, key)
         step, pruned = int(state["step"]), int(state["pruned"])

@@ -96,6 +96,9 @@ def test_a_row_whose_package_is_gone_takes_the_facts_recorded_when_it_was_read(p
     point.write_text(json.dumps(_point(pruned_package8)))
     first = lt.markdown(lt.table(lt.read_manifest(manifest), refs, tmp_path, facts))
     assert facts["p.sasp"]["mac_sparsity"] > 0 and facts["p.sasp"]["speedup"]["pynq-z2"] > 1.0
+    assert lt.markdown(lt.table(lt.read_manifest(manifest), refs, None, dict(facts))) == first  # same package
+    stale = {"p.sasp": {**facts["p.sasp"], "digest": "sha256:another"}}
+    assert "speedup" not in lt.table(lt.read_manifest(manifest), refs, None, stale)[0]  # a package since replaced
     (tmp_path / "p.sasp").unlink()
     assert lt.markdown(lt.table(lt.read_manifest(manifest), refs, None, dict(facts))) == first
     with pytest.raises(UserError, match="not found and no facts recorded"):
