@@ -47,7 +47,7 @@ from model.prune import (
     unit_span,
 )
 from model.quantize import package_tensors
-from model.sensitivity import RATES, end_to_end_gains, layer_errors
+from model.sensitivity import RATES, Probe, end_to_end_gains, layer_errors, refine_rates
 from model.sequential import calibration_clips, sequential_prune
 
 if TYPE_CHECKING:
@@ -82,6 +82,7 @@ def plan_rates(
     else:
         cache = step_cache("sensitivity", cfg, weights, files)
         sens = read_sensitivity(cache, prunable) if cache is not None else None
+        probe = Probe(weights, stats, cfg.tile, cfg.method, cfg.damp, files, cfg.heldout, cfg.probe == "trimmed")
         if sens is None:
             if cfg.heldout and not all(np.trace(f) > 0 for n in prunable for f in stats.folds(n)):
                 raise cli.UserError(
@@ -89,31 +90,46 @@ def plan_rates(
                     "calibration audio (or export with --sensitivity in-sample)"
                 )
             errors = layer_errors(ops, stats, prunable, cfg.tile, cfg.method, cfg.damp, heldout=cfg.heldout)
-            gains = end_to_end_gains(
-                weights, stats, prunable, cfg.tile, cfg.method, cfg.damp, files, errors, heldout=cfg.heldout
-            )
-            sens = {"errors": errors, "gains": gains}
-            if cache is not None:
-                with atomic_path(cache) as tmp:
-                    tmp.write_text(json.dumps(sens, indent=1))
-        rates = allocate_rates(sens["errors"], RATES, macs, cfg.sparsity, weight=sens["gains"])
+            sens = {"errors": errors, "gains": end_to_end_gains(probe, prunable, errors)}
+            write_sensitivity(cache, sens)
+        if cfg.refine:
+            measured = sens.setdefault("measured", {})
+            before = json.dumps(measured, sort_keys=True)
+            rates = refine_rates(probe, sens["errors"], sens["gains"], measured, macs, cfg.sparsity, cfg.refine)
+            if json.dumps(measured, sort_keys=True) != before:
+                write_sensitivity(cache, sens)
+        else:
+            rates = allocate_rates(sens["errors"], RATES, macs, cfg.sparsity, weight=sens["gains"])
     total = sum(macs.values())
     done = sum(macs[n] * rates[n] for n in prunable)
     return ExportPlan(rates, done / total if total else 0.0)
 
 
 def read_sensitivity(path: Path, prunable: Sequence[str]) -> Optional[dict]:
-    """Cached ``{"errors": {layer: [error per rate]}, "gains": {layer: gain}}`` for exactly the ``prunable``
-    layers, or ``None`` when it is missing, damaged or for other layers."""
+    """Cached ``{"errors": {layer: [error per rate]}, "gains": {layer: gain}, "measured": {layer: {rate: KL}}}``
+    (``measured``: the refinement's probes, optional) for exactly the ``prunable`` layers, or ``None`` when it is
+    missing, damaged or for other layers."""
     try:
         sens = json.loads(path.read_text(encoding="utf-8"))
         errors, gains = sens["errors"], sens["gains"]
         whole = set(errors) == set(gains) == set(prunable) and all(
             len(errors[n]) == len(RATES) and all(np.isfinite(errors[n])) and np.isfinite(gains[n]) for n in prunable
         )
-    except (OSError, ValueError, KeyError, TypeError):
+        measured = {
+            n: {float(r): float(kl) for r, kl in points.items()} for n, points in sens.get("measured", {}).items()
+        }
+        whole = whole and set(measured) <= set(prunable)
+        whole = whole and all(r in RATES and np.isfinite(kl) for p in measured.values() for r, kl in p.items())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    return sens if whole else None
+    return {**sens, "measured": measured} if whole else None
+
+
+def write_sensitivity(path: Optional[Path], sens: dict) -> None:
+    """Write the sensitivity cache ``path`` atomically (``None``: no cache)."""
+    if path is not None:
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(sens, indent=1))
 
 
 def model_units(names: Sequence[str], pattern: str, config: Dict[str, int]) -> List[UnitGroup]:

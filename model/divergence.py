@@ -1,0 +1,114 @@
+"""How far a pruned package's output moves from the dense model's, without labels.
+
+    python -m model.divergence --base DENSE.sasp --package P [P ...] --audio DIR [DIR ...] [--half selection]
+
+Every 30-s window of the audio (``host.longform.load_windows``), with the encoder window trimmed as the demo and
+``model.evaluate`` run it: the base package (the dense int8 model) encodes it and decodes greedily; each package
+encodes the same window and is teacher-forced on the base's transcript. Per window: the mean KL divergence of the
+package's next-token distributions from the base's (the quantity ``model.sensitivity`` predicts layer by layer),
+and the share of positions whose most likely token differs from the base's (top-1 disagreement). No transcript is
+read, so any unlabelled speech can score a package, far more of it than the 26 labelled LibriSpeech utterances;
+a WER still decides (docs/pruning.md shows how the two agree).
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from host import cli
+from host.dataset import list_audio_files
+from host.longform import load_windows
+from host.package import atomic_path, load_package
+from host.session import runtime_from_package
+from host.whisper import WhisperRuntime
+from model.calibrate import teacher_forced_pass
+from model.sensitivity import log_softmax
+from model.splits import BOOTSTRAP, HALVES, INTERVAL, half_of
+
+
+@dataclass
+class Divergence:
+    """One package's divergence from the base on one window."""
+
+    kl: float  # mean over the transcript's positions
+    disagree: float  # share of positions whose top-1 token differs from the base's
+
+
+def window_divergence(base_logits: np.ndarray, logits: np.ndarray) -> Divergence:
+    """KL(base || package) and top-1 disagreement, averaged over the positions of one teacher-forced pass."""
+    lp, lq = log_softmax(base_logits.astype(np.float64)), log_softmax(logits.astype(np.float64))
+    kl = float((np.exp(lp) * (lp - lq)).sum(axis=-1).mean())
+    return Divergence(kl, float((base_logits.argmax(-1) != logits.argmax(-1)).mean()))
+
+
+def divergences(
+    base: WhisperRuntime, packages: Dict[str, WhisperRuntime], files: Sequence[Path]
+) -> Dict[str, List[Divergence]]:
+    """``{package: [divergence per window]}`` of every window of ``files`` (trimmed encoder windows)."""
+    out: Dict[str, List[Divergence]] = {name: [] for name in packages}
+    for f in tqdm(files, desc="divergence", unit="clip"):
+        for audio in load_windows(f):
+            mel, ctx = base.features(audio), base.audio_ctx(len(audio))
+            enc = base.encode(mel, ctx)
+            tokens = base.decode(enc).tokens
+            ref = teacher_forced_pass(base, enc, tokens)
+            for name, rt in packages.items():
+                out[name].append(window_divergence(ref, teacher_forced_pass(rt, rt.encode(mel, ctx), tokens)))
+    return out
+
+
+def interval(values: Sequence[float], seed: int = 0) -> tuple:
+    """Mean of ``values`` and its central ``INTERVAL`` bootstrap interval over the windows."""
+    v = np.asarray(values, dtype=np.float64)
+    idx = np.random.default_rng(seed).integers(0, len(v), size=(BOOTSTRAP, len(v)))
+    lo, hi = np.quantile(v[idx].mean(axis=1), [(1 - INTERVAL) / 2, (1 + INTERVAL) / 2])
+    return float(v.mean()), float(lo), float(hi)
+
+
+def pick_files(dirs: Sequence[Path], half: Optional[str], limit: Optional[int]) -> List[Path]:
+    """The audio files of ``dirs`` (of one LibriSpeech ``half`` only), ``limit`` of them evenly spaced."""
+    files = [f for f in list_audio_files(*dirs) if half is None or half_of(f.stem) == half]
+    if not files:
+        raise cli.UserError(f"no audio files{f' of the {half} half' if half else ''} under {', '.join(map(str, dirs))}")
+    if limit is not None and limit < len(files):
+        files = [files[i] for i in np.unique(np.linspace(0, len(files) - 1, limit).round().astype(int))]
+    return files
+
+
+@cli.entry_point
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = cli.Parser(prog="python -m model.divergence", description=__doc__)
+    ap.add_argument("--base", type=Path, required=True, help="the reference package (the dense int8 model)")
+    ap.add_argument("--package", type=Path, nargs="+", required=True, help="packages to score against the base")
+    ap.add_argument("--audio", type=Path, nargs="+", required=True, help="folders of unlabelled audio (recursive)")
+    ap.add_argument("--half", choices=tuple(HALVES), default=None, help="only this LibriSpeech half (model.splits)")
+    ap.add_argument("--limit", type=cli.positive_int, default=None, help="at most N files, evenly spaced")
+    ap.add_argument("--csv", type=Path, default=None, help="per-window rows (package, window, kl, disagree)")
+    args = ap.parse_args(argv)
+    files = pick_files(args.audio, args.half, args.limit)
+    base = runtime_from_package(load_package(args.base))
+    packages = {str(p): runtime_from_package(load_package(p)) for p in args.package}
+    res = divergences(base, packages, files)
+    if args.csv is not None:
+        rows = [(name, i, d.kl, d.disagree) for name, ds in res.items() for i, d in enumerate(ds)]  # file order
+        with atomic_path(args.csv) as tmp, open(tmp, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["package", "window", "kl", "disagree"])
+            w.writerows(rows)
+    print(f"{len(files)} files, {len(next(iter(res.values())))} windows (trimmed), base {args.base}")
+    for name, ds in res.items():
+        kl, lo, hi = interval([d.kl for d in ds])
+        dis = 100 * float(np.mean([d.disagree for d in ds]))
+        print(f"{name}: KL {kl:.4f} (90% bootstrap {lo:.4f}-{hi:.4f}), top-1 disagreement {dis:.2f}%")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
