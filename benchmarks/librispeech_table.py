@@ -10,7 +10,8 @@ reference of its others. Printed per row: MAC sparsity counted from the package,
 halves (``model.splits``) with the project's normalizer, the calibration audio the package records (clips, and the
 folders where the export recorded them) and the report half with Whisper's (``model.wer``),
 points over dense (paired bootstrap interval), the share of the dense model's words each half's transcripts
-change (label-free), and, with ``--sweep``, the modeled speedup of the package's tiles
+change (label-free), a mark on rows whose stored transcripts loop by the current loop rules (listed under the
+table), and, with ``--sweep``, the modeled speedup of the package's tiles
 on the dense model's own calls and host work (the sweep's dense point of that array: same utterances and decoded
 tokens, every call's tiles replaced by the package's; ``host.session.BoardFigures``) on each board the sweep
 modeled.
@@ -31,6 +32,7 @@ from typing import Dict, List, Optional
 
 from host import cli
 from host.dataset import read_librispeech
+from host.longform import loop_reason
 from host.package import Package, atomic_path, load_package
 from host.session import BoardFigures
 from host.system_model import retiled_calls
@@ -147,6 +149,7 @@ def table(
             "selection": project["selection"],
             "report": project["report"],
             "report_whisper": whisper["report"]["wer"],
+            "loops": [(e["utt_id"], why) for e in evals if (why := loop_reason(e["raw_hypothesis"]))],
         }
         if "speedup" in found:
             row["speedup"] = found["speedup"]
@@ -193,7 +196,7 @@ def markdown(out: List[dict]) -> str:
             f"{r['target']:.2f}",
             f"{r['mac_sparsity']:.3f}",
             r["pattern"],
-            r["training"],
+            r["training"] + (" †" if r["loops"] else ""),
             r["calibration"],
             pct(r["selection"]),
             pct(r["report"]),
@@ -202,6 +205,16 @@ def markdown(out: List[dict]) -> str:
             f"{100 * r['report_whisper']:.2f}",
         ] + [f"{r['speedup'][b]:.3f}x" if b in r.get("speedup", {}) else "-" for b in boards]
         lines.append("| " + " | ".join(cells) + " |")
+    flagged = [r for r in out if r["loops"]]
+    if flagged:
+        lines += [
+            "",
+            "† transcripts that loop by the current rules (`host.longform.loop_reason`): evaluated before the "
+            "rule that catches them, or every fallback looped too:",
+        ]
+        for r in flagged:
+            where = "; ".join(f"{utt}: {why}" for utt, why in r["loops"])
+            lines.append(f"- {r['array']}x{r['array']} / {r['target']:.2f}, {r['pattern']}, {r['training']}: {where}")
     return "\n".join(lines)
 
 

@@ -10,9 +10,10 @@ tiny.en's timestamps drift, which is where openai-whisper's repeated or lost wor
 patches them with temperature fallback and compression-ratio checks on every window). Each window is decoded alone,
 without the previous window's text as a prompt.
 
-Loops: a window whose text loops (gzip compression ratio above 2.4, openai-whisper's rule) is decoded again, with
-the full 30-s window if it was trimmed, then by sampling at openai-whisper's fallback temperatures; only a window
-that loops pays for the extra decodes, which the board model charges (``Window.runs``, ``Window.samples``).
+Loops: a window whose text loops (gzip compression ratio above 2.4, openai-whisper's rule, or a phrase said over
+and over, :data:`REPEATS`) is decoded again, with the full 30-s window if it was trimmed, then by sampling at
+openai-whisper's fallback temperatures; only a window that loops pays for the extra decodes, which the board
+model charges (``Window.runs``, ``Window.samples``).
 
 No-speech: a window whose loudest 200 ms is below ``ENERGY_GATE_DBFS`` is skipped without running the model
 (tiny.en turns digital silence into "you" with a confident average log-probability of -0.37, which openai-whisper's
@@ -60,11 +61,14 @@ LOGPROB_THRESHOLD = -1.0
 # openai-whisper's fallback temperatures in turn (``transcribe(temperature=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0))``, one
 # sample each, as its ``best_of=None``) on the same encoder output, and the first text that does not loop is kept.
 COMPRESSION_RATIO_THRESHOLD = 2.4
-REPEATS = (3, 3)
-"""A text in which one phrase of at least 3 words comes 3 times in a row loops too. The gzip ratio misses a short
-utterance decoded over again ("oh no i'm quite sure he didn't" x 3 compresses to 2.23). In 1,270 transcripts of
-this project's evaluation runs (dense and pruned, LibriSpeech and the mixed set) it matches 8, each a loop with a
-WER of at least 100 %."""
+REPEATS = ((3, 3), (6, 2))
+"""A text loops too when one phrase of at least ``n`` words comes ``copies`` times in a row, for any ``(n, copies)``.
+The gzip ratio misses a short utterance decoded over again ("oh no i'm quite sure he didn't" x 3 compresses to
+2.23). Three copies of 3+ words: in 1,270 transcripts of this project's evaluation runs (dense and pruned,
+LibriSpeech and the mixed set) it matched 8, each a loop with a WER of at least 100 %. Two copies of 6+ words: the
+loops of distilled packages (a sentence decoded twice, 100-166 % WER); among 1,649 transcripts it matches those
+three, one more that says a 6-word phrase twice inside otherwise right text (13 % WER), and nothing else, and no
+reference transcript of shared/speech says a phrase of 4+ words twice in a row."""
 FALLBACK_TEMPERATURES = (0.2, 0.4, 0.6, 0.8, 1.0)
 """Sampling temperatures after greedy decoding loops. Unlike openai-whisper, a low average log-probability alone
 does not trigger them: on hard speech that is tiny.en's best guess (greedy), and a sample is only a noisier one."""
@@ -181,15 +185,15 @@ def compression_ratio(text: str) -> float:
     return len(data) / len(zlib.compress(data)) if data else 0.0
 
 
-def repeated_phrase(text: str) -> Optional[str]:
-    """The first phrase of at least ``REPEATS[0]`` words that ``text`` says ``REPEATS[1]`` times in a row (words
+def repeated_phrase(text: str) -> Optional[Tuple[str, int]]:
+    """The first phrase (and its copies) that ``text`` says over and over by one of the :data:`REPEATS` rules (words
     compared in lower case, punctuation ignored), or None."""
-    size, copies = REPEATS
     words = re.findall(r"[\w']+", text.lower())
-    for n in range(size, len(words) // copies + 1):
-        for i in range(len(words) - copies * n + 1):
-            if all(words[i : i + n] == words[i + k * n : i + (k + 1) * n] for k in range(1, copies)):
-                return " ".join(words[i : i + n])
+    for size, copies in REPEATS:
+        for n in range(size, len(words) // copies + 1):
+            for i in range(len(words) - copies * n + 1):
+                if all(words[i : i + n] == words[i + k * n : i + (k + 1) * n] for k in range(1, copies)):
+                    return " ".join(words[i : i + n]), copies
     return None
 
 
@@ -199,8 +203,8 @@ def loop_reason(text: str) -> Optional[str]:
     ratio = compression_ratio(text)
     if ratio > COMPRESSION_RATIO_THRESHOLD:
         return f"compression ratio {ratio:.1f} > {COMPRESSION_RATIO_THRESHOLD}"
-    phrase = repeated_phrase(text)
-    return f'"{phrase}" {REPEATS[1]} times in a row' if phrase else None
+    found = repeated_phrase(text)
+    return f'"{found[0]}" {found[1]} times in a row' if found else None
 
 
 def _sample_until_no_loop(runtime: WhisperRuntime, enc: np.ndarray, greedy: Transcript, win: Window) -> Transcript:

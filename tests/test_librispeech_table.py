@@ -66,6 +66,22 @@ def test_table_scores_each_half_and_the_points_over_dense(tiny_package, tmp_path
     assert out[1]["report"]["wer"] == pytest.approx(2 / 5)  # "did not" for "didn't": project normalizer
     assert out[1]["report_whisper"] == 0.0  # Whisper's expands the contraction on both sides
     assert "| 4x4 | 0.30 |" in lt.markdown(out) and "+16.67 (+16.7 to +16.7) / +40.00" in lt.markdown(out)
+    assert "†" not in lt.markdown(out)
+
+
+def test_rows_with_transcripts_that_loop_by_the_current_rules_are_marked(tiny_package, tmp_path):
+    refs = {"103-1-0": "THE CAT SAT ON THE MAT", "1272-1-0": "I DIDN'T GO THERE TODAY"}
+    _eval_csv(tmp_path / "d.csv", {"103-1-0": "The cat sat on the mat.", "1272-1-0": "I didn't go there today."})
+    looped = "I didn't go there today at all. I didn't go there today at all."  # a 7-word phrase twice
+    _eval_csv(tmp_path / "p.csv", {"103-1-0": "The cat sat on the mat.", "1272-1-0": looped})
+    manifest = tmp_path / "rows.tsv"
+    manifest.write_text(
+        "array\ttarget\tpattern\ttraining\teval_csv\tpackage\n"
+        f"4\t0\tfree\tdense\td.csv\t{tiny_package}\n4\t0.3\tfree\tnone\tp.csv\t{tiny_package}\n"
+    )
+    text = lt.markdown(lt.table(lt.read_manifest(manifest), refs, None))
+    assert "| none † |" in text and "| dense |" in text
+    assert '- 4x4 / 0.30, free, none: 1272-1-0: "i didn\'t go there today at all" 2 times in a row' in text
 
 
 def test_manifest_errors_are_one_line(tmp_path):

@@ -303,7 +303,7 @@ def test_a_phrase_said_three_times_in_a_row_is_a_loop_the_gzip_ratio_misses():
 
     looped = "Oh no, I'm quite sure he didn't. Oh no, I'm quite sure he didn't. Oh no, I'm quite sure he didn't."
     assert compression_ratio(looped) < COMPRESSION_RATIO_THRESHOLD  # measured: 2.23 on the pruned model's text
-    assert repeated_phrase(looped) == "oh no i'm quite sure he didn't" and "3 times" in loop_reason(looped)
+    assert repeated_phrase(looped) == ("oh no i'm quite sure he didn't", 3) and "3 times" in loop_reason(looped)
     for speech in (
         "No, no, no, he said.",  # a one-word phrase
         "He said that he said that he was right.",  # two copies only
@@ -311,3 +311,16 @@ def test_a_phrase_said_three_times_in_a_row_is_a_loop_the_gzip_ratio_misses():
     ):
         assert repeated_phrase(speech) is None and loop_reason(speech) is None
     assert "compression ratio" in loop_reason("ten seconds " * 40)
+
+
+def test_a_sentence_said_twice_is_a_loop():
+    """Two copies of a phrase of 6+ words: the loops distilled packages made (model.distill, docs/pruning.md)."""
+    from host.longform import loop_reason, repeated_phrase
+
+    twice = "A golden fortune and a happy life. A golden fortune and a happy life."  # 61-70968-0002, distilled
+    assert repeated_phrase(twice) == ("a golden fortune and a happy life", 2) and "2 times" in loop_reason(twice)
+    for speech in (
+        "She ran the sewing circle, she ran the sewing circle and more.",  # 5 words twice: not yet a loop
+        "A golden fortune and a happy life, a golden fortune and a long one.",
+    ):
+        assert loop_reason(speech) is None
