@@ -32,7 +32,7 @@ from typing import Dict, List, Optional
 
 from host import cli
 from host.dataset import read_librispeech
-from host.longform import loop_reason
+from host.longform import RETRY_REPEATS, loop_reason
 from host.package import Package, atomic_path, load_package
 from host.session import BoardFigures
 from host.system_model import retiled_calls
@@ -149,7 +149,7 @@ def table(
             "selection": project["selection"],
             "report": project["report"],
             "report_whisper": whisper["report"]["wer"],
-            "loops": [(e["utt_id"], why) for e in evals if (why := loop_reason(e["raw_hypothesis"]))],
+            "loops": [(e["utt_id"], why) for e in evals if (why := loop_reason(e["raw_hypothesis"], RETRY_REPEATS))],
         }
         if "speedup" in found:
             row["speedup"] = found["speedup"]

@@ -30,7 +30,7 @@ import re
 import zlib
 from dataclasses import dataclass, field
 from time import perf_counter
-from typing import Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 from tqdm import tqdm
@@ -61,14 +61,17 @@ LOGPROB_THRESHOLD = -1.0
 # openai-whisper's fallback temperatures in turn (``transcribe(temperature=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0))``, one
 # sample each, as its ``best_of=None``) on the same encoder output, and the first text that does not loop is kept.
 COMPRESSION_RATIO_THRESHOLD = 2.4
-REPEATS = ((3, 3), (6, 2))
+REPEATS = ((3, 3),)
 """A text loops too when one phrase of at least ``n`` words comes ``copies`` times in a row, for any ``(n, copies)``.
 The gzip ratio misses a short utterance decoded over again ("oh no i'm quite sure he didn't" x 3 compresses to
 2.23). Three copies of 3+ words: in 1,270 transcripts of this project's evaluation runs (dense and pruned,
-LibriSpeech and the mixed set) it matched 8, each a loop with a WER of at least 100 %. Two copies of 6+ words: the
-loops of distilled packages (a sentence decoded twice, 100-166 % WER); among 1,649 transcripts it matches those
-three, one more that says a 6-word phrase twice inside otherwise right text (13 % WER), and nothing else, and no
-reference transcript of shared/speech says a phrase of 4+ words twice in a row."""
+LibriSpeech and the mixed set) it matched 8, each a loop with a WER of at least 100 %."""
+RETRY_REPEATS = REPEATS + ((6, 2),)
+"""What sends a trimmed window back to the full window: also two copies of 6+ words, the loops distilled packages
+made (a sentence decoded twice, 100-166 % WER). Among 1,649 stored transcripts it matches those three and one
+6-word phrase said twice inside otherwise right text (13 % WER); no reference of shared/speech says a phrase of 4+
+words twice in a row. It does not start the sampling fallback: on that utterance the full window said the phrase
+twice again, so did the samples at 0.2-0.8, and the first that did not, at 1.0, was noise (107 % WER)."""
 FALLBACK_TEMPERATURES = (0.2, 0.4, 0.6, 0.8, 1.0)
 """Sampling temperatures after greedy decoding loops. Unlike openai-whisper, a low average log-probability alone
 does not trigger them: on hard speech that is tiny.en's best guess (greedy), and a sample is only a noisier one."""
@@ -185,11 +188,11 @@ def compression_ratio(text: str) -> float:
     return len(data) / len(zlib.compress(data)) if data else 0.0
 
 
-def repeated_phrase(text: str) -> Optional[Tuple[str, int]]:
-    """The first phrase (and its copies) that ``text`` says over and over by one of the :data:`REPEATS` rules (words
+def repeated_phrase(text: str, repeats: Sequence[Tuple[int, int]] = REPEATS) -> Optional[Tuple[str, int]]:
+    """The first phrase (and its copies) that ``text`` says over and over by one of the ``repeats`` rules (words
     compared in lower case, punctuation ignored), or None."""
     words = re.findall(r"[\w']+", text.lower())
-    for size, copies in REPEATS:
+    for size, copies in repeats:
         for n in range(size, len(words) // copies + 1):
             for i in range(len(words) - copies * n + 1):
                 if all(words[i : i + n] == words[i + k * n : i + (k + 1) * n] for k in range(1, copies)):
@@ -197,13 +200,13 @@ def repeated_phrase(text: str) -> Optional[Tuple[str, int]]:
     return None
 
 
-def loop_reason(text: str) -> Optional[str]:
-    """Why ``text`` is a decoding loop (openai-whisper's compression ratio, or a phrase said over and over), or
-    None."""
+def loop_reason(text: str, repeats: Sequence[Tuple[int, int]] = REPEATS) -> Optional[str]:
+    """Why ``text`` is a decoding loop (openai-whisper's compression ratio, or a phrase said over and over by one of
+    the ``repeats`` rules), or None."""
     ratio = compression_ratio(text)
     if ratio > COMPRESSION_RATIO_THRESHOLD:
         return f"compression ratio {ratio:.1f} > {COMPRESSION_RATIO_THRESHOLD}"
-    found = repeated_phrase(text)
+    found = repeated_phrase(text, repeats)
     return f'"{found[0]}" {found[1]} times in a row' if found else None
 
 
@@ -253,8 +256,9 @@ def transcribe_window(
     tr = runtime.decode(enc)
     done("decoder")
     win.runs.append((win.encoder_positions, len(tr.tokens)))
-    reason = loop_reason(tr.text)
-    if trim and reason and win.encoder_positions < runtime.cfg["n_audio_ctx"]:
+    trimmed = trim and win.encoder_positions < runtime.cfg["n_audio_ctx"]
+    reason = loop_reason(tr.text, RETRY_REPEATS if trimmed else REPEATS)
+    if trimmed and reason:
         win.fallback = f"trimmed window looped ({reason}): decoded again with the full window"
         win.encoder_positions = runtime.cfg["n_audio_ctx"]
         enc = runtime.encode(mel, None)

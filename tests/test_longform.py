@@ -313,14 +313,27 @@ def test_a_phrase_said_three_times_in_a_row_is_a_loop_the_gzip_ratio_misses():
     assert "compression ratio" in loop_reason("ten seconds " * 40)
 
 
-def test_a_sentence_said_twice_is_a_loop():
-    """Two copies of a phrase of 6+ words: the loops distilled packages made (model.distill, docs/pruning.md)."""
-    from host.longform import loop_reason, repeated_phrase
+def test_a_sentence_said_twice_sends_a_trimmed_window_to_the_full_window_only():
+    """Two copies of a phrase of 6+ words (the loops distilled packages made, docs/pruning.md): the trimmed window
+    is decoded again with the full one, but the sampling fallback does not start on it (its samples can be noise)."""
+    from host.longform import RETRY_REPEATS, loop_reason, repeated_phrase, transcribe_window
 
     twice = "A golden fortune and a happy life. A golden fortune and a happy life."  # 61-70968-0002, distilled
-    assert repeated_phrase(twice) == ("a golden fortune and a happy life", 2) and "2 times" in loop_reason(twice)
+    assert repeated_phrase(twice, RETRY_REPEATS) == ("a golden fortune and a happy life", 2)
+    assert "2 times" in loop_reason(twice, RETRY_REPEATS) and loop_reason(twice) is None
     for speech in (
-        "She ran the sewing circle, she ran the sewing circle and more.",  # 5 words twice: not yet a loop
+        "She ran the sewing circle, she ran the sewing circle and more.",  # 5 words twice
         "A golden fortune and a happy life, a golden fortune and a long one.",
     ):
-        assert loop_reason(speech) is None
+        assert loop_reason(speech, RETRY_REPEATS) is None
+
+    class SaysItTwice(_LoopsWhenGreedy):
+        loop = twice
+
+    audio = 0.1 * np.sin(np.arange(32000) / 5.0).astype(np.float32)
+    rt = SaysItTwice(clean_from=0.2)
+    win = transcribe_window(rt, audio, 0.0, trim=True)
+    assert rt.decodes == [(300, 0.0, False), (None, 0.0, False)] and not win.samples  # full window, no samples
+    assert win.text == twice and "decoded again with the full window" in win.fallback
+    rt = SaysItTwice(clean_from=0.2)
+    assert transcribe_window(rt, audio, 0.0, trim=False).text == twice and len(rt.decodes) == 1
