@@ -91,17 +91,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--half", choices=tuple(HALVES), default=None, help="only this LibriSpeech half (model.splits)")
     ap.add_argument("--limit", type=cli.positive_int, default=None, help="at most N files, evenly spaced")
     ap.add_argument("--csv", type=Path, default=None, help="per-window rows (package, window, kl, disagree)")
-    ap.add_argument(
-        "--backend",
-        choices=("reference", "float"),
-        default="reference",
-        help="reference: the int8 kernel arithmetic (default); float: the packages' dequantized weights in float32 "
-        "(several times faster, activations not quantized)",
-    )
     args = ap.parse_args(argv)
     files = pick_files(args.audio, args.half, args.limit)
-    base = runtime_from_package(load_package(args.base), args.backend)
-    packages = {str(p): runtime_from_package(load_package(p), args.backend) for p in args.package}
+    base = runtime_from_package(load_package(args.base))
+    packages = {str(p): runtime_from_package(load_package(p)) for p in args.package}
     res = divergences(base, packages, files)
     if args.csv is not None:
         rows = [(name, i, d.kl, d.disagree) for name, ds in res.items() for i, d in enumerate(ds)]  # file order
@@ -110,7 +103,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             w.writerow(["package", "window", "kl", "disagree"])
             w.writerows(rows)
     windows = len(next(iter(res.values())))
-    print(f"{len(files)} files, {windows} windows (trimmed), {args.backend} arithmetic, base {args.base}")
+    print(f"{len(files)} files, {windows} windows (trimmed), int8 kernel arithmetic, base {args.base}")
     first = next(iter(res))
     for name, ds in res.items():
         kl, lo, hi = interval([d.kl for d in ds])
