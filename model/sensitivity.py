@@ -8,6 +8,9 @@ Two measurements, combined by the allocator (``model.prune.allocate_rates``):
   (mean KL divergence over the positions of a few calibration clips, decoded by the dense model).
 The cost of rate ``r`` in layer ``l`` is ``gain_l * layer_error_l(r)``: early layers whose small errors are
 amplified downstream are pruned less than their local error alone would suggest.
+``refine_rates`` (``--refine``) also probes each layer at the rate the allocation gives it and the next, and uses
+the measured KL there; ``Probe(trimmed=True)`` (``--probe trimmed``) probes on the deployed encoder window. Both were
+measured on the LibriSpeech halves and are not the default (docs/pruning.md).
 
 ``heldout``: both are measured on calibration windows the compensation did not see. A layer whose inputs span
 more dimensions than the calibration set has rows (the decoder's 1536-wide ``mlp.2`` sees ~40 tokens per clip)
