@@ -209,8 +209,8 @@ def markdown(out: List[dict]) -> str:
     if flagged:
         lines += [
             "",
-            "† transcripts that loop by the current rules (`host.longform.loop_reason`): evaluated before the "
-            "rule that catches them, or every fallback looped too:",
+            "† transcripts that loop by the current rules (`host.longform.loop_reason`, `RETRY_REPEATS`): evaluated "
+            "before the rule that catches them, or the fallbacks did not clear the loop:",
         ]
         for r in flagged:
             where = "; ".join(f"{utt}: {why}" for utt, why in r["loops"])
