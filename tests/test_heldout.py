@@ -52,19 +52,28 @@ def test_heldout_needs_both_folds(whisper_weights):
         plan_rates(whisper_weights, ops, stats, cfg, [])
 
 
-def test_heldout_probe_prunes_on_even_windows_and_decodes_odd_ones(monkeypatch):
+def tiny_calibration(monkeypatch, windows: int) -> tuple:
+    """The suite's tiny Whisper, calibrated on ``windows`` random 16-frame windows of one file ``a.flac`` (which
+    later reads of that file see again): ``(weights, mels, stats)``."""
     from test_sequential import tiny_whisper
 
     import model.calibrate as calibrate
-    import model.sensitivity as sensitivity
     from host.whisper import DenseGemm, WhisperRuntime
 
     w = tiny_whisper()
     rng = np.random.default_rng(2)
-    mels = [rng.standard_normal((4, 16)).astype(np.float32) for _ in range(8)]
-    monkeypatch.setattr(calibrate, "load_windows", lambda f: [np.full(16 * 160, float(i)) for i in range(8)])
+    mels = [rng.standard_normal((4, 16)).astype(np.float32) for _ in range(windows)]
+    monkeypatch.setattr(calibrate, "load_windows", lambda f: [np.full(16 * 160, float(i)) for i in range(windows)])
     monkeypatch.setattr(WhisperRuntime, "features", lambda self, audio: mels[int(audio[0])])
-    stats = calibrate.collect_stats(w, ["a.flac"], [n for n in DenseGemm(w).ops if n != "decoder.logits"], None, False)
+    names = [n for n in DenseGemm(w).ops if n != "decoder.logits"]
+    return w, mels, calibrate.collect_stats(w, ["a.flac"], names, None, False)
+
+
+def test_heldout_probe_prunes_on_even_windows_and_decodes_odd_ones(monkeypatch):
+    import model.sensitivity as sensitivity
+    from host.whisper import DenseGemm, WhisperRuntime
+
+    w, mels, stats = tiny_calibration(monkeypatch, 8)
     names = list(stats.gram)
     decoded, fits = [], []
     real_pass, real_prune = sensitivity.teacher_forced_pass, sensitivity.prune_layer

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 import model.sensitivity as sensitivity
@@ -48,19 +47,12 @@ def test_refinement_moves_rate_away_from_a_layer_that_is_steeper_than_its_probe_
 
 
 def test_trimmed_probe_runs_the_encoder_on_the_trimmed_window(monkeypatch):
-    from test_sequential import tiny_whisper
+    from test_heldout import tiny_calibration
 
-    import model.calibrate as calibrate
-    from host.whisper import DenseGemm, WhisperRuntime
+    from host.whisper import WhisperRuntime
 
-    w = tiny_whisper()
-    rng = np.random.default_rng(2)
-    mels = [rng.standard_normal((4, 16)).astype(np.float32) for _ in range(4)]
-    monkeypatch.setattr(calibrate, "load_windows", lambda f: [np.full(16 * 160, float(i)) for i in range(4)])
-    monkeypatch.setattr(WhisperRuntime, "features", lambda self, audio: mels[int(audio[0])])
+    w, _, stats = tiny_calibration(monkeypatch, 4)
     monkeypatch.setattr(sensitivity, "trimmed_ctx", lambda n_samples, n_ctx: 4)  # 8 of the 16 mel frames
-    names = [n for n in DenseGemm(w).ops if n != "decoder.logits"]
-    stats = calibrate.collect_stats(w, ["a.flac"], names, None, False)
     seen = []
     real = WhisperRuntime.encode
     monkeypatch.setattr(WhisperRuntime, "encode", lambda self, mel, ctx=None: seen.append(ctx) or real(self, mel, ctx))
