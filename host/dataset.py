@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, TypeVar
 
 AUDIO_SUFFIXES = (".flac", ".wav", ".ogg", ".mp3")
+T = TypeVar("T")
 
 
 class DatasetError(ValueError):
@@ -58,8 +59,8 @@ def read_librispeech(root: str | Path, limit: int | None = None) -> List[Utteran
     return utts[:limit] if limit else utts
 
 
-def evenly_spaced(utts: List[Utterance], limit: int | None) -> List[Utterance]:
-    """At most ``limit`` utterances spread evenly over ``utts`` (all of them without a limit)."""
+def evenly_spaced(utts: List[T], limit: int | None) -> List[T]:
+    """At most ``limit`` items (utterances, files) spread evenly over ``utts`` (all of them without a limit)."""
     _check_limit(limit)
     return utts[:: max(1, len(utts) // limit)][:limit] if limit else utts
 

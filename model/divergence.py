@@ -23,14 +23,14 @@ import numpy as np
 from tqdm import tqdm
 
 from host import cli
-from host.dataset import list_audio_files
+from host.dataset import evenly_spaced, list_audio_files
 from host.longform import load_windows
 from host.package import atomic_path, load_package
 from host.session import runtime_from_package
 from host.whisper import WhisperRuntime
 from model.calibrate import teacher_forced_pass
-from model.sensitivity import log_softmax
-from model.splits import BOOTSTRAP, HALVES, INTERVAL, half_of
+from model.sensitivity import mean_kl
+from model.splits import BOOTSTRAP, HALVES, bootstrap_interval, half_of
 
 
 @dataclass
@@ -43,9 +43,7 @@ class Divergence:
 
 def window_divergence(base_logits: np.ndarray, logits: np.ndarray) -> Divergence:
     """KL(base || package) and top-1 disagreement, averaged over the positions of one teacher-forced pass."""
-    lp, lq = log_softmax(base_logits.astype(np.float64)), log_softmax(logits.astype(np.float64))
-    kl = float((np.exp(lp) * (lp - lq)).sum(axis=-1).mean())
-    return Divergence(kl, float((base_logits.argmax(-1) != logits.argmax(-1)).mean()))
+    return Divergence(mean_kl(base_logits, logits), float((base_logits.argmax(-1) != logits.argmax(-1)).mean()))
 
 
 def divergences(
@@ -68,8 +66,8 @@ def interval(values: Sequence[float], seed: int = 0) -> tuple:
     """Mean of ``values`` and its central ``INTERVAL`` bootstrap interval over the windows."""
     v = np.asarray(values, dtype=np.float64)
     idx = np.random.default_rng(seed).integers(0, len(v), size=(BOOTSTRAP, len(v)))
-    lo, hi = np.quantile(v[idx].mean(axis=1), [(1 - INTERVAL) / 2, (1 + INTERVAL) / 2])
-    return float(v.mean()), float(lo), float(hi)
+    lo, hi = bootstrap_interval(v[idx].mean(axis=1))
+    return float(v.mean()), lo, hi
 
 
 def pick_files(dirs: Sequence[Path], half: Optional[str], limit: Optional[int]) -> List[Path]:
@@ -77,9 +75,7 @@ def pick_files(dirs: Sequence[Path], half: Optional[str], limit: Optional[int]) 
     files = [f for f in list_audio_files(*dirs) if half is None or half_of(f.stem) == half]
     if not files:
         raise cli.UserError(f"no audio files{f' of the {half} half' if half else ''} under {', '.join(map(str, dirs))}")
-    if limit is not None and limit < len(files):
-        files = [files[i] for i in np.unique(np.linspace(0, len(files) - 1, limit).round().astype(int))]
-    return files
+    return evenly_spaced(files, limit)
 
 
 @cli.entry_point

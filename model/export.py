@@ -94,9 +94,9 @@ def plan_rates(
             write_sensitivity(cache, sens)
         if cfg.refine:
             measured = sens.setdefault("measured", {})
-            before = json.dumps(measured, sort_keys=True)
+            probes = sum(map(len, measured.values()))
             rates = refine_rates(probe, sens["errors"], sens["gains"], measured, macs, cfg.sparsity, cfg.refine)
-            if json.dumps(measured, sort_keys=True) != before:
+            if sum(map(len, measured.values())) > probes:  # new probes: keep them for the next export
                 write_sensitivity(cache, sens)
         else:
             rates = allocate_rates(sens["errors"], RATES, macs, cfg.sparsity, weight=sens["gains"])

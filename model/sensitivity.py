@@ -90,13 +90,14 @@ def layer_errors(
     return out
 
 
-def log_softmax(z: np.ndarray) -> np.ndarray:
+def _log_softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=-1, keepdims=True)
     return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
 
-def _kl(p_logits: np.ndarray, q_logits: np.ndarray) -> float:
-    lp, lq = log_softmax(p_logits.astype(np.float64)), log_softmax(q_logits.astype(np.float64))
+def mean_kl(p_logits: np.ndarray, q_logits: np.ndarray) -> float:
+    """KL(p || q) of the next-token distributions, averaged over the positions (rows) of the logits."""
+    lp, lq = _log_softmax(p_logits.astype(np.float64)), _log_softmax(q_logits.astype(np.float64))
     return float((np.exp(lp) * (lp - lq)).sum(axis=-1).mean())
 
 
@@ -120,8 +121,15 @@ class Probe:
     ) -> None:
         self.stats, self.tile, self.method, self.damp, self.heldout = stats, tile, method, damp, heldout
         self.weights, self.files, self.trimmed = weights, files, trimmed
-        self.gemm = DenseGemm(weights)
-        self.runtime = WhisperRuntime(weights, self.gemm)
+
+    @cached_property
+    def gemm(self) -> DenseGemm:
+        """The dense GEMMs a probe prunes one layer of at a time (built on first use: a cached analysis needs none)."""
+        return DenseGemm(self.weights)
+
+    @cached_property
+    def runtime(self) -> WhisperRuntime:
+        return WhisperRuntime(self.weights, self.gemm)
 
     @cached_property
     def clips(self) -> List[tuple]:
@@ -150,7 +158,7 @@ class Probe:
             kl = 0.0
             for mel, ctx, enc, tokens, ref_logits in clips:
                 enc_p = self.runtime.encode(mel, ctx) if name.startswith("encoder.") else enc
-                kl += _kl(ref_logits, teacher_forced_pass(self.runtime, enc_p, tokens))
+                kl += mean_kl(ref_logits, teacher_forced_pass(self.runtime, enc_p, tokens))
         finally:
             self.gemm.ops[name] = (w, b)
         return kl / len(clips)

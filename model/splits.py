@@ -56,7 +56,8 @@ def _counts(rows: Sequence[Mapping]) -> Tuple[np.ndarray, np.ndarray]:
     return err, words
 
 
-def _interval(boot: np.ndarray) -> List[float]:
+def bootstrap_interval(boot: np.ndarray) -> List[float]:
+    """The central ``INTERVAL`` of bootstrap resample statistics ``boot``."""
     return [float(q) for q in np.quantile(boot, [(1 - INTERVAL) / 2, (1 + INTERVAL) / 2])]
 
 
@@ -70,7 +71,7 @@ def wer_by_half(rows: Sequence[Mapping], seed: int = 0) -> Dict[str, dict]:
         idx = rng.integers(0, len(sel), (BOOTSTRAP, len(sel)))
         boot = err[idx].sum(1) / np.maximum(words[idx].sum(1), 1)
         wer = float(err.sum() / max(words.sum(), 1))
-        out[half] = {"wer": wer, "utterances": len(sel), "interval": _interval(boot)}
+        out[half] = {"wer": wer, "utterances": len(sel), "interval": bootstrap_interval(boot)}
     return out
 
 
@@ -98,7 +99,7 @@ def dwer_by_half(rows: Sequence[Mapping], base: Sequence[Mapping], seed: int = 0
         out[half] = {
             "points": points,
             "utterances": len(sel),
-            "interval": _interval(boot),
+            "interval": bootstrap_interval(boot),
             "changed": _changed(sel, paired),
         }
     return out
