@@ -32,6 +32,7 @@ from model.pipeline import (
     ExportConfig,
     add_export_options,
     export_config_from,
+    file_digest,
     step_cache,
 )
 from model.prune import (
@@ -47,6 +48,7 @@ from model.prune import (
     unit_span,
 )
 from model.quantize import package_tensors
+from model.search import SearchResult, search_rates
 from model.sensitivity import RATES, Probe, end_to_end_gains, layer_errors, refine_rates
 from model.sequential import calibration_clips, sequential_prune
 
@@ -62,6 +64,7 @@ def layer_macs(ops: Dict[str, tuple], names: Sequence[str]) -> Dict[str, float]:
 class ExportPlan:
     rates: Dict[str, float]
     mac_sparsity: float
+    search: Optional[dict] = None  # the rate search's metadata (model.search), when one ran
 
 
 def plan_rates(
@@ -100,9 +103,39 @@ def plan_rates(
                 write_sensitivity(cache, sens)
         else:
             rates = allocate_rates(sens["errors"], RATES, macs, cfg.sparsity, weight=sens["gains"])
+    found = searched_rates(weights, stats, cfg, files, macs, rates) if cfg.search and stats is not None else None
+    rates = found[0].rates if found else rates
     total = sum(macs.values())
     done = sum(macs[n] * rates[n] for n in prunable)
-    return ExportPlan(rates, done / total if total else 0.0)
+    return ExportPlan(rates, done / total if total else 0.0, found[0].metadata(cfg.search, found[1]) if found else None)
+
+
+def searched_rates(
+    weights: WhisperWeights,
+    stats: CalibStats,
+    cfg: ExportConfig,
+    calib_files: Sequence[Path],
+    macs: Dict[str, float],
+    start: Dict[str, float],
+) -> Tuple[SearchResult, int]:
+    """``(result, search files)`` of the rate search from the allocator's ``start`` (``model.search``), on the
+    ``--search-audio`` files that are not calibration audio; cached by ``step_cache``."""
+    calib = {file_digest(f) for f in calib_files}
+    files = [f for f in list_audio_files(*cfg.search_audio) if file_digest(f) not in calib]
+    if not files:
+        raise cli.UserError("--search-audio: every file is also calibration audio; give other unlabelled audio")
+    cache = step_cache("search", cfg, weights, [*calib_files, *files], extra={"start": start})
+    result = SearchResult.read(cache, list(macs)) if cache is not None else None
+    if result is None:
+        try:
+            result = search_rates(
+                weights, stats, macs, start, cfg.sparsity, cfg.search, files, cfg.tile, cfg.method, cfg.damp
+            )
+        except ValueError as err:
+            raise cli.UserError(f"--search-audio: {err}") from None
+        if cache is not None:
+            result.write(cache)
+    return result, len(files)
 
 
 def read_sensitivity(path: Path, prunable: Sequence[str]) -> Optional[dict]:
@@ -253,6 +286,7 @@ def export_package(out: Path, weights: WhisperWeights, cfg: ExportConfig) -> Pat
         "allocation": "uniform" if cfg.uniform else "sensitivity",
         **({"pattern": cfg.pattern} if cfg.pattern != "free" and pruned else {}),
         **(cfg.opt_in() if pruned else {}),
+        **({"rate_search": plan.search} if plan.search else {}),
         "prunable": cfg.prunable,
         "quantization": QUANT_SCHEME,
         "layers": info,
@@ -282,7 +316,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--tile", type=cli.positive_int, default=8, help="tile rows R (= systolic array rows), default 8")
     ap.add_argument("--tile-cols", type=cli.positive_int, default=None, help="tile columns C (default: = --tile)")
     ap.add_argument("--sparsity", type=cli.sparsity, default=0.0, help="target fraction of prunable MACs removed")
-    add_export_options(ap, only=(*SHARED_OPTIONS, "pattern", "sequential"))
+    add_export_options(ap, only=(*SHARED_OPTIONS, "pattern", "sequential", "search", "search_audio"))
     ap.add_argument("--out", type=Path, required=True, help="output package path (.sasp)")
     ap.add_argument(
         "--distill",
@@ -306,6 +340,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         ap.error("argument --pattern: the gradual distillation schedule re-prunes free tiles (use oneshot)")
     if args.sequential and (args.pattern != "free" or not args.method.endswith("-ls")):
         ap.error("argument --sequential: needs --pattern free and a '-ls' --method (it re-solves the kept tiles)")
+    if args.search and (args.uniform or args.pattern != "free" or args.sequential or args.sparsity == 0):
+        ap.error("argument --search: needs --sparsity > 0 with sensitivity-based rates of free tiles")
+    if args.search and not args.search_audio:
+        ap.error("argument --search: needs --search-audio (unlabelled audio other than the calibration audio)")
+    if args.search_audio:
+        list_audio_files(*args.search_audio)
     if args.out.is_dir():
         ap.error(f"argument --out: {args.out} is a directory")
     if args.calib:

@@ -115,6 +115,25 @@ class ExportConfig:
             "(model.sensitivity.refine_rates; default 0: one probe per layer at 30 %%)",
         ),
     )
+    search: int = field(
+        default=0,
+        metadata=cli.option(
+            "--search",
+            type=cli.nonnegative_int,
+            help="generations of an evolutionary search of the per-layer rates on the whole pruned model's KL from "
+            "the dense model, after the allocator (model.search; needs --search-audio; default 0: none)",
+        ),
+    )
+    search_audio: Tuple[Path, ...] = field(
+        default=(),
+        metadata=cli.option(
+            "--search-audio",
+            nargs="+",
+            type=Path,
+            help="unlabelled audio folders the rate search scores on (files that are also calibration audio are "
+            "left out)",
+        ),
+    )
     model: Optional[str] = field(
         default=None,
         metadata=cli.option(
@@ -140,6 +159,14 @@ class ExportConfig:
             raise ValueError(f"unknown probe window {self.probe!r}; choose from {PROBE_WINDOWS}")
         if self.refine < 0:
             raise ValueError(f"refine rounds must be >= 0, got {self.refine}")
+        if self.search < 0:
+            raise ValueError(f"search generations must be >= 0, got {self.search}")
+        if self.search and (self.uniform or self.pattern != "free" or self.sequential):
+            raise ValueError(
+                "the rate search needs sensitivity-based rates of free tiles (no --uniform, --pattern or --sequential)"
+            )
+        if self.search and not self.search_audio:
+            raise ValueError("the rate search needs --search-audio")
 
     @property
     def heldout(self) -> bool:
@@ -149,13 +176,14 @@ class ExportConfig:
 
     def opt_in(self) -> Dict[str, Any]:
         """The settings recorded only when on (sequential pruning, held-out sensitivity, the trimmed probe,
-        refinement rounds): packages, caches and names from before them, which had them off, keep their
+        refinement rounds, the rate search): packages, caches and names from before them, which had them off, keep their
         identity. Uniform rates have no sensitivity analysis, so none of its settings."""
         return {
             **({"sequential": True} if self.sequential else {}),
             **({"sensitivity": self.sensitivity} if self.heldout else {}),
             **({"probe": self.probe} if not self.uniform and self.probe != "full" else {}),
             **({"refine": self.refine} if not self.uniform and self.refine else {}),
+            **({"search": self.search, "search_audio": [str(p) for p in self.search_audio]} if self.search else {}),
         }
 
     @property
@@ -200,7 +228,11 @@ def export_config_from(args: argparse.Namespace, **values: Any) -> ExportConfig:
 
 # ------------------------------------------------------------------------------------------------ step caches
 
-STEPS = {"calib": ("npz", ("prunable",)), "sensitivity": ("json", ("prunable", "tile", "method", "damp"))}
+STEPS = {
+    "calib": ("npz", ("prunable",)),
+    "sensitivity": ("json", ("prunable", "tile", "method", "damp")),
+    "search": ("json", ("prunable", "tile", "method", "damp", "sparsity", "search")),
+}
 STEP_VERSION = 4  # 4: files by content (path, size, mtime before); 3: keyed by config hash
 
 
@@ -224,11 +256,13 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def step_cache(step: str, cfg: ExportConfig, weights: WhisperWeights, files: Sequence[Path]) -> Optional[Path]:
-    """Cache file of ``step`` (``calib`` statistics or ``sensitivity``) under ``cfg.cache_dir`` (``None``: no
-    cache): the hash of the config fields the step reads, the weights and the calibration files' contents in
-    order (the order makes the held-out folds). Not their paths or times: a clone, a worktree or a checkout that
-    rewrites the same audio finds the same cache."""
+def step_cache(
+    step: str, cfg: ExportConfig, weights: WhisperWeights, files: Sequence[Path], extra: Optional[dict] = None
+) -> Optional[Path]:
+    """Cache file of ``step`` (``calib`` statistics, ``sensitivity`` or the rate ``search``) under ``cfg.cache_dir``
+    (``None``: no cache): the hash of the config fields the step reads, ``extra`` (what else it starts from), the
+    weights and the files' contents in order (the calibration files: the order makes the held-out folds). Not their
+    paths or times: a clone, a worktree or a checkout that rewrites the same audio finds the same cache."""
     if cfg.cache_dir is None:
         return None
     ext, fields = STEPS[step]
@@ -238,6 +272,7 @@ def step_cache(step: str, cfg: ExportConfig, weights: WhisperWeights, files: Seq
         **{f: getattr(cfg, f) for f in fields},
         **({"sensitivity": cfg.sensitivity} if step == "sensitivity" and cfg.heldout else {}),  # as opt_in()
         **({"probe": cfg.probe} if step == "sensitivity" and cfg.probe != "full" else {}),
+        **(extra or {}),
         "weights": weights_digest(weights),
         "files": [file_digest(f) for f in files],
     }

@@ -91,6 +91,18 @@ CASES = [
     ("model.export", ["--out", "{tmp}/p.sasp", "--damp", "-1"], "--damp: -1 is out of range"),
     ("model.export", ["--out", "{tmp}/p.sasp", "--distill", "{empty}"], "--distill: needs --sparsity > 0"),
     ("model.export", ["--out", "{tmp}/p.sasp", "--distill-epochs", "0"], "--distill-epochs: 0 is out of range"),
+    ("model.export", ["--out", "{tmp}/p.sasp", "--sparsity", "0.2", "--search", "2"], "--search: needs --search-audio"),
+    ("model.export", ["--out", "{tmp}/p.sasp", "--search", "2", "--search-audio", "{empty}"], "needs --sparsity > 0"),
+    (
+        "model.export",
+        ["--out", "{tmp}/p.sasp", "--sparsity", "0.2", "--search", "2", "--pattern", "units", "--search-audio", "."],
+        "sensitivity-based rates of free tiles",
+    ),
+    (
+        "model.export",
+        ["--out", "{tmp}/p.sasp", "--sparsity", "0.2", "--search", "2", "--search-audio", "{empty}"],
+        "no audio files under",
+    ),
     ("model.evaluate", ["--librispeech", ".", "--limit", "-1"], "--limit: -1 is out of range"),
     ("model.evaluate", ["--librispeech", ".", "--limit", "0"], "--limit: 0 is out of range"),
     ("model.evaluate", ["--librispeech", "{tmp}/nowhere"], "nowhere: not a directory"),
