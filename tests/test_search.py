@@ -131,3 +131,22 @@ def test_search_is_recorded_only_when_on_and_needs_free_tiles():
     for bad in ({"uniform": True}, {"pattern": "units"}, {"search_audio": ()}):
         with pytest.raises(ValueError):
             ExportConfig((8, 8), 0.2, **{"search": 4, "search_audio": ("x",), **bad})
+
+
+def test_plan_rates_searches_after_the_allocator(tiny, tmp_path):
+    from host.whisper import gemm_operands
+    from model.export import plan_rates
+
+    w, stats, macs = tiny
+    for folder, data in (("calib", b"A"), ("more", b"B")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "a.flac").write_bytes(data)
+    calib = [tmp_path / "calib" / "a.flac"]
+    base = ExportConfig((4, 4), 0.3, cache_dir=None)
+    searched = ExportConfig((4, 4), 0.3, search=2, search_audio=(tmp_path / "more",), cache_dir=None)
+    start, plan = (
+        plan_rates(w, gemm_operands(w), stats, base, calib),
+        plan_rates(w, gemm_operands(w), stats, searched, calib),
+    )
+    assert start.search is None and plan.search["generations"] == 2 and plan.search["files"] == 1
+    assert plan.mac_sparsity >= 0.3 - 1e-9 and set(plan.rates) == set(start.rates)
