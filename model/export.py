@@ -48,7 +48,7 @@ from model.prune import (
     unit_span,
 )
 from model.quantize import package_tensors
-from model.search import SearchResult, search_rates
+from model.search import RateSearch, SearchResult, search_rates
 from model.sensitivity import RATES, Probe, end_to_end_gains, layer_errors, refine_rates
 from model.sequential import calibration_clips, sequential_prune
 
@@ -128,9 +128,8 @@ def searched_rates(
     result = SearchResult.read(cache, list(macs)) if cache is not None else None
     if result is None:
         try:
-            result = search_rates(
-                weights, stats, macs, start, cfg.sparsity, cfg.search, files, cfg.tile, cfg.method, cfg.damp
-            )
+            search = RateSearch(weights, stats, macs, cfg.tile, cfg.method, cfg.damp)
+            result = search_rates(search, start, cfg.sparsity, cfg.search, files)
         except ValueError as err:
             raise cli.UserError(f"--search-audio: {err}") from None
         if cache is not None:

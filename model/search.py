@@ -112,14 +112,8 @@ class RateSearch:
         method: str,
         damp: float,
     ) -> None:
-        self.weights, self.stats, self.macs, self.tile, self.method, self.damp = (
-            weights,
-            stats,
-            macs,
-            tile,
-            method,
-            damp,
-        )
+        self.weights, self.stats, self.macs = weights, stats, macs
+        self.tile, self.method, self.damp = tile, method, damp
         self.gemm = DenseGemm(weights)
         self.runtime = WhisperRuntime(weights, self.gemm)
         self.dense = {n: self.gemm.ops[n] for n in macs}
@@ -218,23 +212,17 @@ class RateSearch:
 
 
 def search_rates(
-    weights: WhisperWeights,
-    stats: CalibStats,
-    macs: Dict[str, float],
+    search: RateSearch,
     start: Dict[str, float],
     target: float,
     generations: int,
     files: Sequence[Path],
-    tile: Tuple[int, int],
-    method: str,
-    damp: float,
     progress: bool = True,
 ) -> SearchResult:
-    """Search from the allocator's ``start`` rates on windows of the unlabelled ``files`` (shuffled with a fixed
+    """``search`` from the allocator's ``start`` rates on windows of the unlabelled ``files`` (shuffled with a fixed
     seed: the first ``SEARCH_WINDOWS`` windows select, the next ``VALID_WINDOWS`` validate)."""
     order = list(files)
     random.Random(SEED).shuffle(order)
-    search = RateSearch(weights, stats, macs, tile, method, damp)
     windows = search.windows(order, SEARCH_WINDOWS + VALID_WINDOWS, progress=progress)
     if len(windows) < SEARCH_WINDOWS + VALID_WINDOWS:
         raise ValueError(

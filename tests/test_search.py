@@ -72,14 +72,15 @@ def test_the_search_keeps_the_best_allocation_and_repeats_itself(tiny, monkeypat
 def test_search_rates_scores_the_pruned_tiny_model(tiny):
     w, stats, macs = tiny
     start = uniform(macs, 0.2)
-    result = search.search_rates(w, stats, macs, start, 0.2, 2, ["b.flac"], (4, 4), "act-ls", 0.01, progress=False)
+    rs = search.RateSearch(w, stats, macs, (4, 4), "act-ls", 0.01)
+    result = search.search_rates(rs, start, 0.2, 2, ["b.flac"], progress=False)
     assert set(result.rates) == set(macs) and len(result.history) == 2
     assert all(k >= 0 and math.isfinite(k) for k in (*result.search_kl, *result.valid_kl))
     assert result.search_kl[0] > 0  # the pruned model does differ from the dense one
     meta = result.metadata(2, 1)
     assert meta["windows"] == [3, 2] and meta["valid_kl"] == list(result.valid_kl)
     with pytest.raises(ValueError, match="needs 5 windows"):
-        search.search_rates(w, stats, macs, start, 0.2, 2, [], (4, 4), "act-ls", 0.01, progress=False)
+        search.search_rates(rs, start, 0.2, 2, [], progress=False)
 
 
 def test_result_cache_is_checked_when_read(tmp_path):
@@ -110,7 +111,7 @@ def test_search_leaves_out_calibration_audio_and_is_cached(tiny, tmp_path, monke
     cfg = ExportConfig((4, 4), 0.2, search=2, search_audio=(tmp_path / "more",), cache_dir=tmp_path / "cache")
     seen = []
     real = export.search_rates
-    monkeypatch.setattr(export, "search_rates", lambda *a, **k: seen.append(a[6]) or real(*a, progress=False, **k))
+    monkeypatch.setattr(export, "search_rates", lambda *a, **k: seen.append(a[4]) or real(*a, progress=False, **k))
     start = uniform(macs, 0.2)
     result, files = export.searched_rates(w, stats, cfg, [tmp_path / "calib" / "a.flac"], macs, start)
     assert files == 1 and [f.name for f in seen[0]] == ["b.flac"]  # the copy of the calibration file is left out
