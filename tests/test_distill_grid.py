@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,26 @@ def test_bundle_holds_teacher_rates_and_audio(grid, synth_set, tmp_path):
     stamps = [(cache / p).stat().st_mtime_ns for p in cached]
     distill_grid.main(argv)
     assert [(cache / p).stat().st_mtime_ns for p in sorted(p.relative_to(cache) for p in cache.rglob("*.*"))] == stamps
+
+
+def test_bundle_trains_on_train_audio_and_refuses_clashing_names(grid, synth_set, tmp_path, capsys):
+    distill_grid, _ = grid
+    flacs = sorted(synth_set.rglob("*.flac"))
+    read = tmp_path / "read"
+    read.mkdir()
+    shutil.copy(flacs[0], read / flacs[0].name)
+    out = tmp_path / "bundle"
+    argv = [
+        "bundle", "--out", str(out), "--calib", str(synth_set), "--real", str(synth_set), "--synth", str(synth_set),
+        "--limit", "1", "--tiles", "8", "--sparsity", "0.3", "--layers", ENCODER_BLOCKS,
+        "--cache-dir", str(tmp_path / "cache"),
+    ]  # fmt: skip
+    assert distill_grid.main([*argv, "--train-audio", str(read)]) == 0
+    assert [p.name for p in (out / "audio" / "train").iterdir()] == [flacs[0].name]
+    # the same name in two training folders: refused before the old bundle is touched
+    assert distill_grid.main([*argv, "--train-audio", str(read), str(synth_set)]) == 2
+    assert f"two training files are named {flacs[0].name}" in capsys.readouterr().err
+    assert [p.name for p in (out / "audio" / "train").iterdir()] == [flacs[0].name]
 
 
 def _fake_results(distill_grid, weights, folder: Path) -> None:
@@ -114,8 +135,6 @@ def test_assemble_then_table(grid, synth_set, tmp_path):
 
 def test_the_real_set_can_be_one_half_of_the_librispeech_split(grid, synth_set, tmp_path):
     """``bundle --half selection``: the GPU grid selects on the selection speakers alone (model.splits)."""
-    import shutil
-
     distill_grid, _ = grid
     clip = next(synth_set.rglob("*.flac"))
     for utt in ("103-1240-0000", "103-1240-0001", "1272-128104-0000"):
