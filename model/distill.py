@@ -2,6 +2,7 @@
 
     python -m model.distill --package IN.sasp --audio DIR [DIR ...] --out OUT.sasp
         [--schedule oneshot|gradual] [--stages 4] [--loss enc kv] [--augment] [--device cuda] [--batch 8]
+        [--seed 0] [--soup 1]
 
 The dense model is the teacher (no transcripts). Losses (``--loss``, summed, each normalised by the teacher's
 variance): ``enc`` the final encoder output over all 1500 positions; ``blocks`` every encoder block's output;
@@ -15,6 +16,8 @@ prunes every layer to its package rate in ``--stages`` equal steps spread over t
 (activation-aware scores on the current student, Gram matrices from the training audio; ``--stage-method
 act-ls`` adds least-squares compensation), distilling in between and afterwards, so the tiles chosen can differ
 from the package's while the per-layer rates are the same.
+``--soup N`` trains N seeds from the same start (one-shot) and averages their weights (a model soup), which
+is steadier than any one seed; it costs N runs.
 ``--augment`` applies speed (0.9-1.1, resampling) and noise (20-40 dB SNR) perturbation on the fly.
 Checkpoints let an interrupted run resume (the same run only: a checkpoint of other options, start package or
 audio is refused), and a fixed seed gives the same package (on the same device).
@@ -77,6 +80,14 @@ class DistillConfig:
         default=DEFAULT_PRUNABLE, metadata=cli.option("--layers", type=cli.regex, help="regex of the layers to train")
     )
     seed: int = field(default=0, metadata=cli.option("--seed", type=int))
+    soup: int = field(  # a model soup (Wortsman et al., ICML 2022, arXiv 2203.05482): uniform average of seeds
+        default=1,
+        metadata=cli.option(
+            "--soup",
+            type=cli.positive_int,
+            help="train this many seeds (--seed, --seed+1, ...) from the same start and average their weights",
+        ),
+    )
     max_steps: Optional[int] = field(
         default=None, metadata=cli.option("--max-steps", type=cli.positive_int, help="stop after this many steps")
     )
@@ -114,6 +125,8 @@ class DistillConfig:
             raise cli.UserError(f"no loss selected; choose from {', '.join(LOSSES)}")
         if self.trim and "blocks" in self.losses:
             raise cli.UserError("the blocks loss compares full 30-s windows; with --trim use enc, kv and/or logits")
+        if self.soup > 1 and self.schedule != "oneshot":
+            raise cli.UserError("--soup averages runs with one set of tiles: use it with the oneshot schedule")
 
 
 @dataclass
@@ -438,7 +451,7 @@ def _nmse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 # options that do not change what a step computes: a run may resume with others (e.g. a larger --max-steps)
-RESUMABLE_OPTIONS = ("max_steps", "epochs", "checkpoint_every", "device")
+RESUMABLE_OPTIONS = ("max_steps", "epochs", "checkpoint_every", "device", "soup")  # soup: each seed is a run
 
 
 def run_key(cfg: DistillConfig, start: SparseModel, audio: torch.Tensor, total: int) -> str:
@@ -535,6 +548,41 @@ def run(
     return d.result(), step
 
 
+def train(
+    teacher: WhisperWeights,
+    start: SparseModel,
+    clips: Sequence[np.ndarray],
+    cfg: DistillConfig,
+    checkpoint: Optional[Path] = None,
+) -> Tuple[SparseModel, int]:
+    """:func:`run`, or with ``cfg.soup`` > 1 one run per seed (``--seed`` upwards, each checkpointed to
+    ``CKPT-seedN``) and their :func:`average`; ``(student, steps of one run)``."""
+    if cfg.soup == 1:
+        return run(teacher, start, clips, cfg, checkpoint)
+    students, steps = [], 0
+    for seed in range(cfg.seed, cfg.seed + cfg.soup):
+        own = checkpoint.with_name(f"{checkpoint.stem}-seed{seed}{checkpoint.suffix}") if checkpoint else None
+        student, steps = run(teacher, start, clips, dataclasses.replace(cfg, seed=seed, soup=1), own)
+        students.append(student)
+    return average(students), steps
+
+
+def average(models: Sequence[SparseModel]) -> SparseModel:
+    """The uniform average of the weights of ``models`` that share their tiles (pruned tiles stay zero)."""
+    first = models[0]
+    for m in models[1:]:
+        same = m.keeps.keys() == first.keeps.keys()
+        if not same or any(not np.array_equal(m.keeps[n], k) for n, k in first.keeps.items()):
+            raise ValueError("a soup needs models with the same tiles")
+    params = {
+        k: (sum(np.asarray(m.weights.params[k], np.float64) for m in models) / len(models)).astype(v.dtype)
+        for k, v in first.weights.params.items()
+    }
+    ww = first.weights
+    weights = WhisperWeights(params, ww.config, ww.vocab, ww.suppress_ids, ww.suppress_ids_begin)
+    return SparseModel(weights, dict(first.keeps), first.tile, dict(first.rates))
+
+
 def export_student(pkg: Package, student: SparseModel, out: Path, cfg: DistillConfig, n_files: int, steps: int) -> Path:
     """Re-quantize the student with its tile masks and write a package in the package's format."""
     gemm_w = {name: w for name, (w, _) in gemm_operands(student.weights).items()}
@@ -561,6 +609,8 @@ def export_student(pkg: Package, student: SparseModel, out: Path, cfg: DistillCo
         "seed": cfg.seed,
         "audio_files": n_files,
     }
+    if cfg.soup > 1:  # only then, so that a single run's package stays what it was
+        meta["distillation"]["soup"] = list(range(cfg.seed, cfg.seed + cfg.soup))
     return write_package(out, tensors, meta)
 
 
@@ -575,7 +625,7 @@ def distill(
     """Distill the package at ``pkg_path`` on the audio folders; write the result to ``out``."""
     pkg = load_package(pkg_path)
     clips = load_clips(audio)
-    student, steps = run(teacher, sparse_model_of(pkg), clips, cfg, checkpoint)
+    student, steps = train(teacher, sparse_model_of(pkg), clips, cfg, checkpoint)
     return export_student(pkg, student, out, cfg, len(clips), steps)
 
 

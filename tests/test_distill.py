@@ -248,3 +248,37 @@ def test_pseudo_labels_are_decoded_once_and_a_damaged_cache_is_redone(
     d = Distiller(whisper_weights, start, clips, DistillConfig(epochs=1))
     pseudo_cache_path(d.teacher.w, d.audio).write_text('{"clips": 2, "tok')  # interrupted write
     assert labels() == first and len(calls) == 2 * len(clips)
+
+
+def test_a_soup_is_the_average_of_its_seeds_runs_and_keeps_the_tiles(
+    pruned_package8, whisper_weights, train_dir, tmp_path
+):
+    base = dict(epochs=1, lr=1e-3, max_steps=1, batch=1, losses=("enc",))  # one clip: the seed picks which
+    runs = [
+        distill(pruned_package8, whisper_weights, [train_dir], tmp_path / f"s{s}.sasp", DistillConfig(seed=s, **base))
+        for s in (2, 3)
+    ]
+    soup = distill(
+        pruned_package8,
+        whisper_weights,
+        [train_dir],
+        tmp_path / "soup.sasp",
+        DistillConfig(seed=2, soup=2, **base),
+        tmp_path / "soup.ckpt",
+    )
+    assert load_package(soup).metadata["distillation"]["soup"] == [2, 3]
+    assert "soup" not in load_package(runs[0]).metadata["distillation"]  # a single run's package is as before
+    assert (tmp_path / "soup-seed2.ckpt").exists() and (tmp_path / "soup-seed3.ckpt").exists()
+    name = "encoder.blocks.0.attn.query"
+    one, two, mixed = (load_package(p).layers[name] for p in (*runs, soup))
+    assert not np.array_equal(one.dequantized(), two.dequantized())  # seeds 2 and 3 start on different clips
+    np.testing.assert_array_equal(package_keep(load_package(soup), name), package_keep(load_package(runs[0]), name))
+    # int8 re-quantization of the mean of the float weights: within a quantization step of the quantized mean
+    step = np.max(np.abs(mixed.dequantized())) / 127
+    np.testing.assert_allclose(mixed.dequantized(), (one.dequantized() + two.dequantized()) / 2, atol=2 * step)
+    assert not np.allclose(mixed.dequantized(), one.dequantized(), atol=step / 4)
+
+
+def test_a_soup_of_the_gradual_schedule_is_refused():
+    with pytest.raises(UserError, match="oneshot schedule"):
+        DistillConfig(schedule="gradual", soup=2)
