@@ -113,8 +113,12 @@ def _changed(rows: Sequence[Mapping], base: Sequence[Mapping]) -> float:
 
 
 def read_rows(path: Path) -> List[dict]:
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
+    """The rows of a ``model.evaluate`` CSV; anything else (a package, a damaged file) is a ``UserError``."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise cli.UserError(f"{path}: not a model.evaluate CSV ({type(e).__name__})") from None
     missing = {"utt_id", "reference", "hypothesis"} - set(rows[0] if rows else {})
     if not rows or missing:
         raise cli.UserError(f"{path}: not a model.evaluate CSV (no rows or missing columns {sorted(missing)})")

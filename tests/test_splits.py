@@ -61,6 +61,10 @@ def test_cli_prints_both_halves_and_rejects_a_foreign_csv(tmp_path, capsys):
     bad.write_text("utt_id,wer\nx,0\n")
     assert splits.main(["--csv", str(bad)]) == 2
     assert "not a model.evaluate CSV" in capsys.readouterr().err
+    binary = tmp_path / "package.sasp"  # a package given where its CSV belongs: one line, exit 2
+    binary.write_bytes(b"\xa8\x00PK\x03\x04" * 8)
+    assert splits.main(["--csv", str(good), "--base", str(binary)]) == 2
+    assert "package.sasp: not a model.evaluate CSV (UnicodeDecodeError)" in capsys.readouterr().err
 
 
 def test_points_over_a_base_have_a_paired_interval_that_cancels_what_both_share():
