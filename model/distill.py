@@ -163,8 +163,7 @@ def sparse_model_of(pkg: Package) -> SparseModel:
         w = q.dequantized()
         params[f"{name}.weight"] = np.ascontiguousarray(w.T).reshape(_torch_shape(name, w.shape, cfg))
         params[f"{name}.bias"] = q.bias
-    ww = pkg.weights
-    weights = WhisperWeights(params, ww.config, ww.vocab, ww.suppress_ids, ww.suppress_ids_begin)
+    weights = dataclasses.replace(pkg.weights, params=params)
     keeps = {name: package_keep(pkg, name) for name in pkg.layers}
     rates = {name: 1.0 - k.sum() / k.size for name, k in keeps.items()}
     return SparseModel(weights, keeps, pkg.tile, rates)
@@ -578,8 +577,7 @@ def average(models: Sequence[SparseModel]) -> SparseModel:
         k: (sum(np.asarray(m.weights.params[k], np.float64) for m in models) / len(models)).astype(v.dtype)
         for k, v in first.weights.params.items()
     }
-    ww = first.weights
-    weights = WhisperWeights(params, ww.config, ww.vocab, ww.suppress_ids, ww.suppress_ids_begin)
+    weights = dataclasses.replace(first.weights, params=params)
     return SparseModel(weights, dict(first.keeps), first.tile, dict(first.rates))
 
 

@@ -3,6 +3,7 @@ weights back into a :class:`WhisperWeights` (the step between pruning/distillati
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Dict, Tuple
 
 import numpy as np
@@ -23,7 +24,7 @@ def with_gemm_weights(weights: WhisperWeights, gemm_w: Dict[str, np.ndarray]) ->
             continue
         shape = params[f"{name}.weight"].shape
         params[f"{name}.weight"] = np.ascontiguousarray(w.T).reshape(shape)
-    return WhisperWeights(params, weights.config, weights.vocab, weights.suppress_ids, weights.suppress_ids_begin)
+    return dataclasses.replace(weights, params=params)
 
 
 def package_tensors(
