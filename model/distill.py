@@ -263,22 +263,27 @@ class Distiller:
                 w.mul_(self.masks[name])
 
     # -- data --------------------------------------------------------------------------------------
-    def mels(self, idx: Sequence[int], step: int) -> torch.Tensor:
-        """Log-mels of clips ``idx``; with augmentation, perturbed deterministically from (seed, step)."""
+    def mels(self, idx: Sequence[int], step: int) -> Tuple[torch.Tensor, List[int]]:
+        """Log-mels of clips ``idx`` and each clip's length in samples. With augmentation each clip is perturbed
+        deterministically from (seed, step): its speed (so its length changes, and a trimmed window follows it) and
+        noise on the clip's own samples (the window's zero padding stays silent, as at inference)."""
         x = self.audio[list(idx)]
+        lengths = [self.lengths[i] for i in idx]
         if self.cfg.augment:
             g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + step)
             out = []
-            for row in x:
+            for j, row in enumerate(x):
                 speed = float(torch.empty(1).uniform_(0.9, 1.1, generator=g))
                 snr_db = float(torch.empty(1).uniform_(20.0, 40.0, generator=g))
                 noise = torch.randn(N_SAMPLES, generator=g).to(x.device)
                 y = F.interpolate(row[None, None], scale_factor=1.0 / speed, mode="linear")[0, 0]
                 y = F.pad(y, (0, max(0, N_SAMPLES - y.shape[0])))[:N_SAMPLES]
-                power = y.pow(2).mean().clamp_min(1e-10)
+                n = lengths[j] = min(N_SAMPLES, int(lengths[j] / speed))
+                power = y[:n].pow(2).mean().clamp_min(1e-10)
+                noise[n:] = 0.0
                 out.append(y + noise * torch.sqrt(power / 10 ** (snr_db / 10)))
             x = torch.stack(out)
-        return self.student.log_mel(x)
+        return self.student.log_mel(x), lengths
 
     def pseudo_labels(self) -> List[List[int]]:
         """The dense teacher's greedy transcript of every training clip (teacher forcing targets), cached on disk
@@ -299,17 +304,13 @@ class Distiller:
         return self._pseudo
 
     # -- loss --------------------------------------------------------------------------------------
-    def audio_ctx(self, i: int) -> int:
-        """Encoder positions of clip ``i`` in a trimmed window (as ``WhisperRuntime.audio_ctx``)."""
-        return trimmed_ctx(self.lengths[i], self.teacher.cfg["n_audio_ctx"])
-
     def loss(self, idx: Sequence[int], step: int) -> torch.Tensor:
-        mel = self.mels(idx, step)
+        mel, lengths = self.mels(idx, step)
         use = set(self.cfg.losses)
         with torch.no_grad():
             t_blocks = self.teacher.encode_blocks(mel)
         if self.cfg.trim:
-            return self._trim_loss(idx, mel, t_blocks[-1], use)
+            return self._trim_loss(idx, lengths, mel, t_blocks[-1], use)
         s_blocks = self.student.encode_blocks(mel)
         terms = []
         if "enc" in use:
@@ -326,14 +327,17 @@ class Distiller:
             terms.append(sum(kl) / len(kl))
         return sum(terms)
 
-    def _trim_loss(self, idx: Sequence[int], mel: torch.Tensor, t_enc: torch.Tensor, use: set) -> torch.Tensor:
-        """The student runs on windows trimmed to each clip (+ margin); the targets are the teacher's on the full
+    def _trim_loss(
+        self, idx: Sequence[int], lengths: Sequence[int], mel: torch.Tensor, t_enc: torch.Tensor, use: set
+    ) -> torch.Tensor:
+        """The student runs on windows trimmed to each clip's ``lengths`` (+ margin, as
+        ``WhisperRuntime.audio_ctx``); the targets are the teacher's on the full
         30-s window: its encoder output (``enc``) and cross-attention keys and values (``kv``) at the kept
         positions, and its next-token distributions on the pseudo-labels (``logits``)."""
         terms = []
         labels = self.pseudo_labels() if "logits" in use else None
         for j, i in enumerate(idx):
-            ctx = self.audio_ctx(i)
+            ctx = trimmed_ctx(lengths[j], self.teacher.cfg["n_audio_ctx"])
             s_enc = self.student.encode_grad(mel[j, :, : 2 * ctx])
             if "enc" in use:
                 terms.append(_nmse(s_enc, t_enc[j, :ctx]))

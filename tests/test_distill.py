@@ -200,6 +200,29 @@ def test_trimmed_windows_sum_the_kv_loss_with_the_others(pruned_package8, whispe
     assert both == pytest.approx(enc + kv, rel=1e-5)
 
 
+def test_augmented_clips_keep_their_length_and_a_silent_padding(pruned_package8, whisper_weights, train_dir):
+    """Speed perturbation changes a clip's length, and the trimmed window follows it (a slowed clip is not cut off
+    while the teacher hears all of it); the noise stays on the clip, so the window's padding is silent."""
+    from host.features import HOP_LENGTH
+    from model.distill import load_clips, sparse_model_of
+
+    clips = load_clips([train_dir])
+    start = sparse_model_of(load_package(pruned_package8))
+    d = Distiller(whisper_weights, start, clips, DistillConfig(augment=True, trim=True))
+    plain = [len(c) for c in clips]
+    seen = []
+    for step in range(6):
+        mel, lengths = d.mels([0, 1], step)
+        for j, n in enumerate(lengths):
+            assert plain[j] / 1.1 - 1 <= n <= plain[j] / 0.9
+            seen.append(n / plain[j])
+            tail = mel[j, :, n // HOP_LENGTH + 2 :]
+            assert torch.all(tail == tail.min()), "noise in the padding"
+    assert min(seen) < 0.99 and max(seen) > 1.01  # both slowed and sped-up clips were drawn
+    assert d.mels([0, 1], 0)[1] == d.mels([0, 1], 0)[1]  # deterministic in (seed, step)
+    assert d.mels([0], 0)[0].shape == mel[:1].shape
+
+
 def test_a_checkpoint_of_another_run_or_a_damaged_one_is_refused(pruned_package8, whisper_weights, train_dir, tmp_path):
     ckpt = tmp_path / "run.ckpt"
     distill(
