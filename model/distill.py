@@ -16,8 +16,8 @@ prunes every layer to its package rate in ``--stages`` equal steps spread over t
 (activation-aware scores on the current student, Gram matrices from the training audio; ``--stage-method
 act-ls`` adds least-squares compensation), distilling in between and afterwards, so the tiles chosen can differ
 from the package's while the per-layer rates are the same.
-``--soup N`` trains N seeds from the same start (one-shot) and averages their weights (a model soup), which
-is steadier than any one seed; it costs N runs.
+``--soup N`` trains N seeds from the same start (one-shot) and averages their weights (a model soup); it costs
+N runs.
 ``--augment`` applies speed (0.9-1.1, resampling) and noise (20-40 dB SNR) perturbation on the fly.
 Checkpoints let an interrupted run resume (the same run only: a checkpoint of other options, start package or
 audio is refused), and a fixed seed gives the same package (on the same device).
@@ -123,8 +123,6 @@ class DistillConfig:
             raise cli.UserError(f"unknown schedule {self.schedule!r}: oneshot or gradual")
         if not self.losses:
             raise cli.UserError(f"no loss selected; choose from {', '.join(LOSSES)}")
-        if self.trim and "blocks" in self.losses:
-            raise cli.UserError("the blocks loss compares full 30-s windows; with --trim use enc, kv and/or logits")
         if self.soup > 1 and self.schedule != "oneshot":
             raise cli.UserError("--soup averages runs with one set of tiles: use it with the oneshot schedule")
 
@@ -310,7 +308,7 @@ class Distiller:
         with torch.no_grad():
             t_blocks = self.teacher.encode_blocks(mel)
         if self.cfg.trim:
-            return self._trim_loss(idx, lengths, mel, t_blocks[-1], use)
+            return self._trim_loss(idx, lengths, mel, t_blocks, use)
         s_blocks = self.student.encode_blocks(mel)
         terms = []
         if "enc" in use:
@@ -328,23 +326,28 @@ class Distiller:
         return sum(terms)
 
     def _trim_loss(
-        self, idx: Sequence[int], lengths: Sequence[int], mel: torch.Tensor, t_enc: torch.Tensor, use: set
+        self, idx: Sequence[int], lengths: Sequence[int], mel: torch.Tensor, t_blocks: List[torch.Tensor], use: set
     ) -> torch.Tensor:
-        """The student runs on windows trimmed to each clip's ``lengths`` (+ margin, as
-        ``WhisperRuntime.audio_ctx``); the targets are the teacher's on the full
-        30-s window: its encoder output (``enc``) and cross-attention keys and values (``kv``) at the kept
-        positions, and its next-token distributions on the pseudo-labels (``logits``)."""
+        """The student runs on windows trimmed to each clip's ``lengths`` (+ margin, as ``WhisperRuntime.audio_ctx``);
+        the targets are the teacher's on the full 30-s window (``t_blocks``: every block's output, then the encoder
+        output): at the kept positions its encoder output (``enc``), every block's output (``blocks``) and the
+        cross-attention keys and values (``kv``), and its next-token distributions on the pseudo-labels
+        (``logits``)."""
         terms = []
         labels = self.pseudo_labels() if "logits" in use else None
         for j, i in enumerate(idx):
             ctx = trimmed_ctx(lengths[j], self.teacher.cfg["n_audio_ctx"])
-            s_enc = self.student.encode_grad(mel[j, :, : 2 * ctx])
+            s_blocks = self.student.encode_blocks(mel[j, :, : 2 * ctx])
+            s_enc, t_enc = s_blocks[-1], t_blocks[-1][j]
+            if "blocks" in use:
+                pairs = list(zip(s_blocks[:-1], t_blocks[:-1]))
+                terms.append(sum(_nmse(s, t[j, :ctx]) for s, t in pairs) / len(pairs))
             if "enc" in use:
-                terms.append(_nmse(s_enc, t_enc[j, :ctx]))
+                terms.append(_nmse(s_enc, t_enc[:ctx]))
             if "kv" in use:
-                terms.append(self._kv_loss(t_enc[j, :ctx], s_enc))
+                terms.append(self._kv_loss(t_enc[:ctx], s_enc))
             if labels is not None:
-                terms.append(self._logits_kl(labels[i], t_enc[j], s_enc))
+                terms.append(self._logits_kl(labels[i], t_enc, s_enc))
         return sum(terms) / len(idx)
 
     def _kv_loss(self, t_enc: torch.Tensor, s_enc: torch.Tensor) -> torch.Tensor:

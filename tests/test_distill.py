@@ -173,7 +173,6 @@ def test_export_distill_option_writes_a_distilled_package(train_dir, tmp_path):
     "cfg, message",
     [
         (dict(schedule="sometimes"), "unknown schedule"),
-        (dict(trim=True, losses=("enc", "blocks")), "with --trim use enc, kv and/or logits"),
         (dict(losses=()), "no loss selected"),
     ],
 )
@@ -182,9 +181,10 @@ def test_bad_distillation_config_is_a_clear_error(cfg, message):
         DistillConfig(max_steps=1, **cfg)
 
 
-def test_trimmed_windows_sum_the_kv_loss_with_the_others(pruned_package8, whisper_weights, train_dir):
-    """With trimmed windows every chosen term is computed: enc + kv is the sum of enc alone and kv alone, and kv
-    (the decoder's cross-attention keys and values of the pruned encoder) is an error above zero."""
+def test_trimmed_windows_sum_every_chosen_loss(pruned_package8, whisper_weights, train_dir):
+    """With trimmed windows every chosen term is computed: enc + kv + blocks is the sum of each alone, and each (the
+    encoder output, the decoder's cross-attention keys and values, every encoder block's output, all of the pruned
+    encoder) is an error above zero."""
     from model.distill import load_clips, sparse_model_of
 
     clips = load_clips([train_dir])
@@ -195,9 +195,9 @@ def test_trimmed_windows_sum_the_kv_loss_with_the_others(pruned_package8, whispe
         with torch.no_grad():
             return float(d.loss([0], 0))
 
-    enc, kv, both = loss("enc"), loss("kv"), loss("enc", "kv")
-    assert kv > 1e-4 and enc > 1e-4
-    assert both == pytest.approx(enc + kv, rel=1e-5)
+    enc, kv, blocks, every = loss("enc"), loss("kv"), loss("blocks"), loss("enc", "kv", "blocks")
+    assert kv > 1e-4 and enc > 1e-4 and blocks > 1e-4
+    assert every == pytest.approx(enc + kv + blocks, rel=1e-5)
 
 
 def test_augmented_clips_keep_their_length_and_a_silent_padding(pruned_package8, whisper_weights, train_dir):
