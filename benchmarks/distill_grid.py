@@ -271,7 +271,7 @@ def run_grid(args: argparse.Namespace) -> None:
         key0 = f"t{int(t_ab)}-s{s_ab:.2f}-act-ls"
         if key0 in models:
             start = models[key0]
-            for losses in (("enc",), ("enc", "kv"), ("enc", "kv", "logits")):
+            for losses in (("enc",), ("enc", "kv"), ("enc", "kv", "logits", "blocks")):
                 distilled(
                     f"{key0}-oneshot-loss-{'+'.join(losses)}",
                     start,
