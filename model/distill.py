@@ -315,7 +315,7 @@ class Distiller:
         if "enc" in use:
             terms.append(_nmse(s_blocks[-1], t_blocks[-1]))
         if "blocks" in use:
-            terms.append(sum(_nmse(s, t) for s, t in zip(s_blocks[:-1], t_blocks[:-1])) / (len(s_blocks) - 1))
+            terms.append(_blocks_nmse(s_blocks[:-1], t_blocks[:-1]))
         if "kv" in use:
             terms.append(self._kv_loss(t_blocks[-1], s_blocks[-1]))
         if "logits" in use:
@@ -341,8 +341,7 @@ class Distiller:
             s_blocks = self.student.encode_blocks(mel[j, :, : 2 * ctx])
             s_enc, t_enc = s_blocks[-1], t_blocks[-1][j]
             if "blocks" in use:
-                pairs = list(zip(s_blocks[:-1], t_blocks[:-1]))
-                terms.append(sum(_nmse(s, t[j, :ctx]) for s, t in pairs) / len(pairs))
+                terms.append(_blocks_nmse(s_blocks[:-1], [t[j, :ctx] for t in t_blocks[:-1]]))
             if "enc" in use:
                 terms.append(_nmse(s_enc, t_enc[:ctx]))
             if "kv" in use:
@@ -455,6 +454,11 @@ class Distiller:
 
 def _nmse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return ((pred - target) ** 2).mean() / target.var()
+
+
+def _blocks_nmse(student: Sequence[torch.Tensor], teacher: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The ``blocks`` loss: the mean normalised error over the encoder blocks' outputs."""
+    return sum(_nmse(s, t) for s, t in zip(student, teacher)) / len(student)
 
 
 # options that do not change what a step computes: a run may resume with others (e.g. a larger --max-steps)
