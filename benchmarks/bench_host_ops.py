@@ -145,13 +145,29 @@ def measure_host_classes(repeats: int = 7, progress: bool = True) -> dict:
         ),
         "page": (
             "a + b of two 6x1500x1500 float32 into a new array minus the same into an existing one, per new byte",
-            lambda: max(0.0, _cpu_time(lambda: stacked[0] + stacked[1], repeats)
-                        - _cpu_time(lambda: np.add(*stacked, out=into), repeats)) / into.nbytes,
+            lambda: (
+                max(
+                    0.0,
+                    _cpu_time(lambda: stacked[0] + stacked[1], repeats)
+                    - _cpu_time(lambda: np.add(*stacked, out=into), repeats),
+                )
+                / into.nbytes
+            ),
         ),
         "numpy_call": ("np.add on 4-element float32 arrays", lambda: _cpu_time(lambda: np.add(tiny, tiny), 2000)),
     }
-    units = {"gemm": "flop", "exp": "element", "erf": "element", "elementwise": "byte", "reduction": "byte",
-             "half": "element", "page": "byte", "fft": "point*log2", "numpy_call": "call", "driver_call": "run"}
+    units = {
+        "gemm": "flop",
+        "exp": "element",
+        "erf": "element",
+        "elementwise": "byte",
+        "reduction": "byte",
+        "half": "element",
+        "page": "byte",
+        "fft": "point*log2",
+        "numpy_call": "call",
+        "driver_call": "run",
+    }
     classes = {}
     for name, (what, fn) in tqdm(steps.items(), desc="host classes", disable=not progress):
         classes[name] = _entry(units[name], fn(), what)
@@ -161,8 +177,12 @@ def measure_host_classes(repeats: int = 7, progress: bool = True) -> dict:
         "schema": SCHEMA,
         "label": "measured",
         "source": f"benchmarks/bench_host_ops.py on {platform.node()} ({platform.machine()})",
-        "machine": {"node": platform.node(), "machine": platform.machine(), "python": platform.python_version(),
-                    "numpy": np.__version__},
+        "machine": {
+            "node": platform.node(),
+            "machine": platform.machine(),
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+        },
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "classes": classes,
         "not_measured": "mmio_access, dma_transfer, pack, unpack, cache: the board's planning values apply",
@@ -298,8 +318,12 @@ def pack_vs_copy(repeats: int = 15, arrays=((8, 8), (16, 16)), chunk: int = 96) 
 
 def main(argv: Optional[list] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=Path("results") / f"host_calibration_{platform.node()}.json",
-                    help="calibration file to write (default results/host_calibration_<host>.json)")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=Path("results") / f"host_calibration_{platform.node()}.json",
+        help="calibration file to write (default results/host_calibration_<host>.json)",
+    )
     ap.add_argument("--repeats", type=int, default=7, help="repeats per measurement (the median counts)")
     ap.add_argument("--validate", action="store_true", help="then model and measure the demo clip's host share")
     ap.add_argument("--pack", action="store_true", help="only: time per-call stream packing against a plain copy")
@@ -327,8 +351,10 @@ def main(argv: Optional[list] = None) -> int:
     for s in STAGES:
         cl = {k: v for k, v in lat["stages"][s]["classes"].items() if v > 0 and k not in ("kernel", "dma_stall")}
         print(f"  {s:<9} " + ", ".join(f"{k} {v * 1e3:.1f}" for k, v in sorted(cl.items(), key=lambda kv: -kv[1])))
-    print(f"host model validation: modeled {modeled * 1e3:.0f} ms, measured {measured * 1e3:.0f} ms, "
-          f"ratio {modeled / measured:.2f}")
+    print(
+        f"host model validation: modeled {modeled * 1e3:.0f} ms, measured {measured * 1e3:.0f} ms, "
+        f"ratio {modeled / measured:.2f}"
+    )
     return 0
 
 

@@ -54,10 +54,14 @@ def main() -> None:
             t_np = best_of(lambda a=audio: rt.transcribe(a), args.repeats)
             t_torch = best_of(run_torch, args.repeats)
             dur = len(audio) / 16000
-            print(f"{seconds:>5}s {len(tokens):>6} {t_np:8.2f} {t_np / dur:9.3f} {t_torch:8.2f} {t_torch / dur:9.3f} "
-                  f"{t_np / t_torch:6.2f}")
-    print("torch reference decodes without a KV cache (the whole prefix each step): it is a cross-check, not a "
-          "tuned baseline")
+            print(
+                f"{seconds:>5}s {len(tokens):>6} {t_np:8.2f} {t_np / dur:9.3f} {t_torch:8.2f} {t_torch / dur:9.3f} "
+                f"{t_np / t_torch:6.2f}"
+            )
+    print(
+        "torch reference decodes without a KV cache (the whole prefix each step): it is a cross-check, not a "
+        "tuned baseline"
+    )
 
 
 if __name__ == "__main__":

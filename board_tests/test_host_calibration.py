@@ -42,12 +42,15 @@ def test_host_calibration(backend, board, results):
     dma = max(0.0, fixed) / DMA_PER_RUN
     label = "CI dry run against tests/fake_pynq, NOT a board" if FAKE else f"on the {board}"
     cal["classes"]["mmio_access"] = {
-        "unit": "access", "s_per_unit": mmio, "basis": f"measured {label}: kernel register write via pynq MMIO (median)"
+        "unit": "access",
+        "s_per_unit": mmio,
+        "basis": f"measured {label}: kernel register write via pynq MMIO (median)",
     }
     cal["classes"]["dma_transfer"] = {
-        "unit": "transfer", "s_per_unit": dma,
+        "unit": "transfer",
+        "s_per_unit": dma,
         "basis": f"measured {label}: smallest Accelerator call on the overlay less kernel time, {MMIO_PER_RUN} "
-                 "register accesses and driver_call, per DMA start and wait (includes the backend's Python per run)",
+        "register accesses and driver_call, per DMA start and wait (includes the backend's Python per run)",
     }
     cal["source"] = f"board_tests/test_host_calibration.py {label}"
     cal["label"] = "CI DRY RUN: not a board measurement" if FAKE else "measured"

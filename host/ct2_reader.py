@@ -48,9 +48,7 @@ def read_ct2_model(path: str | Path) -> Tuple[str, Dict[str, np.ndarray]]:
     cur = _Cursor(data, path)
     (version,) = cur.unpack("I")
     if version not in SUPPORTED_VERSIONS:
-        raise CT2FormatError(
-            f"{path}: CTranslate2 binary version {version} not supported {SUPPORTED_VERSIONS}"
-        )
+        raise CT2FormatError(f"{path}: CTranslate2 binary version {version} not supported {SUPPORTED_VERSIONS}")
     spec = cur.string()
     cur.unpack("I")  # spec revision
     (count,) = cur.unpack("I")

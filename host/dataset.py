@@ -43,11 +43,7 @@ def read_librispeech(root: str | Path, limit: int | None = None) -> List[Utteran
                 continue
             utt_id, _, text = line.strip().partition(" ")
             audio = next(
-                (
-                    trans.parent / f"{utt_id}{s}"
-                    for s in AUDIO_SUFFIXES
-                    if (trans.parent / f"{utt_id}{s}").exists()
-                ),
+                (trans.parent / f"{utt_id}{s}" for s in AUDIO_SUFFIXES if (trans.parent / f"{utt_id}{s}").exists()),
                 None,
             )
             if audio is None:

@@ -90,9 +90,7 @@ def number_to_words(n: int) -> str:
     for value, word in ((10**9, "billion"), (10**6, "million"), (1000, "thousand")):
         if n >= value:
             rest = n % value
-            return (
-                number_to_words(n // value) + " " + word + ("" if rest == 0 else " " + number_to_words(rest))
-            )
+            return number_to_words(n // value) + " " + word + ("" if rest == 0 else " " + number_to_words(rest))
     raise AssertionError("unreachable")
 
 
@@ -113,11 +111,7 @@ def _spell_number(match: re.Match) -> str:
     if suffix in ("st", "nd", "rd", "th"):
         return " " + _ordinal(number_to_words(n)) + " "
     if frac is None and len(digits) == 4 and 1100 <= n <= 1999 and n % 100 != 0:
-        words = (
-            number_to_words(n // 100)
-            + " "
-            + ("oh " + _ONES[n % 100] if n % 100 < 10 else number_to_words(n % 100))
-        )
+        words = number_to_words(n // 100) + " " + ("oh " + _ONES[n % 100] if n % 100 < 10 else number_to_words(n % 100))
     else:
         words = number_to_words(n)
     if frac:

@@ -134,9 +134,7 @@ def load_ct2_dir(directory: str | Path | None = None) -> WhisperWeights:
     vocab = (directory / "vocabulary.txt").read_text(encoding="utf-8").split("\n")
     if vocab and vocab[-1] == "":
         vocab.pop()
-    extra = (
-        json.loads((directory / "config.json").read_text()) if (directory / "config.json").exists() else {}
-    )
+    extra = json.loads((directory / "config.json").read_text()) if (directory / "config.json").exists() else {}
     return WhisperWeights(
         params=p,
         config=config,

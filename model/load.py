@@ -26,9 +26,7 @@ def load_openai_checkpoint(path: str | Path, vocab_dir: Optional[Path] = None) -
     if not isinstance(ckpt, dict) or "model_state_dict" not in ckpt or "dims" not in ckpt:
         raise ValueError(f"{path}: not an openai-whisper checkpoint (needs 'dims' and 'model_state_dict')")
     params = {
-        k: v.float().numpy().astype(np.float32)
-        for k, v in ckpt["model_state_dict"].items()
-        if k != "alignment_heads"
+        k: v.float().numpy().astype(np.float32) for k, v in ckpt["model_state_dict"].items() if k != "alignment_heads"
     }
     for side in ("encoder", "decoder"):
         for name in [k for k in params if k.startswith(side) and k.endswith(".key.weight")]:
