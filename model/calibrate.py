@@ -54,6 +54,16 @@ class CalibStats:
         """``(even, odd)``: the Gram matrices of the two folds of calibration windows."""
         return self.gram[layer] - self.odd[layer], self.odd[layer]
 
+    def as_stored(self) -> CalibStats:
+        """These statistics as a cache file holds them (Gram matrices rounded to float32, as :meth:`save` writes
+        them): an export that computes them then prunes exactly as one that reads them back, so a package does not
+        depend on whether the cache existed (before, the two differed in the least-squares weights)."""
+
+        def stored(arrays: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+            return {k: v.astype(np.float32).astype(np.float64) for k, v in arrays.items()}
+
+        return CalibStats(stored(self.gram), dict(self.rows), stored(self.odd))
+
     def save(self, path: Path) -> None:
         """Write atomically (temporary file + rename)."""
         arrays = {f"gram/{k}": v.astype(np.float32) for k, v in self.gram.items()}
@@ -160,6 +170,7 @@ def collect_stats(
     runtime = WhisperRuntime(weights, rec)
     for clip in dense_windows(weights, files, rec, progress=progress):
         teacher_forced_pass(runtime, clip.dense_enc, clip.tokens)
+    stats = stats.as_stored()
     if cache is not None:
         stats.save(cache)
     return stats

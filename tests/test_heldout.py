@@ -91,3 +91,27 @@ def test_heldout_probe_prunes_on_even_windows_and_decodes_odd_ones(monkeypatch):
     refs = [plain.encode(mels[i]) for i in (1, 3, 5)]
     assert all(np.allclose(decoded[i], refs[i]) for i in range(3))  # the references: odd windows
     np.testing.assert_allclose(fits[0], stats.folds(names[0])[0])  # pruned on the even fold
+
+
+def test_fresh_statistics_are_the_cached_ones(monkeypatch, tmp_path):
+    """An export that computes the calibration statistics prunes with exactly the Gram matrices that a later export
+    reads back from the cache (float32 on disk), so the package does not depend on whether the cache existed."""
+    import model.calibrate as calibrate
+    from host.whisper import DenseGemm
+    from model.prune import compensate, select_keep, tile_scores
+
+    w, _, _ = tiny_calibration(monkeypatch, 4)
+    names = [n for n in DenseGemm(w).ops if n != "decoder.logits"]
+    cache = tmp_path / "calib.npz"
+    fresh = calibrate.collect_stats(w, ["a.flac"], names, cache, False)
+    cached = calibrate.CalibStats.load(cache, names)
+    assert cached is not None
+    for n in names:
+        np.testing.assert_array_equal(fresh.gram[n], cached.gram[n], err_msg=n)
+        np.testing.assert_array_equal(fresh.folds(n)[0], cached.folds(n)[0], err_msg=n)
+    n = names[0]
+    wt = DenseGemm(w).ops[n][0]
+    keep = select_keep(tile_scores(wt, (2, 2), "act", fresh.gram[n]), 0.5)
+    np.testing.assert_array_equal(
+        compensate(wt, keep, fresh.gram[n], (2, 2)), compensate(wt, keep, cached.gram[n], (2, 2))
+    )
