@@ -29,6 +29,7 @@ from host.whisper_layers import valid_rows
 from host.whisper_weights import WhisperWeights
 
 PARTS = ("gram", "odd", "rows")  # the arrays of a cache file, each per layer
+STORED_DTYPE = np.float32  # the Gram matrices in a cache file
 
 
 @dataclass
@@ -55,19 +56,19 @@ class CalibStats:
         return self.gram[layer] - self.odd[layer], self.odd[layer]
 
     def as_stored(self) -> CalibStats:
-        """These statistics as a cache file holds them (Gram matrices rounded to float32, as :meth:`save` writes
-        them): an export that computes them then prunes exactly as one that reads them back, so a package does not
-        depend on whether the cache existed (before, the two differed in the least-squares weights)."""
+        """These statistics as a cache file holds them (Gram matrices rounded to ``STORED_DTYPE``, as :meth:`save`
+        writes them): an export that computes them then prunes exactly as one that reads them back, so a package
+        does not depend on whether the cache existed (before, the two differed in the least-squares weights)."""
 
         def stored(arrays: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
-            return {k: v.astype(np.float32).astype(np.float64) for k, v in arrays.items()}
+            return {k: v.astype(STORED_DTYPE).astype(np.float64) for k, v in arrays.items()}
 
         return CalibStats(stored(self.gram), dict(self.rows), stored(self.odd))
 
     def save(self, path: Path) -> None:
         """Write atomically (temporary file + rename)."""
-        arrays = {f"gram/{k}": v.astype(np.float32) for k, v in self.gram.items()}
-        arrays.update({f"odd/{k}": v.astype(np.float32) for k, v in self.odd.items()})
+        arrays = {f"gram/{k}": v.astype(STORED_DTYPE) for k, v in self.gram.items()}
+        arrays.update({f"odd/{k}": v.astype(STORED_DTYPE) for k, v in self.odd.items()})
         arrays.update({f"rows/{k}": np.array(v) for k, v in self.rows.items()})
         with atomic_path(path) as tmp, tmp.open("wb") as f:
             np.savez(f, **arrays)
