@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from host.whisper_layers import LOGITS_LAYER
 from model.calibrate import CalibStats
 from model.sensitivity import layer_errors
 
@@ -65,7 +66,7 @@ def tiny_calibration(monkeypatch, windows: int) -> tuple:
     mels = [rng.standard_normal((4, 16)).astype(np.float32) for _ in range(windows)]
     monkeypatch.setattr(calibrate, "load_windows", lambda f: [np.full(16 * 160, float(i)) for i in range(windows)])
     monkeypatch.setattr(WhisperRuntime, "features", lambda self, audio: mels[int(audio[0])])
-    names = [n for n in DenseGemm(w).ops if n != "decoder.logits"]
+    names = [n for n in DenseGemm(w).ops if n != LOGITS_LAYER]
     return w, mels, calibrate.collect_stats(w, ["a.flac"], names, None, False)
 
 

@@ -8,6 +8,7 @@ import pytest
 from conftest import make_tiny_whisper
 
 from host.whisper import DenseGemm, WhisperRuntime
+from host.whisper_layers import LOGITS_LAYER
 from model.calibrate import Clip, teacher_forced_pass
 from model.prune import compensate, prune_layer
 from model.sequential import prune_towards, sequential_prune, stages_in_order
@@ -35,7 +36,7 @@ def tiny_clips(weights, n: int = 6):
 
 def test_stages_follow_the_model_and_group_layers_reading_one_input():
     w = tiny_whisper()
-    names = [n for n in DenseGemm(w).ops if n != "decoder.logits"]
+    names = [n for n in DenseGemm(w).ops if n != LOGITS_LAYER]
     e, d = "encoder.blocks.0", "decoder.blocks.0"
     assert stages_in_order(w, names, tiny_clips(w, 1)[0].mel) == [
         ("encoder.conv1",),
@@ -85,7 +86,7 @@ def test_towards_the_dense_output_absorbs_a_changed_input():
 def test_sequential_pruning_stays_closer_to_the_dense_model(method):
     w = tiny_whisper()
     clips = tiny_clips(w)
-    names = [n for n in DenseGemm(w).ops if n != "decoder.logits"]
+    names = [n for n in DenseGemm(w).ops if n != LOGITS_LAYER]
     rates = {n: 0.5 for n in names}
     seq = sequential_prune(w, clips, (4, 4), rates, method)
     assert set(seq) == set(names)
