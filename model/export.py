@@ -11,6 +11,7 @@ attention heads (``units``), the structured patterns in tile-aligned runs (docs/
 from __future__ import annotations
 
 import json
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -264,12 +265,24 @@ def allocated_rates(weights: WhisperWeights, cfg: ExportConfig) -> Tuple[ExportP
     return plan_rates(weights, ops, stats, cfg, files), stats, files
 
 
+def only_matching(rates: Dict[str, float], regex: Optional[str]) -> Dict[str, float]:
+    """``rates`` with every layer that ``regex`` (``--prune-only``) does not match set to 0 (dense); all of them
+    when ``regex`` is ``None``."""
+    if regex is None:
+        return rates
+    if not any(re.search(regex, n) for n, r in rates.items() if r > 0):
+        raise cli.UserError(f"--prune-only {regex!r} matches no layer the allocation prunes")
+    return {n: (r if re.search(regex, n) else 0.0) for n, r in rates.items()}
+
+
 def export_package(out: Path, weights: WhisperWeights, cfg: ExportConfig) -> Path:
     """The whole offline flow: calibrate, plan per-layer rates, prune (``cfg.pattern``), quantize, write the
-    package with ``cfg`` in its metadata (``export``)."""
+    package with ``cfg`` in its metadata (``export``). ``cfg.prune_only`` keeps the plan's rates in the layers it
+    matches and leaves the others dense."""
     plan, stats, files = allocated_rates(weights, cfg)
+    rates = only_matching(plan.rates, cfg.prune_only)
     gemm_w, keeps = prune_weights(
-        weights, cfg.tile, plan.rates, cfg.method, stats, cfg.damp, cfg.pattern, files if cfg.sequential else ()
+        weights, cfg.tile, rates, cfg.method, stats, cfg.damp, cfg.pattern, files if cfg.sequential else ()
     )
     tensors, info = package_tensors(weights, gemm_w, keeps, cfg.tile)
     tile_counts = {n: (i["k"], i["n"], i["tiles_kept"], i["tiles_total"]) for n, i in info.items()}
@@ -315,7 +328,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--tile", type=cli.positive_int, default=8, help="tile rows R (= systolic array rows), default 8")
     ap.add_argument("--tile-cols", type=cli.positive_int, default=None, help="tile columns C (default: = --tile)")
     ap.add_argument("--sparsity", type=cli.sparsity, default=0.0, help="target fraction of prunable MACs removed")
-    add_export_options(ap, only=(*SHARED_OPTIONS, "pattern", "sequential", "search", "search_audio"))
+    add_export_options(ap, only=(*SHARED_OPTIONS, "pattern", "sequential", "search", "search_audio", "prune_only"))
     ap.add_argument("--out", type=Path, required=True, help="output package path (.sasp)")
     ap.add_argument(
         "--distill",
@@ -345,6 +358,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         ap.error("argument --search: needs --search-audio (unlabelled audio other than the calibration audio)")
     if args.search_audio:
         list_audio_files(*args.search_audio)
+    if args.prune_only and args.sparsity == 0:
+        ap.error("argument --prune-only: needs --sparsity > 0 (a dense package prunes nothing)")
     if args.out.is_dir():
         ap.error(f"argument --out: {args.out} is a directory")
     if args.calib:

@@ -134,6 +134,16 @@ class ExportConfig:
             "left out)",
         ),
     )
+    prune_only: Optional[str] = field(
+        default=None,
+        metadata=cli.option(
+            "--prune-only",
+            type=cli.regex,
+            help="a diagnostic: prune only the layers matching this regex, at the rates the allocation over all "
+            "prunable layers gives them, and leave the others dense (unlike --layers, which allocates the "
+            "target over the matching layers alone)",
+        ),
+    )
     model: Optional[str] = field(
         default=None,
         metadata=cli.option(
@@ -176,14 +186,16 @@ class ExportConfig:
 
     def opt_in(self) -> Dict[str, Any]:
         """The settings recorded only when on (sequential pruning, held-out sensitivity, the trimmed probe,
-        refinement rounds, the rate search): packages, caches and names from before them, which had them off, keep their
-        identity. Uniform rates have no sensitivity analysis, so none of its settings."""
+        refinement rounds, the rate search, pruning only some layers): packages, caches and names from before
+        them, which had them off, keep their identity. Uniform rates have no sensitivity analysis, so none of its
+        settings."""
         return {
             **({"sequential": True} if self.sequential else {}),
             **({"sensitivity": self.sensitivity} if self.heldout else {}),
             **({"probe": self.probe} if not self.uniform and self.probe != "full" else {}),
             **({"refine": self.refine} if not self.uniform and self.refine else {}),
             **({"search": self.search, "search_audio": [str(p) for p in self.search_audio]} if self.search else {}),
+            **({"prune_only": self.prune_only} if self.prune_only else {}),
         }
 
     @property
