@@ -358,8 +358,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         ap.error("argument --search: needs --search-audio (unlabelled audio other than the calibration audio)")
     if args.search_audio:
         list_audio_files(*args.search_audio)
-    if args.prune_only and args.sparsity == 0:
-        ap.error("argument --prune-only: needs --sparsity > 0 (a dense package prunes nothing)")
+    if args.prune_only and (args.sparsity == 0 or args.pattern != "free"):
+        ap.error("argument --prune-only: needs --sparsity > 0 and --pattern free (a unit spans several layers)")
     if args.out.is_dir():
         ap.error(f"argument --out: {args.out} is a directory")
     if args.calib:

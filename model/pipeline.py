@@ -141,7 +141,7 @@ class ExportConfig:
             type=cli.regex,
             help="a diagnostic: prune only the layers matching this regex, at the rates the allocation over all "
             "prunable layers gives them, and leave the others dense (unlike --layers, which allocates the "
-            "target over the matching layers alone)",
+            "target over the matching layers alone; free tiles only)",
         ),
     )
     model: Optional[str] = field(
@@ -177,6 +177,8 @@ class ExportConfig:
             )
         if self.search and not self.search_audio:
             raise ValueError("the rate search needs --search-audio")
+        if self.prune_only and self.pattern != "free":
+            raise ValueError("--prune-only needs free tiles: a unit of --pattern spans layers it may not match")
 
     @property
     def heldout(self) -> bool:

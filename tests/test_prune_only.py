@@ -43,9 +43,12 @@ def test_a_regex_matching_no_pruned_layer_is_refused():
         only_matching(rates, "conv1")  # matches, but the allocation does not prune it
 
 
-def test_cli_refuses_prune_only_on_a_dense_export(tmp_path, capsys):
+@pytest.mark.parametrize("extra", [[], ["--sparsity", "0.2", "--pattern", "units"]])
+def test_cli_refuses_prune_only_on_a_dense_or_structured_export(tmp_path, capsys, extra):
     with pytest.raises(SystemExit) as err:
-        main(["--prune-only", "query", "--out", str(tmp_path / "x.sasp")])
+        main(["--prune-only", "query", *extra, "--out", str(tmp_path / "x.sasp")])
     assert err.value.code == 2
-    assert "--prune-only: needs --sparsity > 0" in capsys.readouterr().err
+    assert "--prune-only: needs --sparsity > 0 and --pattern free" in capsys.readouterr().err
     assert not (tmp_path / "x.sasp").exists()
+    with pytest.raises(ValueError, match="--prune-only needs free tiles"):
+        ExportConfig((8, 8), 0.2, pattern="units", prune_only="query")
