@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +46,7 @@ from host.longform import load_windows
 from host.package import Package, atomic_path, load_package, write_package
 from host.tokenizer import Tokenizer
 from host.whisper import gemm_operands, trimmed_ctx
-from host.whisper_layers import DEFAULT_PRUNABLE, LOGITS_LAYER, valid_rows
+from host.whisper_layers import DEFAULT_PRUNABLE, LOGITS_LAYER, is_prunable, valid_rows
 from host.whisper_weights import WhisperWeights
 from model.pipeline import weights_digest
 from model.prune import DEFAULT_DAMP, prune_layer
@@ -227,7 +226,7 @@ class Distiller:
         self.student = TorchWhisper(start.weights, device=cfg.device)
         self.keeps = dict(start.keeps)
         self.rates = dict(start.rates)
-        self.trained = [n for n in gemm_operands(start.weights) if re.search(cfg.layers, n) and n != LOGITS_LAYER]
+        self.trained = [n for n in gemm_operands(start.weights) if is_prunable(n, cfg.layers)]
         self.masks: Dict[str, torch.Tensor] = {}
         self._set_masks()
         self.params = [

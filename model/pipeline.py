@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
@@ -18,7 +17,7 @@ import numpy as np
 
 from host import cli
 from host.cache import CacheRoot
-from host.whisper_layers import DEFAULT_PRUNABLE, LOGITS_LAYER
+from host.whisper_layers import DEFAULT_PRUNABLE, is_prunable
 from host.whisper_weights import WhisperWeights
 from model.prune import DEFAULT_DAMP, METHODS, PATTERNS
 
@@ -209,7 +208,7 @@ class ExportConfig:
 
     def prunable_layers(self, names: Iterable[str]) -> List[str]:
         """The GEMM layers of ``names`` that ``prunable`` selects (never the logits)."""
-        return [n for n in names if re.search(self.prunable, n) and n != LOGITS_LAYER]
+        return [n for n in names if is_prunable(n, self.prunable)]
 
     def metadata(self) -> Dict[str, Any]:
         """The JSON form saved in the package (``cache_dir`` left out: it does not change the package)."""
