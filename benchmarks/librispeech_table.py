@@ -16,6 +16,11 @@ on the dense model's own calls and host work (the sweep's dense point of that ar
 tokens, every call's tiles replaced by the package's; ``host.session.BoardFigures``) on each board the sweep
 modeled.
 
+``--agreement`` also prints how far the two halves agree on the recipes of each cell (array, target, trained or
+not) that has at least ``MIN_RECIPES`` rows: the rank correlation of their WERs over the cell's rows, and what
+choosing on one half costs on the other (the chosen row's WER there minus the best row's). It reads no more than
+the table: the same rows, scored with the project's normalizer.
+
 What a row needs of its package (MAC sparsity, calibration, speedups) is recorded in ``--facts`` (default
 ``package-facts.json`` beside ``ROWS.tsv``) under the package path as ``ROWS.tsv`` writes it, each time the package
 is read; a row whose package is no longer on disk takes them from there, so the table can be made again from the
@@ -28,7 +33,10 @@ import csv
 import json
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+from scipy.stats import spearmanr
 
 from host import cli
 from host.dataset import read_librispeech
@@ -41,6 +49,7 @@ from model.sweep import decode_calls
 from model.wer import read_raw_rows, rescore
 
 COLUMNS = ("array", "target", "pattern", "training", "eval_csv", "package")
+MIN_RECIPES = 3  # rows a cell needs before --agreement compares its halves
 
 
 def read_manifest(path: Path) -> List[dict]:
@@ -218,6 +227,73 @@ def markdown(out: List[dict]) -> str:
     return "\n".join(lines)
 
 
+def recipe_kind(training: str) -> Optional[str]:
+    """``no training`` or ``distilled`` from a row's ``training`` words; ``None`` for the dense reference."""
+    if training == "dense":
+        return None
+    return "distilled" if training.startswith("distilled") else "no training"
+
+
+def chosen_cost(by: np.ndarray, other: np.ndarray) -> float:
+    """Points of WER on the other half that choosing the best row on one half (``by``, ties averaged) costs over
+    the other half's best row."""
+    return float(100 * (other[by == by.min()].mean() - other.min()))
+
+
+def agreement(out: List[dict]) -> List[dict]:
+    """Per cell ``(array, target, kind)`` of :func:`table`'s rows with at least ``MIN_RECIPES`` rows: the Spearman
+    rank correlation of the selection and report WERs over its rows, and :func:`chosen_cost` both ways."""
+    cells: Dict[Tuple[int, float, str], List[dict]] = {}
+    for r in out:
+        kind = recipe_kind(r["training"])
+        if kind is not None:
+            cells.setdefault((r["array"], r["target"], kind), []).append(r)
+    result = []
+    for (array, target, kind), rows in sorted(cells.items()):
+        if len(rows) < MIN_RECIPES:
+            continue
+        sel = np.array([r["selection"]["wer"] for r in rows])
+        rep = np.array([r["report"]["wer"] for r in rows])
+        rho = float(spearmanr(sel, rep).statistic) if np.ptp(sel) > 0 and np.ptp(rep) > 0 else float("nan")
+        result.append(
+            {
+                "array": array,
+                "target": target,
+                "kind": kind,
+                "rows": len(rows),
+                "spearman": rho,
+                "chosen_on_selection": chosen_cost(sel, rep),
+                "chosen_on_report": chosen_cost(rep, sel),
+            }
+        )
+    return result
+
+
+def agreement_markdown(cells: List[dict]) -> str:
+    """:func:`agreement` as markdown."""
+    head = [
+        "array",
+        "target",
+        "rows",
+        "Spearman rho, selection vs report WER",
+        "chosen on selection: report pts over report's best",
+        "chosen on report: selection pts over selection's best",
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for c in cells:
+        rho = "-" if np.isnan(c["spearman"]) else f"{c['spearman']:+.2f}"
+        cells_text = [
+            f"{c['array']}x{c['array']}",
+            f"{c['target']:.2f}, {c['kind']}",
+            str(c["rows"]),
+            rho,
+            f"+{c['chosen_on_selection']:.2f}",
+            f"+{c['chosen_on_report']:.2f}",
+        ]
+        lines.append("| " + " | ".join(cells_text) + " |")
+    return "\n".join(lines)
+
+
 @cli.entry_point
 def main(argv: Optional[List[str]] = None) -> int:
     ap = cli.Parser(prog="python benchmarks/librispeech_table.py", description=__doc__)
@@ -225,11 +301,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--librispeech", type=Path, required=True, help="the LibriSpeech folder they were scored on")
     ap.add_argument("--sweep", type=Path, default=None, help="a model.sweep output folder (its dense points)")
     ap.add_argument("--facts", type=Path, default=None, help="package facts (default: package-facts.json by ROWS)")
+    ap.add_argument("--agreement", action="store_true", help="also how far the halves agree on each cell's recipes")
     args = ap.parse_args(argv)
     references = {u.utt_id: u.transcript for u in read_librispeech(args.librispeech)}
     facts_path = args.facts or args.rows.parent / "package-facts.json"
     facts = read_facts(facts_path)
-    print(markdown(table(read_manifest(args.rows), references, args.sweep, facts)))
+    out = table(read_manifest(args.rows), references, args.sweep, facts)
+    print(markdown(out))
+    if args.agreement:
+        print("\n" + agreement_markdown(agreement(out)))
     with atomic_path(facts_path) as tmp:
         tmp.write_text(json.dumps(facts, indent=1, sort_keys=True) + "\n")
     return 0

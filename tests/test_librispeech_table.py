@@ -132,3 +132,28 @@ def test_calibration_column_says_what_the_package_records():
     export = {"calib": ["host/assets/calib", "../shared/speech/unlabelled", "/work/runs/extra100"]}
     pkg = SimpleNamespace(metadata={"calibration_files": 140, "export": export})
     assert lt.calibration(pkg) == "140 (bundled, unlabelled, extra100)"
+
+
+def test_agreement_ranks_the_halves_over_each_cells_rows_and_costs_the_choice_both_ways(tiny_package, tmp_path):
+    import numpy as np
+
+    refs = {"103-1-0": "THE CAT SAT ON THE MAT", "1272-1-0": "I DIDN'T GO THERE TODAY"}
+    sel = ["The cat sat on the mat.", "The cat sat on a mat.", "A cat sat on a mat."]  # 0, 1, 2 errors in 6
+    rep = ["I didn't go there today.", "I didn't go here today.", "I didn't go here today now."]  # 0, 1, 2 in 5
+    lines = [f"4\t0\tfree\tdense\td.csv\t{tiny_package}"]
+    _eval_csv(tmp_path / "d.csv", {"103-1-0": sel[0], "1272-1-0": rep[0]})
+    for i in range(3):  # the better a row is on one half, the worse on the other
+        _eval_csv(tmp_path / f"n{i}.csv", {"103-1-0": sel[i], "1272-1-0": rep[2 - i]})
+        lines.append(f"4\t0.3\tfree\tnone\tn{i}.csv\t{tiny_package}")
+    for i in range(2):  # a cell of two rows is too few to rank
+        lines.append(f"4\t0.3\tfree\tdistilled at lr 3e-5 seed {i}\tn{i}.csv\t{tiny_package}")
+    manifest = tmp_path / "rows.tsv"
+    manifest.write_text("array\ttarget\tpattern\ttraining\teval_csv\tpackage\n" + "\n".join(lines) + "\n")
+    (cell,) = lt.agreement(lt.table(lt.read_manifest(manifest), refs, None))
+    assert (cell["array"], cell["target"], cell["kind"], cell["rows"]) == (4, 0.3, "no training", 3)
+    assert cell["spearman"] == pytest.approx(-1.0)
+    assert cell["chosen_on_selection"] == pytest.approx(40.0)  # the selection's best has 2 of 5 report words wrong
+    assert cell["chosen_on_report"] == pytest.approx(100 / 3)  # and the report's best 2 of 6 selection words
+    assert "| 4x4 | 0.30, no training | 3 | -1.00 | +40.00 | +33.33 |" in lt.agreement_markdown([cell])
+    tied = lt.chosen_cost(np.array([0.1, 0.1, 0.2]), np.array([0.3, 0.1, 0.0]))
+    assert tied == pytest.approx(20.0)  # two rows tie on one half: the other half's mean of both, 0.2 over 0.0
