@@ -17,9 +17,10 @@ tokens, every call's tiles replaced by the package's; ``host.session.BoardFigure
 modeled.
 
 ``--agreement`` also prints how far the two halves agree on the recipes of each cell (array, target, trained or
-not) that has at least ``MIN_RECIPES`` rows: the rank correlation of their WERs over the cell's rows, and what
-choosing on one half costs on the other (the chosen row's WER there minus the best row's). It reads no more than
-the table: the same rows, scored with the project's normalizer.
+not) that has at least ``MIN_RECIPES`` rows: the rank correlation of their WERs over the cell's rows, what
+choosing on one half costs on the other (the chosen row's WER there minus the best row's), and, for comparison, the
+rank correlation of the report half's WER with the label-free share of words its transcripts change from the dense
+model's on the same audio. It reads no more than the table: the same rows, scored with the project's normalizer.
 
 What a row needs of its package (MAC sparsity, calibration, speedups) is recorded in ``--facts`` (default
 ``package-facts.json`` beside ``ROWS.tsv``) under the package path as ``ROWS.tsv`` writes it, each time the package
@@ -240,9 +241,17 @@ def chosen_cost(by: np.ndarray, other: np.ndarray) -> float:
     return float(100 * (other[by == by.min()].mean() - other.min()))
 
 
+def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rho of ``a`` and ``b``; NaN where either is constant or has a NaN."""
+    if np.isnan(a).any() or np.isnan(b).any() or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    return float(spearmanr(a, b).statistic)
+
+
 def agreement(out: List[dict]) -> List[dict]:
     """Per cell ``(array, target, kind)`` of :func:`table`'s rows with at least ``MIN_RECIPES`` rows: the Spearman
-    rank correlation of the selection and report WERs over its rows, and :func:`chosen_cost` both ways."""
+    rank correlation of the selection and report WERs over its rows, :func:`chosen_cost` both ways, and the rank
+    correlation of the report WER with the words changed from the dense model on the report half."""
     cells: Dict[Tuple[int, float, str], List[dict]] = {}
     for r in out:
         kind = recipe_kind(r["training"])
@@ -254,19 +263,24 @@ def agreement(out: List[dict]) -> List[dict]:
             continue
         sel = np.array([r["selection"]["wer"] for r in rows])
         rep = np.array([r["report"]["wer"] for r in rows])
-        rho = float(spearmanr(sel, rep).statistic) if np.ptp(sel) > 0 and np.ptp(rep) > 0 else float("nan")
+        changed = [r["delta"]["report"]["changed"] if r["delta"] else np.nan for r in rows]
         result.append(
             {
                 "array": array,
                 "target": target,
                 "kind": kind,
                 "rows": len(rows),
-                "spearman": rho,
+                "spearman": rank_correlation(sel, rep),
                 "chosen_on_selection": chosen_cost(sel, rep),
                 "chosen_on_report": chosen_cost(rep, sel),
+                "spearman_changed": rank_correlation(np.array(changed), rep),
             }
         )
     return result
+
+
+def _rho(value: float) -> str:
+    return "-" if np.isnan(value) else f"{value:+.2f}"
 
 
 def agreement_markdown(cells: List[dict]) -> str:
@@ -278,17 +292,18 @@ def agreement_markdown(cells: List[dict]) -> str:
         "Spearman rho, selection vs report WER",
         "chosen on selection: report pts over report's best",
         "chosen on report: selection pts over selection's best",
+        "Spearman rho, report WER vs words changed on report audio (label-free)",
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for c in cells:
-        rho = "-" if np.isnan(c["spearman"]) else f"{c['spearman']:+.2f}"
         cells_text = [
             f"{c['array']}x{c['array']}",
             f"{c['target']:.2f}, {c['kind']}",
             str(c["rows"]),
-            rho,
+            _rho(c["spearman"]),
             f"+{c['chosen_on_selection']:.2f}",
             f"+{c['chosen_on_report']:.2f}",
+            _rho(c["spearman_changed"]),
         ]
         lines.append("| " + " | ".join(cells_text) + " |")
     return "\n".join(lines)

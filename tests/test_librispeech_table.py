@@ -154,6 +154,7 @@ def test_agreement_ranks_the_halves_over_each_cells_rows_and_costs_the_choice_bo
     assert cell["spearman"] == pytest.approx(-1.0)
     assert cell["chosen_on_selection"] == pytest.approx(40.0)  # the selection's best has 2 of 5 report words wrong
     assert cell["chosen_on_report"] == pytest.approx(100 / 3)  # and the report's best 2 of 6 selection words
-    assert "| 4x4 | 0.30, no training | 3 | -1.00 | +40.00 | +33.33 |" in lt.agreement_markdown([cell])
+    assert cell["spearman_changed"] == pytest.approx(1.0)  # the report words changed from dense grow with its WER
+    assert "| 4x4 | 0.30, no training | 3 | -1.00 | +40.00 | +33.33 | +1.00 |" in lt.agreement_markdown([cell])
     tied = lt.chosen_cost(np.array([0.1, 0.1, 0.2]), np.array([0.3, 0.1, 0.0]))
     assert tied == pytest.approx(20.0)  # two rows tie on one half: the other half's mean of both, 0.2 over 0.0
