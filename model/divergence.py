@@ -6,9 +6,12 @@ Every 30-s window of the audio (``host.longform.load_windows``), with the encode
 ``model.evaluate`` run it: the base package (the dense int8 model) encodes it and decodes greedily; each package
 encodes the same window and is teacher-forced on the base's transcript. Per window: the mean KL divergence of the
 package's next-token distributions from the base's (the quantity ``model.sensitivity`` predicts layer by layer),
-and the share of positions whose most likely token differs from the base's (top-1 disagreement). No transcript is
-read, so any unlabelled speech can score a package, far more of it than the 26 labelled LibriSpeech utterances;
-a WER still decides (docs/pruning.md shows how the two agree).
+and the share of positions whose most likely token differs from the base's (top-1 disagreement). ``--decode``
+also lets each package decode greedily on its own encoder output and counts the words its transcript changes from
+the base's (normalized, jiwer): what a WER sees of a pruning when the dense model is right, where the
+teacher-forced measures miss errors that compound as the decoder runs on its own tokens. No transcript is read, so
+any unlabelled speech can score a package, far more of it than the 26 labelled LibriSpeech utterances; a WER still
+decides (docs/pruning.md shows how they agree).
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ import csv
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
+import jiwer
 import numpy as np
 from tqdm import tqdm
 
@@ -27,6 +31,7 @@ from host.dataset import evenly_spaced, list_audio_files
 from host.longform import load_windows
 from host.package import atomic_path, load_package
 from host.session import runtime_from_package
+from host.text_normalize import normalize
 from host.whisper import WhisperRuntime
 from model.calibrate import teacher_forced_pass
 from model.sensitivity import mean_kl
@@ -39,6 +44,8 @@ class Divergence:
 
     kl: float  # mean over the transcript's positions
     disagree: float  # share of positions whose top-1 token differs from the base's
+    edits: Optional[int] = None  # word edits from the base's transcript to the package's own (--decode)
+    base_words: Optional[int] = None  # words of the base's transcript (--decode)
 
 
 def window_divergence(base_logits: np.ndarray, logits: np.ndarray) -> Divergence:
@@ -46,20 +53,40 @@ def window_divergence(base_logits: np.ndarray, logits: np.ndarray) -> Divergence
     return Divergence(mean_kl(base_logits, logits), float((base_logits.argmax(-1) != logits.argmax(-1)).mean()))
 
 
+def word_edits(base_text: str, text: str) -> Tuple[int, int]:
+    """``(word edits, base words)`` from ``base_text`` to ``text``, both normalized (``host.text_normalize``); an
+    empty base counts every word of ``text`` as an insertion."""
+    ref, hyp = normalize(base_text), normalize(text)
+    if not ref:
+        return len(hyp.split()), 0
+    o = jiwer.process_words(ref, hyp)
+    return o.substitutions + o.deletions + o.insertions, o.substitutions + o.deletions + o.hits
+
+
 def divergences(
-    base: WhisperRuntime, packages: Dict[str, WhisperRuntime], files: Sequence[Path]
+    base: WhisperRuntime, packages: Dict[str, WhisperRuntime], files: Sequence[Path], decode: bool = False
 ) -> Dict[str, List[Divergence]]:
-    """``{package: [divergence per window]}`` of every window of ``files`` (trimmed encoder windows)."""
+    """``{package: [divergence per window]}`` of every window of ``files`` (trimmed encoder windows); ``decode``:
+    also each package's greedy transcript's :func:`word_edits` from the base's."""
     out: Dict[str, List[Divergence]] = {name: [] for name in packages}
     for f in tqdm(files, desc="divergence", unit="clip"):
         for audio in load_windows(f):
             mel, ctx = base.features(audio), base.audio_ctx(len(audio))
             enc = base.encode(mel, ctx)
-            tokens = base.decode(enc).tokens
-            ref = teacher_forced_pass(base, enc, tokens)
+            said = base.decode(enc)
+            ref = teacher_forced_pass(base, enc, said.tokens)
             for name, rt in packages.items():
-                out[name].append(window_divergence(ref, teacher_forced_pass(rt, rt.encode(mel, ctx), tokens)))
+                enc_p = rt.encode(mel, ctx)
+                d = window_divergence(ref, teacher_forced_pass(rt, enc_p, said.tokens))
+                if decode:
+                    d.edits, d.base_words = word_edits(said.text, rt.decode(enc_p).text)
+                out[name].append(d)
     return out
+
+
+def words_changed(ds: Sequence[Divergence]) -> float:
+    """Word edits per base word over the windows ``ds`` (decoded with ``--decode``)."""
+    return sum(d.edits or 0 for d in ds) / max(sum(d.base_words or 0 for d in ds), 1)
 
 
 def interval(values: Sequence[float], seed: int = 0) -> tuple:
@@ -86,18 +113,27 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--audio", type=Path, nargs="+", required=True, help="folders of unlabelled audio (recursive)")
     ap.add_argument("--half", choices=tuple(HALVES), default=None, help="only this LibriSpeech half (model.splits)")
     ap.add_argument("--limit", type=cli.positive_int, default=None, help="at most N files, evenly spaced")
-    ap.add_argument("--csv", type=Path, default=None, help="per-window rows (package, window, kl, disagree)")
+    ap.add_argument(
+        "--decode",
+        action="store_true",
+        help="also decode each package greedily and count the words its transcripts change from the base's "
+        "(one more decode per package and window)",
+    )
+    ap.add_argument(
+        "--csv", type=Path, default=None, help="per-window rows (package, window, kl, disagree[, edits, base_words])"
+    )
     args = ap.parse_args(argv)
     files = pick_files(args.audio, args.half, args.limit)
     base = runtime_from_package(load_package(args.base))
     packages = {str(p): runtime_from_package(load_package(p)) for p in args.package}
-    res = divergences(base, packages, files)
+    res = divergences(base, packages, files, args.decode)
     if args.csv is not None:
-        rows = [(name, i, d.kl, d.disagree) for name, ds in res.items() for i, d in enumerate(ds)]  # file order
+        extra = (lambda d: (d.edits, d.base_words)) if args.decode else (lambda d: ())
+        rows = [(name, i, d.kl, d.disagree, *extra(d)) for name, ds in res.items() for i, d in enumerate(ds)]
         with atomic_path(args.csv) as tmp, open(tmp, "w", newline="") as fh:
             w = csv.writer(fh)
-            w.writerow(["package", "window", "kl", "disagree"])
-            w.writerows(rows)
+            w.writerow(["package", "window", "kl", "disagree", *(["edits", "base_words"] if args.decode else [])])
+            w.writerows(rows)  # file order
     windows = len(next(iter(res.values())))
     print(f"{len(files)} files, {windows} windows (trimmed), int8 kernel arithmetic, base {args.base}")
     first = next(iter(res))
@@ -105,6 +141,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         kl, lo, hi = interval([d.kl for d in ds])
         dis = 100 * float(np.mean([d.disagree for d in ds]))
         line = f"{name}: KL {kl:.4f} (90% bootstrap {lo:.4f}-{hi:.4f}), top-1 disagreement {dis:.2f}%"
+        if args.decode:
+            words = sum(d.base_words or 0 for d in ds)
+            line += f", words changed from the base's greedy transcripts {100 * words_changed(ds):.2f}% of {words}"
         if name != first:
             diff, lo, hi = interval([d.kl - f.kl for d, f in zip(ds, res[first])])
             line += f"; KL minus the first package's {diff:+.4f} (90% paired bootstrap {lo:+.4f} to {hi:+.4f})"

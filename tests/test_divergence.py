@@ -35,3 +35,37 @@ def test_cli_scores_packages_against_the_base(tmp_path, demo_clip, dense_package
     assert "top-1 disagreement" in capsys.readouterr().out
     assert main([*args[:2], "--package", str(pruned_package8), "--audio", str(tmp_path / "none")]) == 2
     assert main([*args[:2], "--package", str(pruned_package8), "--audio", str(audio), "--half", "report"]) == 2
+
+
+def test_word_edits_are_counted_on_normalized_text_and_an_empty_base_counts_insertions():
+    from model.divergence import word_edits
+
+    assert word_edits("The cat sat on the mat.", "the cat sat on a mat") == (1, 6)
+    assert word_edits("Hello, world!", "hello world") == (0, 2)
+    assert word_edits("", "two words") == (2, 0)
+
+
+def test_decode_counts_the_words_each_package_changes_in_its_own_greedy_transcript(
+    tmp_path, demo_clip, dense_package8, pruned_package8, capsys
+):
+    from host.longform import load_windows
+    from host.package import load_package
+    from host.session import runtime_from_package
+    from model.divergence import word_edits
+
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    shutil.copy(demo_clip, audio / demo_clip.name)
+    out = tmp_path / "div.csv"
+    pkgs = [str(dense_package8), str(pruned_package8)]
+    args = ["--base", pkgs[0], "--audio", str(audio), "--csv", str(out), "--decode", "--package", *pkgs]
+    assert main(args) == 0
+    rows = {r["package"]: r for r in csv.DictReader(out.open())}
+    assert rows[pkgs[0]]["edits"] == "0" and int(rows[pkgs[0]]["base_words"]) > 3  # the base against itself
+    (window,) = load_windows(demo_clip)
+    base, pruned = (runtime_from_package(load_package(p)) for p in pkgs)
+    mel, ctx = base.features(window), base.audio_ctx(len(window))
+    want = word_edits(base.decode(base.encode(mel, ctx)).text, pruned.decode(pruned.encode(mel, ctx)).text)
+    assert want[0] > 0  # magnitude pruning changes the demo clip's transcript: the package decodes its own
+    assert (int(rows[pkgs[1]]["edits"]), int(rows[pkgs[1]]["base_words"])) == want
+    assert "words changed from the base's greedy transcripts 0.00%" in capsys.readouterr().out
