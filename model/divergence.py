@@ -7,9 +7,11 @@ Every 30-s window of the audio (``host.longform.load_windows``), with the encode
 encodes the same window and is teacher-forced on the base's transcript. Per window: the mean KL divergence of the
 package's next-token distributions from the base's (the quantity ``model.sensitivity`` predicts layer by layer),
 and the share of positions whose most likely token differs from the base's (top-1 disagreement). ``--decode``
-also lets each package decode greedily on its own encoder output and counts the words its transcript changes from
-the base's (normalized, jiwer): what a WER sees of a pruning when the dense model is right, where the
-teacher-forced measures miss errors that compound as the decoder runs on its own tokens. No transcript is read, so
+also transcribes each window with the base and with each package as the demo and ``model.evaluate`` do
+(``host.longform.transcribe_window``: trimmed encoder window, loop fallbacks, no-speech rule) and counts the words
+a package's transcript changes from the base's (normalized, jiwer): what a WER sees of a pruning where the dense
+model is right, including errors that compound as the decoder runs on its own tokens, which the teacher-forced
+measures miss. No transcript is read, so
 any unlabelled speech can score a package, far more of it than the 26 labelled LibriSpeech utterances; a WER still
 decides (docs/pruning.md shows how they agree).
 """
@@ -28,7 +30,7 @@ from tqdm import tqdm
 
 from host import cli
 from host.dataset import evenly_spaced, list_audio_files
-from host.longform import load_windows
+from host.longform import load_windows, transcribe_window
 from host.package import atomic_path, load_package
 from host.session import runtime_from_package
 from host.text_normalize import normalize
@@ -67,19 +69,20 @@ def divergences(
     base: WhisperRuntime, packages: Dict[str, WhisperRuntime], files: Sequence[Path], decode: bool = False
 ) -> Dict[str, List[Divergence]]:
     """``{package: [divergence per window]}`` of every window of ``files`` (trimmed encoder windows); ``decode``:
-    also each package's greedy transcript's :func:`word_edits` from the base's."""
+    also the :func:`word_edits` from the base's transcript of the window to each package's, both as deployed
+    (``transcribe_window``)."""
     out: Dict[str, List[Divergence]] = {name: [] for name in packages}
     for f in tqdm(files, desc="divergence", unit="clip"):
         for audio in load_windows(f):
             mel, ctx = base.features(audio), base.audio_ctx(len(audio))
             enc = base.encode(mel, ctx)
-            said = base.decode(enc)
-            ref = teacher_forced_pass(base, enc, said.tokens)
+            tokens = base.decode(enc).tokens
+            ref = teacher_forced_pass(base, enc, tokens)
+            said = transcribe_window(base, audio, 0.0, trim=True).text if decode else ""
             for name, rt in packages.items():
-                enc_p = rt.encode(mel, ctx)
-                d = window_divergence(ref, teacher_forced_pass(rt, enc_p, said.tokens))
+                d = window_divergence(ref, teacher_forced_pass(rt, rt.encode(mel, ctx), tokens))
                 if decode:
-                    d.edits, d.base_words = word_edits(said.text, rt.decode(enc_p).text)
+                    d.edits, d.base_words = word_edits(said, transcribe_window(rt, audio, 0.0, trim=True).text)
                 out[name].append(d)
     return out
 
@@ -116,8 +119,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument(
         "--decode",
         action="store_true",
-        help="also decode each package greedily and count the words its transcripts change from the base's "
-        "(one more decode per package and window)",
+        help="also transcribe each window as deployed (loop fallbacks, no-speech rule) with the base and each "
+        "package and count the words a package's transcripts change from the base's (slower)",
     )
     ap.add_argument(
         "--csv", type=Path, default=None, help="per-window rows (package, window, kl, disagree[, edits, base_words])"
@@ -143,7 +146,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         line = f"{name}: KL {kl:.4f} (90% bootstrap {lo:.4f}-{hi:.4f}), top-1 disagreement {dis:.2f}%"
         if args.decode:
             words = sum(d.base_words or 0 for d in ds)
-            line += f", words changed from the base's greedy transcripts {100 * words_changed(ds):.2f}% of {words}"
+            line += f", words changed from the base's transcripts {100 * words_changed(ds):.2f}% of {words}"
         if name != first:
             diff, lo, hi = interval([d.kl - f.kl for d, f in zip(ds, res[first])])
             line += f"; KL minus the first package's {diff:+.4f} (90% paired bootstrap {lo:+.4f} to {hi:+.4f})"
