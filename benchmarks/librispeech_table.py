@@ -280,6 +280,7 @@ def agreement(out: List[dict]) -> List[dict]:
 
 
 def _rho(value: float) -> str:
+    """A rank correlation in the table ("-" where there is none)."""
     return "-" if np.isnan(value) else f"{value:+.2f}"
 
 

@@ -11,9 +11,8 @@ also transcribes each window with the base and with each package as the demo and
 (``host.longform.transcribe_window``: trimmed encoder window, loop fallbacks, no-speech rule) and counts the words
 a package's transcript changes from the base's (normalized, jiwer): what a WER sees of a pruning where the dense
 model is right, including errors that compound as the decoder runs on its own tokens, which the teacher-forced
-measures miss. No transcript is read, so
-any unlabelled speech can score a package, far more of it than the 26 labelled LibriSpeech utterances; a WER still
-decides (docs/pruning.md shows how they agree).
+measures miss. No transcript is read, so any unlabelled speech can score a package, far more of it than the 26
+labelled LibriSpeech utterances; a WER still decides (docs/pruning.md shows how they agree).
 """
 
 from __future__ import annotations
@@ -24,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-import jiwer
 import numpy as np
 from tqdm import tqdm
 
@@ -37,7 +35,7 @@ from host.text_normalize import normalize
 from host.whisper import WhisperRuntime
 from model.calibrate import teacher_forced_pass
 from model.sensitivity import mean_kl
-from model.splits import BOOTSTRAP, HALVES, bootstrap_interval, half_of
+from model.splits import BOOTSTRAP, HALVES, bootstrap_interval, half_of, word_errors
 
 
 @dataclass
@@ -56,13 +54,9 @@ def window_divergence(base_logits: np.ndarray, logits: np.ndarray) -> Divergence
 
 
 def word_edits(base_text: str, text: str) -> Tuple[int, int]:
-    """``(word edits, base words)`` from ``base_text`` to ``text``, both normalized (``host.text_normalize``); an
-    empty base counts every word of ``text`` as an insertion."""
-    ref, hyp = normalize(base_text), normalize(text)
-    if not ref:
-        return len(hyp.split()), 0
-    o = jiwer.process_words(ref, hyp)
-    return o.substitutions + o.deletions + o.insertions, o.substitutions + o.deletions + o.hits
+    """``(word edits, base words)`` from ``base_text`` to ``text``, both normalized (``host.text_normalize``), as
+    ``model.splits`` counts the words a transcript changes (an empty base: every word of ``text`` is inserted)."""
+    return word_errors(normalize(base_text), normalize(text))
 
 
 def divergences(

@@ -47,13 +47,20 @@ def _by_half(rows: Sequence[Mapping]) -> Iterator[Tuple[str, List[Mapping]]]:
             yield half, sel
 
 
+def word_errors(reference: str, hypothesis: str) -> Tuple[int, int]:
+    """``(word errors, reference words)`` of two normalized texts (jiwer); an empty reference counts every word of
+    the hypothesis as an insertion."""
+    if not reference.split():
+        return len(hypothesis.split()), 0
+    p = jiwer.process_words(reference, hypothesis)
+    return p.substitutions + p.deletions + p.insertions, p.substitutions + p.deletions + p.hits
+
+
 def _counts(rows: Sequence[Mapping]) -> Tuple[np.ndarray, np.ndarray]:
-    """Per-utterance word errors and reference words (jiwer): a corpus WER, and a resample's, is their ratio of
-    sums."""
-    per = [jiwer.process_words(r["reference"], r["hypothesis"]) for r in rows]
-    err = np.array([p.substitutions + p.deletions + p.insertions for p in per], float)
-    words = np.array([p.substitutions + p.deletions + p.hits for p in per], float)
-    return err, words
+    """Per-utterance word errors and reference words (:func:`word_errors`): a corpus WER, and a resample's, is their
+    ratio of sums."""
+    per = np.array([word_errors(r["reference"], r["hypothesis"]) for r in rows], float).reshape(-1, 2)
+    return per[:, 0], per[:, 1]
 
 
 def bootstrap_interval(boot: np.ndarray) -> List[float]:

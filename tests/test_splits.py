@@ -110,3 +110,10 @@ def test_words_changed_reads_the_transcripts_not_the_references():
     assert fixed["points"] == pytest.approx(-25.0) and other["points"] == pytest.approx(0.0)
     same = splits.dwer_by_half(base, base)["selection"]
     assert same["changed"] == 0.0
+
+
+def test_word_errors_count_edits_per_reference_word_and_an_empty_reference_as_insertions():
+    from model.splits import word_errors
+
+    assert word_errors("a b c", "a x c d") == (2, 3)  # one substitution, one insertion
+    assert word_errors("", "two words") == (2, 0)  # jiwer refuses an empty reference
