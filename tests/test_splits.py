@@ -21,6 +21,8 @@ def test_halves_are_speaker_disjoint_and_named():
     assert splits.half_of("103-1240-0000") == "selection"
     assert splits.half_of("1272-141231-0002") == "report"
     assert splits.half_of("10001-1001-0001") is None  # LJSpeech in the mixed set
+    assert splits.half_of("19-198-0000") == "train3"  # data/librispeech-train3, outside the halves
+    assert not splits.GROUPS["train3"] & (splits.HALVES["selection"] | splits.HALVES["report"])
 
 
 @pytest.mark.skipif(not SPEECH.is_dir(), reason="shared/speech not available")
@@ -38,8 +40,10 @@ def test_wer_by_half_is_the_corpus_wer_of_each_half():
         _row("61-1-0", "e f", "e x"),  # selection: 1 error in 6 words
         _row("1272-1-0", "g h i", "g"),  # report: 2 deletions in 3 words
         _row("10001-1-1", "j", "k"),  # in neither half
+        _row("26-495-0000", "l m n o", "l m n"),  # train3: 1 deletion in 4 words
     ]
     h = splits.wer_by_half(rows)
+    assert h["train3"]["wer"] == pytest.approx(1 / 4) and h["train3"]["utterances"] == 1
     assert h["selection"]["wer"] == pytest.approx(1 / 6)
     assert h["selection"]["utterances"] == 2
     assert h["report"]["wer"] == pytest.approx(2 / 3)
