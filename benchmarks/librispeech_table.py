@@ -41,7 +41,7 @@ from scipy.stats import spearmanr
 
 from host import cli
 from host.dataset import read_librispeech
-from host.longform import RETRY_REPEATS, loop_reason
+from host.longform import RETRY_REPEATS, early_stop_reason, loop_reason
 from host.package import Package, atomic_path, load_package
 from host.session import BoardFigures
 from host.system_model import retiled_calls
@@ -132,6 +132,13 @@ def calibration(pkg: Package) -> str:
     return f"{clips} ({', '.join(names)})" if names else str(clips)
 
 
+def retry_reason(e: dict) -> Optional[str]:
+    """Why the current rules would decode an evaluated utterance (a ``model.evaluate`` row) again, or None: its
+    transcript loops (``RETRY_REPEATS``) or stops early for its length (``early_stop_reason``)."""
+    text = e["raw_hypothesis"]
+    return loop_reason(text, RETRY_REPEATS) or early_stop_reason(text, float(e["seconds"]))
+
+
 def table(
     rows: List[dict], references: Dict[str, str], sweep: Optional[Path], facts: Optional[Dict[str, dict]] = None
 ) -> List[dict]:
@@ -159,7 +166,7 @@ def table(
             "selection": project["selection"],
             "report": project["report"],
             "report_whisper": whisper["report"]["wer"],
-            "loops": [(e["utt_id"], why) for e in evals if (why := loop_reason(e["raw_hypothesis"], RETRY_REPEATS))],
+            "flagged": [(e["utt_id"], why) for e in evals if (why := retry_reason(e))],
         }
         if "speedup" in found:
             row["speedup"] = found["speedup"]
@@ -206,7 +213,7 @@ def markdown(out: List[dict]) -> str:
             f"{r['target']:.2f}",
             f"{r['mac_sparsity']:.3f}",
             r["pattern"],
-            r["training"] + (" †" if r["loops"] else ""),
+            r["training"] + (" †" if r["flagged"] else ""),
             r["calibration"],
             pct(r["selection"]),
             pct(r["report"]),
@@ -215,15 +222,16 @@ def markdown(out: List[dict]) -> str:
             f"{100 * r['report_whisper']:.2f}",
         ] + [f"{r['speedup'][b]:.3f}x" if b in r.get("speedup", {}) else "-" for b in boards]
         lines.append("| " + " | ".join(cells) + " |")
-    flagged = [r for r in out if r["loops"]]
+    flagged = [r for r in out if r["flagged"]]
     if flagged:
         lines += [
             "",
-            "† transcripts that loop by the current rules (`host.longform.loop_reason`, `RETRY_REPEATS`): evaluated "
-            "before the rule that catches them, or the fallbacks did not clear the loop:",
+            "† transcripts that loop or stop early by the current rules (`host.longform.loop_reason` with "
+            "`RETRY_REPEATS`, `early_stop_reason`): evaluated before the rule that catches them, or the fallbacks did "
+            "not clear them:",
         ]
         for r in flagged:
-            where = "; ".join(f"{utt}: {why}" for utt, why in r["loops"])
+            where = "; ".join(f"{utt}: {why}" for utt, why in r["flagged"])
             lines.append(f"- {r['array']}x{r['array']} / {r['target']:.2f}, {r['pattern']}, {r['training']}: {where}")
     return "\n".join(lines)
 

@@ -72,6 +72,16 @@ made (a sentence decoded twice, 100-166 % WER). Among 1,649 stored transcripts i
 6-word phrase said twice inside otherwise right text (13 % WER); no reference of shared/speech says a phrase of 4+
 words twice in a row. It does not start the sampling fallback: on that utterance the full window said the phrase
 twice again, so did the samples at 0.2-0.8, and the first that did not, at 1.0, was noise (107 % WER)."""
+SHORT_SECONDS = 4.0
+SHORT_WORDS_PER_SECOND = 1.0
+"""What else sends a trimmed window back to the full window: a text of fewer than 1 word per second of a window of
+4 s or more. A pruned package's trimmed encoder can end the text early: "chapter thirty" for 15 s and 27 words
+(19-227-0000 of data/librispeech-train3, three 8x8 packages at 25-30 %), which the full window transcribes with 2
+errors. Among 13,718 stored transcripts of this project's evaluation runs (dense and pruned; the halves, train3, the
+mixed set) 6 windows of 4+ s read under 1 word per second, each such a stop (1 to 12 words for 15-16 s of read
+speech); the 1st percentile of all is 1.7 words per second. A window the model finds silent (no-speech probability
+over ``NO_SPEECH_THRESHOLD``) is not retried; one with long pauses costs one more decode and keeps the full window's
+text, Whisper's own way of decoding it."""
 FALLBACK_TEMPERATURES = (0.2, 0.4, 0.6, 0.8, 1.0)
 """Sampling temperatures after greedy decoding loops. Unlike openai-whisper, a low average log-probability alone
 does not trigger them: on hard speech that is tiny.en's best guess (greedy), and a sample is only a noisier one."""
@@ -210,6 +220,15 @@ def loop_reason(text: str, repeats: Sequence[Tuple[int, int]] = REPEATS) -> Opti
     return f'"{found[0]}" {found[1]} times in a row' if found else None
 
 
+def early_stop_reason(text: str, seconds: float) -> Optional[str]:
+    """Why ``text`` is too short for ``seconds`` of audio (:data:`SHORT_WORDS_PER_SECOND`), or None."""
+    words = len(text.split())
+    if seconds >= SHORT_SECONDS and words < SHORT_WORDS_PER_SECOND * seconds:
+        plural = "" if words == 1 else "s"
+        return f"{words} word{plural} for {seconds:.1f} s, under {SHORT_WORDS_PER_SECOND:g} per second"
+    return None
+
+
 def _sample_until_no_loop(runtime: WhisperRuntime, enc: np.ndarray, greedy: Transcript, win: Window) -> Transcript:
     """The full window's ``greedy`` text looped: sample at each of ``FALLBACK_TEMPERATURES`` until a text does
     not loop (recorded in ``win.samples`` and ``win.fallback``); if every one loops, ``greedy`` is kept."""
@@ -258,8 +277,11 @@ def transcribe_window(
     win.runs.append((win.encoder_positions, len(tr.tokens)))
     trimmed = trim and win.encoder_positions < runtime.cfg["n_audio_ctx"]
     reason = loop_reason(tr.text, RETRY_REPEATS if trimmed else REPEATS)
-    if trimmed and reason:
-        win.fallback = f"trimmed window looped ({reason}): decoded again with the full window"
+    silent = tr.no_speech_prob is not None and tr.no_speech_prob > NO_SPEECH_THRESHOLD  # few words are expected
+    short = early_stop_reason(tr.text, len(audio) / SAMPLE_RATE) if trimmed and not (reason or silent) else None
+    if trimmed and (reason or short):
+        what = f"looped ({reason})" if reason else f"stopped early ({short})"
+        win.fallback = f"trimmed window {what}: decoded again with the full window"
         win.encoder_positions = runtime.cfg["n_audio_ctx"]
         enc = runtime.encode(mel, None)
         done("encoder")

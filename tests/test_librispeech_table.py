@@ -41,12 +41,12 @@ def test_pruned_tiles_on_the_dense_calls_are_faster_and_unknown_layers_unchanged
     assert lt.modeled_speedups(point, pkg)["pynq-z2"] == pytest.approx(1.0)
 
 
-def _eval_csv(path: Path, hyps: dict) -> Path:
+def _eval_csv(path: Path, hyps: dict, seconds: float = 2.0) -> Path:
     with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["utt_id", "reference", "hypothesis", "raw_hypothesis"])
+        w = csv.DictWriter(f, fieldnames=["utt_id", "seconds", "reference", "hypothesis", "raw_hypothesis"])
         w.writeheader()
         for utt, text in hyps.items():
-            w.writerow({"utt_id": utt, "reference": "", "hypothesis": "", "raw_hypothesis": text})
+            w.writerow({"utt_id": utt, "seconds": seconds, "reference": "", "hypothesis": "", "raw_hypothesis": text})
     return path
 
 
@@ -69,7 +69,7 @@ def test_table_scores_each_half_and_the_points_over_dense(tiny_package, tmp_path
     assert "†" not in lt.markdown(out)
 
 
-def test_rows_with_transcripts_that_loop_by_the_current_rules_are_marked(tiny_package, tmp_path):
+def test_rows_with_transcripts_that_loop_or_stop_early_by_the_current_rules_are_marked(tiny_package, tmp_path):
     refs = {"103-1-0": "THE CAT SAT ON THE MAT", "1272-1-0": "I DIDN'T GO THERE TODAY"}
     _eval_csv(tmp_path / "d.csv", {"103-1-0": "The cat sat on the mat.", "1272-1-0": "I didn't go there today."})
     looped = "I didn't go there today at all. I didn't go there today at all."  # a 7-word phrase twice
@@ -82,6 +82,9 @@ def test_rows_with_transcripts_that_loop_by_the_current_rules_are_marked(tiny_pa
     text = lt.markdown(lt.table(lt.read_manifest(manifest), refs, None))
     assert "| none † |" in text and "| dense |" in text
     assert '- 4x4 / 0.30, free, none: 1272-1-0: "i didn\'t go there today at all" 2 times in a row' in text
+    _eval_csv(tmp_path / "p.csv", {"103-1-0": "The cat.", "1272-1-0": "I didn't go there today."}, seconds=15.0)
+    text = lt.markdown(lt.table(lt.read_manifest(manifest), refs, None))
+    assert "- 4x4 / 0.30, free, none: 103-1-0: 2 words for 15.0 s, under 1 per second" in text
 
 
 def test_manifest_errors_are_one_line(tmp_path):

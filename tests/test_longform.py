@@ -337,3 +337,35 @@ def test_a_sentence_said_twice_sends_a_trimmed_window_to_the_full_window_only():
     assert win.text == twice and "decoded again with the full window" in win.fallback
     rt = SaysItTwice(clean_from=0.2)
     assert transcribe_window(rt, audio, 0.0, trim=False).text == twice and len(rt.decodes) == 1
+
+
+class _StopsEarlyWhenTrimmed(_LoopsWhenGreedy):
+    """A runtime whose trimmed window ends the text after two words (the full window says it all)."""
+
+    full = "chapter thirty catherine's disposition was not naturally sedentary nor had her habits been ever very " * 2
+
+    def decode(self, enc, temperature=0.0, rng=None):
+        self.decodes.append((enc, temperature, rng is not None))
+        text = "chapter thirty" if enc == 300 else self.full
+        return SimpleNamespace(
+            text=text, tokens=[1] * len(text.split()), no_speech_prob=self.no_speech_prob, avg_logprob=-0.1
+        )
+
+
+def test_a_trimmed_window_that_stops_early_is_decoded_again_with_the_full_window():
+    """A text under SHORT_WORDS_PER_SECOND on a window of SHORT_SECONDS or more goes back to the full window; a short
+    window, the full window itself, or a window the model finds silent is not retried."""
+    from host.longform import early_stop_reason, transcribe_window
+
+    assert early_stop_reason("chapter thirty", 15.0) and early_stop_reason("one two three four", 3.9) is None
+    assert early_stop_reason(" ".join(["w"] * 15), 15.0) is None  # one word per second is enough
+    audio = 0.1 * np.sin(np.arange(15 * 16000) / 5.0).astype(np.float32)
+    rt = _StopsEarlyWhenTrimmed(clean_from=0.0)
+    win = transcribe_window(rt, audio, 0.0, trim=True)
+    assert rt.decodes == [(300, 0.0, False), (None, 0.0, False)] and win.text == rt.full
+    assert "stopped early (2 words for 15.0 s" in win.fallback and win.encoder_positions == 1500
+    rt = _StopsEarlyWhenTrimmed(clean_from=0.0)
+    assert transcribe_window(rt, audio[: 3 * 16000], 0.0, trim=True).text == "chapter thirty"  # 3 s: too short
+    rt = _StopsEarlyWhenTrimmed(clean_from=0.0, no_speech_prob=0.9)
+    transcribe_window(rt, audio, 0.0, trim=True)
+    assert len(rt.decodes) == 1  # the model finds it silent: few words are expected
