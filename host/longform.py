@@ -80,8 +80,9 @@ SHORT_WORDS_PER_SECOND = 1.0
 errors. Among 13,718 stored transcripts of this project's evaluation runs (dense and pruned; the halves, train3, the
 mixed set) 6 windows of 4+ s read under 1 word per second, each such a stop (1 to 12 words for 15-16 s of read
 speech); the 1st percentile of all is 1.7 words per second. A window the model finds silent (no-speech probability
-over ``NO_SPEECH_THRESHOLD``) is not retried; one with long pauses costs one more decode and keeps the full window's
-text, Whisper's own way of decoding it."""
+over ``NO_SPEECH_THRESHOLD``) is not retried, and the full window's text replaces the trimmed one only if it has
+more words and the full window does not find it silent: the retry can add words, never drop the window (one with
+long pauses costs one more decode and keeps what it had)."""
 FALLBACK_TEMPERATURES = (0.2, 0.4, 0.6, 0.8, 1.0)
 """Sampling temperatures after greedy decoding loops. Unlike openai-whisper, a low average log-probability alone
 does not trigger them: on hard speech that is tiny.en's best guess (greedy), and a sample is only a noisier one."""
@@ -282,12 +283,18 @@ def transcribe_window(
     if trimmed and (reason or short):
         what = f"looped ({reason})" if reason else f"stopped early ({short})"
         win.fallback = f"trimmed window {what}: decoded again with the full window"
+        kept = (win.encoder_positions, enc, tr)
         win.encoder_positions = runtime.cfg["n_audio_ctx"]
         enc = runtime.encode(mel, None)
         done("encoder")
         tr = runtime.decode(enc)
         done("decoder")
         win.runs.append((win.encoder_positions, len(tr.tokens)))
+        more = len(tr.text.split()) > len(kept[2].text.split())
+        if short and not (more and (tr.no_speech_prob or 0.0) <= NO_SPEECH_THRESHOLD):
+            # the full window says no more, or finds silence: the trimmed text stands
+            win.encoder_positions, enc, tr = kept
+            win.fallback += "; the full window added nothing, the trimmed text kept"
         reason = loop_reason(tr.text)
     # the no-speech probability is read at the first step, the same for every decode of this encoding; as in
     # openai-whisper, a window that may be silence is not sampled

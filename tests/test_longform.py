@@ -369,3 +369,16 @@ def test_a_trimmed_window_that_stops_early_is_decoded_again_with_the_full_window
     rt = _StopsEarlyWhenTrimmed(clean_from=0.0, no_speech_prob=0.9)
     transcribe_window(rt, audio, 0.0, trim=True)
     assert len(rt.decodes) == 1  # the model finds it silent: few words are expected
+    rt = _StopsEarlyWhenTrimmed(clean_from=0.0)
+    rt.full = "chapter"  # the full window says less: the trimmed text stands
+    win = transcribe_window(rt, audio, 0.0, trim=True)
+    assert len(rt.decodes) == 2 and win.text == "chapter thirty" and win.encoder_positions == 300
+    assert "the trimmed text kept" in win.fallback
+    quiet_when_full = _StopsEarlyWhenTrimmed(clean_from=0.0)
+    quiet_when_full.decode = lambda enc, temperature=0.0, rng=None: SimpleNamespace(
+        text="chapter thirty" if enc == 300 else quiet_when_full.full,
+        tokens=[1, 1],
+        no_speech_prob=0.1 if enc == 300 else 0.9,  # the full window finds silence: the retry drops nothing
+        avg_logprob=-2.0,
+    )
+    assert transcribe_window(quiet_when_full, audio, 0.0, trim=True).text == "chapter thirty"
