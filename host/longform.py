@@ -230,6 +230,12 @@ def early_stop_reason(text: str, seconds: float) -> Optional[str]:
     return None
 
 
+def may_be_silence(tr: Transcript) -> bool:
+    """Whether the decoder's no-speech probability of ``tr`` is over ``NO_SPEECH_THRESHOLD`` (openai-whisper's
+    test; None, a decoder that does not report it, is speech)."""
+    return tr.no_speech_prob is not None and tr.no_speech_prob > NO_SPEECH_THRESHOLD
+
+
 def _sample_until_no_loop(runtime: WhisperRuntime, enc: np.ndarray, greedy: Transcript, win: Window) -> Transcript:
     """The full window's ``greedy`` text looped: sample at each of ``FALLBACK_TEMPERATURES`` until a text does
     not loop (recorded in ``win.samples`` and ``win.fallback``); if every one loops, ``greedy`` is kept."""
@@ -278,27 +284,27 @@ def transcribe_window(
     win.runs.append((win.encoder_positions, len(tr.tokens)))
     trimmed = trim and win.encoder_positions < runtime.cfg["n_audio_ctx"]
     reason = loop_reason(tr.text, RETRY_REPEATS if trimmed else REPEATS)
-    silent = tr.no_speech_prob is not None and tr.no_speech_prob > NO_SPEECH_THRESHOLD  # few words are expected
+    silent = may_be_silence(tr)  # few words are expected
     short = early_stop_reason(tr.text, len(audio) / SAMPLE_RATE) if trimmed and not (reason or silent) else None
     if trimmed and (reason or short):
         what = f"looped ({reason})" if reason else f"stopped early ({short})"
         win.fallback = f"trimmed window {what}: decoded again with the full window"
-        kept = (win.encoder_positions, enc, tr)
+        kept_positions, kept_enc, kept = win.encoder_positions, enc, tr
         win.encoder_positions = runtime.cfg["n_audio_ctx"]
         enc = runtime.encode(mel, None)
         done("encoder")
         tr = runtime.decode(enc)
         done("decoder")
         win.runs.append((win.encoder_positions, len(tr.tokens)))
-        more = len(tr.text.split()) > len(kept[2].text.split())
-        if short and not (more and (tr.no_speech_prob or 0.0) <= NO_SPEECH_THRESHOLD):
+        more = len(tr.text.split()) > len(kept.text.split())
+        if short and (not more or may_be_silence(tr)):
             # the full window says no more, or finds silence: the trimmed text stands
-            win.encoder_positions, enc, tr = kept
+            win.encoder_positions, enc, tr = kept_positions, kept_enc, kept
             win.fallback += "; the full window added nothing, the trimmed text kept"
         reason = loop_reason(tr.text)
     # the no-speech probability is read at the first step, the same for every decode of this encoding; as in
     # openai-whisper, a window that may be silence is not sampled
-    no_speech = tr.no_speech_prob is not None and tr.no_speech_prob > NO_SPEECH_THRESHOLD
+    no_speech = may_be_silence(tr)
     if reason and not no_speech and win.encoder_positions == runtime.cfg["n_audio_ctx"]:
         tr = _sample_until_no_loop(runtime, enc, tr, win)
         done("decoder")
