@@ -44,7 +44,7 @@ from host.whisper_layers import DEFAULT_PRUNABLE, LOGITS_LAYER, is_prunable
 from host.whisper_weights import WhisperWeights
 from model.distill import ENCODER_SIDE_LAYERS
 from model.pipeline import add_export_options
-from model.splits import HALVES, half_of
+from model.splits import HALVES, group_of
 
 SPARSITIES = (0.3, 0.4, 0.5, 0.6)
 TILES = (8, 16)
@@ -91,7 +91,7 @@ def eval_utterances(folder: Path, limit: int, half: Optional[str] = None) -> lis
 
     utts = read_librispeech(folder)
     if half is not None:
-        utts = [u for u in utts if half_of(u.utt_id) == half]
+        utts = [u for u in utts if group_of(u.utt_id) == half]
         if not utts:
             raise cli.UserError(f"--half {half}: no utterance of {folder} is in that half of model.splits")
     return evenly_spaced(utts, limit)

@@ -35,7 +35,7 @@ from host.text_normalize import normalize
 from host.whisper import WhisperRuntime
 from model.calibrate import teacher_forced_pass
 from model.sensitivity import mean_kl
-from model.splits import BOOTSTRAP, HALVES, bootstrap_interval, half_of, word_errors
+from model.splits import BOOTSTRAP, HALVES, bootstrap_interval, group_of, word_errors
 
 
 @dataclass
@@ -96,7 +96,7 @@ def interval(values: Sequence[float], seed: int = 0) -> tuple:
 
 def pick_files(dirs: Sequence[Path], half: Optional[str], limit: Optional[int]) -> List[Path]:
     """The audio files of ``dirs`` (of one LibriSpeech ``half`` only), ``limit`` of them evenly spaced."""
-    files = [f for f in list_audio_files(*dirs) if half is None or half_of(f.stem) == half]
+    files = [f for f in list_audio_files(*dirs) if half is None or group_of(f.stem) == half]
     if not files:
         raise cli.UserError(f"no audio files{f' of the {half} half' if half else ''} under {', '.join(map(str, dirs))}")
     return evenly_spaced(files, limit)

@@ -7,9 +7,11 @@ choice tuned on one half cannot have learnt the other half's voices:
 - selection: speakers 103 (train-clean-100, 10 utterances), 61 and 1089 (test-clean, 1 each): 12 utterances, 142 s;
 - report: speakers 1272 (dev-clean, 12 utterances), 3853 and 6313 (dev-clean, 1 each): 14 utterances, 80 s.
 
-A third group, **train3** (``data/librispeech-train3``: 48 utterances of train-clean-100 speakers 19, 26 and 27,
-outside ``shared/speech``), is scored beside the halves wherever a CSV has its utterances: a second report set, on
-which no choice is made.
+Three more groups outside ``shared/speech`` are scored beside the halves wherever a CSV has their utterances, as
+further report sets on which no choice is made: **train3** (``data/librispeech-train3``: 48 utterances of
+train-clean-100 speakers 19, 26 and 27) and, from ``data/librispeech-devtest`` (130 utterances of 22 dev/test
+speakers), **clean12** (its test-clean and dev-clean speakers) and **other10** (its test-other speakers, the harder
+subset, kept apart).
 
 With so few utterances a WER carries a wide spread: ``wer_by_half`` adds a bootstrap interval over utterances,
 and ``dwer_by_half`` the points over a base (the dense model) with a paired bootstrap interval, which is what
@@ -17,7 +19,12 @@ decides whether a package is within a budget of points. ``dwer_by_half`` also co
 the package's transcripts change (``changed``): it reads no reference, so it moves when a change (distillation)
 brings a package closer to the dense model's output even where the WER, a few words either way, does not.
 
-    python -m model.splits --csv EVAL.csv [EVAL2.csv ...] [--base DENSE.csv]   # per-half WER (and points over base)
+The pool **unseen clean** (``POOLS``: report + train3 + clean12, every clean-subset speaker no choice was made on)
+is added when a package's rows span two or more of them: evaluate each folder, then give a package's CSVs
+together (``--together``) over the dense model's CSVs of the same folders.
+
+    python -m model.splits --csv EVAL.csv [EVAL2.csv ...] [--base DENSE.csv ...]   # per group WER (points over base)
+    python -m model.splits --together --csv HALVES.csv TRAIN3.csv DEVTEST.csv --base D1.csv D2.csv D3.csv
 """
 
 from __future__ import annotations
@@ -33,26 +40,38 @@ import numpy as np
 from host import cli
 
 HALVES = {"selection": frozenset({"103", "61", "1089"}), "report": frozenset({"1272", "3853", "6313"})}
-# data/librispeech-train3: three train-clean-100 speakers outside shared/speech, a second report set no choice was
-# made on; scored beside the halves when a CSV has its utterances
-GROUPS = {**HALVES, "train3": frozenset({"19", "26", "27"})}
+# report sets outside shared/speech no choice was made on (data/librispeech-train3, data/librispeech-devtest), scored
+# beside the halves when a CSV has their utterances
+GROUPS = {
+    **HALVES,
+    "train3": frozenset({"19", "26", "27"}),
+    "clean12": frozenset("237 1221 1995 2300 2830 2961 3575 5105 5142 8224 8230 2412".split()),
+    "other10": frozenset("367 533 1688 1998 2033 2414 2609 3005 3080 3331".split()),
+}
+# pooled readings over groups no choice was made on; printed when a package's rows cover two or more of them
+POOLS = {"unseen clean": ("report", "train3", "clean12")}
 BOOTSTRAP = 2000  # resamples of the utterances for the interval
 INTERVAL = 0.9  # central mass of the bootstrap interval
 
 
-def half_of(utt_id: str) -> Optional[str]:
-    """``selection``, ``report``, ``train3`` or None (none of :data:`GROUPS`' speakers) for a LibriSpeech id
-    ``SPK-CHAPTER-UTT``."""
+def group_of(utt_id: str) -> Optional[str]:
+    """The group of :data:`GROUPS` (``selection``, ``report``, ``train3``, ...) of a LibriSpeech id
+    ``SPK-CHAPTER-UTT``, or None (none of its speakers)."""
     speaker = utt_id.split("-")[0]
     return next((h for h, spk in GROUPS.items() if speaker in spk), None)
 
 
-def _by_half(rows: Sequence[Mapping]) -> Iterator[Tuple[str, List[Mapping]]]:
-    """Each group of :data:`GROUPS` (the halves, train3) that has rows, with its rows."""
+def _by_group(rows: Sequence[Mapping]) -> Iterator[Tuple[str, List[Mapping]]]:
+    """Each group of :data:`GROUPS` (the halves, the report sets) that has rows, with its rows; then each pool of
+    :data:`POOLS` whose rows span two or more of its groups."""
+    named = [(r, group_of(str(r["utt_id"]))) for r in rows]
     for half in GROUPS:
-        sel = [r for r in rows if half_of(str(r["utt_id"])) == half]
+        sel = [r for r, g in named if g == half]
         if sel:
             yield half, sel
+    for pool, members in POOLS.items():
+        if len({g for _, g in named if g in members}) >= 2:
+            yield pool, [r for r, g in named if g in members]
 
 
 def word_errors(reference: str, hypothesis: str) -> Tuple[int, int]:
@@ -81,7 +100,7 @@ def wer_by_half(rows: Sequence[Mapping], seed: int = 0) -> Dict[str, dict]:
     utterance count and a bootstrap interval; halves without utterances are left out."""
     rng = np.random.default_rng(seed)
     out = {}
-    for half, sel in _by_half(rows):
+    for half, sel in _by_group(rows):
         err, words = _counts(sel)
         idx = rng.integers(0, len(sel), (BOOTSTRAP, len(sel)))
         boot = err[idx].sum(1) / np.maximum(words[idx].sum(1), 1)
@@ -99,7 +118,7 @@ def dwer_by_half(rows: Sequence[Mapping], base: Sequence[Mapping], seed: int = 0
     by_id = {str(r["utt_id"]): r for r in base}
     rng = np.random.default_rng(seed)
     out = {}
-    for half, sel in _by_half(rows):
+    for half, sel in _by_group(rows):
         missing = [str(r["utt_id"]) for r in sel if str(r["utt_id"]) not in by_id]
         if missing:
             raise cli.UserError(f"the base has no row for {missing[0]} ({len(missing)} utterances missing)")
@@ -144,16 +163,32 @@ def read_rows(path: Path) -> List[dict]:
 def main(argv: Optional[List[str]] = None) -> int:
     ap = cli.Parser(prog="python -m model.splits", description=__doc__)
     ap.add_argument("--csv", type=Path, nargs="+", required=True, help="model.evaluate --csv outputs")
-    ap.add_argument("--base", type=Path, default=None, help="also the points over this CSV (e.g. the dense model's)")
+    ap.add_argument(
+        "--base", type=Path, nargs="+", default=None, help="also the points over these CSVs (e.g. the dense model's)"
+    )
+    ap.add_argument(
+        "--together", action="store_true", help="the --csv files are one package's, on different folders: one line"
+    )
     args = ap.parse_args(argv)
-    base = read_rows(args.base) if args.base is not None else None
-    for path in args.csv:
-        rows = read_rows(path)
-        line = f"{path}: {halves_text(wer_by_half(rows), path)}"
+    base = read_many(args.base) if args.base is not None else None
+    for paths in [args.csv] if args.together else [[p] for p in args.csv]:
+        rows = read_many(paths)
+        name = "+".join(str(p) for p in paths)
+        line = f"{name}: {halves_text(wer_by_half(rows), Path(name))}"
         if base is not None:
-            line += f"; over {args.base.name}: {dwer_text(dwer_by_half(rows, base))}"
+            line += f"; over {'+'.join(p.name for p in args.base)}: {dwer_text(dwer_by_half(rows, base))}"
         print(line)
     return 0
+
+
+def read_many(paths: Sequence[Path]) -> List[dict]:
+    """The rows of several ``model.evaluate`` CSVs as one list; an utterance in two of them is a ``UserError``."""
+    rows = [r for p in paths for r in read_rows(p)]
+    ids = [r["utt_id"] for r in rows]
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise cli.UserError(f"{dup} is in more than one of {', '.join(map(str, paths))}")
+    return rows
 
 
 def dwer_text(deltas: Dict[str, dict]) -> str:

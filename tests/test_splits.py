@@ -18,18 +18,21 @@ def _row(utt: str, ref: str, hyp: str) -> dict:
 
 def test_halves_are_speaker_disjoint_and_named():
     assert not splits.HALVES["selection"] & splits.HALVES["report"]
-    assert splits.half_of("103-1240-0000") == "selection"
-    assert splits.half_of("1272-141231-0002") == "report"
-    assert splits.half_of("10001-1001-0001") is None  # LJSpeech in the mixed set
-    assert splits.half_of("19-198-0000") == "train3"  # data/librispeech-train3, outside the halves
-    assert not splits.GROUPS["train3"] & (splits.HALVES["selection"] | splits.HALVES["report"])
+    assert splits.group_of("103-1240-0000") == "selection"
+    assert splits.group_of("1272-141231-0002") == "report"
+    assert splits.group_of("10001-1001-0001") is None  # LJSpeech in the mixed set
+    assert splits.group_of("19-198-0000") == "train3"  # data/librispeech-train3, outside the halves
+    assert splits.group_of("237-134500-0000") == "clean12"  # data/librispeech-devtest: test-clean
+    assert splits.group_of("3080-5032-0000") == "other10"  # and test-other, kept apart
+    groups = list(splits.GROUPS.values())
+    assert sum(map(len, groups)) == len(set().union(*groups))  # no speaker in two groups
 
 
 @pytest.mark.skipif(not SPEECH.is_dir(), reason="shared/speech not available")
 def test_every_genuine_librispeech_utterance_has_a_half():
     ids = [p.stem for p in SPEECH.rglob("*.flac")]
     assert len(ids) >= 20
-    halves = [splits.half_of(i) for i in ids]
+    halves = [splits.group_of(i) for i in ids]
     assert None not in halves
     assert 10 <= halves.count("selection") <= 16 and 10 <= halves.count("report") <= 16
 
@@ -102,6 +105,47 @@ def test_cli_prints_the_points_over_a_base(tmp_path, capsys):
     assert splits.main(["--csv", str(paths["pkg"]), "--base", str(paths["base"])]) == 0
     out = capsys.readouterr().out
     assert "over base.csv: report +50.00 pts (90% paired bootstrap +50.0 to +50.0), 50.0% of its words changed" in out
+
+
+def _write(path, rows):
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["utt_id", "reference", "hypothesis"])
+        w.writeheader()
+        w.writerows(rows)
+    return str(path)
+
+
+def test_one_package_on_three_folders_is_pooled_over_the_unseen_clean_groups(tmp_path, capsys):
+    """--together reads a package's CSVs as one: each group, then the pool of report + train3 + clean12 (here
+    2 + 1 added errors in 4 + 4 + 2 words; the selection and other10 rows stay out of the pool)."""
+    d, p = tmp_path / "dense", tmp_path / "pkg"
+    d.mkdir(), p.mkdir()
+    refs = {"1272-1-0": "a b c d", "19-198-0000": "e f g h", "237-134500-0000": "i j", "103-1-0": "k", "367-1-0": "l"}
+    hyps = {"1272-1-0": "a b", "19-198-0000": "e f g", "237-134500-0000": "i j", "103-1-0": "x", "367-1-0": "y"}
+    for folder, ids in (
+        ("halves", ["1272-1-0", "103-1-0"]),
+        ("train3", ["19-198-0000"]),
+        ("dt", ["237-134500-0000", "367-1-0"]),
+    ):
+        _write(d / f"{folder}.csv", [_row(i, refs[i], refs[i]) for i in ids])
+        _write(p / f"{folder}.csv", [_row(i, refs[i], hyps[i]) for i in ids])
+    names = ["halves", "train3", "dt"]
+    argv = [
+        "--together",
+        "--csv",
+        *(str(p / f"{n}.csv") for n in names),
+        "--base",
+        *(str(d / f"{n}.csv") for n in names),
+    ]
+    assert splits.main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1  # one package, one line
+    assert "unseen clean +30.00 pts" in out and "other10 +100.00 pts" in out and "report +50.00 pts" in out
+    rows = splits.read_many([Path(p / "halves.csv"), Path(p / "train3.csv")])
+    assert "unseen clean" in splits.wer_by_half(rows)  # report and train3: two of the pool's groups
+    assert "unseen clean" not in splits.wer_by_half(splits.read_rows(p / "halves.csv"))  # the report half alone
+    assert splits.main(["--together", "--csv", str(p / "dt.csv"), str(p / "dt.csv")]) == 2
+    assert "237-134500-0000 is in more than one of" in capsys.readouterr().err
 
 
 def test_words_changed_reads_the_transcripts_not_the_references():
