@@ -16,6 +16,14 @@ def _row(utt: str, ref: str, hyp: str) -> dict:
     return {"utt_id": utt, "reference": ref, "hypothesis": hyp}
 
 
+def _write(path, rows):
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["utt_id", "reference", "hypothesis"])
+        w.writeheader()
+        w.writerows(rows)
+    return str(path)
+
+
 def test_halves_are_speaker_disjoint_and_named():
     assert not splits.HALVES["selection"] & splits.HALVES["report"]
     assert splits.group_of("103-1240-0000") == "selection"
@@ -57,10 +65,7 @@ def test_wer_by_half_is_the_corpus_wer_of_each_half():
 
 def test_cli_prints_both_halves_and_rejects_a_foreign_csv(tmp_path, capsys):
     good = tmp_path / "eval.csv"
-    with good.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["utt_id", "reference", "hypothesis"])
-        w.writeheader()
-        w.writerows([_row("103-1-0", "a b", "a b"), _row("1272-1-0", "c d", "c")])
+    _write(good, [_row("103-1-0", "a b", "a b"), _row("1272-1-0", "c d", "c")])
     assert splits.main(["--csv", str(good)]) == 0
     out = capsys.readouterr().out
     assert "selection 0.00%" in out and "report 50.00%" in out
@@ -95,24 +100,10 @@ def test_points_over_a_base_have_a_paired_interval_that_cancels_what_both_share(
 
 
 def test_cli_prints_the_points_over_a_base(tmp_path, capsys):
-    paths = {}
-    for name, hyp in (("base", "c d"), ("pkg", "c")):
-        paths[name] = tmp_path / f"{name}.csv"
-        with paths[name].open("w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=["utt_id", "reference", "hypothesis"])
-            w.writeheader()
-            w.writerows([_row("1272-1-0", "c d", hyp)])
-    assert splits.main(["--csv", str(paths["pkg"]), "--base", str(paths["base"])]) == 0
+    base = _write(tmp_path / "base.csv", [_row("1272-1-0", "c d", "c d")])
+    assert splits.main(["--csv", _write(tmp_path / "pkg.csv", [_row("1272-1-0", "c d", "c")]), "--base", base]) == 0
     out = capsys.readouterr().out
     assert "over base.csv: report +50.00 pts (90% paired bootstrap +50.0 to +50.0), 50.0% of its words changed" in out
-
-
-def _write(path, rows):
-    with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["utt_id", "reference", "hypothesis"])
-        w.writeheader()
-        w.writerows(rows)
-    return str(path)
 
 
 def test_one_package_on_three_folders_is_pooled_over_the_unseen_clean_groups(tmp_path, capsys):
