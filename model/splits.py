@@ -32,7 +32,7 @@ from __future__ import annotations
 import csv
 import sys
 from pathlib import Path
-from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import jiwer
 import numpy as np
@@ -65,10 +65,10 @@ def _by_group(rows: Sequence[Mapping]) -> Iterator[Tuple[str, List[Mapping]]]:
     """Each group of :data:`GROUPS` (the halves, the report sets) that has rows, with its rows; then each pool of
     :data:`POOLS` whose rows span two or more of its groups."""
     named = [(r, group_of(str(r["utt_id"]))) for r in rows]
-    for half in GROUPS:
-        sel = [r for r, g in named if g == half]
+    for group in GROUPS:
+        sel = [r for r, g in named if g == group]
         if sel:
-            yield half, sel
+            yield group, sel
     for pool, members in POOLS.items():
         if len({g for _, g in named if g in members}) >= 2:
             yield pool, [r for r, g in named if g in members]
@@ -174,7 +174,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     for paths in [args.csv] if args.together else [[p] for p in args.csv]:
         rows = read_many(paths)
         name = "+".join(str(p) for p in paths)
-        line = f"{name}: {halves_text(wer_by_half(rows), Path(name))}"
+        line = f"{name}: {halves_text(wer_by_half(rows), name)}"
         if base is not None:
             line += f"; over {'+'.join(p.name for p in args.base)}: {dwer_text(dwer_by_half(rows, base))}"
         print(line)
@@ -200,10 +200,11 @@ def dwer_text(deltas: Dict[str, dict]) -> str:
     )
 
 
-def halves_text(halves: Dict[str, dict], path: Path) -> str:
-    """``wer_by_half``'s figures in words; a file none of whose utterances is in the split is a ``UserError``."""
+def halves_text(halves: Dict[str, dict], source: Union[str, Path]) -> str:
+    """``wer_by_half``'s figures in words; CSVs (``source``) none of whose utterances is in the split are a
+    ``UserError``."""
     if not halves:
-        raise cli.UserError(f"{path}: none of its utterances is in the LibriSpeech split ({split_note()})")
+        raise cli.UserError(f"{source}: none of its utterances is in the LibriSpeech split ({split_note()})")
     return "; ".join(
         f"{h} {100 * v['wer']:.2f}% ({v['utterances']} utt, {int(100 * INTERVAL)}% bootstrap interval "
         f"{100 * v['interval'][0]:.1f}-{100 * v['interval'][1]:.1f}%)"

@@ -132,7 +132,7 @@ def test_one_package_on_three_folders_is_pooled_over_the_unseen_clean_groups(tmp
     out = capsys.readouterr().out
     assert out.count("\n") == 1  # one package, one line
     assert "unseen clean +30.00 pts" in out and "other10 +100.00 pts" in out and "report +50.00 pts" in out
-    rows = splits.read_many([Path(p / "halves.csv"), Path(p / "train3.csv")])
+    rows = splits.read_many([p / "halves.csv", p / "train3.csv"])
     assert "unseen clean" in splits.wer_by_half(rows)  # report and train3: two of the pool's groups
     assert "unseen clean" not in splits.wer_by_half(splits.read_rows(p / "halves.csv"))  # the report half alone
     assert splits.main(["--together", "--csv", str(p / "dt.csv"), str(p / "dt.csv")]) == 2
