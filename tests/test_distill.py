@@ -305,3 +305,21 @@ def test_a_soup_is_the_average_of_its_seeds_runs_and_keeps_the_tiles(
 def test_a_soup_of_the_gradual_schedule_is_refused():
     with pytest.raises(UserError, match="oneshot schedule"):
         DistillConfig(schedule="gradual", soup=2)
+
+
+def test_a_passed_deadline_stops_before_the_next_step(pruned_package8, whisper_weights, train_dir):
+    """``run(deadline=...)``: a machine lent for a fixed time stops the run between steps and says how far it got."""
+    import time
+
+    from model.distill import load_clips, run, sparse_model_of
+
+    clips = load_clips([train_dir])
+    start = sparse_model_of(load_package(pruned_package8))
+    cfg = DistillConfig(epochs=1, max_steps=2, batch=1, lr=1e-3)
+    name = "encoder.blocks.0.attn.query"
+    stopped, steps = run(whisper_weights, start, clips, cfg, progress=False, deadline=time.monotonic() - 1.0)
+    assert steps == 0
+    np.testing.assert_array_equal(stopped.weights.params[f"{name}.weight"], start.weights.params[f"{name}.weight"])
+    trained, steps = run(whisper_weights, start, clips, cfg, progress=False, deadline=time.monotonic() + 3600.0)
+    assert steps == 2
+    assert not np.array_equal(trained.weights.params[f"{name}.weight"], start.weights.params[f"{name}.weight"])

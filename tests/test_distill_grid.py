@@ -169,3 +169,33 @@ def test_the_real_set_can_be_one_half_of_the_librispeech_split(grid, synth_set, 
         == 2
     )
     assert (tmp_path / "b" / "keep.txt").exists()
+
+
+def test_bundle_with_extra_audio_as_opus_and_pseudo_labels(grid, synth_set, tmp_path, monkeypatch):
+    """``bundle --extra-audio --opus --pseudo`` without ``--synth``: both training folders as Ogg Opus, the teacher's
+    transcript of every clip of each (what ``run`` reads instead of decoding them on the GPU), one evaluation set."""
+    import soundfile as sf
+
+    from model.distill import load_clips, read_pseudo
+
+    distill_grid, _ = grid
+    monkeypatch.setenv("SASP_CACHE", str(tmp_path / "cache"))
+    flacs = sorted(synth_set.rglob("*.flac"))
+    read, extra = tmp_path / "read", tmp_path / "extra"
+    for folder, files in ((read, flacs[:1]), (extra, flacs[1:3])):
+        folder.mkdir()
+        for f in files:
+            shutil.copy(f, folder / f.name)
+    out = tmp_path / "bundle"
+    argv = [
+        "bundle", "--out", str(out), "--calib", str(synth_set), "--real", str(synth_set), "--limit", "1",
+        "--tiles", "8", "--sparsity", "0.3", "--layers", ENCODER_BLOCKS, "--cache-dir", str(tmp_path / "cache"),
+        "--train-audio", str(read), "--extra-audio", str(extra), "--opus", "--pseudo",
+    ]  # fmt: skip
+    assert distill_grid.main(argv) == 0
+    assert list(json.loads((out / "eval.json").read_text())) == ["real"]
+    for folder, n in (("train", 1), ("extra", 2)):
+        files = sorted((out / "audio" / folder).iterdir())
+        assert len(files) == n and all(sf.info(f).subtype == "OPUS" for f in files)
+        labels = read_pseudo(out / f"pseudo-{folder}.json", len(load_clips([out / "audio" / folder])))
+        assert labels is not None and all(len(t) > 0 for t in labels)
