@@ -21,7 +21,9 @@ brings a package closer to the dense model's output even where the WER, a few wo
 
 The pool **unseen clean** (``POOLS``: report + train3 + clean12, every clean-subset speaker no choice was made on)
 is added when a package's rows span two or more of them: evaluate each folder, then give a package's CSVs
-together (``--together``) over the dense model's CSVs of the same folders.
+together (``--together``) over the dense model's CSVs of the same folders. The pool **selection + other10** is
+the selection set since session 36: the selection half alone is one speaker (103) in most of its words, the least
+sensitive of 16 speakers in every cell measured (docs/pruning.md, "22 more LibriSpeech speakers").
 
     python -m model.splits --csv EVAL.csv [EVAL2.csv ...] [--base DENSE.csv ...]   # per group WER (points over base)
     python -m model.splits --together --csv HALVES.csv TRAIN3.csv DEVTEST.csv --base D1.csv D2.csv D3.csv
@@ -48,8 +50,9 @@ GROUPS = {
     "clean12": frozenset("237 1221 1995 2300 2830 2961 3575 5105 5142 8224 8230 2412".split()),
     "other10": frozenset("367 533 1688 1998 2033 2414 2609 3005 3080 3331".split()),
 }
-# pooled readings over groups no choice was made on; printed when a package's rows cover two or more of them
-POOLS = {"unseen clean": ("report", "train3", "clean12")}
+# pooled readings, printed when a package's rows cover two or more of a pool's groups: the groups no choice was made
+# on, and (since session 36) the set choices are made on: the selection half's 3 speakers with other10's 10
+POOLS = {"unseen clean": ("report", "train3", "clean12"), "selection + other10": ("selection", "other10")}
 BOOTSTRAP = 2000  # resamples of the utterances for the interval
 INTERVAL = 0.9  # central mass of the bootstrap interval
 

@@ -108,7 +108,8 @@ def test_cli_prints_the_points_over_a_base(tmp_path, capsys):
 
 def test_one_package_on_three_folders_is_pooled_over_the_unseen_clean_groups(tmp_path, capsys):
     """--together reads a package's CSVs as one: each group, then the pool of report + train3 + clean12 (here
-    2 + 1 added errors in 4 + 4 + 2 words; the selection and other10 rows stay out of the pool)."""
+    2 + 1 added errors in 4 + 4 + 2 words; the selection and other10 rows stay out of it) and the selection pool
+    of the selection half and other10 (1 + 1 errors in 1 + 1 words)."""
     d, p = tmp_path / "dense", tmp_path / "pkg"
     d.mkdir(), p.mkdir()
     refs = {"1272-1-0": "a b c d", "19-198-0000": "e f g h", "237-134500-0000": "i j", "103-1-0": "k", "367-1-0": "l"}
@@ -132,6 +133,7 @@ def test_one_package_on_three_folders_is_pooled_over_the_unseen_clean_groups(tmp
     out = capsys.readouterr().out
     assert out.count("\n") == 1  # one package, one line
     assert "unseen clean +30.00 pts" in out and "other10 +100.00 pts" in out and "report +50.00 pts" in out
+    assert "selection + other10 +100.00 pts" in out
     rows = splits.read_many([p / "halves.csv", p / "train3.csv"])
     assert "unseen clean" in splits.wer_by_half(rows)  # report and train3: two of the pool's groups
     assert "unseen clean" not in splits.wer_by_half(splits.read_rows(p / "halves.csv"))  # the report half alone
