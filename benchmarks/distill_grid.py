@@ -627,7 +627,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         action="store_true",
         help="distill for encoder windows trimmed to the audio and score every row on them (the runtime's default)",
     )
-    p.add_argument("--schedules", nargs="+", default=["oneshot", "gradual"], choices=("oneshot", "gradual"))
+    p.add_argument(
+        "--schedules",
+        nargs="*",
+        default=["oneshot", "gradual"],
+        choices=("oneshot", "gradual"),
+        help="distillation schedules after each act-ls start (none: the starts alone)",
+    )
     p.add_argument(
         "--extras",
         nargs="*",
