@@ -263,6 +263,8 @@ def run_grid(args: argparse.Namespace) -> None:
     data = {"train": load_clips([b / "audio" / "train"])}  # recordings over 30 s become several clips, as the CLI
     if (b / "audio" / "extra").is_dir():
         data["extra"] = load_clips([b / "audio" / "extra"])
+    elif "all" in args.data:
+        raise cli.UserError("--data all: the bundle has no extra training audio (bundle --extra-audio)")
     train = data["train"]
     synth_train = b / "audio" / "synth_train"
     sets = {
@@ -293,14 +295,12 @@ def run_grid(args: argparse.Namespace) -> None:
     trim = {"trim": True} if args.trim else {}  # every distillation and every WER on trimmed windows
     log({"key": "teacher", "wer": wer_sets(teacher, sets, args.device, args.trim)})
     labels = {}
-    for name, clips in data.items():
+    for name, clips in data.items():  # the bundle's pseudo-labels (bundle --pseudo), else decoded here
         labels[name] = read_pseudo(b / f"pseudo-{name}.json", len(clips))
         if labels[name] is None:
-            labels[name] = Distiller(teacher, dense_model(teacher, 8, {}), clips, DistillConfig(device=args.device))
-            labels[name] = labels[name].pseudo_labels()
+            probe = Distiller(teacher, dense_model(teacher, 8, {}), clips, DistillConfig(device=args.device))
+            labels[name] = probe.pseudo_labels()
     pseudo = labels["train"]
-    if "all" in args.data and "extra" not in data:
-        raise cli.UserError("--data all: the bundle has no extra training audio (bundle --extra-audio)")
     sets_of = {"train": (train, pseudo), "all": (train + data.get("extra", []), pseudo + labels.get("extra", []))}
     evaluate("dense-int8", dense_model(teacher, 8, {}))
     extra_clips = load_clips([synth_train]) if synth_train.is_dir() else []

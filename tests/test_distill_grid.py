@@ -74,6 +74,10 @@ def test_bundle_trains_on_train_audio_and_refuses_clashing_names(grid, synth_set
     assert distill_grid.main([*argv, "--train-audio", str(read), str(synth_set)]) == 2
     assert f"two training files are named {flacs[0].name}" in capsys.readouterr().err
     assert [p.name for p in (out / "audio" / "train").iterdir()] == [flacs[0].name]
+    # run --data all on a bundle without extra audio: refused before any training
+    argv = ["run", "--bundle", str(out), "--out", str(tmp_path / "run"), "--device", "cpu", "--data", "all"]
+    assert distill_grid.main(argv) == 2
+    assert "--data all: the bundle has no extra training audio" in capsys.readouterr().err
 
 
 def _fake_results(distill_grid, weights, folder: Path) -> None:
