@@ -114,12 +114,11 @@ def copy_training_audio(files: Sequence[Path], folder: Path, opus: bool) -> None
             shutil.copy(f, folder / f.name)
 
 
-def write_pseudo(out: Path, folder: str) -> None:
+def write_pseudo(out: Path, folder: str, teacher: WhisperWeights) -> None:
     """The bundled teacher's greedy transcripts of the training clips of ``folder`` (here, on this CPU), so that the
     GPU machine spends no time on them; ``run`` reads them when their number matches its clips."""
     from model.distill import DistillConfig, Distiller, load_clips
 
-    teacher = load_teacher(out / "teacher.npz")
     clips = load_clips([out / "audio" / folder])
     labels = Distiller(teacher, dense_model(teacher, 8, {}), clips, DistillConfig()).pseudo_labels()
     (out / f"pseudo-{folder}.json").write_text(json.dumps({"clips": len(labels), "tokens": labels}))
@@ -155,11 +154,12 @@ def bundle(args: argparse.Namespace) -> None:
             plan, _, _ = allocated_rates(weights, replace(cfg, tile=(tile, tile), sparsity=sp))
             rates[f"{tile}/{sp:.2f}"] = {"rates": plan.rates, "mac_sparsity": plan.mac_sparsity}
     (out / "rates.json").write_text(json.dumps(rates, indent=1))
+    bundled = load_teacher(out / "teacher.npz") if args.pseudo else None  # as the GPU machine will read it
     for folder, files in (("train", train_files), ("extra", extra_files)):
         if files:
             copy_training_audio(files, out / "audio" / folder, args.opus)
             if args.pseudo:
-                write_pseudo(out, folder)
+                write_pseudo(out, folder, bundled)
     sets = {}
     for name, utts in evals.items():
         (out / "audio" / name).mkdir()
@@ -287,7 +287,7 @@ def run_grid(args: argparse.Namespace) -> None:
         if key in args.shards:  # at once: a run stopped at its time limit keeps what it finished
             save_shard(model, out / f"shard-{key}.npz", teacher)
 
-    last_train_s = [0.0]  # the previous distillation's time: the next one starts only if it fits the budget
+    last_train_s = 0.0  # the previous distillation's time: the next one starts only if it fits the budget
 
     base_cfg = dict(
         epochs=10_000, max_steps=args.steps, batch=args.batch, lr=args.lr, device=args.device, checkpoint_every=10**9
@@ -306,7 +306,8 @@ def run_grid(args: argparse.Namespace) -> None:
     extra_clips = load_clips([synth_train]) if synth_train.is_dir() else []
 
     def distilled(key: str, start: SparseModel, clips, labels, **cfg) -> None:
-        if time.time() - t0 + last_train_s[0] > args.budget_s:
+        nonlocal last_train_s
+        if time.time() - t0 + last_train_s > args.budget_s:
             log({"key": key, "skipped": "time budget"})
             return
         t = time.time()
@@ -314,8 +315,8 @@ def run_grid(args: argparse.Namespace) -> None:
         stop = time.monotonic() + (left if args.train_s is None else min(left, args.train_s))
         dcfg = DistillConfig(**{**base_cfg, **cfg})
         model, steps = run(teacher, start, clips, dcfg, progress=False, pseudo=labels, deadline=stop)
-        last_train_s[0] = time.time() - t
-        evaluate(key, model, steps=steps, train_s=round(last_train_s[0], 1), **cfg)
+        last_train_s = time.time() - t
+        evaluate(key, model, steps=steps, train_s=round(last_train_s, 1), **cfg)
 
     def ablations() -> None:
         # ablations on one configuration (one-shot start): losses, augmentation, extra synthesized data, lr, steps
