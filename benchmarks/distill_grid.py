@@ -206,6 +206,8 @@ def wer_sets(weights: WhisperWeights, sets: Dict[str, list], device: str, trim: 
     tw = TorchWhisper(weights, device=device)
     tok = Tokenizer(weights.vocab)
     sup = np.asarray(weights.suppress_ids, np.int64)
+    prompt = tok.initial_tokens()
+    room = min(224, weights.config["n_text_ctx"] - len(prompt))  # Whisper's sample_len; a small model's context
     out = {}
     with torch.no_grad():
         for name, utts in sets.items():
@@ -215,7 +217,7 @@ def wer_sets(weights: WhisperWeights, sets: Dict[str, list], device: str, trim: 
                 if trim:
                     mel = mel[:, : 2 * trimmed_ctx(len(audio), weights.config["n_audio_ctx"])]
                 enc = tw.encode(mel)
-                ids = tw.greedy(enc, tok.initial_tokens(), tok.eot, sup, max_tokens=224)
+                ids = tw.greedy(enc, prompt, tok.eot, sup, max_tokens=room)
                 refs.append(normalize(ref))
                 hyps.append(normalize(tok.decode(ids)))
             out[name] = 100 * jiwer.wer(refs, hyps)
@@ -392,7 +394,9 @@ def run_grid(args: argparse.Namespace) -> None:
             for name in args.data:
                 clips, targets = sets_of[name]
                 suffix = "" if name == "train" else f"-{name}"
-                distilled(f"t{tile}-s{sp:.2f}-oneshot{suffix}", actls, clips, targets, schedule="oneshot", **trim)
+                for seed in args.seeds:  # seed 0 keeps the key of the runs before --seeds
+                    key = f"t{tile}-s{sp:.2f}-oneshot{suffix}" + (f"-seed{seed}" if seed else "")
+                    distilled(key, actls, clips, targets, schedule="oneshot", seed=seed, **trim)
         if "gradual" in args.schedules:
             distilled(
                 f"t{tile}-s{sp:.2f}-gradual",
@@ -470,7 +474,7 @@ def assemble(args: argparse.Namespace) -> None:
         meta["method"] = "act-ls" if key.endswith("act-ls") else "act-ls+distill"
         meta["mac_sparsity"] = sum(macs[n] * meta["layers"][n]["rate"] for n in macs) / sum(macs.values())
         meta["distillation"] = {
-            k: row[k] for k in ("schedule", "steps", "losses", "augment", "stages", "trim", "lr") if k in row
+            k: row[k] for k in ("schedule", "steps", "losses", "augment", "stages", "trim", "lr", "seed") if k in row
         }
         meta["grid"] = {"key": key, "gpu_wer": row["wer"]}
         path = write_package(args.out / f"{key}.sasp", tensors, meta)
@@ -622,6 +626,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         choices=("train", "all"),
         help="one-shot distillation of every configuration on the bundle's training audio, and/or on it with the "
         "extra audio (the same pruned start)",
+    )
+    p.add_argument(
+        "--seeds",
+        nargs="+",
+        type=int,
+        default=[0],
+        help="one-shot distillations from the same start, one per seed (batch order); keys of seeds > 0 end -seedN",
     )
     p.add_argument(
         "--trim",

@@ -1,40 +1,47 @@
 #!/bin/bash
-# Session 36's GPU run of benchmarks/distill_grid.py (issue 18, docs/pruning.md): three processes share the GPU (the
-# per-clip loops of the trimmed-window loss leave it mostly idle with one), each one tile x sparsity; every shard is
-# saved as soon as its row is scored, so a run stopped at the lease's limit keeps what it finished.
-# .whl: wheels the GPU image lacks (soundfile, cffi, pycparser, jiwer, rapidfuzz; /work/.library/device/README.md),
-# installed when present. Here (CPU smoke test): SKIP_WHL=1 PY=.venv/bin/python bash ... DEVICE=cpu
-# Usage: bash benchmarks/distill_grid_gpu.sh BUNDLE OUTDIR DEVICE STEPS TRAIN_S BUDGET_S TIMEOUT_S
-#   session 36: bash benchmarks/distill_grid_gpu.sh .device/bundle $OUT cuda 400 170 490 540
+# GPU runs of benchmarks/distill_grid.py (issue 18, docs/pruning.md): one `run` process per job, all sharing the GPU
+# (the per-clip parts of the trimmed-window loss leave it mostly idle with one); every shard is saved as soon as its
+# row is scored, so a run stopped at the lease's limit keeps what it finished. A call returns at most 8 files of
+# 64 MiB in all (/work/.library/device/README.md): four shards (~13 MiB each), results.json and log.txt.
+# .whl: wheels the GPU image lacks (soundfile, cffi, pycparser, jiwer, rapidfuzz), installed when present.
+# Here (CPU smoke test): SKIP_WHL=1 PY=.venv/bin/python bash ... cpu ...
+# Usage: bash benchmarks/distill_grid_gpu.sh BUNDLE OUTDIR DEVICE BUDGET_S TIMEOUT_S "TAG: RUN OPTIONS"...
+#   each job: `distill_grid.py run` with the common options below, then its own (--tiles, --sparsity, --steps, ...)
+# session 36, call 1: bash benchmarks/distill_grid_gpu.sh .device/bundle $OUT cuda 490 540
+#   "a: --tiles 8 --sparsity 0.3 --steps 400 --train-s 170 --data train all --shards t8-s0.30-oneshot t8-s0.30-oneshot-all"
+#   "b: --tiles 16 --sparsity 0.3 --steps 400 --train-s 170 --data train all --shards t16-s0.30-oneshot t16-s0.30-oneshot-all"
+#   "c: --tiles 8 --sparsity 0.2 --steps 400 --data all --shards none"   (no row has the key none: no shard back)
 set -u
-B=$1; O=$2; DEV=$3; STEPS=$4; TRAIN_S=$5; BUDGET=$6; TMO=$7
+B=$1; O=$2; DEV=$3; BUDGET=$4; TMO=$5; shift 5
 if [ -d .whl ] && [ -z "${SKIP_WHL:-}" ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
   export PYTHONPATH=/tmp/site:$PWD
 fi
-export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=4
+export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-3}
 PY=${PY:-python3}
 nvidia-smi --query-gpu=name,memory.total --format=csv 2>/dev/null
 G=/tmp/g; rm -rf $G; mkdir -p $G $O
-COMMON="--bundle $B --device $DEV --schedules oneshot --trim --steps $STEPS --batch 16 --lr 3e-5 --extras --budget-s $BUDGET"
-job() { tag=$1; shift; timeout $TMO $PY benchmarks/distill_grid.py run $COMMON --out $G/$tag "$@" > $G/$tag.log 2>&1; echo "job $tag exit $?"; }
-# four 30 % shards (~12.5 MiB each) fill the 64 MiB that comes back; the 20 % row is scored on the GPU only
-job a --tiles 8 --sparsity 0.3 --data train all --train-s $TRAIN_S --shards t8-s0.30-oneshot t8-s0.30-oneshot-all &
-job b --tiles 16 --sparsity 0.3 --data train all --train-s $TRAIN_S --shards t16-s0.30-oneshot t16-s0.30-oneshot-all &
-job c --tiles 8 --sparsity 0.2 --data all --shards none &
+COMMON="--bundle $B --device $DEV --schedules oneshot --trim --batch 16 --lr 3e-5 --extras --budget-s $BUDGET"
+TAGS=()
+for spec in "$@"; do
+  tag=${spec%%:*}; TAGS+=("$tag")
+  # shellcheck disable=SC2086  # the job's options are words
+  (timeout "$TMO" $PY benchmarks/distill_grid.py run $COMMON --out "$G/$tag" ${spec#*:} > "$G/$tag.log" 2>&1
+   echo "job $tag exit $?") &
+done
 wait
-$PY - "$G" "$O" <<'PYEOF'
+$PY - "$G" "$O" "${TAGS[@]}" <<'PYEOF'
 import json, sys
 from pathlib import Path
-g, o = Path(sys.argv[1]), Path(sys.argv[2])
+g, o, tags = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3:]
 rows = []
-for tag in "abc":
+for tag in tags:
     f = g / tag / "results.json"
     rows += [{"job": tag, **r} for r in json.loads(f.read_text())] if f.exists() else [{"job": tag, "missing": True}]
 (o / "results.json").write_text(json.dumps(rows, indent=1))
 for r in rows:
     print(json.dumps(r))
 PYEOF
-cp $G/*/shard-*.npz $O/ 2>/dev/null
-for tag in a b c; do echo "== $tag"; tr '\r' '\n' < $G/$tag.log | grep -v "it/s\|layer/s\|s/layer\|clip/s\|s/clip" | tail -15; done > $O/log.txt
-ls -la $O
+cp $G/*/shard-*.npz "$O"/ 2>/dev/null
+for tag in "${TAGS[@]}"; do echo "== $tag"; tr '\r' '\n' < "$G/$tag.log" | grep -v "it/s\|layer/s\|s/layer\|clip/s\|s/clip" | tail -15; done > "$O/log.txt"
+ls -la "$O"

@@ -32,7 +32,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -318,13 +318,10 @@ class Distiller:
         if "blocks" in use:
             terms.append(_blocks_nmse(s_blocks[:-1], t_blocks[:-1]))
         if "kv" in use:
-            terms.append(self._kv_loss(t_blocks[-1], s_blocks[-1]))
+            terms.append(self._kv_loss(t_blocks[-1], s_blocks[-1], _nmse))
         if "logits" in use:
             labels = self.pseudo_labels()
-            kl = []
-            for j, i in enumerate(idx):
-                kl.append(self._logits_kl(labels[i], t_blocks[-1][j], s_blocks[-1][j]))
-            terms.append(sum(kl) / len(kl))
+            terms.append(self._logits_kl_rows([labels[i] for i in idx], t_blocks[-1], s_blocks[-1]).mean())
         return sum(terms)
 
     def _trim_loss(
@@ -334,42 +331,51 @@ class Distiller:
         the targets are the teacher's on the full 30-s window (``t_blocks``: every block's output, then the encoder
         output): at the kept positions its encoder output (``enc``), every block's output (``blocks``) and the
         cross-attention keys and values (``kv``), and its next-token distributions on the pseudo-labels
-        (``logits``)."""
-        terms = []
+        (``logits``). Each term is the clip's own (per-row errors), averaged over the clips; the clips that share a
+        window length run as one batch (on a GPU, one clip at a time leaves it mostly idle)."""
+        ctxs = [trimmed_ctx(n, self.teacher.cfg["n_audio_ctx"]) for n in lengths]
         labels = self.pseudo_labels() if "logits" in use else None
-        for j, i in enumerate(idx):
-            ctx = trimmed_ctx(lengths[j], self.teacher.cfg["n_audio_ctx"])
-            s_blocks = self.student.encode_blocks(mel[j, :, : 2 * ctx])
-            s_enc, t_enc = s_blocks[-1], t_blocks[-1][j]
+        terms = []
+        for ctx in sorted(set(ctxs)):
+            rows = [j for j, c in enumerate(ctxs) if c == ctx]
+            s_blocks = self.student.encode_blocks(mel[rows, :, : 2 * ctx])
+            s_enc, t_enc = s_blocks[-1], t_blocks[-1][rows]
             if "blocks" in use:
-                terms.append(_blocks_nmse(s_blocks[:-1], [t[j, :ctx] for t in t_blocks[:-1]]))
+                terms.append(_blocks_nmse(s_blocks[:-1], [t[rows, :ctx] for t in t_blocks[:-1]], _nmse_rows))
             if "enc" in use:
-                terms.append(_nmse(s_enc, t_enc[:ctx]))
+                terms.append(_nmse_rows(s_enc, t_enc[:, :ctx]))
             if "kv" in use:
-                terms.append(self._kv_loss(t_enc[:ctx], s_enc))
+                terms.append(self._kv_loss(t_enc[:, :ctx], s_enc, _nmse_rows))
             if labels is not None:
-                terms.append(self._logits_kl(labels[i], t_enc, s_enc))
-        return sum(terms) / len(idx)
+                terms.append(self._logits_kl_rows([labels[idx[j]] for j in rows], t_enc, s_enc))
+        return sum(t.sum() for t in terms) / len(idx)
 
-    def _kv_loss(self, t_enc: torch.Tensor, s_enc: torch.Tensor) -> torch.Tensor:
-        """Mean normalised error of every decoder block's cross-attention keys and values (what the decoder reads
-        of the encoder), the teacher's from ``t_enc``, the student's from ``s_enc``."""
+    def _kv_loss(self, t_enc: torch.Tensor, s_enc: torch.Tensor, nmse: Callable) -> torch.Tensor:
+        """Mean normalised error (``nmse``: of the batch, or per row) of every decoder block's cross-attention keys
+        and values (what the decoder reads of the encoder), the teacher's from ``t_enc``, the student's from
+        ``s_enc``."""
         kv = []
         for i in range(self.teacher.cfg["n_text_layer"]):
             for part in ("key", "value"):
                 name = f"decoder.blocks.{i}.cross_attn.{part}"
                 with torch.no_grad():
                     t = self.teacher._lin(t_enc, name)
-                kv.append(_nmse(self.student._lin(s_enc, name), t))
+                kv.append(nmse(self.student._lin(s_enc, name), t))
         return sum(kv) / len(kv)
 
-    def _logits_kl(self, tokens: List[int], t_enc: torch.Tensor, s_enc: torch.Tensor) -> torch.Tensor:
-        """KL(teacher || student) of the next-token distributions, teacher-forced on ``tokens``."""
-        t = torch.tensor(tokens, device=t_enc.device)
+    def _logits_kl_rows(self, seqs: List[List[int]], t_enc: torch.Tensor, s_enc: torch.Tensor) -> torch.Tensor:
+        """Per clip, KL(teacher || student) of the next-token distributions teacher-forced on its tokens, summed
+        over the vocabulary and averaged over its positions. The token rows are padded at the end to one length:
+        causal self-attention keeps the real positions' logits as they are alone, and the padding is not scored."""
+        n = torch.tensor([len(s) for s in seqs], device=t_enc.device)
+        width = int(n.max())
+        t = torch.tensor([s + s[-1:] * (width - len(s)) for s in seqs], device=t_enc.device)
         with torch.no_grad():
             t_logp = F.log_softmax(self.teacher.logits_grad(t, t_enc).float(), -1)
         s_logp = F.log_softmax(self.student.logits_grad(t, s_enc).float(), -1)
-        return F.kl_div(s_logp, t_logp, log_target=True, reduction="batchmean")
+        kl = F.kl_div(s_logp, t_logp, log_target=True, reduction="none").sum(-1)  # [clips, width]
+        real = torch.arange(width, device=t_enc.device)[None] < n[:, None]
+        return (kl * real).sum(1) / n
 
     def train_step(self, idx: Sequence[int], step: int) -> float:
         self.opt.zero_grad()
@@ -457,9 +463,16 @@ def _nmse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return ((pred - target) ** 2).mean() / target.var()
 
 
-def _blocks_nmse(student: Sequence[torch.Tensor], teacher: Sequence[torch.Tensor]) -> torch.Tensor:
+def _nmse_rows(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """:func:`_nmse` of each row of a batch (``[B]``)."""
+    return ((pred - target) ** 2).flatten(1).mean(1) / target.flatten(1).var(1)
+
+
+def _blocks_nmse(
+    student: Sequence[torch.Tensor], teacher: Sequence[torch.Tensor], nmse: Callable = _nmse
+) -> torch.Tensor:
     """The ``blocks`` loss: the mean normalised error over the encoder blocks' outputs."""
-    return sum(_nmse(s, t) for s, t in zip(student, teacher)) / len(student)
+    return sum(nmse(s, t) for s, t in zip(student, teacher)) / len(student)
 
 
 # options that do not change what a step computes: a run may resume with others (e.g. a larger --max-steps)

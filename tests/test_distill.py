@@ -323,3 +323,22 @@ def test_a_passed_deadline_stops_before_the_next_step(pruned_package8, whisper_w
     trained, steps = run(whisper_weights, start, clips, cfg, progress=False, deadline=time.monotonic() + 3600.0)
     assert steps == 2
     assert not np.array_equal(trained.weights.params[f"{name}.weight"], start.weights.params[f"{name}.weight"])
+
+
+def test_trimmed_windows_batch_the_clips_that_share_a_window(pruned_package8, whisper_weights, demo_clip):
+    """Clips of one window length run as one batch, with their pseudo-labels padded to one length: the loss of a
+    batch is the mean of each clip's loss alone (every term, two window lengths, labels of four lengths)."""
+    from host.whisper import trimmed_ctx
+    from model.distill import sparse_model_of
+
+    a = load_audio(demo_clip)
+    clips = [a, a[: len(a) // 2], a[: len(a) // 3], a[len(a) // 4 :], a[: len(a) // 2 + 800]]
+    assert len({trimmed_ctx(len(c), 1500) for c in clips}) == 2
+    pseudo = [[50257, 50362, 400 + i, 500, 600 + 7 * i][: 2 + i % 4] for i in range(len(clips))]
+    cfg = DistillConfig(trim=True, losses=("enc", "blocks", "kv", "logits"))
+    d = Distiller(whisper_weights, sparse_model_of(load_package(pruned_package8)), clips, cfg, pseudo)
+    with torch.no_grad():
+        alone = [float(d.loss([i], 0)) for i in range(len(clips))]
+        together = float(d.loss(list(range(len(clips))), 0))
+    assert min(alone) > 1e-3
+    assert together == pytest.approx(np.mean(alone), rel=1e-5)

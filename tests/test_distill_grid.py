@@ -203,3 +203,34 @@ def test_bundle_with_extra_audio_as_opus_and_pseudo_labels(grid, synth_set, tmp_
         assert len(files) == n and all(sf.info(f).subtype == "OPUS" for f in files)
         labels = read_pseudo(out / f"pseudo-{folder}.json", len(load_clips([out / "audio" / folder])))
         assert labels is not None and all(len(t) > 0 for t in labels)
+
+
+def test_run_trains_one_start_per_seed_and_assembles_their_packages(grid, synth_set, tmp_path):
+    """``run --seeds 0 1``: two one-shot distillations from one act-ls start (seed 0 keeps the old key, seed 1's
+    ends -seed1), each logged with its seed; the shard asked for is saved and assembles into a package that
+    records its seed."""
+    distill_grid, _ = grid
+    flacs = sorted(synth_set.rglob("*.flac"))
+    read = tmp_path / "read"
+    read.mkdir()
+    shutil.copy(flacs[0], read / flacs[0].name)
+    bundle, out = tmp_path / "bundle", tmp_path / "run"
+    argv = [
+        "bundle", "--out", str(bundle), "--calib", str(synth_set), "--real", str(synth_set), "--limit", "1",
+        "--tiles", "8", "--sparsity", "0.3", "--layers", ENCODER_BLOCKS, "--cache-dir", str(tmp_path / "cache"),
+        "--train-audio", str(read), "--pseudo",
+    ]  # fmt: skip
+    assert distill_grid.main(argv) == 0
+    argv = [
+        "run", "--bundle", str(bundle), "--out", str(out), "--device", "cpu", "--tiles", "8", "--sparsity", "0.3",
+        "--steps", "1", "--batch", "1", "--trim", "--seeds", "0", "1", "--shards", "t8-s0.30-oneshot-seed1",
+    ]  # fmt: skip
+    assert distill_grid.main(argv) == 0
+    rows = {r["key"]: r for r in json.loads((out / "results.json").read_text())}
+    assert [rows[k]["seed"] for k in ("t8-s0.30-oneshot", "t8-s0.30-oneshot-seed1")] == [0, 1]
+    assert all(rows[k]["steps"] == 1 for k in ("t8-s0.30-oneshot", "t8-s0.30-oneshot-seed1"))
+    assert [p.name for p in out.glob("shard-*.npz")] == ["shard-t8-s0.30-oneshot-seed1.npz"]
+    packages = tmp_path / "packages"
+    assert distill_grid.main(["assemble", "--results", str(out), "--out", str(packages)]) == 0
+    meta = load_package(packages / "t8-s0.30-oneshot-seed1.sasp").metadata
+    assert meta["distillation"]["seed"] == 1 and meta["grid"]["key"] == "t8-s0.30-oneshot-seed1"
