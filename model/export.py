@@ -5,7 +5,9 @@
 The target sparsity is a fraction of the prunable layers' MACs per utterance; per-layer rates come from a
 sensitivity analysis on the calibration audio (``--uniform`` prunes every prunable layer at the same rate).
 ``--pattern`` chooses what goes: any tiles (``free``), whole FFN neurons (``ffn``), or FFN neurons and whole
-attention heads (``units``), the structured patterns in tile-aligned runs (docs/pruning.md).
+attention heads (``units``), the structured patterns in tile-aligned runs (docs/pruning.md). ``--stats-audio``
+chooses and compensates the tiles on the statistics of other unlabelled audio, while the per-layer rates still come
+from the calibration audio (docs/pruning.md, "The GPU recipe on LibriSpeech").
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from model.pipeline import (
     export_config_from,
     file_digest,
     step_cache,
+    uses_statistics,
 )
 from model.prune import (
     DEFAULT_DAMP,
@@ -245,15 +248,30 @@ def prune_weights(
     return pruned, keeps
 
 
+def audio_stats(weights: WhisperWeights, cfg: ExportConfig, files: Sequence[Path]) -> CalibStats:
+    """Statistics of the prunable layers' inputs on ``files`` (``collect_stats``, cached by ``step_cache``)."""
+    prunable = cfg.prunable_layers(gemm_operands(weights))
+    return collect_stats(weights, files, prunable, step_cache("calib", cfg, weights, files))
+
+
 def calibration(weights: WhisperWeights, cfg: ExportConfig) -> Tuple[Optional[CalibStats], List[Path]]:
     """``(statistics, files)`` of the calibration audio (the bundled set when ``cfg.calib`` is empty); the
-    statistics (cached by ``step_cache``) only when the pruning needs them."""
+    statistics only when the pruning needs them."""
     calib = cfg.calib or ((CALIB_DIR,) if cfg.needs_calibration else ())
     files = list_audio_files(*calib) if calib else []
-    if not cfg.needs_calibration:
-        return None, files
-    prunable = cfg.prunable_layers(gemm_operands(weights))
-    return collect_stats(weights, files, prunable, step_cache("calib", cfg, weights, files)), files
+    return (audio_stats(weights, cfg, files) if cfg.needs_calibration else None), files
+
+
+def tile_statistics(
+    weights: WhisperWeights, cfg: ExportConfig, stats: Optional[CalibStats], files: List[Path]
+) -> Tuple[Optional[CalibStats], List[Path]]:
+    """``(statistics, files)`` that choose and compensate the tiles: those of the ``--stats-audio`` files when
+    given (no statistics for ``--sequential``, which runs the files themselves), else the calibration's ``stats``
+    and ``files``; the rates came from the calibration's either way."""
+    if not cfg.stats_audio or not cfg.needs_calibration:
+        return stats, files
+    files = list_audio_files(*cfg.stats_audio)
+    return (None if cfg.sequential else audio_stats(weights, cfg, files)), files
 
 
 def allocated_rates(weights: WhisperWeights, cfg: ExportConfig) -> Tuple[ExportPlan, Optional[CalibStats], List[Path]]:
@@ -276,11 +294,12 @@ def only_matching(rates: Dict[str, float], regex: Optional[str]) -> Dict[str, fl
 
 
 def export_package(out: Path, weights: WhisperWeights, cfg: ExportConfig) -> Path:
-    """The whole offline flow: calibrate, plan per-layer rates, prune (``cfg.pattern``), quantize, write the
-    package with ``cfg`` in its metadata (``export``). ``cfg.prune_only`` keeps the plan's rates in the layers it
-    matches and leaves the others dense."""
-    plan, stats, files = allocated_rates(weights, cfg)
+    """The whole offline flow: calibrate, plan per-layer rates, prune (``cfg.pattern``; on the ``cfg.stats_audio``
+    statistics when given), quantize, write the package with ``cfg`` in its metadata (``export``).
+    ``cfg.prune_only`` keeps the plan's rates in the layers it matches and leaves the others dense."""
+    plan, calib_stats, calib_files = allocated_rates(weights, cfg)
     rates = only_matching(plan.rates, cfg.prune_only)
+    stats, files = tile_statistics(weights, cfg, calib_stats, calib_files)
     gemm_w, keeps = prune_weights(
         weights, cfg.tile, rates, cfg.method, stats, cfg.damp, cfg.pattern, files if cfg.sequential else ()
     )
@@ -303,7 +322,8 @@ def export_package(out: Path, weights: WhisperWeights, cfg: ExportConfig) -> Pat
         "quantization": QUANT_SCHEME,
         "layers": info,
         "source": saved["source"],
-        "calibration_files": len(files),
+        "calibration_files": len(calib_files),
+        **({"stats_audio_files": len(files)} if cfg.stats_audio and pruned else {}),
         "export": saved,
     }
     return write_package(out, tensors, meta)
@@ -328,7 +348,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--tile", type=cli.positive_int, default=8, help="tile rows R (= systolic array rows), default 8")
     ap.add_argument("--tile-cols", type=cli.positive_int, default=None, help="tile columns C (default: = --tile)")
     ap.add_argument("--sparsity", type=cli.sparsity, default=0.0, help="target fraction of prunable MACs removed")
-    add_export_options(ap, only=(*SHARED_OPTIONS, "pattern", "sequential", "search", "search_audio", "prune_only"))
+    add_export_options(
+        ap, only=(*SHARED_OPTIONS, "stats_audio", "pattern", "sequential", "search", "search_audio", "prune_only")
+    )
     ap.add_argument("--out", type=Path, required=True, help="output package path (.sasp)")
     ap.add_argument(
         "--distill",
@@ -362,8 +384,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         ap.error("argument --prune-only: needs --sparsity > 0 and --pattern free (a unit spans several layers)")
     if args.out.is_dir():
         ap.error(f"argument --out: {args.out} is a directory")
-    if args.calib:
-        list_audio_files(*args.calib)  # a missing or empty folder stops here, before any work
+    if args.stats_audio and (args.sparsity == 0 or not uses_statistics(args.method)):
+        ap.error(
+            "argument --stats-audio: needs --sparsity > 0 and a --method that prunes on statistics (not magnitude)"
+        )
+    for audio in (args.calib, args.stats_audio):
+        if audio:
+            list_audio_files(*audio)  # a missing or empty folder stops here, before any work
     from host.package import load_package
     from model.load import load_whisper
 

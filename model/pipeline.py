@@ -39,6 +39,11 @@ SHARED_OPTIONS = (
 )
 
 
+def uses_statistics(method: str) -> bool:
+    """Whether pruning ``method`` scores or compensates tiles on calibration statistics (all but ``magnitude``)."""
+    return method.startswith("act") or method.endswith("-ls")
+
+
 @dataclass(frozen=True)
 class ExportConfig:
     """Everything a weight package depends on (``cache_dir`` only says where the steps are cached)."""
@@ -55,6 +60,17 @@ class ExportConfig:
             nargs="*",
             type=Path,
             help="calibration audio folders (no labels; default: the bundled set, host/assets/calib)",
+        ),
+    )
+    stats_audio: Tuple[Path, ...] = field(
+        default=(),
+        metadata=cli.option(
+            "--stats-audio",
+            nargs="+",
+            type=Path,
+            metavar="DIR",
+            help="unlabelled audio folders whose statistics choose and compensate the tiles (default: the "
+            "calibration audio's); the per-layer rates still come from the calibration audio",
         ),
     )
     prunable: str = field(
@@ -178,6 +194,8 @@ class ExportConfig:
             raise ValueError("the rate search needs --search-audio")
         if self.prune_only and self.pattern != "free":
             raise ValueError("--prune-only needs free tiles: a unit of --pattern spans layers it may not match")
+        if self.stats_audio and not uses_statistics(self.method):
+            raise ValueError(f"--stats-audio needs a method that prunes on statistics, not {self.method!r}")
 
     @property
     def heldout(self) -> bool:
@@ -187,9 +205,9 @@ class ExportConfig:
 
     def opt_in(self) -> Dict[str, Any]:
         """The settings recorded only when on (sequential pruning, held-out sensitivity, the trimmed probe,
-        refinement rounds, the rate search, pruning only some layers): packages, caches and names from before
-        them, which had them off, keep their identity. Uniform rates have no sensitivity analysis, so none of its
-        settings."""
+        refinement rounds, the rate search, pruning only some layers, tiles chosen on other audio): packages, caches
+        and names from before them, which had them off, keep their identity. Uniform rates have no sensitivity
+        analysis, so none of its settings."""
         return {
             **({"sequential": True} if self.sequential else {}),
             **({"sensitivity": self.sensitivity} if self.heldout else {}),
@@ -197,14 +215,14 @@ class ExportConfig:
             **({"refine": self.refine} if not self.uniform and self.refine else {}),
             **({"search": self.search, "search_audio": [str(p) for p in self.search_audio]} if self.search else {}),
             **({"prune_only": self.prune_only} if self.prune_only else {}),
+            **({"stats_audio": [str(p) for p in self.stats_audio]} if self.stats_audio else {}),
         }
 
     @property
     def needs_calibration(self) -> bool:
         """Whether pruning needs calibration statistics (activation scores, least-squares compensation or
         sensitivity-based rates)."""
-        m = self.method
-        return self.sparsity > 0 and (m.startswith("act") or m.endswith("-ls") or not self.uniform)
+        return self.sparsity > 0 and (uses_statistics(self.method) or not self.uniform)
 
     def prunable_layers(self, names: Iterable[str]) -> List[str]:
         """The GEMM layers of ``names`` that ``prunable`` selects (never the logits)."""
@@ -272,10 +290,11 @@ def file_digest(path: Path) -> str:
 def step_cache(
     step: str, cfg: ExportConfig, weights: WhisperWeights, files: Sequence[Path], extra: Optional[dict] = None
 ) -> Optional[Path]:
-    """Cache file of ``step`` (``calib`` statistics, ``sensitivity`` or the rate ``search``) under ``cfg.cache_dir``
-    (``None``: no cache): the hash of the config fields the step reads, ``extra`` (what else it starts from), the
-    weights and the files' contents in order (the calibration files: the order makes the held-out folds). Not their
-    paths or times: a clone, a worktree or a checkout that rewrites the same audio finds the same cache."""
+    """Cache file of ``step`` (``calib`` statistics, of the calibration or the ``--stats-audio`` files,
+    ``sensitivity`` or the rate ``search``) under ``cfg.cache_dir`` (``None``: no cache): the hash of the config
+    fields the step reads, ``extra`` (what else it starts from), the weights and the files' contents in order (the
+    calibration files: the order makes the held-out folds). Not their paths or times: a clone, a worktree or a
+    checkout that rewrites the same audio finds the same cache."""
     if cfg.cache_dir is None:
         return None
     ext, fields = STEPS[step]

@@ -103,6 +103,22 @@ CASES = [
         ["--out", "{tmp}/p.sasp", "--sparsity", "0.2", "--search", "2", "--search-audio", "{empty}"],
         "no audio files under",
     ),
+    (
+        "model.export",
+        ["--out", "{tmp}/p.sasp", "--sparsity", "0.2", "--stats-audio", "{empty}"],
+        "no audio files under",
+    ),
+    (
+        "model.export",
+        ["--out", "{tmp}/p.sasp", "--sparsity", "0.2", "--stats-audio", "{tmp}/nowhere"],
+        "nowhere: no such",
+    ),
+    ("model.export", ["--out", "{tmp}/p.sasp", "--stats-audio", "."], "--stats-audio: needs --sparsity > 0"),
+    (
+        "model.export",
+        ["--out", "{tmp}/p.sasp", "--sparsity", "0.2", "--method", "magnitude", "--stats-audio", "."],
+        "--stats-audio: needs --sparsity > 0 and a --method that prunes on statistics",
+    ),
     ("model.evaluate", ["--librispeech", ".", "--limit", "-1"], "--limit: -1 is out of range"),
     ("model.evaluate", ["--librispeech", ".", "--limit", "0"], "--limit: 0 is out of range"),
     ("model.evaluate", ["--librispeech", "{tmp}/nowhere"], "nowhere: not a directory"),
