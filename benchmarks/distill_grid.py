@@ -12,7 +12,8 @@
         --opus --pseudo --real ../shared/speech/librispeech --half selection --tiles 8 16 --sparsity 0.3 0.2
     # on the GPU machine: every configuration; WERs to results.json, int8 weights of the best ones to shards
     python benchmarks/distill_grid.py run --bundle .device/bundle --out OUT --device cuda
-    # (session 36's run: benchmarks/distill_grid_gpu.sh, three processes sharing the GPU, --trim, one-shot)
+    # (sessions 36-37: benchmarks/distill_grid_gpu.sh, one process per job sharing the GPU, --trim, one-shot;
+    # its header has the calls; session 37's bundle left out --extra-audio and added --sparsity 0.25)
     # here: packages (same format as model.export) from the shards, for model.evaluate and the system model
     python benchmarks/distill_grid.py assemble --results OUT --out results/packages/grid
     # here: WER on the int8 path (bit-exact with the kernel) and the modeled speedups, as docs/pruning.md
