@@ -118,10 +118,9 @@ def copy_training_audio(files: Sequence[Path], folder: Path, opus: bool) -> None
 def write_pseudo(out: Path, folder: str, teacher: WhisperWeights) -> None:
     """The bundled teacher's greedy transcripts of the training clips of ``folder`` (here, on this CPU), so that the
     GPU machine spends no time on them; ``run`` reads them when their number matches its clips."""
-    from model.distill import DistillConfig, Distiller, load_clips
+    from model.distill import load_clips
 
-    clips = load_clips([out / "audio" / folder])
-    labels = Distiller(teacher, dense_model(teacher, 8, {}), clips, DistillConfig()).pseudo_labels()
+    labels = teacher_labels(teacher, load_clips([out / "audio" / folder]), "cpu")
     (out / f"pseudo-{folder}.json").write_text(json.dumps({"clips": len(labels), "tokens": labels}))
 
 
@@ -208,7 +207,6 @@ def wer_sets(weights: WhisperWeights, sets: Dict[str, list], device: str, trim: 
     tok = Tokenizer(weights.vocab)
     sup = np.asarray(weights.suppress_ids, np.int64)
     prompt = tok.initial_tokens()
-    room = min(224, weights.config["n_text_ctx"] - len(prompt))  # Whisper's sample_len; a small model's context
     out = {}
     with torch.no_grad():
         for name, utts in sets.items():
@@ -218,7 +216,7 @@ def wer_sets(weights: WhisperWeights, sets: Dict[str, list], device: str, trim: 
                 if trim:
                     mel = mel[:, : 2 * trimmed_ctx(len(audio), weights.config["n_audio_ctx"])]
                 enc = tw.encode(mel)
-                ids = tw.greedy(enc, prompt, tok.eot, sup, max_tokens=room)
+                ids = tw.greedy(enc, prompt, tok.eot, sup)
                 refs.append(normalize(ref))
                 hyps.append(normalize(tok.decode(ids)))
             out[name] = 100 * jiwer.wer(refs, hyps)
@@ -231,6 +229,13 @@ def dense_model(teacher: WhisperWeights, tile: int, rates: Dict[str, float]):
 
     keeps = {n: np.ones(blocks(*w.shape, (tile, tile)), bool) for n, (w, _) in gemm_operands(teacher).items()}
     return SparseModel(teacher, keeps, (tile, tile), rates)
+
+
+def teacher_labels(teacher: WhisperWeights, clips: Sequence[np.ndarray], device: str) -> List[List[int]]:
+    """The dense teacher's greedy transcript of every clip (``Distiller.pseudo_labels``, cached on disk)."""
+    from model.distill import DistillConfig, Distiller
+
+    return Distiller(teacher, dense_model(teacher, 8, {}), clips, DistillConfig(device=device)).pseudo_labels()
 
 
 def save_shard(model, path: Path, teacher: WhisperWeights) -> None:
@@ -253,7 +258,7 @@ def run_grid(args: argparse.Namespace) -> None:
     import torch
 
     from host.audio import load_audio
-    from model.distill import DistillConfig, Distiller, SparseModel, load_clips, read_pseudo, run
+    from model.distill import DistillConfig, SparseModel, load_clips, read_pseudo, run
 
     t0 = time.time()
     torch.backends.cuda.matmul.allow_tf32 = True
@@ -301,8 +306,7 @@ def run_grid(args: argparse.Namespace) -> None:
     for name, clips in data.items():  # the bundle's pseudo-labels (bundle --pseudo), else decoded here
         labels[name] = read_pseudo(b / f"pseudo-{name}.json", len(clips))
         if labels[name] is None:
-            probe = Distiller(teacher, dense_model(teacher, 8, {}), clips, DistillConfig(device=args.device))
-            labels[name] = probe.pseudo_labels()
+            labels[name] = teacher_labels(teacher, clips, args.device)
     pseudo = labels["train"]
     sets_of = {"train": (train, pseudo), "all": (train + data.get("extra", []), pseudo + labels.get("extra", []))}
     evaluate("dense-int8", dense_model(teacher, 8, {}))
@@ -349,9 +353,7 @@ def run_grid(args: argparse.Namespace) -> None:
                 max_steps=2 * args.steps,
             )
             if extra_clips:
-                extra_pseudo = Distiller(
-                    teacher, dense_model(teacher, 8, {}), extra_clips, DistillConfig(device=args.device)
-                ).pseudo_labels()
+                extra_pseudo = teacher_labels(teacher, extra_clips, args.device)
                 distilled(
                     f"{key0}-oneshot-plus-synth", start, train + extra_clips, pseudo + extra_pseudo, schedule="oneshot"
                 )

@@ -293,11 +293,10 @@ class Distiller:
             if self._pseudo is None:
                 prompt, eot = self.tokenizer.initial_tokens(), self.tokenizer.eot
                 sup = np.asarray(self.teacher.w.suppress_ids, np.int64)
-                room = min(96, self.teacher.w.config["n_text_ctx"] - len(prompt))  # a small model's context
                 self._pseudo = []
                 for i in tqdm(range(len(self.frames)), desc="pseudo-labels", unit="clip"):
                     enc = self.teacher.encode(self.teacher.log_mel(self.audio[i]))
-                    self._pseudo.append(prompt + self.teacher.greedy(enc, prompt, eot, sup, max_tokens=room))
+                    self._pseudo.append(prompt + self.teacher.greedy(enc, prompt, eot, sup, max_tokens=96))
                 path.parent.mkdir(parents=True, exist_ok=True)
                 with atomic_path(path) as tmp:
                     tmp.write_text(json.dumps({"clips": len(self._pseudo), "tokens": self._pseudo}))

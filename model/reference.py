@@ -134,7 +134,9 @@ class TorchWhisper:
     def greedy(
         self, enc: torch.Tensor, prompt: List[int], eot: int, suppress: np.ndarray, max_tokens: int = 224
     ) -> List[int]:
-        """Greedy tokens after ``prompt`` with the same suppression rules as the numpy runtime."""
+        """Greedy tokens after ``prompt`` with the same suppression rules as the numpy runtime; at most
+        ``max_tokens``, and never past the text context (a small model's is short)."""
+        max_tokens = min(max_tokens, self.cfg["n_text_ctx"] - len(prompt))
         out: List[int] = []
         begin = torch.tensor(self.w.suppress_ids_begin, device=self.device)
         cache: Optional[dict] = {} if self.tap is None else None  # a tap sees every key/value product
