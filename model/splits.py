@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import csv
 import sys
+import zlib
 from pathlib import Path
 from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -98,14 +99,21 @@ def bootstrap_interval(boot: np.ndarray) -> List[float]:
     return [float(q) for q in np.quantile(boot, [(1 - INTERVAL) / 2, (1 + INTERVAL) / 2])]
 
 
+def resample_indices(n: int, group: str, seed: int = 0) -> np.ndarray:
+    """``BOOTSTRAP`` resamples of ``n`` utterances, drawn from a stream of their own per group (seeded by ``seed``
+    and the group's name), so a group's interval does not depend on which other groups a reading holds (before
+    session 38 one stream was shared by the groups in turn)."""
+    rng = np.random.default_rng([seed, zlib.crc32(group.encode())])
+    return rng.integers(0, n, (BOOTSTRAP, n))
+
+
 def wer_by_half(rows: Sequence[Mapping], seed: int = 0) -> Dict[str, dict]:
     """Corpus WER (jiwer, normalized ``reference``/``hypothesis`` of ``model.evaluate`` rows) per half, with the
     utterance count and a bootstrap interval; halves without utterances are left out."""
-    rng = np.random.default_rng(seed)
     out = {}
     for half, sel in _by_group(rows):
         err, words = _counts(sel)
-        idx = rng.integers(0, len(sel), (BOOTSTRAP, len(sel)))
+        idx = resample_indices(len(sel), half, seed)
         boot = err[idx].sum(1) / np.maximum(words[idx].sum(1), 1)
         wer = float(err.sum() / max(words.sum(), 1))
         out[half] = {"wer": wer, "utterances": len(sel), "interval": bootstrap_interval(boot)}
@@ -119,7 +127,6 @@ def dwer_by_half(rows: Sequence[Mapping], base: Sequence[Mapping], seed: int = 0
     half must be in ``base`` with the same reference. ``changed`` is the word edit rate of the transcripts
     against the base's transcripts (edits / the base's words, jiwer), references unread."""
     by_id = {str(r["utt_id"]): r for r in base}
-    rng = np.random.default_rng(seed)
     out = {}
     for half, sel in _by_group(rows):
         missing = [str(r["utt_id"]) for r in sel if str(r["utt_id"]) not in by_id]
@@ -130,7 +137,7 @@ def dwer_by_half(rows: Sequence[Mapping], base: Sequence[Mapping], seed: int = 0
             raise cli.UserError("the base scores the same utterances against other references")
         err, words = _counts(sel)
         base_err, _ = _counts(paired)
-        idx = rng.integers(0, len(sel), (BOOTSTRAP, len(sel)))
+        idx = resample_indices(len(sel), half, seed)
         boot = 100 * (err[idx].sum(1) - base_err[idx].sum(1)) / np.maximum(words[idx].sum(1), 1)
         points = float(100 * (err.sum() - base_err.sum()) / max(words.sum(), 1))
         out[half] = {

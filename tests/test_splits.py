@@ -158,3 +158,20 @@ def test_word_errors_count_edits_per_reference_word_and_an_empty_reference_as_in
 
     assert word_errors("a b c", "a x c d") == (2, 3)  # one substitution, one insertion
     assert word_errors("", "two words") == (2, 0)  # jiwer refuses an empty reference
+
+
+def test_a_groups_interval_does_not_depend_on_the_other_groups_read_with_it():
+    """Each group resamples from a stream of its own: reading the report half alone or after the selection half
+    gives it the same interval (with one shared stream, the selection half's draws came first and moved it)."""
+    words = [f"w{j}" for j in range(12)]
+    report = [  # 40 utterances of 3 to 11 words with 0 to 3 substitutions: intervals with many possible ends
+        _row(f"1272-1-{i}", " ".join(words[: 3 + i % 9]), " ".join(["x"] * (i % 4) + words[i % 4 : 3 + i % 9]))
+        for i in range(40)
+    ]
+    selection = [_row(f"103-1-{i}", "e f g", "e f" if i % 2 else "e f g") for i in range(7)]
+    alone = splits.wer_by_half(report)["report"]["interval"]
+    assert splits.wer_by_half(selection + report)["report"]["interval"] == alone
+    assert splits.dwer_by_half(selection + report, selection + report)["report"]["interval"] == [0.0, 0.0]
+    base = [dict(r, hypothesis=r["reference"]) for r in selection + report]
+    paired = splits.dwer_by_half(selection + report, base)["report"]["interval"]
+    assert paired == splits.dwer_by_half(report, base)["report"]["interval"] and paired[1] > paired[0]
