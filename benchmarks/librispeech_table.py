@@ -123,11 +123,19 @@ def modeled_speedups(point: dict, pkg: Package) -> Dict[str, float]:
 
 def calibration(pkg: Package) -> str:
     """The package's calibration audio as it records it: clip count and, where the export kept them, the folders
-    (the bundled set named ``bundled``); ``-`` for a package built without calibration (dense)."""
+    (the bundled set named ``bundled``), then the ``--stats-audio`` that chose its tiles the same way (``; tiles:
+    ...``); ``-`` for a package built without calibration (dense)."""
     clips = int(pkg.metadata.get("calibration_files", 0))
     if not clips:
         return "-"
-    folders = (pkg.metadata.get("export") or {}).get("calib") or []
+    export = pkg.metadata.get("export") or {}
+    text = _clips_text(clips, export.get("calib") or [])
+    tiles = int(pkg.metadata.get("stats_audio_files", 0))
+    return f"{text}; tiles: {_clips_text(tiles, export.get('stats_audio') or [])}" if tiles else text
+
+
+def _clips_text(clips: int, folders: List[str]) -> str:
+    """``clips (folder names)``, the bundled set named ``bundled``; the count alone without folders."""
     names = ["bundled" if Path(c).parts[-3:] == ("host", "assets", "calib") else Path(c).name for c in folders]
     return f"{clips} ({', '.join(names)})" if names else str(clips)
 

