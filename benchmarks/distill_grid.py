@@ -413,7 +413,7 @@ def run_grid(args: argparse.Namespace) -> None:
             )
     for extra in args.extras:
         {"ablate": ablations, "trim": trimmed}[extra]()
-    if not args.shards:
+    if not args.shards and not args.no_shards:
         pick_shards(results, models, teacher, out, args.shard_mib, args.bound)
     print(f"grid done in {time.time() - t0:.0f} s", flush=True)
 
@@ -669,12 +669,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         default=None,
         help="stop each distillation after this many seconds (and every one at --budget-s): steps done are logged",
     )
-    p.add_argument(
+    shards = p.add_mutually_exclusive_group()
+    shards.add_argument(
         "--shards",
         nargs="+",
         default=[],
         help="save the int8 shard of these rows as soon as each is scored (default: the best ones at the end)",
     )
+    shards.add_argument("--no-shards", action="store_true", help="save no shard (rows and log only)")
     p.add_argument("--bound", type=float, default=1.4, help="WER points over dense int8 (shard choice)")
     p.add_argument("--shard-mib", type=float, default=56.0, help="total size of the returned shards")
     p = sub.add_parser("assemble", help="packages from the returned shards")

@@ -10,7 +10,7 @@
 # session 36, call 1: bash benchmarks/distill_grid_gpu.sh .device/bundle $OUT cuda 490 540
 #   "a: --tiles 8 --sparsity 0.3 --steps 400 --train-s 170 --data train all --shards t8-s0.30-oneshot t8-s0.30-oneshot-all"
 #   "b: --tiles 16 --sparsity 0.3 --steps 400 --train-s 170 --data train all --shards t16-s0.30-oneshot t16-s0.30-oneshot-all"
-#   "c: --tiles 8 --sparsity 0.2 --steps 400 --data all --shards none"   (no row has the key none: no shard back)
+#   "c: --tiles 8 --sparsity 0.2 --steps 400 --data all --no-shards"   (rows and log only; it was `--shards none`)
 set -u
 B=$1; O=$2; DEV=$3; BUDGET=$4; TMO=$5; shift 5
 if [ -d .whl ] && [ -z "${SKIP_WHL:-}" ]; then

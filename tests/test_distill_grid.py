@@ -234,3 +234,6 @@ def test_run_trains_one_start_per_seed_and_assembles_their_packages(grid, synth_
     assert distill_grid.main(["assemble", "--results", str(out), "--out", str(packages)]) == 0
     meta = load_package(packages / "t8-s0.30-oneshot-seed1.sasp").metadata
     assert meta["distillation"]["seed"] == 1 and meta["grid"]["key"] == "t8-s0.30-oneshot-seed1"
+    no_shards = tmp_path / "rows-only"
+    assert distill_grid.main([*argv[:4], str(no_shards), *argv[5:-4], "0", "--no-shards"]) == 0
+    assert (no_shards / "results.json").is_file() and not list(no_shards.glob("shard-*"))  # else the best is saved
