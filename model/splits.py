@@ -124,14 +124,22 @@ def dwer_by_half(rows: Sequence[Mapping], base: Sequence[Mapping], seed: int = 0
     """Points of corpus WER of ``rows`` over ``base`` (e.g. the dense model's rows) per half, with a paired
     bootstrap interval: every resample draws the same utterances for both, so what the two share (an utterance
     that is hard for both) does not widen the interval of their difference. Every utterance of ``rows`` in a
-    half must be in ``base`` with the same reference. ``changed`` is the word edit rate of the transcripts
-    against the base's transcripts (edits / the base's words, jiwer), references unread."""
+    half must be in ``base`` with the same reference, and a group the rows have must have all of the base's
+    utterances of that group (a CSV that ``model.evaluate`` is still writing reads as a ``UserError``, not as a
+    smaller reading). ``changed`` is the word edit rate of the transcripts against the base's transcripts (edits /
+    the base's words, jiwer), references unread."""
     by_id = {str(r["utt_id"]): r for r in base}
+    in_base = dict(_by_group(base))
     out = {}
     for half, sel in _by_group(rows):
         missing = [str(r["utt_id"]) for r in sel if str(r["utt_id"]) not in by_id]
         if missing:
             raise cli.UserError(f"the base has no row for {missing[0]} ({len(missing)} utterances missing)")
+        if half in GROUPS and len(sel) < len(in_base[half]):  # a pool is checked by its groups
+            raise cli.UserError(
+                f"{half}: {len(sel)} of the base's {len(in_base[half])} utterances (a model.evaluate run that has "
+                "not finished?): score them all, or give a base of the same utterances"
+            )
         paired = [by_id[str(r["utt_id"])] for r in sel]
         if any(a["reference"] != b["reference"] for a, b in zip(sel, paired)):
             raise cli.UserError("the base scores the same utterances against other references")

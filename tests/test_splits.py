@@ -175,3 +175,16 @@ def test_a_groups_interval_does_not_depend_on_the_other_groups_read_with_it():
     base = [dict(r, hypothesis=r["reference"]) for r in selection + report]
     paired = splits.dwer_by_half(selection + report, base)["report"]["interval"]
     assert paired == splits.dwer_by_half(report, base)["report"]["interval"] and paired[1] > paired[0]
+
+
+def test_a_reading_with_part_of_a_groups_utterances_is_refused(tmp_path, capsys):
+    """A CSV that model.evaluate is still writing (it appends row by row) must not read as a smaller WER: a group
+    the package's rows have needs all of the base's utterances of that group."""
+    base = [_row(f"19-1-{i}", "a b c", "a b c") for i in range(4)] + [_row("103-1-0", "d e", "d e")]
+    rows = [_row(f"19-1-{i}", "a b c", "a x c") for i in range(3)]  # 3 of train3's 4: unfinished
+    with pytest.raises(splits.cli.UserError, match="train3: 3 of the base's 4 utterances"):
+        splits.dwer_by_half(rows, base)
+    assert splits.dwer_by_half(rows + [dict(base[3])], base)["train3"]["utterances"] == 4  # a group the rows lack: fine
+    csv_rows, csv_base = _write(tmp_path / "p.csv", rows), _write(tmp_path / "d.csv", base)
+    assert splits.main(["--csv", csv_rows, "--base", csv_base]) == 2
+    assert "not finished" in capsys.readouterr().err
