@@ -134,9 +134,13 @@ def calibration(pkg: Package) -> str:
     return f"{text}; tiles: {_clips_text(tiles, export.get('stats_audio') or [])}" if tiles else text
 
 
+BUNDLED = {"calib": "bundled", "stats": "bundled stats"}  # host/assets/<set>: the default audio of an export
+
+
 def _clips_text(clips: int, folders: List[str]) -> str:
-    """``clips (folder names)``, the bundled set named ``bundled``; the count alone without folders."""
-    names = ["bundled" if Path(c).parts[-3:] == ("host", "assets", "calib") else Path(c).name for c in folders]
+    """``clips (folder names)``, the bundled sets named as in ``BUNDLED``; the count alone without folders."""
+    bundled = [Path(c).parts[-3:-1] == ("host", "assets") and Path(c).name in BUNDLED for c in folders]
+    names = [BUNDLED[Path(c).name] if b else Path(c).name for c, b in zip(folders, bundled)]
     return f"{clips} ({', '.join(names)})" if names else str(clips)
 
 

@@ -31,7 +31,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(ROOT))
 
 from host import cli  # noqa: E402
-from host.audio import CALIB_DIR, DEMO_CLIP, demo_reference  # noqa: E402
+from host.audio import CALIB_DIR, DEMO_CLIP, STATS_DIR, demo_reference  # noqa: E402
 from host.boards import board_spec  # noqa: E402
 from host.cache import cache_root  # noqa: E402
 from host.dataset import list_audio_files, read_librispeech  # noqa: E402
@@ -101,10 +101,12 @@ def _echo(text: str) -> None:
 
 def default_package(array: int, sparsity: float, method: str, calib: List[Path]) -> Path:
     """Build (once) and cache a package for ``array`` and ``sparsity`` from the pip-installed Whisper weights,
-    calibrated on ``calib`` (default: the bundled real-speech set, host/assets/calib); a cached package that does
-    not load (corrupt, or an older format) is rebuilt."""
+    calibrated on ``calib`` (default: the bundled real-speech sets, host/assets/calib for the rates and with
+    host/assets/stats for the tiles, as ``model.export``); a cached package that does not load (corrupt, or an
+    older format) is rebuilt."""
     cache = cache_root()
-    tag = f"s{sparsity:.2f}-{method}-{SENSITIVITY}-{calibration_tag(calib or [CALIB_DIR])}" if sparsity > 0 else "dense"
+    audio = calib or [CALIB_DIR, STATS_DIR]  # default: the bundled sets (rates; tiles)
+    tag = f"s{sparsity:.2f}-{method}-{SENSITIVITY}-{calibration_tag(audio)}" if sparsity > 0 else "dense"
     path = cache / "packages" / f"whisper-tiny.en-{array}x{array}-{tag}.sasp"
     if path.exists():
         try:
@@ -254,7 +256,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     )
     ap.add_argument(
         "--calib", type=Path, nargs="*", default=[],
-        help="calibration audio for the default package (default: the bundled real-speech set, host/assets/calib)",
+        help="calibration audio for the default package (default: the bundled real-speech sets, host/assets/calib "
+        "and host/assets/stats, as model.export)",
     )  # fmt: skip
     ap.add_argument("--window", choices=WINDOWS, default=DEFAULT_WINDOW, help=WINDOW_HELP)
     ap.add_argument(

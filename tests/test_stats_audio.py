@@ -75,3 +75,49 @@ def test_sequential_pruning_runs_the_stats_audio_itself(tmp_path, monkeypatch):
     (tmp_path / "a.flac").write_bytes(b"A")
     cfg = ExportConfig((8, 8), 0.2, "act-ls", sequential=True, stats_audio=(tmp_path,), cache_dir=None)
     assert ex.tile_statistics(audio_whisper(), cfg, None, []) == (None, [tmp_path / "a.flac"])
+
+
+def test_without_calib_the_tiles_come_from_the_bundled_calibration_and_statistics_sets(monkeypatch):
+    """The default (session 38): no ``--calib`` and no ``--stats-audio`` chooses the tiles on the bundled
+    calibration set with the bundled statistics set, recorded in the package's export settings; ``--calib`` (the
+    user's audio), ``--stats-audio``, magnitude scores and dense packages keep their own."""
+    import model.export as ex
+    from host.audio import STATS_DIR
+
+    default = ExportConfig((8, 8), 0.2, "act-ls")
+    assert default.tile_audio == (CALIB_DIR, STATS_DIR)
+    assert default.opt_in()["stats_audio"] == [str(CALIB_DIR), str(STATS_DIR)]
+    assert ExportConfig((8, 8), 0.2, calib=("mine",)).tile_audio == ()
+    assert ExportConfig((8, 8), 0.2, stats_audio=("x",)).tile_audio == ("x",)
+    assert ExportConfig((8, 8), 0.2, "magnitude").tile_audio == () == ExportConfig((8, 8), 0.0).tile_audio
+    seen = {}
+    monkeypatch.setattr(ex, "audio_stats", lambda w, cfg, files: seen.setdefault("files", files))
+    _, files = ex.tile_statistics(audio_whisper(), default, None, [])
+    assert files == seen["files"] == list_audio_files(CALIB_DIR, STATS_DIR)
+    assert files[: len(list_audio_files(CALIB_DIR))] == list_audio_files(CALIB_DIR)  # the calibration set first
+
+
+def test_the_demo_caches_default_packages_by_both_bundled_sets(monkeypatch, tmp_path):
+    """The demo's default pruned package is named (cached) by the calibration and the statistics sets together, so
+    a package built before the statistics set existed, or with it changed, is not taken for it."""
+    import host.asr_demo as demo
+    from host.audio import STATS_DIR
+
+    monkeypatch.setattr(demo, "cache_root", lambda: tmp_path)
+    monkeypatch.setattr(demo, "build_package", lambda path, *a: None)
+    path = demo.default_package(8, 0.2, "act-ls", [])
+    assert demo.calibration_tag([CALIB_DIR, STATS_DIR]) in path.name
+    assert demo.calibration_tag([CALIB_DIR]) not in path.name
+
+
+def test_the_bundled_statistics_set_is_whole_read_clips_with_their_licences():
+    """24 whole clips (session 38: 54 read clips cut to their first 5 s chose far worse tiles), every one in the
+    README's table with its licence."""
+    from host.audio import STATS_DIR, load_audio
+
+    files = list_audio_files(STATS_DIR)
+    readme = (STATS_DIR / "README.md").read_text()
+    assert len(files) == 24 and all(f"| {f.name} |" in readme for f in files)
+    seconds = [len(load_audio(f)) / 16000 for f in files]
+    assert 360 < sum(seconds) < 380 and min(seconds) > 8
+    assert all(s in readme for s in ("CC BY 4.0", "public domain", "Carnegie Mellon University"))
