@@ -60,7 +60,8 @@ class ExportConfig:
             "--calib",
             nargs="*",
             type=Path,
-            help="calibration audio folders (no labels; default: the bundled set, host/assets/calib)",
+            help="calibration audio folders (no labels; default: the bundled set, host/assets/calib, with "
+            "host/assets/stats for the tiles)",
         ),
     )
     stats_audio: Tuple[Path, ...] = field(
