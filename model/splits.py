@@ -27,6 +27,9 @@ sensitive of 16 speakers in every cell measured (docs/pruning.md, "22 more Libri
 
     python -m model.splits --csv EVAL.csv [EVAL2.csv ...] [--base DENSE.csv ...]   # per group WER (points over base)
     python -m model.splits --together --csv HALVES.csv TRAIN3.csv DEVTEST.csv --base D1.csv D2.csv D3.csv
+
+``--speakers`` adds the points over the base per speaker (``dwer_by_speaker``), to see which voices a package's
+loss comes from.
 """
 
 from __future__ import annotations
@@ -61,7 +64,11 @@ INTERVAL = 0.9  # central mass of the bootstrap interval
 def group_of(utt_id: str) -> Optional[str]:
     """The group of :data:`GROUPS` (``selection``, ``report``, ``train3``, ...) of a LibriSpeech id
     ``SPK-CHAPTER-UTT``, or None (none of its speakers)."""
-    speaker = utt_id.split("-")[0]
+    return group_of_speaker(utt_id.split("-")[0])
+
+
+def group_of_speaker(speaker: str) -> Optional[str]:
+    """The group of :data:`GROUPS` that holds LibriSpeech speaker ``speaker``, or None."""
     return next((h for h, spk in GROUPS.items() if speaker in spk), None)
 
 
@@ -140,21 +147,46 @@ def dwer_by_half(rows: Sequence[Mapping], base: Sequence[Mapping], seed: int = 0
                 f"{half}: {len(sel)} of the base's {len(in_base[half])} utterances (a model.evaluate run that has "
                 "not finished?): score them all, or give a base of the same utterances"
             )
-        paired = [by_id[str(r["utt_id"])] for r in sel]
-        if any(a["reference"] != b["reference"] for a, b in zip(sel, paired)):
-            raise cli.UserError("the base scores the same utterances against other references")
-        err, words = _counts(sel)
-        base_err, _ = _counts(paired)
-        idx = resample_indices(len(sel), half, seed)
-        boot = 100 * (err[idx].sum(1) - base_err[idx].sum(1)) / np.maximum(words[idx].sum(1), 1)
-        points = float(100 * (err.sum() - base_err.sum()) / max(words.sum(), 1))
-        out[half] = {
-            "points": points,
-            "utterances": len(sel),
-            "interval": bootstrap_interval(boot),
-            "changed": _changed(sel, paired),
-        }
+        out[half] = _paired_points(sel, [by_id[str(r["utt_id"])] for r in sel], half, seed)
     return out
+
+
+def _paired_points(rows: Sequence[Mapping], paired: Sequence[Mapping], stream: str, seed: int = 0) -> dict:
+    """Points of ``rows`` over their ``paired`` base rows with the paired bootstrap interval (resamples from the
+    ``stream`` of that name, :func:`resample_indices`), the utterance count and ``changed``."""
+    if any(a["reference"] != b["reference"] for a, b in zip(rows, paired)):
+        raise cli.UserError("the base scores the same utterances against other references")
+    err, words = _counts(rows)
+    base_err, _ = _counts(paired)
+    idx = resample_indices(len(rows), stream, seed)
+    boot = 100 * (err[idx].sum(1) - base_err[idx].sum(1)) / np.maximum(words[idx].sum(1), 1)
+    return {
+        "points": float(100 * (err.sum() - base_err.sum()) / max(words.sum(), 1)),
+        "utterances": len(rows),
+        "words": int(words.sum()),
+        "interval": bootstrap_interval(boot),
+        "changed": _changed(rows, paired),
+    }
+
+
+def dwer_by_speaker(rows: Sequence[Mapping], base: Sequence[Mapping], seed: int = 0) -> Dict[str, dict]:
+    """``dwer_by_half``'s figures per speaker of the groups (``SPK`` of ``SPK-CHAPTER-UTT``; each with its
+    ``group``), in the order of :data:`GROUPS`, then by speaker; the checks are ``dwer_by_half``'s (a speaker's
+    interval draws from a stream of its own, named after the speaker)."""
+    dwer_by_half(rows, base, seed)  # every row in the base, whole groups, the same references
+    by_id = {str(r["utt_id"]): r for r in base}
+    speakers: Dict[str, List[Mapping]] = {}
+    for r in rows:
+        if group_of(str(r["utt_id"])) is not None:
+            speakers.setdefault(str(r["utt_id"]).split("-")[0], []).append(r)
+    order = sorted(speakers, key=lambda s: (list(GROUPS).index(group_of_speaker(s)), int(s)))
+    return {
+        s: {
+            "group": group_of_speaker(s),
+            **_paired_points(speakers[s], [by_id[str(r["utt_id"])] for r in speakers[s]], f"speaker {s}", seed),
+        }
+        for s in order
+    }
 
 
 def _changed(rows: Sequence[Mapping], base: Sequence[Mapping]) -> float:
@@ -187,7 +219,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument(
         "--together", action="store_true", help="the --csv files are one package's, on different folders: one line"
     )
+    ap.add_argument(
+        "--speakers", action="store_true", help="also the points over --base per speaker, one line each (needs --base)"
+    )
     args = ap.parse_args(argv)
+    if args.speakers and args.base is None:
+        raise cli.UserError("--speakers gives points over a base: give --base too")
     base = read_many(args.base) if args.base is not None else None
     for paths in [args.csv] if args.together else [[p] for p in args.csv]:
         rows = read_many(paths)
@@ -196,6 +233,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         if base is not None:
             line += f"; over {'+'.join(p.name for p in args.base)}: {dwer_text(dwer_by_half(rows, base))}"
         print(line)
+        if args.speakers:
+            print(speakers_text(dwer_by_speaker(rows, base)))
     return 0
 
 
@@ -215,6 +254,15 @@ def dwer_text(deltas: Dict[str, dict]) -> str:
         f"{h} {v['points']:+.2f} pts ({int(100 * INTERVAL)}% paired bootstrap {v['interval'][0]:+.1f} to "
         f"{v['interval'][1]:+.1f}), {100 * v['changed']:.1f}% of its words changed"
         for h, v in deltas.items()
+    )
+
+
+def speakers_text(speakers: Dict[str, dict]) -> str:
+    """``dwer_by_speaker``'s figures, one speaker per line."""
+    return "\n".join(
+        f"  speaker {s} ({v['group']}, {v['utterances']} utt, {v['words']} words): {v['points']:+.2f} pts "
+        f"({int(100 * INTERVAL)}% paired bootstrap {v['interval'][0]:+.1f} to {v['interval'][1]:+.1f})"
+        for s, v in speakers.items()
     )
 
 

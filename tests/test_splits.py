@@ -188,3 +188,22 @@ def test_a_reading_with_part_of_a_groups_utterances_is_refused(tmp_path, capsys)
     csv_rows, csv_base = _write(tmp_path / "p.csv", rows), _write(tmp_path / "d.csv", base)
     assert splits.main(["--csv", csv_rows, "--base", csv_base]) == 2
     assert "not finished" in capsys.readouterr().err
+
+
+def test_points_per_speaker_split_a_groups_points_by_voice(tmp_path, capsys):
+    """--speakers: the report half's points come apart by speaker (1272: one error in 4 words; 3853: none), each in
+    its group, in GROUPS' order; the group checks hold per speaker too, and a base is needed."""
+    base = [_row("1272-1-0", "a b c d", "a b c d"), _row("3853-1-0", "e f", "e f"), _row("103-1-0", "g", "g")]
+    rows = [_row("1272-1-0", "a b c d", "a b c x"), _row("3853-1-0", "e f", "e f"), _row("103-1-0", "g", "g")]
+    per = splits.dwer_by_speaker(rows, base)
+    assert list(per) == ["103", "1272", "3853"]  # selection first, then report by speaker
+    assert per["1272"]["group"] == "report" and per["1272"]["points"] == pytest.approx(25.0)
+    assert per["1272"]["words"] == 4 and per["3853"]["points"] == 0.0
+    assert splits.dwer_by_half(rows, base)["report"]["points"] == pytest.approx(100 / 6)  # the group: 1 in 6
+    with pytest.raises(splits.cli.UserError, match="1 of the base's 2"):
+        splits.dwer_by_speaker(rows[:1] + rows[2:], base)  # part of the report half: refused as for the groups
+    pkg, dense = _write(tmp_path / "pkg.csv", rows), _write(tmp_path / "dense.csv", base)
+    assert splits.main(["--csv", pkg, "--base", dense, "--speakers"]) == 0
+    out = capsys.readouterr().out
+    assert "  speaker 1272 (report, 1 utt, 4 words): +25.00 pts" in out
+    assert splits.main(["--csv", pkg, "--speakers"]) == 2
