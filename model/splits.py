@@ -59,6 +59,7 @@ GROUPS = {
 POOLS = {"unseen clean": ("report", "train3", "clean12"), "selection + other10": ("selection", "other10")}
 BOOTSTRAP = 2000  # resamples of the utterances for the interval
 INTERVAL = 0.9  # central mass of the bootstrap interval
+SPEAKER_WORDS = 100  # the per-speaker spread (--speakers) counts speakers with at least this many reference words
 
 
 def group_of(utt_id: str) -> Optional[str]:
@@ -258,12 +259,21 @@ def dwer_text(deltas: Dict[str, dict]) -> str:
 
 
 def speakers_text(speakers: Dict[str, dict]) -> str:
-    """``dwer_by_speaker``'s figures, one speaker per line."""
-    return "\n".join(
+    """``dwer_by_speaker``'s figures, one speaker per line, then the spread over the speakers with at least
+    ``SPEAKER_WORDS`` reference words (their median and quartiles of points)."""
+    lines = [
         f"  speaker {s} ({v['group']}, {v['utterances']} utt, {v['words']} words): {v['points']:+.2f} pts "
         f"({int(100 * INTERVAL)}% paired bootstrap {v['interval'][0]:+.1f} to {v['interval'][1]:+.1f})"
         for s, v in speakers.items()
-    )
+    ]
+    big = [v["points"] for v in speakers.values() if v["words"] >= SPEAKER_WORDS]
+    if big:
+        q1, median, q3 = np.quantile(big, [0.25, 0.5, 0.75])
+        lines.append(
+            f"  {len(big)} speakers with at least {SPEAKER_WORDS} words: median {median:+.2f} pts, "
+            f"quartiles {q1:+.2f} / {q3:+.2f}"
+        )
+    return "\n".join(lines)
 
 
 def halves_text(halves: Dict[str, dict], source: Union[str, Path]) -> str:

@@ -206,4 +206,11 @@ def test_points_per_speaker_split_a_groups_points_by_voice(tmp_path, capsys):
     assert splits.main(["--csv", pkg, "--base", dense, "--speakers"]) == 0
     out = capsys.readouterr().out
     assert "  speaker 1272 (report, 1 utt, 4 words): +25.00 pts" in out
+    assert "speakers with at least" not in out  # no speaker here has the words for the spread
     assert splits.main(["--csv", pkg, "--speakers"]) == 2
+    long = " ".join(["w"] * splits.SPEAKER_WORDS)
+    base.append(_row("19-198-0000", long, long))
+    rows.append(_row("19-198-0000", long, " ".join(["w"] * (splits.SPEAKER_WORDS - 2))))
+    _write(tmp_path / "pkg.csv", rows), _write(tmp_path / "dense.csv", base)
+    assert splits.main(["--csv", pkg, "--base", dense, "--speakers"]) == 0
+    assert "  1 speakers with at least 100 words: median +2.00 pts" in capsys.readouterr().out  # 19 alone counts
