@@ -131,14 +131,21 @@ def wer_by_half(rows: Sequence[Mapping], seed: int = 0) -> Dict[str, dict]:
 def dwer_by_half(rows: Sequence[Mapping], base: Sequence[Mapping], seed: int = 0) -> Dict[str, dict]:
     """Points of corpus WER of ``rows`` over ``base`` (e.g. the dense model's rows) per half, with a paired
     bootstrap interval: every resample draws the same utterances for both, so what the two share (an utterance
-    that is hard for both) does not widen the interval of their difference. Every utterance of ``rows`` in a
-    half must be in ``base`` with the same reference, and a group the rows have must have all of the base's
-    utterances of that group (a CSV that ``model.evaluate`` is still writing reads as a ``UserError``, not as a
-    smaller reading). ``changed`` is the word edit rate of the transcripts against the base's transcripts (edits /
-    the base's words, jiwer), references unread."""
+    that is hard for both) does not widen the interval of their difference. The rows must pair with the base as
+    :func:`_paired_with_base` checks. ``changed`` is the word edit rate of the transcripts against the base's
+    transcripts (edits / the base's words, jiwer), references unread."""
+    return {half: _paired_points(sel, paired, half, seed) for half, sel, paired in _paired_with_base(rows, base)}
+
+
+def _paired_with_base(
+    rows: Sequence[Mapping], base: Sequence[Mapping]
+) -> Iterator[Tuple[str, List[Mapping], List[Mapping]]]:
+    """Each group and pool of ``rows`` (``_by_group``) with its rows and their base rows, checked: every utterance
+    of ``rows`` in a group must be in ``base`` with the same reference, and a group the rows have must have all of
+    the base's utterances of that group (a CSV that ``model.evaluate`` is still writing reads as a ``UserError``,
+    not as a smaller reading)."""
     by_id = {str(r["utt_id"]): r for r in base}
     in_base = dict(_by_group(base))
-    out = {}
     for half, sel in _by_group(rows):
         missing = [str(r["utt_id"]) for r in sel if str(r["utt_id"]) not in by_id]
         if missing:
@@ -148,15 +155,15 @@ def dwer_by_half(rows: Sequence[Mapping], base: Sequence[Mapping], seed: int = 0
                 f"{half}: {len(sel)} of the base's {len(in_base[half])} utterances (a model.evaluate run that has "
                 "not finished?): score them all, or give a base of the same utterances"
             )
-        out[half] = _paired_points(sel, [by_id[str(r["utt_id"])] for r in sel], half, seed)
-    return out
+        paired = [by_id[str(r["utt_id"])] for r in sel]
+        if any(a["reference"] != b["reference"] for a, b in zip(sel, paired)):
+            raise cli.UserError("the base scores the same utterances against other references")
+        yield half, sel, paired
 
 
 def _paired_points(rows: Sequence[Mapping], paired: Sequence[Mapping], stream: str, seed: int = 0) -> dict:
     """Points of ``rows`` over their ``paired`` base rows with the paired bootstrap interval (resamples from the
-    ``stream`` of that name, :func:`resample_indices`), the utterance count and ``changed``."""
-    if any(a["reference"] != b["reference"] for a, b in zip(rows, paired)):
-        raise cli.UserError("the base scores the same utterances against other references")
+    ``stream`` of that name, :func:`resample_indices`), the utterance count, reference words and ``changed``."""
     err, words = _counts(rows)
     base_err, _ = _counts(paired)
     idx = resample_indices(len(rows), stream, seed)
@@ -174,17 +181,16 @@ def dwer_by_speaker(rows: Sequence[Mapping], base: Sequence[Mapping], seed: int 
     """``dwer_by_half``'s figures per speaker of the groups (``SPK`` of ``SPK-CHAPTER-UTT``; each with its
     ``group``), in the order of :data:`GROUPS`, then by speaker; the checks are ``dwer_by_half``'s (a speaker's
     interval draws from a stream of its own, named after the speaker)."""
-    dwer_by_half(rows, base, seed)  # every row in the base, whole groups, the same references
-    by_id = {str(r["utt_id"]): r for r in base}
-    speakers: Dict[str, List[Mapping]] = {}
-    for r in rows:
-        if group_of(str(r["utt_id"])) is not None:
-            speakers.setdefault(str(r["utt_id"]).split("-")[0], []).append(r)
+    speakers: Dict[str, List[Tuple[Mapping, Mapping]]] = {}
+    for half, sel, paired in _paired_with_base(rows, base):
+        if half in GROUPS:  # the pools repeat their groups' rows
+            for r, b in zip(sel, paired):
+                speakers.setdefault(str(r["utt_id"]).split("-")[0], []).append((r, b))
     order = sorted(speakers, key=lambda s: (list(GROUPS).index(group_of_speaker(s)), int(s)))
     return {
         s: {
             "group": group_of_speaker(s),
-            **_paired_points(speakers[s], [by_id[str(r["utt_id"])] for r in speakers[s]], f"speaker {s}", seed),
+            **_paired_points([r for r, _ in speakers[s]], [b for _, b in speakers[s]], f"speaker {s}", seed),
         }
         for s in order
     }
