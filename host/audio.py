@@ -52,7 +52,8 @@ DEMO_CLIP: Path = _ASSETS / "demo.flac"
 """A short synthesized sentence bundled with the package (see ``host/assets/README.md``)."""
 # the default calibration audio of pruned packages: 10 real LibriSpeech utterances (CC BY 4.0, see its README.md)
 CALIB_DIR: Path = _ASSETS / "calib"
-# with it, the default statistics audio that chooses the tiles: 20 VCTK utterances (CC BY 4.0, see its README.md)
+# with it, the default statistics audio that chooses the tiles: 24 whole read-English clips (LibriVox and LJ Speech
+# public domain, LibriSpeech CC BY 4.0, CMU ARCTIC; each file's licence in its README.md)
 STATS_DIR: Path = _ASSETS / "stats"
 DEMO_TRANSCRIPT: Path = _ASSETS / "demo.txt"
 """Reference transcript of :data:`DEMO_CLIP` (LibriSpeech convention)."""
