@@ -32,6 +32,7 @@ from host.whisper import gemm_operands
 from host.whisper_layers import layer_rows
 from host.whisper_weights import WhisperWeights
 from model.calibrate import CalibStats, collect_stats
+from model.permute import permute_for_tiles
 from model.pipeline import (
     SHARED_OPTIONS,
     ExportConfig,
@@ -296,12 +297,16 @@ def only_matching(rates: Dict[str, float], regex: Optional[str]) -> Dict[str, fl
 
 
 def export_package(out: Path, weights: WhisperWeights, cfg: ExportConfig) -> Path:
-    """The whole offline flow: calibrate, plan per-layer rates, prune (``cfg.pattern``; on the ``cfg.tile_audio``
-    statistics when given), quantize, write the package with ``cfg`` in its metadata (``export``).
+    """The whole offline flow: calibrate, plan per-layer rates, reorder the weights for the tiles (``cfg.permute``,
+    ``model.permute``), prune (``cfg.pattern``; on the ``cfg.tile_audio`` statistics when given), quantize, write
+    the package with ``cfg`` in its metadata (``export``).
     ``cfg.prune_only`` keeps the plan's rates in the layers it matches and leaves the others dense."""
     plan, calib_stats, calib_files = allocated_rates(weights, cfg)
     rates = only_matching(plan.rates, cfg.prune_only)
     stats, files = tile_statistics(weights, cfg, calib_stats, calib_files)
+    shares = None
+    if cfg.permute and cfg.sparsity > 0 and stats is not None:
+        weights, stats, shares = permute_for_tiles(weights, stats, rates, cfg.tile)
     gemm_w, keeps = prune_weights(
         weights, cfg.tile, rates, cfg.method, stats, cfg.damp, cfg.pattern, files if cfg.sequential else ()
     )
@@ -319,6 +324,7 @@ def export_package(out: Path, weights: WhisperWeights, cfg: ExportConfig) -> Pat
         "allocation": "uniform" if cfg.uniform else "sensitivity",
         **({"pattern": cfg.pattern} if cfg.pattern != "free" and pruned else {}),
         **(cfg.opt_in() if pruned else {}),
+        **({"permuted_groups": shares} if shares else {}),
         **({"rate_search": plan.search} if plan.search else {}),
         "prunable": cfg.prunable,
         "quantization": QUANT_SCHEME,
@@ -351,7 +357,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--tile-cols", type=cli.positive_int, default=None, help="tile columns C (default: = --tile)")
     ap.add_argument("--sparsity", type=cli.sparsity, default=0.0, help="target fraction of prunable MACs removed")
     add_export_options(
-        ap, only=(*SHARED_OPTIONS, "stats_audio", "pattern", "sequential", "search", "search_audio", "prune_only")
+        ap,
+        only=(*SHARED_OPTIONS, "stats_audio", "pattern", "sequential", "permute")
+        + ("search", "search_audio", "prune_only"),
     )
     ap.add_argument("--out", type=Path, required=True, help="output package path (.sasp)")
     ap.add_argument(
@@ -376,6 +384,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         ap.error("argument --pattern: the gradual distillation schedule re-prunes free tiles (use oneshot)")
     if args.sequential and (args.pattern != "free" or not args.method.endswith("-ls")):
         ap.error("argument --sequential: needs --pattern free and a '-ls' --method (it re-solves the kept tiles)")
+    if args.permute and (
+        args.sparsity == 0 or args.pattern != "free" or args.sequential or not uses_statistics(args.method)
+    ):
+        ap.error(
+            "argument --permute: needs --sparsity > 0, --pattern free, no --sequential and a --method that prunes "
+            "on statistics (not magnitude)"
+        )
+    if args.permute and args.distill and args.distill_schedule == "gradual":
+        ap.error("argument --permute: the gradual distillation schedule restarts from the dense weights (use oneshot)")
     if args.search and (args.uniform or args.pattern != "free" or args.sequential or args.sparsity == 0):
         ap.error("argument --search: needs --sparsity > 0 with sensitivity-based rates of free tiles")
     if args.search and not args.search_audio:

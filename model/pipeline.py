@@ -106,6 +106,16 @@ class ExportConfig:
             "(model.sequential; free tiles, '-ls' methods)",
         ),
     )
+    permute: bool = field(
+        default=False,
+        metadata=cli.option(
+            "--permute",
+            action="store_true",
+            help="before pruning, reorder the FFN's hidden units and each attention head's query/key and value/out "
+            "dims (the same function) so that weak weights share tiles (model.permute; free tiles, statistics "
+            "methods, not --sequential; measured better at 16x16, not at 8x8: docs/pruning.md)",
+        ),
+    )
     sensitivity: str = field(
         default="held-out",
         metadata=cli.option(
@@ -181,6 +191,8 @@ class ExportConfig:
             raise ValueError(f"unknown pruning pattern {self.pattern!r}; choose from {PATTERNS}")
         if self.sequential and (self.pattern != "free" or not self.method.endswith("-ls")):
             raise ValueError("sequential pruning needs free tiles and a '-ls' method")
+        if self.permute and (self.pattern != "free" or self.sequential or not uses_statistics(self.method)):
+            raise ValueError("--permute needs free tiles, a method that prunes on statistics and no --sequential")
         if self.sensitivity not in SENSITIVITY:
             raise ValueError(f"unknown sensitivity {self.sensitivity!r}; choose from {SENSITIVITY}")
         if self.probe not in PROBE_WINDOWS:
@@ -207,12 +219,13 @@ class ExportConfig:
         return self.sensitivity == "held-out" and not self.uniform
 
     def opt_in(self) -> Dict[str, Any]:
-        """The settings recorded only when on (sequential pruning, held-out sensitivity, the trimmed probe,
-        refinement rounds, the rate search, pruning only some layers, tiles chosen on other audio): packages, caches
-        and names from before them, which had them off, keep their identity. Uniform rates have no sensitivity
-        analysis, so none of its settings."""
+        """The settings recorded only when on (sequential pruning, reordered weights, held-out sensitivity, the
+        trimmed probe, refinement rounds, the rate search, pruning only some layers, tiles chosen on other audio):
+        packages, caches and names from before them, which had them off, keep their identity. Uniform rates have no
+        sensitivity analysis, so none of its settings."""
         return {
             **({"sequential": True} if self.sequential else {}),
+            **({"permute": True} if self.permute else {}),
             **({"sensitivity": self.sensitivity} if self.heldout else {}),
             **({"probe": self.probe} if not self.uniform and self.probe != "full" else {}),
             **({"refine": self.refine} if not self.uniform and self.refine else {}),

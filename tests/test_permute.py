@@ -1,0 +1,140 @@
+"""Reordering the weights before tile pruning (``model.permute``, ``model.export --permute``): the same function,
+the statistics reordered with the rows, a lower pruned share, and the exporter's wiring."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import make_tiny_whisper
+
+import model.export as export
+from host.audio import load_audio
+from host.package import load_package
+from host.whisper import WhisperRuntime, gemm_operands
+from host.whisper_layers import LOGITS_LAYER
+from model.calibrate import CalibStats
+from model.permute import perm_groups, permute_for_tiles
+from model.pipeline import ExportConfig
+
+TILE = (4, 4)
+D = 32  # 2 heads of 16 dims (4 tiles each), an FFN of 128 hidden units
+
+
+@pytest.fixture(scope="module")
+def model():
+    return make_tiny_whisper(d=D, seed=5)
+
+
+@pytest.fixture(scope="module")
+def stats(model):
+    """Gram matrices of correlated random inputs for every GEMM layer."""
+    rng = np.random.default_rng(1)
+    out = CalibStats()
+    for name, (w, _) in gemm_operands(model).items():
+        k = w.shape[0]
+        out.add(name, rng.standard_normal((4 * k, k)) @ (rng.standard_normal((k, k)) * rng.random(k)), odd=False)
+        out.add(name, rng.standard_normal((2 * k, k)), odd=True)
+    return out
+
+
+def rates_of(model, rate: float) -> dict:
+    return {n: rate for n in gemm_operands(model) if n != LOGITS_LAYER}
+
+
+def test_reordered_model_computes_the_same(whisper_weights, demo_clip):
+    """Whisper tiny.en reordered for 8x8 tiles (every group, identity statistics) encodes the demo clip and scores
+    every next token as the model as given, to float32 rounding."""
+    ops = gemm_operands(whisper_weights)
+    eye = CalibStats({n: np.eye(w.shape[0]) for n, (w, _) in ops.items()}, {n: 1 for n in ops})
+    eye.odd = {n: np.zeros_like(g) for n, g in eye.gram.items()}
+    new, _, shares = permute_for_tiles(whisper_weights, eye, rates_of(whisper_weights, 0.3), (8, 8), swaps=500)
+    moved = {
+        k.rsplit(".", 1)[0]
+        for k in whisper_weights.params
+        if not np.array_equal(whisper_weights.params[k], new.params[k])
+    }
+    groups = perm_groups(whisper_weights.config)
+    assert len(shares) == len(groups) and moved == {n for g in groups for n, _ in g.members}
+    audio = load_audio(demo_clip)
+    outs = []
+    for weights in (whisper_weights, new):
+        rt = WhisperRuntime(weights)
+        enc = rt.encode(rt.features(audio), rt.audio_ctx(len(audio)))
+        tokens = rt.decode(enc).tokens
+        outs.append(
+            (enc, tokens, rt.step(rt.tokenizer.initial_tokens() + tokens, 0, rt.prefill(enc), all_positions=True))
+        )
+    np.testing.assert_allclose(outs[1][0], outs[0][0], rtol=1e-4, atol=1e-4)
+    assert outs[1][1] == outs[0][1]
+    np.testing.assert_allclose(outs[1][2], outs[0][2], rtol=1e-3, atol=1e-3)
+
+
+def test_statistics_follow_the_reordered_rows(model, stats):
+    """An ``in`` member's Gram matrix is reordered with its rows: ``tr(W^T X^T X W)`` (its output energy) and the
+    split into folds are unchanged; the caller's statistics are not touched."""
+    before = {n: g.copy() for n, g in stats.gram.items()}
+    new, new_stats, _ = permute_for_tiles(model, stats, rates_of(model, 0.5), TILE, swaps=2000)
+    old_ops, new_ops = gemm_operands(model), gemm_operands(new)
+    for name in ("encoder.blocks.0.mlp.2", "decoder.blocks.0.cross_attn.out"):
+        w0, w1 = old_ops[name][0].astype(np.float64), new_ops[name][0].astype(np.float64)
+        assert not np.array_equal(w0, w1)
+        energy = [np.trace(w.T @ g @ w) for w, g in ((w0, stats.gram[name]), (w1, new_stats.gram[name]))]
+        assert energy[1] == pytest.approx(energy[0], rel=1e-9)
+        odd = [np.trace(w.T @ g @ w) for w, g in ((w0, stats.odd[name]), (w1, new_stats.odd[name]))]
+        assert odd[1] == pytest.approx(odd[0], rel=1e-9)
+    assert all(np.array_equal(before[n], stats.gram[n]) for n in before)
+
+
+def test_weak_units_end_up_sharing_tiles(model, stats):
+    """FFN hidden units alternating strong / weak: in the given order every tile mixes them; reordered, the weak
+    ones fill whole tiles and the pruned share (half the tiles) falls to the weak units' small part."""
+    params = dict(model.params)
+    scale = np.where(np.arange(4 * D) % 2 == 0, 1.0, 0.01).astype(np.float32)
+    params["encoder.blocks.0.mlp.0.weight"] = model.params["encoder.blocks.0.mlp.0.weight"] * scale[:, None]
+    params["encoder.blocks.0.mlp.2.weight"] = model.params["encoder.blocks.0.mlp.2.weight"] * scale[None, :]
+    from dataclasses import replace
+
+    skewed = replace(model, params=params)
+    rates = {"encoder.blocks.0.mlp.0": 0.5, "encoder.blocks.0.mlp.2": 0.5}
+    _, _, shares = permute_for_tiles(skewed, stats, rates, TILE, swaps=5000)
+    assert set(shares) == {"encoder.blocks.0.mlp.0"}  # only groups with a pruned layer
+    before, after = shares["encoder.blocks.0.mlp.0"]
+    assert before > 0.2 and after < 0.01
+
+
+def test_export_records_the_reordering_and_refuses_what_it_cannot_do(model, stats, tmp_path, monkeypatch):
+    monkeypatch.setattr(export, "calibration", lambda weights, cfg: (stats, []))  # no audio for the tiny model
+    cfg = ExportConfig(TILE, 0.3, "act-ls", calib=(tmp_path,), uniform=True, permute=True, cache_dir=None)
+    meta = load_package(export.export_package(tmp_path / "p.sasp", model, cfg), expect_tile=TILE).metadata
+    assert meta["export"]["permute"] is True
+    assert meta["permuted_groups"] and all(after <= before for before, after in meta["permuted_groups"].values())
+    plain = load_package(
+        export.export_package(
+            tmp_path / "q.sasp",
+            model,
+            ExportConfig(TILE, 0.3, "act-ls", calib=(tmp_path,), uniform=True, cache_dir=None),
+        )
+    )
+    assert "permute" not in plain.metadata["export"] and "permuted_groups" not in plain.metadata
+    for bad in ({"pattern": "ffn"}, {"sequential": True}, {"method": "magnitude"}):
+        with pytest.raises(ValueError, match="--permute needs"):
+            ExportConfig(TILE, 0.3, **{"method": "act-ls", **bad}, permute=True)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--pattern", "ffn"],
+        ["--sequential"],
+        ["--method", "magnitude"],
+        ["--sparsity", "0"],
+        ["--distill", ".", "--distill-schedule", "gradual"],
+    ],
+)
+def test_export_cli_refuses_what_the_reordering_cannot_do(tmp_path, capsys, extra):
+    """One error line naming --permute, exit code 2, before any work."""
+    with pytest.raises(SystemExit) as stop:
+        export.main(["--out", str(tmp_path / "p.sasp"), "--sparsity", "0.2", "--permute", *extra])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--permute" in err[0]
