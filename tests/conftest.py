@@ -71,6 +71,24 @@ def dense_runtime(whisper_weights):
     return WhisperRuntime(whisper_weights)
 
 
+def random_stats(weights, seed: int = 0, odd_rows: int = 0):
+    """Calibration statistics of correlated random inputs (``4 K`` rows) for every GEMM layer of ``weights``, no
+    audio; ``odd_rows`` x ``K`` more rows of white inputs in the odd fold."""
+    import numpy as np
+
+    from host.whisper import gemm_operands
+    from model.calibrate import CalibStats
+
+    rng = np.random.default_rng(seed)
+    out = CalibStats()
+    for name, (w, _) in gemm_operands(weights).items():
+        k = w.shape[0]
+        out.add(name, rng.standard_normal((4 * k, k)) @ (rng.standard_normal((k, k)) * rng.random(k) ** 2))
+        if odd_rows:
+            out.add(name, rng.standard_normal((odd_rows * k, k)), odd=True)
+    return out
+
+
 def make_tiny_whisper(d: int = 16, n_mels: int = 4, vocab_size: int = 12, seed: int = 0):
     """A random Whisper-shaped model (1 encoder + 1 decoder layer, width ``d``) for fast package tests."""
     import numpy as np

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import make_tiny_whisper
+from conftest import make_tiny_whisper, random_stats
 
 import model.export as export
 from host.audio import load_audio
@@ -27,14 +27,8 @@ def model():
 
 @pytest.fixture(scope="module")
 def stats(model):
-    """Gram matrices of correlated random inputs for every GEMM layer."""
-    rng = np.random.default_rng(1)
-    out = CalibStats()
-    for name, (w, _) in gemm_operands(model).items():
-        k = w.shape[0]
-        out.add(name, rng.standard_normal((4 * k, k)) @ (rng.standard_normal((k, k)) * rng.random(k)), odd=False)
-        out.add(name, rng.standard_normal((2 * k, k)), odd=True)
-    return out
+    """Gram matrices of correlated random inputs for every GEMM layer, both folds."""
+    return random_stats(model, seed=1, odd_rows=2)
 
 
 def rates_of(model, rate: float) -> dict:

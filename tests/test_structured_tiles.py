@@ -7,12 +7,11 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from conftest import make_tiny_whisper
+from conftest import make_tiny_whisper, random_stats
 
 from host.package import counted_mac_sparsity, load_package
 from host.whisper import gemm_operands
 from host.whisper_layers import LOGITS_LAYER
-from model.calibrate import CalibStats
 from model.export import export_package, layer_macs, model_units, prune_weights
 from model.pipeline import ExportConfig
 from model.prune import (
@@ -37,13 +36,7 @@ def model():
 @pytest.fixture(scope="module")
 def stats(model):
     """Gram matrices of correlated random inputs for every GEMM layer (no audio needed)."""
-    rng = np.random.default_rng(0)
-    out = CalibStats()
-    for name, (w, _) in gemm_operands(model).items():
-        k = w.shape[0]
-        x = rng.standard_normal((4 * k, k)) @ (rng.standard_normal((k, k)) * rng.random(k) ** 2)
-        out.add(name, x)
-    return out
+    return random_stats(model, seed=0)
 
 
 def prunable(model) -> list:
