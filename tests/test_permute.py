@@ -3,6 +3,8 @@ the statistics reordered with the rows, a lower pruned share, and the exporter's
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from conftest import make_tiny_whisper, random_stats
@@ -39,8 +41,8 @@ def test_reordered_model_computes_the_same(whisper_weights, demo_clip):
     """Whisper tiny.en reordered for 8x8 tiles (every group, identity statistics) encodes the demo clip and scores
     every next token as the model as given, to float32 rounding."""
     ops = gemm_operands(whisper_weights)
-    eye = CalibStats({n: np.eye(w.shape[0]) for n, (w, _) in ops.items()}, {n: 1 for n in ops})
-    eye.odd = {n: np.zeros_like(g) for n, g in eye.gram.items()}
+    grams = {n: np.eye(w.shape[0]) for n, (w, _) in ops.items()}
+    eye = CalibStats(grams, {n: 1 for n in ops}, {n: np.zeros_like(g) for n, g in grams.items()})
     new, _, shares = permute_for_tiles(whisper_weights, eye, rates_of(whisper_weights, 0.3), (8, 8), swaps=500)
     moved = {
         k.rsplit(".", 1)[0]
@@ -86,8 +88,6 @@ def test_weak_units_end_up_sharing_tiles(model, stats):
     scale = np.where(np.arange(4 * D) % 2 == 0, 1.0, 0.01).astype(np.float32)
     params["encoder.blocks.0.mlp.0.weight"] = model.params["encoder.blocks.0.mlp.0.weight"] * scale[:, None]
     params["encoder.blocks.0.mlp.2.weight"] = model.params["encoder.blocks.0.mlp.2.weight"] * scale[None, :]
-    from dataclasses import replace
-
     skewed = replace(model, params=params)
     rates = {"encoder.blocks.0.mlp.0": 0.5, "encoder.blocks.0.mlp.2": 0.5}
     _, _, shares = permute_for_tiles(skewed, stats, rates, TILE, swaps=5000)
