@@ -113,8 +113,8 @@ class ExportConfig:
             action="store_true",
             help="before pruning, reorder the FFN's hidden units and each attention head's query/key and value/out "
             "dims (the same function) so that weak weights share tiles (model.permute; free tiles, statistics "
-            "methods, not --sequential; measured better at 16x16 / 10-25 %% and 8x8 / 25 %%, not at 8x8 / 20, 30 %%: "
-            "docs/pruning.md)",
+            "methods, not --sequential; measured better at 16x16 than at 8x8: docs/pruning.md, 'Reordering the weights "
+            "for the tiles')",
         ),
     )
     sensitivity: str = field(
