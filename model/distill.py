@@ -4,12 +4,12 @@
         [--schedule oneshot|gradual] [--stages 4] [--loss enc kv] [--augment] [--device cuda] [--batch 8]
         [--seed 0] [--soup 1]
 
-The dense model is the teacher (no transcripts). Losses (``--loss``, summed, each normalised by the teacher's
-variance): ``enc`` the final encoder output over all 1500 positions; ``blocks`` every encoder block's output;
-``kv`` the decoder's cross-attention keys and values (what the decoder reads of the encoder); ``logits`` the
-KL divergence of the decoder's next-token distributions, teacher-forced on the dense model's own greedy
-transcript (pseudo-labels). Pruned tiles stay exactly zero (gradients masked, weights re-masked after every
-step, asserted at export).
+The dense model is the teacher (no transcripts; in the package's unit order when ``--permute`` reordered it).
+Losses (``--loss``, summed, each normalised by the teacher's variance): ``enc`` the final encoder output over all
+1500 positions; ``blocks`` every encoder block's output; ``kv`` the decoder's cross-attention keys and values (what
+the decoder reads of the encoder); ``logits`` the KL divergence of the decoder's next-token distributions,
+teacher-forced on the dense model's own greedy transcript (pseudo-labels). Pruned tiles stay exactly zero
+(gradients masked, weights re-masked after every step, asserted at export).
 
 Schedules: ``oneshot`` keeps the package's tiles and distills; ``gradual`` restarts from the dense weights and
 prunes every layer to its package rate in ``--stages`` equal steps spread over the first half of training
@@ -49,6 +49,7 @@ from host.tokenizer import Tokenizer
 from host.whisper import gemm_operands, trimmed_ctx
 from host.whisper_layers import DEFAULT_PRUNABLE, LOGITS_LAYER, is_prunable, valid_rows
 from host.whisper_weights import WhisperWeights
+from model.permute import reorder
 from model.pipeline import weights_digest
 from model.prune import DEFAULT_DAMP, prune_layer
 from model.quantize import package_tensors, with_gemm_weights
@@ -639,6 +640,28 @@ def export_student(pkg: Package, student: SparseModel, out: Path, cfg: DistillCo
     return write_package(out, tensors, meta)
 
 
+def teacher_in_package_order(pkg: Package, teacher: WhisperWeights) -> WhisperWeights:
+    """The dense teacher with its units in the package's order. A package the exporter reordered (``--permute``,
+    ``model.permute``) records each group's unit order (``permutation``); the teacher is reordered the same way (the
+    same function), so that per-dim targets, the cross-attention keys and values of the ``kv`` term, line up with
+    the student's dims. A reordered package without its orders (exported before they were recorded) or with
+    damaged ones is one ``UserError`` line."""
+    orders = pkg.metadata.get("permutation")
+    if orders is None:
+        if "permuted_groups" in pkg.metadata:
+            raise cli.UserError(
+                f"{pkg.path}: reordered by --permute but its unit orders are not recorded (an older export): "
+                "export it again to distill it"
+            )
+        return teacher
+    try:
+        if not isinstance(orders, dict):
+            raise ValueError("not a table of unit orders")
+        return reorder(teacher, orders)
+    except ValueError as e:
+        raise cli.UserError(f"{pkg.path}: damaged permutation: {e}") from None
+
+
 def distill(
     pkg_path: Path,
     teacher: WhisperWeights,
@@ -649,6 +672,7 @@ def distill(
 ) -> Path:
     """Distill the package at ``pkg_path`` on the audio folders; write the result to ``out``."""
     pkg = load_package(pkg_path)
+    teacher = teacher_in_package_order(pkg, teacher)
     clips = load_clips(audio)
     student, steps = train(teacher, sparse_model_of(pkg), clips, cfg, checkpoint)
     return export_student(pkg, student, out, cfg, len(clips), steps)

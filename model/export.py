@@ -304,9 +304,9 @@ def export_package(out: Path, weights: WhisperWeights, cfg: ExportConfig) -> Pat
     plan, calib_stats, calib_files = allocated_rates(weights, cfg)
     rates = only_matching(plan.rates, cfg.prune_only)
     stats, files = tile_statistics(weights, cfg, calib_stats, calib_files)
-    shares = None
+    shares, orders = None, None
     if cfg.permute and cfg.sparsity > 0 and stats is not None:
-        weights, stats, shares = permute_for_tiles(weights, stats, rates, cfg.tile)
+        weights, stats, shares, orders = permute_for_tiles(weights, stats, rates, cfg.tile)
     gemm_w, keeps = prune_weights(
         weights, cfg.tile, rates, cfg.method, stats, cfg.damp, cfg.pattern, files if cfg.sequential else ()
     )
@@ -324,7 +324,7 @@ def export_package(out: Path, weights: WhisperWeights, cfg: ExportConfig) -> Pat
         "allocation": "uniform" if cfg.uniform else "sensitivity",
         **({"pattern": cfg.pattern} if cfg.pattern != "free" and pruned else {}),
         **(cfg.opt_in() if pruned else {}),
-        **({"permuted_groups": shares} if shares else {}),
+        **({"permuted_groups": shares, "permutation": orders} if shares else {}),
         **({"rate_search": plan.search} if plan.search else {}),
         "prunable": cfg.prunable,
         "quantization": QUANT_SCHEME,

@@ -115,15 +115,15 @@ def permute_for_tiles(
     tile: Tuple[int, int],
     swaps: int = SWAPS,
     seed: int = SEED,
-) -> Tuple[WhisperWeights, CalibStats, Dict[str, List[float]]]:
-    """``(weights, stats, shares)`` with every group that has a pruned layer (``rates``) reordered for ``tile``
-    (the inputs are not changed): the same function, the Gram matrices of reordered input rows reordered with
-    them; ``shares[first layer of the group]`` = the proxy's pruned share before and after."""
+) -> Tuple[WhisperWeights, CalibStats, Dict[str, List[float]], Dict[str, List[int]]]:
+    """``(weights, stats, shares, orders)`` with every group that has a pruned layer (``rates``) reordered for
+    ``tile`` (the inputs are not changed): the same function, the Gram matrices of reordered input rows reordered
+    with them; ``shares[first layer of the group]`` = the proxy's pruned share before and after, ``orders[first
+    layer]`` = the group's unit order (:func:`reorder` applies it; a package records it as ``permutation``)."""
     ops = gemm_operands(weights)
-    params = dict(weights.params)
     gram, odd = dict(stats.gram), dict(stats.odd)
     rng = np.random.default_rng(seed)
-    shares = {}
+    shares, orders = {}, {}
     for group in perm_groups(weights.config):
         pruned = [(n, axis) for n, axis in group.members if rates.get(n, 0.0) > 0]
         if not pruned:
@@ -133,13 +133,34 @@ def permute_for_tiles(
             continue  # a tile would straddle two heads: no reorder within a head regroups it alone
         order, before, after = best_order(members, group, swaps, rng)
         shares[group.members[0][0]] = [before, after]
+        orders[group.members[0][0]] = [int(i) for i in order]
+        for name, axis in group.members:
+            if axis == "in" and name in gram:
+                gram[name] = gram[name][np.ix_(order, order)]
+                odd[name] = odd[name][np.ix_(order, order)]
+    return reorder(weights, orders), CalibStats(gram, dict(stats.rows), odd), shares, orders
+
+
+def reorder(weights: WhisperWeights, orders: Dict[str, List[int]]) -> WhisperWeights:
+    """``weights`` with each group of :func:`perm_groups` named in ``orders`` (by its first layer) reordered by
+    its unit order: the same function. The teacher of a reordered package's distillation is reordered so, so that
+    per-dim targets (the cross-attention keys and values) line up with the student's. ``ValueError`` for a group
+    that does not exist or an order that is not a permutation within the group's segments (a damaged package)."""
+    groups = {g.members[0][0]: g for g in perm_groups(weights.config)}
+    params = dict(weights.params)
+    for key, units in orders.items():
+        group, order = groups.get(key), np.asarray(units)
+        if (
+            group is None
+            or order.dtype.kind not in "iu"
+            or not np.array_equal(np.sort(order), np.arange(group.size))
+            or np.any(order // group.segment != np.arange(group.size) // group.segment)
+        ):
+            raise ValueError(f"unit order of {key!r} is not a reordering of that group within its heads")
         for name, axis in group.members:
             if axis == "out":
                 params[f"{name}.weight"] = np.ascontiguousarray(params[f"{name}.weight"][order])
                 params[f"{name}.bias"] = np.ascontiguousarray(params[f"{name}.bias"][order])
             else:
                 params[f"{name}.weight"] = np.ascontiguousarray(params[f"{name}.weight"][:, order])
-                if name in gram:
-                    gram[name] = gram[name][np.ix_(order, order)]
-                    odd[name] = odd[name][np.ix_(order, order)]
-    return replace(weights, params=params), CalibStats(gram, dict(stats.rows), odd), shares
+    return replace(weights, params=params)
