@@ -9,7 +9,8 @@ evaluate it on the LibriSpeech-layout --eval folder with the exact int8 referenc
 Accelerator recorded (``host.system_model``, labelled ``modeled``); the speedup is against the dense (sparsity 0)
 point of the same array, which is always added to the grid. The FPGA resources of the array come from
 ``host.resources`` (``modeled``); MAC sparsity and tile counts are ``counted``. Several --board values model the
-same evaluation on several boards (the recorded calls do not depend on the board).
+same evaluation on several boards (the recorded calls do not depend on the board). ``--permute`` reorders the
+weights before every pruned point's tiles are chosen (``model.export --permute``; points and packages of their own).
 
 Calibration audio (--calib, unlabelled) and evaluation audio (--eval) must be different files: the sweep refuses
 to start otherwise. Results: OUT/sweep.csv, OUT/sweep.json, plots in OUT/plots/. Resumable: each finished point
@@ -47,7 +48,7 @@ from host.report import figure
 from host.resources import estimate_resources
 from host.session import BoardFigures, Record
 from host.system_model import STAGES, HostOps, add_ops
-from model.pipeline import ExportConfig, add_export_options, export_config_from
+from model.pipeline import SHARED_OPTIONS, ExportConfig, add_export_options, export_config_from, uses_statistics
 from model.splits import HALVES, wer_by_half
 
 SCHEMA = "sasp-sweep/2"  # 2: per-class host operation counts ("host_ops")
@@ -669,7 +670,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         "--workers", type=cli.positive_int, default=1, help="local worker processes (1 = run in this process)"
     )
     ap.add_argument("--ray", default=None, metavar="ADDRESS", help="run points as Ray tasks: ADDRESS, auto or local")
-    add_export_options(ap)
+    add_export_options(ap, only=(*SHARED_OPTIONS, "permute"))
     ap.add_argument("--packages", type=Path, default=None, help="package cache (default OUT/packages)")
     ap.add_argument(
         "--trim",
@@ -691,6 +692,11 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     add_arguments(ap, prefix="distill-")
     args = ap.parse_args(argv)
+    if args.permute and (not uses_statistics(args.method) or (args.distill and args.distill_schedule == "gradual")):
+        ap.error(
+            "argument --permute: needs a --method that prunes on statistics (not magnitude) and, with --distill, "
+            "the oneshot schedule (gradual restarts from the dense weights)"
+        )
     cfg = SweepConfig(
         eval_dir=args.eval,
         out=args.out,

@@ -179,6 +179,30 @@ def test_fingerprints_and_package_names_keep_their_values(tmp_path):
     assert units.export_config(points[1]).pattern == "units"
 
 
+def test_permuted_points_are_their_own_and_refused_where_the_reordering_cannot_work(tmp_path, capsys):
+    """``--permute`` gives pruned points and packages their own fingerprint and name (dense packages stay shared);
+    with a magnitude method or the gradual distillation schedule the sweep refuses it in one line, exit code 2."""
+    from dataclasses import replace
+
+    chapter = tmp_path / "eval" / "1" / "2"
+    chapter.mkdir(parents=True)
+    (chapter / "1-2-0000.flac").write_bytes(b"x" * 100)
+    (chapter / "1-2.trans.txt").write_text("1-2-0000 HELLO\n")
+    plain = SweepConfig(eval_dir=tmp_path / "eval", out=tmp_path / "out", export=ExportConfig())
+    reordered = replace(plain, export=replace(plain.export, permute=True))
+    dense, pruned = Point(16, 0.0, "act-ls"), Point(16, 0.3, "act-ls")
+    assert reordered.fingerprint() != plain.fingerprint()
+    assert package_path(pruned, reordered) != package_path(pruned, plain)
+    assert package_path(dense, reordered) == package_path(dense, plain)
+    assert reordered.export_config(pruned).permute
+    for extra in (["--method", "magnitude"], ["--distill", "--distill-schedule", "gradual"]):
+        with pytest.raises(SystemExit) as stop:
+            sweep.main(["--eval", str(tmp_path / "eval"), "--out", str(tmp_path / "out"), "--permute", *extra])
+        assert stop.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "--permute" in err[0]
+
+
 def test_plots_written(local_run):
     cfg, res = local_run
     names = {"wer_vs_speedup_pynq-z2", "pareto_energy_pynq-z2", "layer_rates"}
