@@ -31,7 +31,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(ROOT))
 
 from host import cli  # noqa: E402
-from host.audio import CALIB_DIR, DEMO_CLIP, STATS_DIR, demo_reference  # noqa: E402
+from host.audio import DEFAULT_TILE_AUDIO, DEMO_CLIP, demo_reference  # noqa: E402
 from host.boards import board_spec  # noqa: E402
 from host.cache import cache_root  # noqa: E402
 from host.dataset import list_audio_files, read_librispeech  # noqa: E402
@@ -105,7 +105,7 @@ def default_package(array: int, sparsity: float, method: str, calib: List[Path])
     host/assets/stats for the tiles, as ``model.export``); a cached package that does not load (corrupt, or an
     older format) is rebuilt."""
     cache = cache_root()
-    audio = calib or [CALIB_DIR, STATS_DIR]  # default: the bundled sets (rates; tiles)
+    audio = calib or list(DEFAULT_TILE_AUDIO)  # default: the bundled sets (rates; tiles)
     tag = f"s{sparsity:.2f}-{method}-{SENSITIVITY}-{calibration_tag(audio)}" if sparsity > 0 else "dense"
     path = cache / "packages" / f"whisper-tiny.en-{array}x{array}-{tag}.sasp"
     if path.exists():

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from fractions import Fraction
 from pathlib import Path
-from typing import List, Optional, Union
+from typing import List, Optional, Tuple, Union
 
 import numpy as np
 import soundfile as sf
@@ -55,6 +55,9 @@ CALIB_DIR: Path = _ASSETS / "calib"
 # with it, the default statistics audio that chooses the tiles: 24 whole read-English clips (LibriVox and LJ Speech
 # public domain, LibriSpeech CC BY 4.0, CMU ARCTIC; each file's licence in its README.md)
 STATS_DIR: Path = _ASSETS / "stats"
+DEFAULT_TILE_AUDIO: Tuple[Path, ...] = (CALIB_DIR, STATS_DIR)
+"""What chooses and compensates a pruned package's tiles without ``--calib`` or ``--stats-audio`` (session 38): the
+calibration set with the statistics set (``model.pipeline.ExportConfig.tile_audio``; the demo's cache names)."""
 DEMO_TRANSCRIPT: Path = _ASSETS / "demo.txt"
 """Reference transcript of :data:`DEMO_CLIP` (LibriSpeech convention)."""
 

@@ -16,7 +16,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from host import cli
-from host.audio import CALIB_DIR, STATS_DIR
+from host.audio import DEFAULT_TILE_AUDIO
 from host.cache import CacheRoot
 from host.whisper_layers import DEFAULT_PRUNABLE, is_prunable
 from host.whisper_weights import WhisperWeights
@@ -242,7 +242,7 @@ class ExportConfig:
         else none (the calibration audio's own statistics)."""
         if self.stats_audio or self.calib or not (self.needs_calibration and uses_statistics(self.method)):
             return self.stats_audio
-        return (CALIB_DIR, STATS_DIR)
+        return DEFAULT_TILE_AUDIO
 
     @property
     def needs_calibration(self) -> bool:
