@@ -8,8 +8,9 @@ share tiles: it minimises, summed over the group's pruned layers, the share of t
 squares ``diag(X^T X)_k W_kn^2`` (the diagonal part of the ``act`` tile score) that falls in its
 ``round(rate x tiles)`` lowest tiles, by random swaps of two units of one segment (a head, or all hidden units),
 keeping a swap only when it lowers that share. The tile choice and compensation then run as before on the
-reordered weights. Measured without training, cell by cell: docs/pruning.md, "Reordering the weights for the
-tiles" (session 40).
+reordered weights. The package records each group's order (``permutation``) and :func:`reorder` applies it again:
+``model.distill`` reorders its dense teacher so, so that per-dim targets line up. Measured, cell by cell:
+docs/pruning.md, "Reordering the weights for the tiles" (session 40) and the sessions after it.
 
 Like the channel permutations for 2:4 sparsity (Pool and Yu, "Channel Permutations for N:M Sparsity", NeurIPS
 2021), applied to array-shaped tiles. Heads' own order is not changed (it cannot regroup tiles: a head's width is a
