@@ -654,9 +654,9 @@ def teacher_in_package_order(pkg: Package, teacher: WhisperWeights) -> WhisperWe
                 "export it again to distill it"
             )
         return teacher
+    if not isinstance(orders, dict):
+        raise cli.UserError(f"{pkg.path}: damaged permutation: not a table of unit orders")
     try:
-        if not isinstance(orders, dict):
-            raise ValueError("not a table of unit orders")
         return reorder(teacher, orders)
     except ValueError as e:
         raise cli.UserError(f"{pkg.path}: damaged permutation: {e}") from None

@@ -48,7 +48,7 @@ from host.report import figure
 from host.resources import estimate_resources
 from host.session import BoardFigures, Record
 from host.system_model import STAGES, HostOps, add_ops
-from model.pipeline import SHARED_OPTIONS, ExportConfig, add_export_options, export_config_from, uses_statistics
+from model.pipeline import SHARED_OPTIONS, ExportConfig, add_export_options, export_config_from
 from model.splits import HALVES, wer_by_half
 
 SCHEMA = "sasp-sweep/2"  # 2: per-class host operation counts ("host_ops")
@@ -692,15 +692,16 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     add_arguments(ap, prefix="distill-")
     args = ap.parse_args(argv)
-    if args.permute and (not uses_statistics(args.method) or (args.distill and args.distill_schedule == "gradual")):
-        ap.error(
-            "argument --permute: needs a --method that prunes on statistics (not magnitude) and, with --distill, "
-            "the oneshot schedule (gradual restarts from the dense weights)"
-        )
+    try:
+        export = export_config_from(args)  # ExportConfig owns which options go together (--permute's method)
+    except ValueError as e:
+        ap.error(str(e))
+    if args.permute and args.distill and args.distill_schedule == "gradual":
+        ap.error("argument --permute: the gradual distillation schedule restarts from the dense weights (use oneshot)")
     cfg = SweepConfig(
         eval_dir=args.eval,
         out=args.out,
-        export=export_config_from(args),
+        export=export,
         boards=tuple(resolve_board(b) for b in args.board),
         limit=args.limit,
         packages=args.packages,
