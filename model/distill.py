@@ -688,6 +688,12 @@ def config_from(args: argparse.Namespace, prefix: str = "") -> DistillConfig:
     return cli.options_from(args, DistillConfig, prefix)
 
 
+def refuse_gradual_on_reordered(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``--permute`` with ``--distill`` (``model.export``, ``model.sweep``): the oneshot schedule only."""
+    if args.permute and args.distill and args.distill_schedule == "gradual":
+        ap.error("argument --permute: the gradual distillation schedule restarts from the dense weights (use oneshot)")
+
+
 @cli.entry_point
 def main(argv: Optional[List[str]] = None) -> int:
     ap = cli.Parser(prog="python -m model.distill", description=__doc__)

@@ -350,7 +350,7 @@ def export_distilled(
 
 @cli.entry_point
 def main(argv: Optional[List[str]] = None) -> int:
-    from model.distill import add_arguments, config_from
+    from model.distill import add_arguments, config_from, refuse_gradual_on_reordered
 
     ap = cli.Parser(prog="python -m model.export", description=__doc__)
     ap.add_argument("--tile", type=cli.positive_int, default=8, help="tile rows R (= systolic array rows), default 8")
@@ -391,8 +391,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             "argument --permute: needs --sparsity > 0, --pattern free, no --sequential and a --method that prunes "
             "on statistics (not magnitude)"
         )
-    if args.permute and args.distill and args.distill_schedule == "gradual":
-        ap.error("argument --permute: the gradual distillation schedule restarts from the dense weights (use oneshot)")
+    refuse_gradual_on_reordered(ap, args)
     if args.search and (args.uniform or args.pattern != "free" or args.sequential or args.sparsity == 0):
         ap.error("argument --search: needs --sparsity > 0 with sensitivity-based rates of free tiles")
     if args.search and not args.search_audio:

@@ -688,7 +688,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         "--report-only", action="store_true", help="compute nothing: tables and plots of the finished points only"
     )
     ap.add_argument("--distill", action="store_true", help="distill every pruned package on --calib (model.distill)")
-    from model.distill import add_arguments, config_from
+    from model.distill import add_arguments, config_from, refuse_gradual_on_reordered
 
     add_arguments(ap, prefix="distill-")
     args = ap.parse_args(argv)
@@ -696,8 +696,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         export = export_config_from(args)  # ExportConfig owns which options go together (--permute's method)
     except ValueError as e:
         ap.error(str(e))
-    if args.permute and args.distill and args.distill_schedule == "gradual":
-        ap.error("argument --permute: the gradual distillation schedule restarts from the dense weights (use oneshot)")
+    refuse_gradual_on_reordered(ap, args)
     cfg = SweepConfig(
         eval_dir=args.eval,
         out=args.out,
