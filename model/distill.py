@@ -640,6 +640,18 @@ def export_student(pkg: Package, student: SparseModel, out: Path, cfg: DistillCo
     return write_package(out, tensors, meta)
 
 
+def check_teacher(pkg: Package, teacher: WhisperWeights) -> None:
+    """A package exported from other weights than the default (``model.export --model``, e.g. a rotated model of
+    ``model.rotate``) records their digest (``source_digest``); a teacher with other weights is one ``UserError``
+    line: its per-dim targets would not be the student's. Packages without the record are not checked."""
+    want = pkg.metadata.get("source_digest")
+    if want is not None and weights_digest(teacher) != want:
+        raise cli.UserError(
+            f"{pkg.path}: pruned from other weights ({pkg.metadata.get('source')}) than the teacher: give the "
+            "model it was exported from (--model)"
+        )
+
+
 def teacher_in_package_order(pkg: Package, teacher: WhisperWeights) -> WhisperWeights:
     """The dense teacher with its units in the package's order. A package the exporter reordered (``--permute``,
     ``model.permute``) records each group's unit order (``permutation``); the teacher is reordered the same way (the
@@ -672,6 +684,7 @@ def distill(
 ) -> Path:
     """Distill the package at ``pkg_path`` on the audio folders; write the result to ``out``."""
     pkg = load_package(pkg_path)
+    check_teacher(pkg, teacher)
     teacher = teacher_in_package_order(pkg, teacher)
     clips = load_clips(audio)
     student, steps = train(teacher, sparse_model_of(pkg), clips, cfg, checkpoint)

@@ -41,6 +41,7 @@ from model.pipeline import (
     file_digest,
     step_cache,
     uses_statistics,
+    weights_digest,
 )
 from model.prune import (
     DEFAULT_DAMP,
@@ -301,6 +302,7 @@ def export_package(out: Path, weights: WhisperWeights, cfg: ExportConfig) -> Pat
     ``model.permute``), prune (``cfg.pattern``; on the ``cfg.tile_audio`` statistics when given), quantize, write
     the package with ``cfg`` in its metadata (``export``).
     ``cfg.prune_only`` keeps the plan's rates in the layers it matches and leaves the others dense."""
+    source_digest = weights_digest(weights) if cfg.model else None  # --model's weights, for distillation's check
     plan, calib_stats, calib_files = allocated_rates(weights, cfg)
     rates = only_matching(plan.rates, cfg.prune_only)
     stats, files = tile_statistics(weights, cfg, calib_stats, calib_files)
@@ -330,6 +332,7 @@ def export_package(out: Path, weights: WhisperWeights, cfg: ExportConfig) -> Pat
         "quantization": QUANT_SCHEME,
         "layers": info,
         "source": saved["source"],
+        **({"source_digest": source_digest} if source_digest else {}),
         "calibration_files": len(calib_files),
         **({"stats_audio_files": len(files)} if cfg.tile_audio and pruned else {}),
         "export": saved,

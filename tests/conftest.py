@@ -89,6 +89,28 @@ def random_stats(weights, seed: int = 0, odd_rows: int = 0):
     return out
 
 
+def assert_same_function(weights, other, clip) -> None:
+    """``other`` encodes ``clip``, transcribes it and scores every next token as ``weights`` does, to float32
+    rounding (the check of a function-preserving change of the weights)."""
+    import numpy as np
+
+    from host.audio import load_audio
+    from host.whisper import WhisperRuntime
+
+    audio = load_audio(clip)
+    outs = []
+    for w in (weights, other):
+        rt = WhisperRuntime(w)
+        enc = rt.encode(rt.features(audio), rt.audio_ctx(len(audio)))
+        tokens = rt.decode(enc).tokens
+        outs.append(
+            (enc, tokens, rt.step(rt.tokenizer.initial_tokens() + tokens, 0, rt.prefill(enc), all_positions=True))
+        )
+    np.testing.assert_allclose(outs[1][0], outs[0][0], rtol=1e-4, atol=1e-4)
+    assert outs[1][1] == outs[0][1]
+    np.testing.assert_allclose(outs[1][2], outs[0][2], rtol=1e-3, atol=1e-3)
+
+
 def make_tiny_whisper(d: int = 16, n_mels: int = 4, vocab_size: int = 12, seed: int = 0):
     """A random Whisper-shaped model (1 encoder + 1 decoder layer, width ``d``) for fast package tests."""
     import numpy as np

@@ -9,14 +9,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from conftest import make_tiny_whisper, random_stats
+from conftest import assert_same_function, make_tiny_whisper, random_stats
 
 import model.distill as distill
 import model.export as export
-from host.audio import load_audio
 from host.cli import UserError
 from host.package import load_package
-from host.whisper import WhisperRuntime, gemm_operands
+from host.whisper import gemm_operands
 from host.whisper_layers import LOGITS_LAYER
 from model.calibrate import CalibStats
 from model.permute import perm_groups, permute_for_tiles, reorder
@@ -55,18 +54,7 @@ def test_reordered_model_computes_the_same(whisper_weights, demo_clip):
     }
     groups = perm_groups(whisper_weights.config)
     assert len(shares) == len(groups) and moved == {n for g in groups for n, _ in g.members}
-    audio = load_audio(demo_clip)
-    outs = []
-    for weights in (whisper_weights, new):
-        rt = WhisperRuntime(weights)
-        enc = rt.encode(rt.features(audio), rt.audio_ctx(len(audio)))
-        tokens = rt.decode(enc).tokens
-        outs.append(
-            (enc, tokens, rt.step(rt.tokenizer.initial_tokens() + tokens, 0, rt.prefill(enc), all_positions=True))
-        )
-    np.testing.assert_allclose(outs[1][0], outs[0][0], rtol=1e-4, atol=1e-4)
-    assert outs[1][1] == outs[0][1]
-    np.testing.assert_allclose(outs[1][2], outs[0][2], rtol=1e-3, atol=1e-3)
+    assert_same_function(whisper_weights, new, demo_clip)
 
 
 def test_statistics_follow_the_reordered_rows(model, stats):
