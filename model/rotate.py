@@ -3,12 +3,11 @@
     python -m model.rotate --out rotated.pt
     python -m model.export --tile 16 --sparsity 0.2 --method act-ls --model rotated.pt --out t16.sasp
 
-
 Within one head the model only uses the products ``W_q W_k^T`` (every logit ``q k^T``) and ``W_v W_o`` (the
 head's share of the output projection), so ``W_q -> W_q M``, ``W_k -> W_k M^-T`` (biases with them) and
 ``W_v -> W_v N``, ``W_o -> N^-1 W_o`` compute the same function for any invertible ``M``, ``N`` of the head's
 width. :func:`head_basis` picks the basis in which the head's product, weighted by the inputs' statistics
-(``||L^T A B^T Lk||`` with ``G = L L^T`` the Gram matrix of the input rows), is diagonal and sorted: the weighted
+(``||L_a^T A B^T L_b||`` with ``G = L L^T`` each side's Gram matrix of input rows), is diagonal and sorted: the weighted
 SVD of the pair. Its first dims carry most of the logits (or of the head's output) and the last ones little, in
 the query and the key columns alike (each dim's weighted column norm is ``sqrt(s_i)`` on both sides), so a tile
 of trailing dims is pruned at the cost of a truncated SVD rather than of scattered weights; which tiles go is
