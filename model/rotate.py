@@ -31,7 +31,7 @@ from __future__ import annotations
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -41,19 +41,16 @@ from host.dataset import list_audio_files
 from host.package import atomic_path
 from host.whisper_weights import WhisperWeights
 from model.calibrate import CalibStats, collect_stats
+from model.permute import PermGroup, perm_groups
 
 DAMP = 1e-2  # ridge on each Gram matrix, fraction of its mean diagonal (outlier dims make it ill-conditioned)
 
 
-def attention_pairs(config: Dict[str, int]) -> Iterator[Tuple[str, str, str, str]]:
-    """``(kind, first, second, input of second)`` for every attention of Whisper: ``("qk", query, key, key)`` and
-    ``("vo", value, out, -)`` per self- and cross-attention."""
-    for side, stack in (("audio", "encoder"), ("text", "decoder")):
-        for b in range(config[f"n_{side}_layer"]):
-            for att in ("attn", "cross_attn") if stack == "decoder" else ("attn",):
-                p = f"{stack}.blocks.{b}.{att}"
-                yield "qk", f"{p}.query", f"{p}.key", f"{p}.key"
-                yield "vo", f"{p}.value", f"{p}.out", ""
+def attention_groups(config: Dict[str, int]) -> List[PermGroup]:
+    """The query/key and value/out groups of every attention (``model.permute.perm_groups`` without the FFN's):
+    ``members`` = ``((first, "out"), (second, "out" for a key, "in" for the out-projection))``, ``segment`` = the
+    head's width."""
+    return [g for g in perm_groups(config) if ".mlp." not in g.members[0][0]]
 
 
 def _chol(gram: np.ndarray, rows: int) -> np.ndarray:
@@ -66,8 +63,8 @@ def head_basis(a: np.ndarray, b: np.ndarray, la: Optional[np.ndarray], lb: Optio
     """``(M, M^-T, s)`` for one head: ``a`` [K, h] and ``b`` [K', h] whose product ``a b^T`` the head computes;
     ``la`` / ``lb`` the Cholesky factors of their inputs' Gram matrices (``None``: unweighted). ``a M`` and
     ``b M^-T`` have orthogonal weighted columns of norm ``sqrt(s_i)``, ``s`` descending."""
-    qa, ra = np.linalg.qr(a if la is None else la.T @ a)
-    qb, rb = np.linalg.qr(b if lb is None else lb.T @ b)
+    _, ra = np.linalg.qr(a if la is None else la.T @ a)
+    _, rb = np.linalg.qr(b if lb is None else lb.T @ b)
     u, s, _ = np.linalg.svd(ra @ rb.T)
     root = np.sqrt(np.maximum(s, 1e-30))
     m = np.linalg.solve(ra, u * root)
@@ -78,15 +75,15 @@ def head_basis(a: np.ndarray, b: np.ndarray, la: Optional[np.ndarray], lb: Optio
 def rotate_heads(weights: WhisperWeights, stats: CalibStats) -> Tuple[WhisperWeights, Dict[str, list]]:
     """``(weights, spectra)``: every attention head's query/key and value/out pair in its :func:`head_basis`
     (the same function, float64 then float32); ``spectra[first layer]`` = each head's ``s`` (descending)."""
-    cfg, params, spectra = weights.config, dict(weights.params), {}
-    for kind, first, second, second_in in attention_pairs(cfg):
-        side = "audio" if first.startswith("encoder") else "text"
-        width = cfg[f"n_{side}_state"] // cfg[f"n_{side}_head"]
+    params, spectra = dict(weights.params), {}
+    for group in attention_groups(weights.config):
+        (first, _), (second, axis) = group.members
+        kind, width = ("qk" if axis == "out" else "vo"), group.segment
         w1 = params[f"{first}.weight"].astype(np.float64).T  # [K, N]
         w2 = params[f"{second}.weight"].astype(np.float64)  # qk: key [N, K']; vo: out [N_out, N] in torch layout
         b1 = params[f"{first}.bias"].astype(np.float64)
         la = _chol(stats.gram[first], stats.rows[first])
-        lb = _chol(stats.gram[second_in], stats.rows[second_in]) if kind == "qk" else None
+        lb = _chol(stats.gram[second], stats.rows[second]) if kind == "qk" else None
         new1, new2, newb1, s_all = w1.copy(), w2.copy(), b1.copy(), []
         newb2 = params[f"{second}.bias"].astype(np.float64).copy()
         for h in range(w1.shape[1] // width):
@@ -155,7 +152,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         weights = load_whisper(args.model)
     except ValueError as e:
         raise cli.UserError(str(e)) from None
-    layers = [name for _, first, _, second_in in attention_pairs(weights.config) for name in (first, second_in) if name]
+    layers = [name for g in attention_groups(weights.config) for name, axis in g.members if axis == "out"]
     rotated, spectra = rotate_heads(weights, collect_stats(weights, files, layers))
     save_checkpoint(rotated, args.out, len(files))
     width = weights.config["n_audio_state"] // weights.config["n_audio_head"]

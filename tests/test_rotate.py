@@ -24,8 +24,8 @@ def attention_stats(weights, seed: int = 0) -> CalibStats:
     """Gram matrices of correlated random inputs for the layers the rotation reads."""
     rng = np.random.default_rng(seed)
     out = CalibStats()
-    for _, first, _, second_in in rotate.attention_pairs(weights.config):
-        for name in filter(None, (first, second_in)):
+    for group in rotate.attention_groups(weights.config):
+        for name in (n for n, axis in group.members if axis == "out"):
             k = weights.params[f"{name}.weight"].shape[1]
             out.add(name, rng.standard_normal((3 * k, k)) @ (rng.standard_normal((k, k)) * rng.random(k) ** 2))
     return out
@@ -56,9 +56,11 @@ def test_each_head_is_sorted_balanced_and_truncates_as_an_svd():
     stats = attention_stats(model, seed=1)
     new, spectra = rotate.rotate_heads(model, stats)
     width = 16
-    for kind, first, second, second_in in rotate.attention_pairs(model.config):
+    for group in rotate.attention_groups(model.config):
+        (first, _), (second, axis) = group.members
+        kind = "qk" if axis == "out" else "vo"
         la = rotate._chol(stats.gram[first], stats.rows[first])
-        lb = rotate._chol(stats.gram[second_in], stats.rows[second_in]) if kind == "qk" else np.eye(32)
+        lb = rotate._chol(stats.gram[second], stats.rows[second]) if kind == "qk" else np.eye(32)
         for h, s in enumerate(spectra[first]):
             cols = slice(h * width, (h + 1) * width)
             (a, b), (a2, b2) = pair(model, kind, first, second, cols), pair(new, kind, first, second, cols)
