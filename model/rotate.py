@@ -148,10 +148,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     files = list_audio_files(*args.audio)
     from model.load import load_whisper
 
-    try:
-        weights = load_whisper(args.model)
-    except ValueError as e:
-        raise cli.UserError(str(e)) from None
+    weights = load_whisper(args.model)
     layers = [name for g in attention_groups(weights.config) for name, axis in g.members if axis == "out"]
     rotated, spectra = rotate_heads(weights, collect_stats(weights, files, layers))
     save_checkpoint(rotated, args.out, len(files))

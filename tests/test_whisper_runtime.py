@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -66,17 +69,68 @@ def test_openai_checkpoint_round_trip(tmp_path, whisper_weights):
         np.testing.assert_array_equal(loaded.params[k], v, err_msg=k)
 
 
-def test_openai_checkpoint_refuses_pickled_objects(tmp_path):
+def _bad_models(tmp: Path, cfg: dict, names: list) -> dict:
+    """Each kind of unreadable ``--model`` and the words its one-line error must contain."""
     import argparse
-    import pickle
 
-    from model.load import load_whisper
+    made = {}
 
-    path = tmp_path / "evil.pt"
+    def pt(name: str, obj) -> Path:
+        torch.save(obj, tmp / name)
+        return tmp / name
+
+    made["garbage bytes"] = (tmp / "garbage.pt", "not a readable torch checkpoint")
+    made["garbage bytes"][0].write_bytes(b"hi\n" * 10)
+    whole = pt("whole.pt", {"dims": cfg, "model_state_dict": {"x": torch.zeros(4)}}).read_bytes()
+    made["truncated"] = (tmp / "cut.pt", "not a readable torch checkpoint")
+    made["truncated"][0].write_bytes(whole[: len(whole) // 2])
     # an arbitrary class instance can only be restored by full unpickling, which weights_only refuses
-    torch.save({"dims": {}, "model_state_dict": {}, "x": argparse.Namespace(a=1)}, path)
-    with pytest.raises(pickle.UnpicklingError):
-        load_whisper(path)
+    made["pickled object"] = (pt("evil.pt", {"dims": {}, "x": argparse.Namespace(a=1)}), "UnpicklingError")
+    made["no dims"] = (pt("nodims.pt", {"model_state_dict": {}}), "not an openai-whisper checkpoint")
+    made["base.en dims"] = (pt("base.pt", {"dims": {**cfg, "n_audio_layer": 6}, "model_state_dict": {}}), "not tiny.en")
+    made["missing tensors"] = (pt("few.pt", {"dims": cfg, "model_state_dict": {}}), "missing parameters")
+    wrong = {k: torch.zeros(1) for k in names}
+    made["wrong shapes"] = (pt("shapes.pt", {"dims": cfg, "model_state_dict": wrong}), "has shape (1,)")
+    (tmp / "empty").mkdir()
+    made["folder without model.bin"] = (tmp / "empty", "no model.bin")
+    (tmp / "ct2").mkdir()
+    (tmp / "ct2" / "model.bin").write_bytes(b"\0" * 64)
+    made["damaged model.bin"] = (tmp / "ct2", "not a readable CTranslate2")
+    made["other suffix"] = (tmp / "whole.bin", "expected a CTranslate2 model directory")
+    made["other suffix"][0].write_bytes(whole)
+    return made
+
+
+def test_unreadable_models_are_model_errors(tmp_path, whisper_weights):
+    from model.load import ModelError, load_whisper
+
+    for kind, (path, words) in _bad_models(tmp_path, whisper_weights.config, list(whisper_weights.params)).items():
+        with pytest.raises(ModelError, match=re.escape(words)) as err:
+            load_whisper(path)
+        assert str(path) in str(err.value) and "\n" not in str(err.value), kind
+
+
+@pytest.mark.parametrize("command", ["model.export", "model.distill", "model.rotate"])
+def test_every_model_option_gives_one_error_line(tmp_path, capsys, command):
+    import importlib
+
+    bad = tmp_path / "garbage.pt"
+    bad.write_bytes(b"hi\n" * 10)
+    argv = {
+        "model.export": ["--tile", "8", "--sparsity", "0.2", "--out", str(tmp_path / "x.sasp")],
+        "model.distill": [
+            "--package",
+            str(tmp_path / "p.sasp"),
+            "--audio",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "d.sasp"),
+        ],
+        "model.rotate": ["--out", str(tmp_path / "r.pt")],
+    }[command]
+    assert importlib.import_module(command).main(argv + ["--model", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {bad}: not a readable torch checkpoint"), err
 
 
 def test_features_match_torch_stft(demo_clip, whisper_weights):
