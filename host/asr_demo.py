@@ -12,6 +12,8 @@ work), and the MACs/tiles the pruning skipped. ``--json`` writes the same report
 
 Without ``--package`` the weight package for ``--array``/``--sparsity`` is built once and cached by the offline
 tooling, run as its own program (``python -m model.export``, which needs torch): on a board, pass ``--package``.
+``--model`` builds it from other weights, e.g. the rotated model of ``python -m model.rotate`` (the recommended
+start at 16x16 without training, docs/pruning.md), cached apart by a digest of the weights.
 """
 
 from __future__ import annotations
@@ -65,12 +67,25 @@ def calibration_tag(calib: List[Path]) -> str:
     return "calib-" + h.hexdigest()[:8]
 
 
-def build_package(path: Path, array: int, sparsity: float, method: str, calib: List[Path], cache: Path) -> None:
+def model_tag(model: Path) -> str:
+    """A short name for ``--model``'s weights (a digest of the file's bytes, or of a CTranslate2 folder's
+    ``model.bin``): packages built from other weights are cached apart."""
+    h = hashlib.sha256()
+    with open(model / "model.bin" if model.is_dir() else model, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return "model-" + h.hexdigest()[:8]
+
+
+def build_package(
+    path: Path, array: int, sparsity: float, method: str, calib: List[Path], cache: Path, model: Optional[Path] = None
+) -> None:
     """Write the package ``path`` with the offline builder (``python -m model.export``) in its own process, its
     output passed on to stderr; a builder that cannot run here (no torch: a board) or that fails is one
     ``UserError`` line (a builder that refuses its arguments says so before anything else is printed)."""
     args = ["--tile", str(array), "--sparsity", str(sparsity), "--method", method]
     args += ["--sensitivity", SENSITIVITY] if sparsity > 0 else []
+    args += ["--model", str(model)] if model else []
     if find_spec("torch") is None:
         raise cli.UserError(
             f"no cached weight package {path.name} and no torch here to build it: build it offline "
@@ -99,14 +114,15 @@ def _echo(text: str) -> None:
     sys.stderr.flush()
 
 
-def default_package(array: int, sparsity: float, method: str, calib: List[Path]) -> Path:
-    """Build (once) and cache a package for ``array`` and ``sparsity`` from the pip-installed Whisper weights,
-    calibrated on ``calib`` (default: the bundled real-speech sets, host/assets/calib for the rates and with
-    host/assets/stats for the tiles, as ``model.export``); a cached package that does not load (corrupt, or an
-    older format) is rebuilt."""
+def default_package(array: int, sparsity: float, method: str, calib: List[Path], model: Optional[Path] = None) -> Path:
+    """Build (once) and cache a package for ``array`` and ``sparsity`` from ``model``'s weights (default: the
+    pip-installed Whisper tiny.en), calibrated on ``calib`` (default: the bundled real-speech sets,
+    host/assets/calib for the rates and with host/assets/stats for the tiles, as ``model.export``); a cached
+    package that does not load (corrupt, or an older format) is rebuilt."""
     cache = cache_root()
     audio = calib or list(DEFAULT_TILE_AUDIO)  # default: the bundled sets (rates; tiles)
     tag = f"s{sparsity:.2f}-{method}-{SENSITIVITY}-{calibration_tag(audio)}" if sparsity > 0 else "dense"
+    tag += f"-{model_tag(model)}" if model else ""
     path = cache / "packages" / f"whisper-tiny.en-{array}x{array}-{tag}.sasp"
     if path.exists():
         try:
@@ -114,7 +130,7 @@ def default_package(array: int, sparsity: float, method: str, calib: List[Path])
             return path
         except PackageError as e:
             print(f"rebuilding the cached package: {e}", file=sys.stderr)
-    build_package(path, array, sparsity, method, calib, cache)
+    build_package(path, array, sparsity, method, calib, cache, model)
     return path
 
 
@@ -259,6 +275,13 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
         help="calibration audio for the default package (default: the bundled real-speech sets, host/assets/calib "
         "and host/assets/stats, as model.export)",
     )  # fmt: skip
+    ap.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="Whisper weights for the default package: an openai .pt (e.g. python -m model.rotate's, which "
+        "docs/pruning.md recommends for 16x16 without training) or a CTranslate2 folder; default: the pip package",
+    )
     ap.add_argument("--window", choices=WINDOWS, default=DEFAULT_WINDOW, help=WINDOW_HELP)
     ap.add_argument(
         "--attention-on-host",
@@ -273,8 +296,12 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.limit is not None and not args.librispeech:
         ap.error("argument --limit: applies to --librispeech only")
-    if args.package is not None and (args.sparsity or args.calib):
-        ap.error("arguments --sparsity/--calib: describe the default package; --package names one already built")
+    if args.package is not None and (args.sparsity or args.calib or args.model):
+        ap.error(
+            "arguments --sparsity/--calib/--model: describe the default package; --package names one already built"
+        )
+    if args.model is not None and not (args.model / "model.bin" if args.model.is_dir() else args.model).is_file():
+        ap.error(f"argument --model: {args.model} is neither a file nor a CTranslate2 folder with a model.bin")
     if args.json is not None and args.json.is_dir():
         ap.error(f"argument --json: {args.json} is a directory")
     return args
@@ -290,7 +317,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.sparsity > 0 and args.calib:
         list_audio_files(*args.calib)  # a missing or empty calibration folder stops here, not after minutes
     try:
-        package_path = args.package or default_package(array, args.sparsity, args.method, args.calib)
+        package_path = args.package or default_package(array, args.sparsity, args.method, args.calib, args.model)
         package = load_package(package_path, expect_tile=(array, array))
         # the emulated kernel is the chosen board's build (its activation chunk), as the overlay would be
         kwargs = {"pynq": {"bitfile": args.bitfile, "board": board}, "emulated": {"board": board}}.get(args.backend, {})

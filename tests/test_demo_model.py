@@ -1,0 +1,46 @@
+"""The demo's ``--model``: the default package is built from the given weights and cached apart by them."""
+
+from __future__ import annotations
+
+import pytest
+
+import host.asr_demo as demo
+from host import cli
+
+
+def test_packages_from_other_weights_are_cached_apart_and_built_from_them(monkeypatch, tmp_path):
+    built = []
+    monkeypatch.setattr(demo, "cache_root", lambda: tmp_path)
+    monkeypatch.setattr(demo, "build_package", lambda path, *a: built.append((path, a[-1])))
+    weights = tmp_path / "rotated.pt"
+    weights.write_bytes(b"one set of weights")
+    plain = demo.default_package(16, 0.2, "act-ls", [])
+    rotated = demo.default_package(16, 0.2, "act-ls", [], weights)
+    assert "model-" not in plain.name and demo.model_tag(weights) in rotated.name
+    weights.write_bytes(b"another set of weights")  # the same path, other weights: another package
+    assert demo.default_package(16, 0.2, "act-ls", [], weights) not in (plain, rotated)
+    assert [m for _, m in built] == [None, weights, weights]
+    dense = demo.default_package(16, 0.0, "act-ls", [], weights)
+    assert dense.name.startswith("whisper-tiny.en-16x16-dense-model-")
+
+
+def test_the_builder_is_given_the_weights(monkeypatch, tmp_path):
+    monkeypatch.setattr(demo, "find_spec", lambda name: None)  # no torch: the message names the whole command
+    with pytest.raises(cli.UserError, match=f"--model {tmp_path / 'r.pt'} --out PKG"):
+        demo.build_package(tmp_path / "p.sasp", 16, 0.2, "act-ls", [], tmp_path, tmp_path / "r.pt")
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--package", "p.sasp", "--model", "r.pt"], "--package names one already built"),
+        (["--model", "missing.pt"], "missing.pt is neither a file nor a CTranslate2 folder"),
+    ],
+)
+def test_model_option_errors(tmp_path, monkeypatch, capsys, argv, words):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "r.pt").write_bytes(b"x")
+    with pytest.raises(SystemExit) as exit_:
+        demo.parse_args(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and words in err and err.count("\n") == 1
