@@ -35,7 +35,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 from host import cli  # noqa: E402
 from host.audio import DEFAULT_TILE_AUDIO, DEMO_CLIP, demo_reference  # noqa: E402
 from host.boards import board_spec  # noqa: E402
-from host.cache import cache_root  # noqa: E402
+from host.cache import cache_root, file_digest  # noqa: E402
 from host.dataset import list_audio_files, read_librispeech  # noqa: E402
 from host.driver import BACKENDS, Accelerator  # noqa: E402
 from host.longform import (  # noqa: E402
@@ -67,14 +67,15 @@ def calibration_tag(calib: List[Path]) -> str:
     return "calib-" + h.hexdigest()[:8]
 
 
+def weights_file(model: Path) -> Path:
+    """The file that holds ``--model``'s weights: the checkpoint, or a CTranslate2 folder's ``model.bin``."""
+    return model / "model.bin" if model.is_dir() else model
+
+
 def model_tag(model: Path) -> str:
-    """A short name for ``--model``'s weights (a digest of the file's bytes, or of a CTranslate2 folder's
-    ``model.bin``): packages built from other weights are cached apart."""
-    h = hashlib.sha256()
-    with open(model / "model.bin" if model.is_dir() else model, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return "model-" + h.hexdigest()[:8]
+    """A short name for ``--model``'s weights (a digest of :func:`weights_file`'s bytes): packages built from other
+    weights are cached apart."""
+    return "model-" + file_digest(weights_file(model))[:8]
 
 
 def build_package(
@@ -301,7 +302,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
         ap.error(
             "arguments --sparsity/--calib/--model: describe the default package; --package names one already built"
         )
-    if args.model is not None and not (args.model / "model.bin" if args.model.is_dir() else args.model).is_file():
+    if args.model is not None and not weights_file(args.model).is_file():
         ap.error(f"argument --model: {args.model} is neither a file nor a CTranslate2 folder with a model.bin")
     if args.json is not None and args.json.is_dir():
         ap.error(f"argument --json: {args.json} is a directory")

@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from host import cli
 from host.audio import CALIB_DIR
+from host.cache import file_digest
 from host.dataset import list_audio_files
 from host.package import FORMAT_NAME, FORMAT_VERSION, QUANT_SCHEME, atomic_path, counted_mac_sparsity, write_package
 from host.whisper import gemm_operands
@@ -38,7 +39,6 @@ from model.pipeline import (
     ExportConfig,
     add_export_options,
     export_config_from,
-    file_digest,
     step_cache,
     uses_statistics,
     weights_digest,

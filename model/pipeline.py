@@ -17,7 +17,7 @@ import numpy as np
 
 from host import cli
 from host.audio import DEFAULT_TILE_AUDIO
-from host.cache import CacheRoot
+from host.cache import CacheRoot, file_digest
 from host.whisper_layers import DEFAULT_PRUNABLE, is_prunable
 from host.whisper_weights import WhisperWeights
 from model.prune import DEFAULT_DAMP, METHODS, PATTERNS
@@ -301,15 +301,6 @@ def weights_digest(weights: WhisperWeights, *extra: bytes) -> str:
         h.update(np.ascontiguousarray(weights.params[name]).tobytes())
     for data in extra:
         h.update(data)
-    return h.hexdigest()
-
-
-def file_digest(path: Path) -> str:
-    """SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
     return h.hexdigest()
 
 
