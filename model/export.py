@@ -10,6 +10,8 @@ chooses and compensates the tiles on the statistics of other unlabelled audio, w
 from the calibration audio (docs/pruning.md, "The GPU recipe on LibriSpeech"). Without ``--calib`` and
 ``--stats-audio``, the rates come from the bundled calibration set (host/assets/calib) and the tiles from it together
 with the bundled statistics set (host/assets/stats; docs/pruning.md, "A shippable statistics set").
+``--rates-from PACKAGE`` takes the per-layer rates from another package instead (e.g. the default's, for a model
+from ``python -m model.rotate``).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from host.cache import file_digest
 from host.dataset import list_audio_files
 from host.package import FORMAT_NAME, FORMAT_VERSION, QUANT_SCHEME, atomic_path, counted_mac_sparsity, write_package
 from host.whisper import gemm_operands
-from host.whisper_layers import layer_rows
+from host.whisper_layers import DEFAULT_PRUNABLE, layer_rows
 from host.whisper_weights import WhisperWeights
 from model.calibrate import CalibStats, collect_stats
 from model.permute import permute_for_tiles
@@ -88,6 +90,8 @@ def plan_rates(
     macs = layer_macs(ops, prunable)
     if cfg.sparsity <= 0:
         rates = {n: 0.0 for n in prunable}
+    elif cfg.rates_from is not None:
+        rates = package_rates(cfg.rates_from, cfg, prunable)
     elif cfg.uniform or stats is None:
         rates = {n: cfg.sparsity for n in prunable}
     else:
@@ -116,6 +120,28 @@ def plan_rates(
     total = sum(macs.values())
     done = sum(macs[n] * rates[n] for n in prunable)
     return ExportPlan(rates, done / total if total else 0.0, found[0].metadata(cfg.search, found[1]) if found else None)
+
+
+def package_rates(path: Path, cfg: ExportConfig, prunable: Sequence[str]) -> Dict[str, float]:
+    """Each prunable layer's rate as the package at ``path`` pruned it (its share of the layer's tiles, which
+    ``prune_tiles`` rounds back to the same count), for an export of the same tile, target and prunable layers;
+    anything else is a one-line ``UserError``."""
+    from host.package import load_package
+
+    pkg = load_package(path)
+    meta = pkg.metadata
+    found = {
+        "tile": ("x".join(map(str, pkg.tile)), "x".join(map(str, cfg.tile))),
+        "--sparsity": (float(meta.get("target_sparsity", 0.0)), cfg.sparsity),
+        "--layers": (meta.get("prunable", DEFAULT_PRUNABLE), cfg.prunable),
+    }
+    for what, (theirs, ours) in found.items():
+        if theirs != ours:
+            raise cli.UserError(f"--rates-from {path}: the package has {what} {theirs}, this export {ours}")
+    missing = [n for n in prunable if n not in pkg.layers]
+    if missing:
+        raise cli.UserError(f"--rates-from {path}: the package has no layer {missing[0]}")
+    return {n: float(meta["layers"][n]["rate"]) for n in prunable}
 
 
 def searched_rates(
@@ -323,7 +349,7 @@ def export_package(out: Path, weights: WhisperWeights, cfg: ExportConfig) -> Pat
         "method": cfg.method if pruned else "dense",
         "target_sparsity": cfg.sparsity,
         "mac_sparsity": counted_mac_sparsity(tile_counts, cfg.prunable),
-        "allocation": "uniform" if cfg.uniform else "sensitivity",
+        "allocation": "uniform" if cfg.uniform else "package" if cfg.rates_from is not None else "sensitivity",
         **({"pattern": cfg.pattern} if cfg.pattern != "free" and pruned else {}),
         **(cfg.opt_in() if pruned else {}),
         **({"permuted_groups": shares, "permutation": orders} if shares else {}),
@@ -362,7 +388,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     add_export_options(
         ap,
         only=(*SHARED_OPTIONS, "stats_audio", "pattern", "sequential", "permute")
-        + ("search", "search_audio", "prune_only"),
+        + ("search", "search_audio", "prune_only", "rates_from"),
     )
     ap.add_argument("--out", type=Path, required=True, help="output package path (.sasp)")
     ap.add_argument(
@@ -401,6 +427,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         ap.error("argument --search: needs --search-audio (unlabelled audio other than the calibration audio)")
     if args.search_audio:
         list_audio_files(*args.search_audio)
+    if args.rates_from is not None and (args.sparsity == 0 or args.uniform or args.search or args.refine):
+        ap.error("argument --rates-from: needs --sparsity > 0 (the package's) and no --uniform, --search or --refine")
+    if args.rates_from is not None and not args.rates_from.is_file():
+        ap.error(f"argument --rates-from: {args.rates_from} is not a file")
     if args.prune_only and (args.sparsity == 0 or args.pattern != "free"):
         ap.error("argument --prune-only: needs --sparsity > 0 and --pattern free (a unit spans several layers)")
     if args.out.is_dir():

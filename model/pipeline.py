@@ -173,6 +173,18 @@ class ExportConfig:
             "target over the matching layers alone; free tiles only)",
         ),
     )
+    rates_from: Optional[Path] = field(
+        default=None,
+        metadata=cli.option(
+            "--rates-from",
+            type=Path,
+            metavar="PACKAGE",
+            help="take the per-layer rates from this package (its pruned share of each layer's tiles; same tile, "
+            "--sparsity and --layers) instead of allocating them: e.g. the default package's rates for a model "
+            "from python -m model.rotate, whose own allocation spends the rotation's gain (docs/pruning.md, "
+            "'The default's rates for the rotated model')",
+        ),
+    )
     model: Optional[str] = field(
         default=None,
         metadata=cli.option(
@@ -206,6 +218,8 @@ class ExportConfig:
             raise ValueError(
                 "the rate search needs sensitivity-based rates of free tiles (no --uniform, --pattern or --sequential)"
             )
+        if self.rates_from is not None and (self.uniform or self.search or self.refine):
+            raise ValueError("--rates-from takes the rates from a package: no --uniform, --search or --refine")
         if self.search and not self.search_audio:
             raise ValueError("the rate search needs --search-audio")
         if self.prune_only and self.pattern != "free":
@@ -216,23 +230,30 @@ class ExportConfig:
     @property
     def heldout(self) -> bool:
         """Whether the per-layer rates come from a sensitivity analysis on held-out calibration windows
-        (``model.sensitivity``; uniform rates have none)."""
-        return self.sensitivity == "held-out" and not self.uniform
+        (``model.sensitivity``; uniform rates and rates from a package have none)."""
+        return self.sensitivity == "held-out" and self.allocates
+
+    @property
+    def allocates(self) -> bool:
+        """Whether the per-layer rates are allocated from a sensitivity analysis (not uniform, not
+        ``--rates-from``)."""
+        return not self.uniform and self.rates_from is None
 
     def opt_in(self) -> Dict[str, Any]:
         """The settings recorded only when on (sequential pruning, reordered weights, held-out sensitivity, the
-        trimmed probe, refinement rounds, the rate search, pruning only some layers, tiles chosen on other audio):
-        packages, caches and names from before them, which had them off, keep their identity. Uniform rates have no
-        sensitivity analysis, so none of its settings."""
+        trimmed probe, refinement rounds, the rate search, pruning only some layers, tiles chosen on other audio,
+        rates from a package): packages, caches and names from before them, which had them off, keep their
+        identity. Uniform rates and rates from a package have no sensitivity analysis, so none of its settings."""
         return {
             **({"sequential": True} if self.sequential else {}),
             **({"permute": True} if self.permute else {}),
             **({"sensitivity": self.sensitivity} if self.heldout else {}),
-            **({"probe": self.probe} if not self.uniform and self.probe != "full" else {}),
-            **({"refine": self.refine} if not self.uniform and self.refine else {}),
+            **({"probe": self.probe} if self.allocates and self.probe != "full" else {}),
+            **({"refine": self.refine} if self.allocates and self.refine else {}),
             **({"search": self.search, "search_audio": [str(p) for p in self.search_audio]} if self.search else {}),
             **({"prune_only": self.prune_only} if self.prune_only else {}),
             **({"stats_audio": [str(p) for p in self.tile_audio]} if self.tile_audio else {}),
+            **({"rates_from": str(self.rates_from)} if self.rates_from is not None else {}),
         }
 
     @property
@@ -248,7 +269,7 @@ class ExportConfig:
     def needs_calibration(self) -> bool:
         """Whether pruning needs calibration statistics (activation scores, least-squares compensation or
         sensitivity-based rates)."""
-        return self.sparsity > 0 and (uses_statistics(self.method) or not self.uniform)
+        return self.sparsity > 0 and (uses_statistics(self.method) or self.allocates)
 
     def prunable_layers(self, names: Iterable[str]) -> List[str]:
         """The GEMM layers of ``names`` that ``prunable`` selects (never the logits)."""
