@@ -23,7 +23,9 @@ The command writes the rotated model as an openai-whisper checkpoint: the export
 (``--model``; its rates then come from the rotated model's own sensitivity analysis) and ``model.distill`` takes
 it as the teacher (``--model``; a package records the digest of the weights it was pruned from, and distillation
 refuses another teacher). The statistics are the inputs' Gram matrices on unlabelled audio (default: the bundled
-calibration and statistics sets, as the exporter's tiles use). Measured: docs/pruning.md, "Rotated heads".
+calibration and statistics sets, as the exporter's tiles use), cached as the exporter caches them (the same file:
+after a default export of the same weights the command reads them instead of running the audio again).
+Measured: docs/pruning.md, "Rotated heads".
 """
 
 from __future__ import annotations
@@ -40,8 +42,9 @@ from host.audio import DEFAULT_TILE_AUDIO
 from host.dataset import list_audio_files
 from host.package import atomic_path
 from host.whisper_weights import WhisperWeights
-from model.calibrate import CalibStats, collect_stats
+from model.calibrate import CalibStats
 from model.permute import PermGroup, perm_groups
+from model.pipeline import add_export_options, export_config_from
 
 DAMP = 1e-2  # ridge on each Gram matrix, fraction of its mean diagonal (outlier dims make it ill-conditioned)
 
@@ -137,20 +140,19 @@ def main(argv: Optional[List[str]] = None) -> int:
         help="unlabelled audio folders whose statistics weight the basis (default: host/assets/calib and "
         "host/assets/stats)",
     )
-    ap.add_argument(
-        "--model", default=None, help="Whisper weights (CTranslate2 dir or openai .pt; default: the pip package)"
-    )
+    add_export_options(ap, only=("model", "cache_dir"))
     args = ap.parse_args(argv)
     if args.out.suffix != ".pt":
         ap.error(f"argument --out: {args.out} must end in .pt (an openai-whisper checkpoint)")
     if args.out.is_dir():
         ap.error(f"argument --out: {args.out} is a directory")
     files = list_audio_files(*args.audio)
+    from model.export import audio_stats
     from model.load import load_whisper
 
-    weights = load_whisper(args.model)
-    layers = [name for g in attention_groups(weights.config) for name, axis in g.members if axis == "out"]
-    rotated, spectra = rotate_heads(weights, collect_stats(weights, files, layers))
+    cfg = export_config_from(args)
+    weights = load_whisper(cfg.model)
+    rotated, spectra = rotate_heads(weights, audio_stats(weights, cfg, files))
     save_checkpoint(rotated, args.out, len(files))
     width = weights.config["n_audio_state"] // weights.config["n_audio_head"]
     dims = {

@@ -10,14 +10,16 @@ import numpy as np
 import pytest
 from conftest import assert_same_function, make_tiny_whisper, random_stats
 
+import model.calibrate as calibrate
 import model.distill as distill
 import model.export as export
 import model.rotate as rotate
 from host.cli import UserError
+from host.dataset import list_audio_files
 from host.package import load_package
 from model.calibrate import CalibStats
 from model.load import load_whisper
-from model.pipeline import ExportConfig, weights_digest
+from model.pipeline import ExportConfig, step_cache, weights_digest
 
 
 def attention_stats(weights, seed: int = 0) -> CalibStats:
@@ -79,19 +81,32 @@ def test_each_head_is_sorted_balanced_and_truncates_as_an_svd():
                 assert cut <= np.linalg.norm(full - la.T @ a[:, keep] @ b[:, keep].T @ lb) + 1e-9
 
 
-def test_the_command_writes_a_checkpoint_the_loader_reads(tmp_path, demo_clip, whisper_weights, capsys):
+def test_the_command_writes_a_checkpoint_the_loader_reads(tmp_path, demo_clip, whisper_weights, capsys, monkeypatch):
     """``python -m model.rotate`` on one clip: an openai-whisper checkpoint whose attention weights are rotated
-    and whose other tensors are the model's; bad options are one error line and exit code 2, before any work."""
+    and whose other tensors are the model's; its statistics are the exporter's cache file of that audio, so a second
+    run reads them and writes the same checkpoint; bad options are one error line and exit code 2, before any work."""
     audio = tmp_path / "audio"
     audio.mkdir()
     shutil.copy(demo_clip, audio / demo_clip.name)
-    out = tmp_path / "rotated.pt"
-    assert rotate.main(["--out", str(out), "--audio", str(audio)]) == 0
+    out, cache = tmp_path / "rotated.pt", tmp_path / "cache"
+    assert rotate.main(["--out", str(out), "--audio", str(audio), "--cache-dir", str(cache)]) == 0
     assert "query/key" in capsys.readouterr().out
     loaded = load_whisper(out)
     assert loaded.config == whisper_weights.config and loaded.vocab == whisper_weights.vocab
     same = {k for k, v in whisper_weights.params.items() if np.array_equal(v, loaded.params[k])}
     assert "encoder.blocks.0.mlp.0.weight" in same and "encoder.blocks.0.attn.query.weight" not in same
+    cached = step_cache("calib", ExportConfig(cache_dir=cache), whisper_weights, list_audio_files(audio))
+    assert [p.name for p in (cache / "calib").iterdir()] == [cached.name]  # the exporter's file for this audio
+    with monkeypatch.context() as m:  # read from the cache: no audio is run
+        m.setattr(calibrate, "dense_windows", lambda *a, **k: pytest.fail("statistics computed again"))
+        assert rotate.main(["--out", str(tmp_path / "hit.pt"), "--audio", str(audio), "--cache-dir", str(cache)]) == 0
+    cached.write_bytes(b"")  # damaged: computed again
+    again = tmp_path / "again.pt"
+    assert rotate.main(["--out", str(again), "--audio", str(audio), "--cache-dir", str(cache)]) == 0
+    assert cached.stat().st_size > 0
+    for other in (load_whisper(tmp_path / "hit.pt"), load_whisper(again)):
+        assert all(np.array_equal(loaded.params[k], other.params[k]) for k in loaded.params)
+    capsys.readouterr()
     (tmp_path / "empty").mkdir()
     with pytest.raises(SystemExit) as stop:
         rotate.main(["--out", str(tmp_path / "r.txt")])
