@@ -124,6 +124,24 @@ def write_pseudo(out: Path, folder: str, teacher: WhisperWeights) -> None:
     (out / f"pseudo-{folder}.json").write_text(json.dumps({"clips": len(labels), "tokens": labels}))
 
 
+def given_rates(packages: Sequence[Path], tiles: Sequence[int], sparsities: Sequence[float]) -> Dict[str, Path]:
+    """``--rates-from``: each package under its grid cell (``"TILE/SPARSITY"``), which must be one of the bundle's."""
+    from host.package import load_package
+
+    cells = {f"{t}/{sp:.2f}" for t in tiles for sp in sparsities}
+    given = {}
+    for path in packages:
+        pkg = load_package(path)
+        key = f"{pkg.tile[0]}/{float(pkg.metadata.get('target_sparsity', 0.0)):.2f}"
+        if pkg.tile[0] != pkg.tile[1] or key not in cells or key in given:
+            raise cli.UserError(
+                f"--rates-from {path}: its cell {pkg.tile[0]}x{pkg.tile[1]} / {key.split('/')[1]} is not one of the "
+                f"bundle's --tiles x --sparsity cells, or another package gives it"
+            )
+        given[key] = path
+    return given
+
+
 def bundle(args: argparse.Namespace) -> None:
     from host.dataset import list_audio_files
     from model.export import allocated_rates
@@ -136,6 +154,7 @@ def bundle(args: argparse.Namespace) -> None:
         for name, folder in (("real", args.real), ("synth", args.synth))
         if folder is not None
     }
+    given = given_rates(args.rates_from or [], args.tiles, args.sparsity)
     train_files = list_audio_files(*(args.train_audio or args.calib))
     extra_files = list_audio_files(*args.extra_audio) if args.extra_audio else []
     names = [f.name for f in train_files + extra_files]
@@ -151,8 +170,11 @@ def bundle(args: argparse.Namespace) -> None:
     rates = {}
     for tile in args.tiles:
         for sp in args.sparsity:
-            plan, _, _ = allocated_rates(weights, replace(cfg, tile=(tile, tile), sparsity=sp))
-            rates[f"{tile}/{sp:.2f}"] = {"rates": plan.rates, "mac_sparsity": plan.mac_sparsity}
+            key = f"{tile}/{sp:.2f}"
+            plan, _, _ = allocated_rates(
+                weights, replace(cfg, tile=(tile, tile), sparsity=sp, rates_from=given.get(key))
+            )
+            rates[key] = {"rates": plan.rates, "mac_sparsity": plan.mac_sparsity}
     (out / "rates.json").write_text(json.dumps(rates, indent=1))
     bundled = load_teacher(out / "teacher.npz") if args.pseudo else None  # as the GPU machine will read it
     for folder, files in (("train", train_files), ("extra", extra_files)):
@@ -612,6 +634,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--pseudo", action="store_true", help="the teacher's pseudo-labels here (CPU), not on the GPU")
     p.add_argument("--tiles", type=int, nargs="+", default=list(TILES))
     p.add_argument("--sparsity", type=float, nargs="+", default=list(SPARSITIES))
+    p.add_argument(
+        "--rates-from",
+        type=Path,
+        nargs="+",
+        default=None,
+        metavar="PACKAGE",
+        help="the per-layer rates of each package's cell from that package (model.export --rates-from), e.g. the "
+        "default's packages for a --model from model.rotate; other cells are allocated",
+    )
     p = sub.add_parser("run", help="run the grid (GPU machine)")
     p.add_argument("--bundle", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)

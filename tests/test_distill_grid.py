@@ -237,3 +237,34 @@ def test_run_trains_one_start_per_seed_and_assembles_their_packages(grid, synth_
     no_shards = tmp_path / "rows-only"
     assert distill_grid.main([*argv[:4], str(no_shards), *argv[5:-4], "0", "--no-shards"]) == 0
     assert (no_shards / "results.json").is_file() and not list(no_shards.glob("shard-*"))  # else the best is saved
+
+
+def test_bundle_takes_a_cells_rates_from_a_package(grid, synth_set, tmp_path, capsys):
+    """``bundle --rates-from PKG``: the rates of PKG's cell are the package's (as ``model.export --rates-from``),
+    the other cells allocated; a package of no bundle cell is one error line before any work."""
+    from model.export import export_package
+    from model.pipeline import ExportConfig
+
+    distill_grid, weights = grid
+    cfg = ExportConfig((8, 8), 0.3, "magnitude", prunable=ENCODER_BLOCKS, uniform=True, cache_dir=None)
+    source = export_package(tmp_path / "uniform.sasp", weights, cfg)
+    out, cache = tmp_path / "bundle", tmp_path / "cache"
+
+    def bundle(*sparsity: str, extra: tuple = ()) -> int:
+        return distill_grid.main([
+            "bundle", "--out", str(out), "--calib", str(synth_set), "--real", str(synth_set), "--limit", "1",
+            "--tiles", "8", "--sparsity", *sparsity, "--layers", ENCODER_BLOCKS, "--cache-dir", str(cache), *extra,
+        ])  # fmt: skip
+
+    bundle("0.2", "0.3", extra=("--rates-from", str(source)))
+    recorded = load_package(source).metadata["layers"]
+    got = json.loads((out / "rates.json").read_text())["8/0.30"]["rates"]
+    assert got == {n: recorded[n]["rate"] for n in got} and len(set(got.values()) - {0.0}) >= 1
+    bundle("0.2", "0.3")  # allocated instead: other rates for the same cell
+    assert json.loads((out / "rates.json").read_text())["8/0.30"]["rates"] != got
+    (out / "keep.txt").write_text("an earlier bundle")
+    capsys.readouterr()
+    assert bundle("0.2", extra=("--rates-from", str(source))) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--rates-from" in err[0] and "8x8 / 0.30 is not one of the bundle's" in err[0]
+    assert (out / "keep.txt").exists()
