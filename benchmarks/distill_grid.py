@@ -124,15 +124,20 @@ def write_pseudo(out: Path, folder: str, teacher: WhisperWeights) -> None:
     (out / f"pseudo-{folder}.json").write_text(json.dumps({"clips": len(labels), "tokens": labels}))
 
 
+def cell(tile: int, sparsity: float) -> str:
+    """A grid cell's key in the bundle's ``rates.json``: ``"TILE/SPARSITY"``."""
+    return f"{tile}/{sparsity:.2f}"
+
+
 def given_rates(packages: Sequence[Path], tiles: Sequence[int], sparsities: Sequence[float]) -> Dict[str, Path]:
     """``--rates-from``: each package under its grid cell (``"TILE/SPARSITY"``), which must be one of the bundle's."""
     from host.package import load_package
 
-    cells = {f"{t}/{sp:.2f}" for t in tiles for sp in sparsities}
+    cells = {cell(t, sp) for t in tiles for sp in sparsities}
     given = {}
     for path in packages:
         pkg = load_package(path)
-        key = f"{pkg.tile[0]}/{float(pkg.metadata.get('target_sparsity', 0.0)):.2f}"
+        key = cell(pkg.tile[0], float(pkg.metadata.get("target_sparsity", 0.0)))
         if pkg.tile[0] != pkg.tile[1] or key not in cells or key in given:
             raise cli.UserError(
                 f"--rates-from {path}: its cell {pkg.tile[0]}x{pkg.tile[1]} / {key.split('/')[1]} is not one of the "
@@ -170,7 +175,7 @@ def bundle(args: argparse.Namespace) -> None:
     rates = {}
     for tile in args.tiles:
         for sp in args.sparsity:
-            key = f"{tile}/{sp:.2f}"
+            key = cell(tile, sp)
             plan, _, _ = allocated_rates(
                 weights, replace(cfg, tile=(tile, tile), sparsity=sp, rates_from=given.get(key))
             )
@@ -398,7 +403,7 @@ def run_grid(args: argparse.Namespace) -> None:
 
     order: List[Tuple[int, float]] = [(t, s) for s in args.sparsity for t in args.tiles]  # first sparsity first
     for tile, sp in order:
-        plan = plans[f"{tile}/{sp:.2f}"]
+        plan = plans[cell(tile, sp)]
         rates = plan["rates"]
         if time.time() - t0 > args.budget_s:
             log({"key": f"t{tile}-s{sp:.2f}", "skipped": "time budget"})
