@@ -12,8 +12,10 @@ work), and the MACs/tiles the pruning skipped. ``--json`` writes the same report
 
 Without ``--package`` the weight package for ``--array``/``--sparsity`` is built once and cached by the offline
 tooling, run as its own program (``python -m model.export``, which needs torch): on a board, pass ``--package``.
-``--model`` builds it from other weights, e.g. the rotated model of ``python -m model.rotate`` (recommended without
-training at 16x16 and at 8x8 / 10, 25 and 30 %, docs/pruning.md), cached apart by a digest of the weights.
+``--model`` builds it from other weights, e.g. the rotated model of ``python -m model.rotate``, at those weights' own
+per-layer rates (docs/pruning.md recommends the rotation at its own rates at 10 % and 8x8 / 25 %, and exported at
+the default package's rates with ``model.export --rates-from`` at 8x8 / 20, 30 % and 16x16 / 20-30 %), cached
+apart by a digest of the weights.
 """
 
 from __future__ import annotations
@@ -280,9 +282,9 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
         "--model",
         type=Path,
         default=None,
-        help="Whisper weights for the default package: an openai .pt (e.g. python -m model.rotate's, recommended "
-        "without training at 16x16 and at 8x8 but 20 %%, docs/pruning.md) or a CTranslate2 folder; default: the pip "
-        "package",
+        help="Whisper weights for the default package, pruned at their own per-layer rates: an openai .pt (e.g. "
+        "python -m model.rotate's; docs/pruning.md recommends it this way at 10 %% and 8x8 / 25 %%, and through "
+        "model.export --rates-from at 20-30 %%) or a CTranslate2 folder; default: the pip package",
     )
     ap.add_argument("--window", choices=WINDOWS, default=DEFAULT_WINDOW, help=WINDOW_HELP)
     ap.add_argument(
