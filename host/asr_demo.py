@@ -12,10 +12,11 @@ work), and the MACs/tiles the pruning skipped. ``--json`` writes the same report
 
 Without ``--package`` the weight package for ``--array``/``--sparsity`` is built once and cached by the offline
 tooling, run as its own program (``python -m model.export``, which needs torch): on a board, pass ``--package``.
-``--model`` builds it from other weights, e.g. the rotated model of ``python -m model.rotate``, at those weights' own
-per-layer rates (docs/pruning.md recommends the rotation at its own rates at 10 % and 8x8 / 25 %, and exported at
-the default package's rates with ``model.export --rates-from`` at 8x8 / 20, 30 % and 16x16 / 20-30 %), cached
-apart by a digest of the weights.
+``--model`` builds it from other weights, e.g. the rotated model of ``python -m model.rotate``, cached apart by a
+digest of the weights: at those weights' own per-layer rates, or with ``--model-rates default`` at the rates of the
+default package of the same array and sparsity (built first; ``model.export --rates-from``). docs/pruning.md
+recommends the rotation at its own rates at 10 % and 8x8 / 25 %, and at the default's rates at 8x8 / 20, 30 % and
+16x16 / 20-30 %.
 """
 
 from __future__ import annotations
@@ -81,13 +82,21 @@ def model_tag(model: Path) -> str:
 
 
 def build_package(
-    path: Path, array: int, sparsity: float, method: str, calib: List[Path], cache: Path, model: Optional[Path] = None
+    path: Path,
+    array: int,
+    sparsity: float,
+    method: str,
+    calib: List[Path],
+    cache: Path,
+    model: Optional[Path] = None,
+    rates_from: Optional[Path] = None,
 ) -> None:
     """Write the package ``path`` with the offline builder (``python -m model.export``) in its own process, its
-    output passed on to stderr; a builder that cannot run here (no torch: a board) or that fails is one
+    output passed on to stderr, at the per-layer rates of the package ``rates_from`` if given (else allocated by
+    the sensitivity analysis); a builder that cannot run here (no torch: a board) or that fails is one
     ``UserError`` line (a builder that refuses its arguments says so before anything else is printed)."""
     args = ["--tile", str(array), "--sparsity", str(sparsity), "--method", method]
-    args += ["--sensitivity", SENSITIVITY] if sparsity > 0 else []
+    args += ["--rates-from", str(rates_from)] if rates_from else ["--sensitivity", SENSITIVITY] if sparsity > 0 else []
     args += ["--model", str(model)] if model else []
     if find_spec("torch") is None:
         raise cli.UserError(
@@ -117,14 +126,28 @@ def _echo(text: str) -> None:
     sys.stderr.flush()
 
 
-def default_package(array: int, sparsity: float, method: str, calib: List[Path], model: Optional[Path] = None) -> Path:
+def default_package(
+    array: int,
+    sparsity: float,
+    method: str,
+    calib: List[Path],
+    model: Optional[Path] = None,
+    model_rates: str = "own",
+) -> Path:
     """Build (once) and cache a package for ``array`` and ``sparsity`` from ``model``'s weights (default: the
     pip-installed Whisper tiny.en), calibrated on ``calib`` (default: the bundled real-speech sets,
-    host/assets/calib for the rates and with host/assets/stats for the tiles, as ``model.export``); a cached
-    package that does not load (corrupt, or an older format) is rebuilt."""
+    host/assets/calib for the rates and with host/assets/stats for the tiles, as ``model.export``); other weights
+    are pruned at their own rates, or with ``model_rates="default"`` at those of the default weights' package
+    (built first, named in the tag by its digest); a cached package that does not load (corrupt, or an older
+    format) is rebuilt."""
     cache = cache_root()
     audio = calib or list(DEFAULT_TILE_AUDIO)  # default: the bundled sets (rates; tiles)
-    tag = f"s{sparsity:.2f}-{method}-{SENSITIVITY}-{calibration_tag(audio)}" if sparsity > 0 else "dense"
+    rates_from = None
+    if model and sparsity > 0 and model_rates == "default":
+        rates_from = default_package(array, sparsity, method, calib)
+        tag = f"s{sparsity:.2f}-{method}-rates-{file_digest(rates_from)[:8]}-{calibration_tag(audio)}"
+    else:
+        tag = f"s{sparsity:.2f}-{method}-{SENSITIVITY}-{calibration_tag(audio)}" if sparsity > 0 else "dense"
     tag += f"-{model_tag(model)}" if model else ""
     path = cache / "packages" / f"whisper-tiny.en-{array}x{array}-{tag}.sasp"
     if path.exists():
@@ -133,7 +156,7 @@ def default_package(array: int, sparsity: float, method: str, calib: List[Path],
             return path
         except PackageError as e:
             print(f"rebuilding the cached package: {e}", file=sys.stderr)
-    build_package(path, array, sparsity, method, calib, cache, model)
+    build_package(path, array, sparsity, method, calib, cache, model, rates_from=rates_from)
     return path
 
 
@@ -282,9 +305,17 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
         "--model",
         type=Path,
         default=None,
-        help="Whisper weights for the default package, pruned at their own per-layer rates: an openai .pt (e.g. "
-        "python -m model.rotate's; docs/pruning.md recommends it this way at 10 %% and 8x8 / 25 %%, and through "
-        "model.export --rates-from at 20-30 %%) or a CTranslate2 folder; default: the pip package",
+        help="Whisper weights for the default package (pruned as --model-rates says): an openai .pt (e.g. "
+        "python -m model.rotate's) or a CTranslate2 folder; default: the pip package",
+    )
+    ap.add_argument(
+        "--model-rates",
+        choices=("own", "default"),
+        default="own",
+        help="with --model and --sparsity: prune the weights at their own per-layer rates (own, the default) or at "
+        "those of the default weights' package of this array and sparsity (default: built first, then "
+        "model.export --rates-from it); docs/pruning.md recommends own at 10 %% and 8x8 / 25 %%, default at "
+        "8x8 / 20, 30 %% and 16x16 / 20-30 %% for model.rotate's weights",
     )
     ap.add_argument("--window", choices=WINDOWS, default=DEFAULT_WINDOW, help=WINDOW_HELP)
     ap.add_argument(
@@ -304,6 +335,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
         ap.error(
             "arguments --sparsity/--calib/--model: describe the default package; --package names one already built"
         )
+    if args.model_rates != "own" and (args.model is None or not args.sparsity):
+        ap.error("argument --model-rates: applies to --model with --sparsity > 0")
     if args.model is not None and not weights_file(args.model).is_file():
         ap.error(f"argument --model: {args.model} is neither a file nor a CTranslate2 folder with a model.bin")
     if args.json is not None and args.json.is_dir():
@@ -321,7 +354,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.sparsity > 0 and args.calib:
         list_audio_files(*args.calib)  # a missing or empty calibration folder stops here, not after minutes
     try:
-        package_path = args.package or default_package(array, args.sparsity, args.method, args.calib, args.model)
+        package_path = args.package or default_package(
+            array, args.sparsity, args.method, args.calib, args.model, args.model_rates
+        )
         package = load_package(package_path, expect_tile=(array, array))
         # the emulated kernel is the chosen board's build (its activation chunk), as the overlay would be
         kwargs = {"pynq": {"bitfile": args.bitfile, "board": board}, "emulated": {"board": board}}.get(args.backend, {})

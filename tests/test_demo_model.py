@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import host.asr_demo as demo
@@ -11,7 +13,7 @@ from host import cli
 def test_packages_from_other_weights_are_cached_apart_and_built_from_them(monkeypatch, tmp_path):
     built = []
     monkeypatch.setattr(demo, "cache_root", lambda: tmp_path)
-    monkeypatch.setattr(demo, "build_package", lambda path, *a: built.append((path, a[-1])))
+    monkeypatch.setattr(demo, "build_package", lambda path, *a, **k: built.append((path, a[-1])))
     weights = tmp_path / "rotated.pt"
     weights.write_bytes(b"one set of weights")
     plain = demo.default_package(16, 0.2, "act-ls", [])
@@ -24,10 +26,36 @@ def test_packages_from_other_weights_are_cached_apart_and_built_from_them(monkey
     assert dense.name.startswith("whisper-tiny.en-16x16-dense-model-")
 
 
+def test_the_default_packages_rates_are_built_first_and_named(monkeypatch, tmp_path):
+    built = []
+
+    def build(path, *a, rates_from=None):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"package of " + path.name.encode())
+        built.append((path.name, a[-1], rates_from))
+
+    monkeypatch.setattr(demo, "cache_root", lambda: tmp_path)
+    monkeypatch.setattr(demo, "load_package", lambda *a, **k: None)
+    monkeypatch.setattr(demo, "build_package", build)
+    weights = tmp_path / "rotated.pt"
+    weights.write_bytes(b"rotated weights")
+    own = demo.default_package(8, 0.2, "act-ls", [], weights)
+    at_default = demo.default_package(8, 0.2, "act-ls", [], weights, "default")
+    plain = demo.default_package(8, 0.2, "act-ls", [])
+    assert at_default not in (own, plain) and demo.model_tag(weights) in at_default.name
+    assert f"rates-{demo.file_digest(plain)[:8]}" in at_default.name
+    # own rates: no package of rates; the default's: the plain package is built first and handed over
+    assert built == [(own.name, weights, None), (plain.name, None, None), (at_default.name, weights, plain)]
+    assert demo.default_package(8, 0.0, "act-ls", [], weights, "default").name.startswith("whisper-tiny.en-8x8-dense")
+
+
 def test_the_builder_is_given_the_weights(monkeypatch, tmp_path):
     monkeypatch.setattr(demo, "find_spec", lambda name: None)  # no torch: the message names the whole command
     with pytest.raises(cli.UserError, match=f"--model {tmp_path / 'r.pt'} --out PKG"):
         demo.build_package(tmp_path / "p.sasp", 16, 0.2, "act-ls", [], tmp_path, tmp_path / "r.pt")
+    with pytest.raises(cli.UserError, match="--rates-from d.sasp --model r.pt --out PKG") as e:
+        demo.build_package(Path("p.sasp"), 16, 0.2, "act-ls", [], tmp_path, Path("r.pt"), rates_from=Path("d.sasp"))
+    assert "--sensitivity" not in str(e.value)  # rates from a package: no sensitivity analysis
 
 
 @pytest.mark.parametrize(
@@ -35,6 +63,8 @@ def test_the_builder_is_given_the_weights(monkeypatch, tmp_path):
     [
         (["--package", "p.sasp", "--model", "r.pt"], "--package names one already built"),
         (["--model", "missing.pt"], "missing.pt is neither a file nor a CTranslate2 folder"),
+        (["--model-rates", "default", "--sparsity", "0.2"], "applies to --model with --sparsity > 0"),
+        (["--model", "r.pt", "--model-rates", "default"], "applies to --model with --sparsity > 0"),
     ],
 )
 def test_model_option_errors(tmp_path, monkeypatch, capsys, argv, words):

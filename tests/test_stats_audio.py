@@ -104,7 +104,7 @@ def test_the_demo_caches_default_packages_by_both_bundled_sets(monkeypatch, tmp_
     from host.audio import STATS_DIR
 
     monkeypatch.setattr(demo, "cache_root", lambda: tmp_path)
-    monkeypatch.setattr(demo, "build_package", lambda path, *a: None)
+    monkeypatch.setattr(demo, "build_package", lambda path, *a, **k: None)
     path = demo.default_package(8, 0.2, "act-ls", [])
     assert demo.calibration_tag([CALIB_DIR, STATS_DIR]) in path.name
     assert demo.calibration_tag([CALIB_DIR]) not in path.name
