@@ -242,8 +242,9 @@ class ExportConfig:
     def opt_in(self) -> Dict[str, Any]:
         """The settings recorded only when on (sequential pruning, reordered weights, held-out sensitivity, the
         trimmed probe, refinement rounds, the rate search, pruning only some layers, tiles chosen on other audio,
-        rates from a package): packages, caches and names from before them, which had them off, keep their
-        identity. Uniform rates and rates from a package have no sensitivity analysis, so none of its settings."""
+        rates from a package, by its path and digest): packages, caches and names from before them, which had them
+        off, keep their identity. Uniform rates and rates from a package have no sensitivity analysis, so none of its
+        settings."""
         return {
             **({"sequential": True} if self.sequential else {}),
             **({"permute": True} if self.permute else {}),
@@ -253,7 +254,11 @@ class ExportConfig:
             **({"search": self.search, "search_audio": [str(p) for p in self.search_audio]} if self.search else {}),
             **({"prune_only": self.prune_only} if self.prune_only else {}),
             **({"stats_audio": [str(p) for p in self.tile_audio]} if self.tile_audio else {}),
-            **({"rates_from": str(self.rates_from)} if self.rates_from is not None else {}),
+            **(
+                {"rates_from": str(self.rates_from), "rates_from_digest": file_digest(self.rates_from)}
+                if self.rates_from is not None
+                else {}
+            ),
         }
 
     @property

@@ -10,6 +10,7 @@ import pytest
 from conftest import make_tiny_whisper
 
 from host import cli
+from host.cache import file_digest
 from host.package import load_package
 from model.export import export_package, main
 from model.pipeline import ExportConfig
@@ -40,6 +41,7 @@ def test_another_models_export_at_the_packages_rates(tmp_path, source):
     assert any(not np.array_equal(got.layers[n].weights.kidx, theirs.layers[n].weights.kidx) for n in pruned)
     assert got.metadata["allocation"] == "package"
     assert got.metadata["export"]["rates_from"] == str(source) and "sensitivity" not in got.metadata["export"]
+    assert got.metadata["export"]["rates_from_digest"] == file_digest(source)  # which package, wherever it lies
 
 
 @pytest.mark.parametrize(
