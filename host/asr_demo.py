@@ -15,8 +15,8 @@ tooling, run as its own program (``python -m model.export``, which needs torch):
 ``--model`` builds it from other weights, e.g. the rotated model of ``python -m model.rotate``, cached apart by a
 digest of the weights: at those weights' own per-layer rates, or with ``--model-rates default`` at the rates of the
 default package of the same array and sparsity (built first; ``model.export --rates-from``). docs/pruning.md
-recommends the rotation at its own rates at 10 % and 8x8 / 25 %, and at the default's rates at 8x8 / 20, 30 % and
-16x16 / 20-30 %.
+recommends the rotation at its own rates at 8x8 / 10 and 25 %, and at the default's rates at 8x8 / 20, 30 % and
+16x16 / 10-30 %.
 """
 
 from __future__ import annotations
@@ -314,8 +314,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
         default="own",
         help="with --model and --sparsity: prune the weights at their own per-layer rates (own, the default) or at "
         "those of the default weights' package of this array and sparsity (default: built first, then "
-        "model.export --rates-from it); docs/pruning.md recommends own at 10 %% and 8x8 / 25 %%, default at "
-        "8x8 / 20, 30 %% and 16x16 / 20-30 %% for model.rotate's weights",
+        "model.export --rates-from it); docs/pruning.md recommends own at 8x8 / 10, 25 %%, default at "
+        "8x8 / 20, 30 %% and 16x16 / 10-30 %% for model.rotate's weights",
     )
     ap.add_argument("--window", choices=WINDOWS, default=DEFAULT_WINDOW, help=WINDOW_HELP)
     ap.add_argument(
