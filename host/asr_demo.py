@@ -142,12 +142,10 @@ def default_package(
     format) is rebuilt."""
     cache = cache_root()
     audio = calib or list(DEFAULT_TILE_AUDIO)  # default: the bundled sets (rates; tiles)
-    rates_from = None
-    if model and sparsity > 0 and model_rates == "default":
-        rates_from = default_package(array, sparsity, method, calib)
-        tag = f"s{sparsity:.2f}-{method}-rates-{file_digest(rates_from)[:8]}-{calibration_tag(audio)}"
-    else:
-        tag = f"s{sparsity:.2f}-{method}-{SENSITIVITY}-{calibration_tag(audio)}" if sparsity > 0 else "dense"
+    by_default = model and sparsity > 0 and model_rates == "default"
+    rates_from = default_package(array, sparsity, method, calib) if by_default else None
+    rates = f"rates-{file_digest(rates_from)[:8]}" if rates_from else SENSITIVITY  # how the rates were chosen
+    tag = f"s{sparsity:.2f}-{method}-{rates}-{calibration_tag(audio)}" if sparsity > 0 else "dense"
     tag += f"-{model_tag(model)}" if model else ""
     path = cache / "packages" / f"whisper-tiny.en-{array}x{array}-{tag}.sasp"
     if path.exists():
