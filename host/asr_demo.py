@@ -14,9 +14,10 @@ Without ``--package`` the weight package for ``--array``/``--sparsity`` is built
 tooling, run as its own program (``python -m model.export``, which needs torch): on a board, pass ``--package``.
 ``--model`` builds it from other weights, e.g. the rotated model of ``python -m model.rotate``, cached apart by a
 digest of the weights: at those weights' own per-layer rates, or with ``--model-rates default`` at the rates of the
-default package of the same array and sparsity (built first; ``model.export --rates-from``). docs/pruning.md
-recommends the rotation at its own rates at 8x8 / 10 and 25 %, and at the default's rates at 8x8 / 20, 30 % and
-16x16 / 10-30 %.
+default package of the same array and sparsity (built first; ``model.export --rates-from``), and ``--permute``
+reorders the weights for the tiles before pruning (``model.export --permute``). docs/pruning.md recommends the
+rotation at its own rates at 8x8 / 10 and 25 %, at the default's rates at 8x8 / 20, 30 % and 16x16 / 10, 25,
+30 %, and at the default's rates with ``--permute`` at 16x16 / 20 %.
 """
 
 from __future__ import annotations
@@ -90,14 +91,16 @@ def build_package(
     cache: Path,
     model: Optional[Path] = None,
     rates_from: Optional[Path] = None,
+    permute: bool = False,
 ) -> None:
     """Write the package ``path`` with the offline builder (``python -m model.export``) in its own process, its
     output passed on to stderr, at the per-layer rates of the package ``rates_from`` if given (else allocated by
-    the sensitivity analysis); a builder that cannot run here (no torch: a board) or that fails is one
-    ``UserError`` line (a builder that refuses its arguments says so before anything else is printed)."""
+    the sensitivity analysis), the weights reordered for the tiles first if ``permute``; a builder that cannot run
+    here (no torch: a board) or that fails is one ``UserError`` line (a builder that refuses its arguments says so
+    before anything else is printed)."""
     args = ["--tile", str(array), "--sparsity", str(sparsity), "--method", method]
     args += ["--rates-from", str(rates_from)] if rates_from else ["--sensitivity", SENSITIVITY] if sparsity > 0 else []
-    args += ["--model", str(model)] if model else []
+    args += (["--model", str(model)] if model else []) + (["--permute"] if permute else [])
     if find_spec("torch") is None:
         raise cli.UserError(
             f"no cached weight package {path.name} and no torch here to build it: build it offline "
@@ -133,19 +136,22 @@ def default_package(
     calib: List[Path],
     model: Optional[Path] = None,
     model_rates: str = "own",
+    permute: bool = False,
 ) -> Path:
     """Build (once) and cache a package for ``array`` and ``sparsity`` from ``model``'s weights (default: the
     pip-installed Whisper tiny.en), calibrated on ``calib`` (default: the bundled real-speech sets,
     host/assets/calib for the rates and with host/assets/stats for the tiles, as ``model.export``); other weights
     are pruned at their own rates, or with ``model_rates="default"`` at those of the default weights' package
-    (built first, named in the tag by its digest); a cached package that does not load (corrupt, or an older
+    (built first, named in the tag by its digest), the weights reordered for the tiles first if ``permute``
+    (the default's package of rates is not reordered); a cached package that does not load (corrupt, or an older
     format) is rebuilt."""
     cache = cache_root()
     audio = calib or list(DEFAULT_TILE_AUDIO)  # default: the bundled sets (rates; tiles)
     by_default = model and sparsity > 0 and model_rates == "default"
     rates_from = default_package(array, sparsity, method, calib) if by_default else None
     rates = f"rates-{file_digest(rates_from)[:8]}" if rates_from else SENSITIVITY  # how the rates were chosen
-    tag = f"s{sparsity:.2f}-{method}-{rates}-{calibration_tag(audio)}" if sparsity > 0 else "dense"
+    tag = f"s{sparsity:.2f}-{method}-{rates}{'-permute' if permute else ''}-{calibration_tag(audio)}"
+    tag = tag if sparsity > 0 else "dense"
     tag += f"-{model_tag(model)}" if model else ""
     path = cache / "packages" / f"whisper-tiny.en-{array}x{array}-{tag}.sasp"
     if path.exists():
@@ -154,7 +160,7 @@ def default_package(
             return path
         except PackageError as e:
             print(f"rebuilding the cached package: {e}", file=sys.stderr)
-    build_package(path, array, sparsity, method, calib, cache, model, rates_from=rates_from)
+    build_package(path, array, sparsity, method, calib, cache, model, rates_from=rates_from, permute=permute)
     return path
 
 
@@ -315,6 +321,13 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
         "model.export --rates-from it); docs/pruning.md recommends own at 8x8 / 10, 25 %%, default at "
         "8x8 / 20, 30 %% and 16x16 / 10-30 %% for model.rotate's weights",
     )
+    ap.add_argument(
+        "--permute",
+        action="store_true",
+        help="for the default package (--sparsity > 0): reorder the weights for the tiles before pruning "
+        "(model.export --permute); docs/pruning.md recommends it with --model-rates default at 16x16 / 20 %% "
+        "for model.rotate's weights",
+    )
     ap.add_argument("--window", choices=WINDOWS, default=DEFAULT_WINDOW, help=WINDOW_HELP)
     ap.add_argument(
         "--attention-on-host",
@@ -329,12 +342,15 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.limit is not None and not args.librispeech:
         ap.error("argument --limit: applies to --librispeech only")
-    if args.package is not None and (args.sparsity or args.calib or args.model):
+    if args.package is not None and (args.sparsity or args.calib or args.model or args.permute):
         ap.error(
-            "arguments --sparsity/--calib/--model: describe the default package; --package names one already built"
+            "arguments --sparsity/--calib/--model/--permute: describe the default package; --package names one "
+            "already built"
         )
     if args.model_rates != "own" and (args.model is None or not args.sparsity):
         ap.error("argument --model-rates: applies to --model with --sparsity > 0")
+    if args.permute and not args.sparsity:
+        ap.error("argument --permute: applies to --sparsity > 0")
     if args.model is not None and not weights_file(args.model).is_file():
         ap.error(f"argument --model: {args.model} is neither a file nor a CTranslate2 folder with a model.bin")
     if args.json is not None and args.json.is_dir():
@@ -353,7 +369,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         list_audio_files(*args.calib)  # a missing or empty calibration folder stops here, not after minutes
     try:
         package_path = args.package or default_package(
-            array, args.sparsity, args.method, args.calib, args.model, args.model_rates
+            array, args.sparsity, args.method, args.calib, args.model, args.model_rates, args.permute
         )
         package = load_package(package_path, expect_tile=(array, array))
         # the emulated kernel is the chosen board's build (its activation chunk), as the overlay would be

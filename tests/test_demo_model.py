@@ -29,7 +29,7 @@ def test_packages_from_other_weights_are_cached_apart_and_built_from_them(monkey
 def test_the_default_packages_rates_are_built_first_and_named(monkeypatch, tmp_path):
     built = []
 
-    def build(path, *a, rates_from=None):
+    def build(path, *a, rates_from=None, permute=False):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"package of " + path.name.encode())
         built.append((path.name, a[-1], rates_from))
@@ -65,6 +65,8 @@ def test_the_builder_is_given_the_weights(monkeypatch, tmp_path):
         (["--model", "missing.pt"], "missing.pt is neither a file nor a CTranslate2 folder"),
         (["--model-rates", "default", "--sparsity", "0.2"], "applies to --model with --sparsity > 0"),
         (["--model", "r.pt", "--model-rates", "default"], "applies to --model with --sparsity > 0"),
+        (["--permute"], "argument --permute: applies to --sparsity > 0"),
+        (["--package", "p.sasp", "--permute"], "--package names one already built"),
     ],
 )
 def test_model_option_errors(tmp_path, monkeypatch, capsys, argv, words):
@@ -74,3 +76,30 @@ def test_model_option_errors(tmp_path, monkeypatch, capsys, argv, words):
         demo.parse_args(argv)
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and words in err and err.count("\n") == 1
+
+
+def test_permute_is_handed_to_the_builder_and_names_the_package(monkeypatch, tmp_path):
+    built = []
+
+    def build(path, *a, rates_from=None, permute=False):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"package of " + path.name.encode())
+        built.append((path.name, rates_from, permute))
+
+    monkeypatch.setattr(demo, "cache_root", lambda: tmp_path)
+    monkeypatch.setattr(demo, "load_package", lambda *a, **k: None)
+    monkeypatch.setattr(demo, "build_package", build)
+    weights = tmp_path / "rotated.pt"
+    weights.write_bytes(b"rotated weights")
+    at_default = demo.default_package(16, 0.2, "act-ls", [], weights, "default")
+    permuted = demo.default_package(16, 0.2, "act-ls", [], weights, "default", permute=True)
+    assert permuted != at_default and "-permute-" in permuted.name and "-permute-" not in at_default.name
+    plain = tmp_path / "packages" / built[0][0]
+    # the package of rates is the plain default, built once and not reordered; only the last build reorders
+    assert built == [(plain.name, None, False), (at_default.name, plain, False), (permuted.name, plain, True)]
+
+
+def test_the_builder_is_asked_to_permute(monkeypatch, tmp_path):
+    monkeypatch.setattr(demo, "find_spec", lambda name: None)
+    with pytest.raises(cli.UserError, match="--sensitivity held-out --permute --out PKG"):
+        demo.build_package(Path("p.sasp"), 8, 0.2, "act-ls", [], tmp_path, permute=True)
