@@ -150,8 +150,8 @@ def default_package(
     by_default = model and sparsity > 0 and model_rates == "default"
     rates_from = default_package(array, sparsity, method, calib) if by_default else None
     rates = f"rates-{file_digest(rates_from)[:8]}" if rates_from else SENSITIVITY  # how the rates were chosen
-    tag = f"s{sparsity:.2f}-{method}-{rates}{'-permute' if permute else ''}-{calibration_tag(audio)}"
-    tag = tag if sparsity > 0 else "dense"
+    order = "-permute" if permute else ""  # the weights reordered for the tiles before pruning
+    tag = f"s{sparsity:.2f}-{method}-{rates}{order}-{calibration_tag(audio)}" if sparsity > 0 else "dense"
     tag += f"-{model_tag(model)}" if model else ""
     path = cache / "packages" / f"whisper-tiny.en-{array}x{array}-{tag}.sasp"
     if path.exists():

@@ -26,17 +26,24 @@ def test_packages_from_other_weights_are_cached_apart_and_built_from_them(monkey
     assert dense.name.startswith("whisper-tiny.en-16x16-dense-model-")
 
 
-def test_the_default_packages_rates_are_built_first_and_named(monkeypatch, tmp_path):
+def fake_builder(monkeypatch, tmp_path) -> list:
+    """Builds of the demo's packages, recorded as (name, weights, rates_from, permute); each writes a file that
+    names itself, so a package's digest follows its name."""
     built = []
 
     def build(path, *a, rates_from=None, permute=False):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"package of " + path.name.encode())
-        built.append((path.name, a[-1], rates_from))
+        built.append((path.name, a[-1], rates_from, permute))
 
     monkeypatch.setattr(demo, "cache_root", lambda: tmp_path)
     monkeypatch.setattr(demo, "load_package", lambda *a, **k: None)
     monkeypatch.setattr(demo, "build_package", build)
+    return built
+
+
+def test_the_default_packages_rates_are_built_first_and_named(monkeypatch, tmp_path):
+    built = fake_builder(monkeypatch, tmp_path)
     weights = tmp_path / "rotated.pt"
     weights.write_bytes(b"rotated weights")
     own = demo.default_package(8, 0.2, "act-ls", [], weights)
@@ -45,7 +52,11 @@ def test_the_default_packages_rates_are_built_first_and_named(monkeypatch, tmp_p
     assert at_default not in (own, plain) and demo.model_tag(weights) in at_default.name
     assert f"rates-{demo.file_digest(plain)[:8]}" in at_default.name
     # own rates: no package of rates; the default's: the plain package is built first and handed over
-    assert built == [(own.name, weights, None), (plain.name, None, None), (at_default.name, weights, plain)]
+    assert built == [
+        (own.name, weights, None, False),
+        (plain.name, None, None, False),
+        (at_default.name, weights, plain, False),
+    ]
     assert demo.default_package(8, 0.0, "act-ls", [], weights, "default").name.startswith("whisper-tiny.en-8x8-dense")
 
 
@@ -79,16 +90,7 @@ def test_model_option_errors(tmp_path, monkeypatch, capsys, argv, words):
 
 
 def test_permute_is_handed_to_the_builder_and_names_the_package(monkeypatch, tmp_path):
-    built = []
-
-    def build(path, *a, rates_from=None, permute=False):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"package of " + path.name.encode())
-        built.append((path.name, rates_from, permute))
-
-    monkeypatch.setattr(demo, "cache_root", lambda: tmp_path)
-    monkeypatch.setattr(demo, "load_package", lambda *a, **k: None)
-    monkeypatch.setattr(demo, "build_package", build)
+    built = fake_builder(monkeypatch, tmp_path)
     weights = tmp_path / "rotated.pt"
     weights.write_bytes(b"rotated weights")
     at_default = demo.default_package(16, 0.2, "act-ls", [], weights, "default")
@@ -96,7 +98,11 @@ def test_permute_is_handed_to_the_builder_and_names_the_package(monkeypatch, tmp
     assert permuted != at_default and "-permute-" in permuted.name and "-permute-" not in at_default.name
     plain = tmp_path / "packages" / built[0][0]
     # the package of rates is the plain default, built once and not reordered; only the last build reorders
-    assert built == [(plain.name, None, False), (at_default.name, plain, False), (permuted.name, plain, True)]
+    assert built == [
+        (plain.name, None, None, False),
+        (at_default.name, weights, plain, False),
+        (permuted.name, weights, plain, True),
+    ]
 
 
 def test_the_builder_is_asked_to_permute(monkeypatch, tmp_path):
