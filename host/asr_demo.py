@@ -12,12 +12,14 @@ work), and the MACs/tiles the pruning skipped. ``--json`` writes the same report
 
 Without ``--package`` the weight package for ``--array``/``--sparsity`` is built once and cached by the offline
 tooling, run as its own program (``python -m model.export``, which needs torch): on a board, pass ``--package``.
-``--model`` builds it from other weights, e.g. the rotated model of ``python -m model.rotate``, cached apart by a
-digest of the weights: at those weights' own per-layer rates, or with ``--model-rates default`` at the rates of the
-default package of the same array and sparsity (built first; ``model.export --rates-from``), and ``--permute``
-reorders the weights for the tiles before pruning (``model.export --permute``). docs/pruning.md recommends the
-rotation at its own rates at 8x8 / 10 and 25 %, at the default's rates at 8x8 / 20, 30 % and 16x16 / 10, 25,
-30 %, and at the default's rates with ``--permute`` at 16x16 / 20 %.
+``--model`` builds it from other weights (an openai checkpoint or a CTranslate2 folder) and ``--rotate`` from the
+weights with each attention head in its weighted SVD basis (``python -m model.rotate``, the same function; built once
+and cached), cached apart by a digest of the weights: at those weights' own per-layer rates, or with ``--model-rates
+default`` at the rates of the default package of the same array and sparsity (built first; ``model.export
+--rates-from``), and ``--permute`` reorders the weights for the tiles before pruning (``model.export --permute``).
+docs/pruning.md ("Which package to build, per cell") recommends ``--rotate`` at its own rates at 8x8 / 10 and 25 %,
+with ``--model-rates default`` at 8x8 / 20 % and 16x16 / 10, 25, 30 %, and with ``--model-rates default --permute``
+at 8x8 / 30 % and 16x16 / 20 %.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import io
 import os
 import subprocess
 import sys
+import zipfile
 from importlib.util import find_spec
 from pathlib import Path
 from typing import List, Optional, Tuple
@@ -59,6 +62,7 @@ from host.text_normalize import normalize  # noqa: E402
 from host.whisper import WhisperRuntime  # noqa: E402
 
 BUILDER = ("-m", "model.export")  # the offline package builder, run as its own program (it needs torch)
+ROTATOR = ("-m", "model.rotate")  # the offline change of basis of the attention heads (it needs torch too)
 SENSITIVITY = "held-out"  # the builder's sensitivity analysis for the demo's packages (docs/pruning.md); in their name
 
 
@@ -82,36 +86,25 @@ def model_tag(model: Path) -> str:
     return "model-" + file_digest(weights_file(model))[:8]
 
 
-def build_package(
-    path: Path,
-    array: int,
-    sparsity: float,
-    method: str,
-    calib: List[Path],
-    cache: Path,
-    model: Optional[Path] = None,
-    rates_from: Optional[Path] = None,
-    permute: bool = False,
-) -> None:
-    """Write the package ``path`` with the offline builder (``python -m model.export``) in its own process, its
-    output passed on to stderr, at the per-layer rates of the package ``rates_from`` if given (else allocated by
-    the sensitivity analysis), the weights reordered for the tiles first if ``permute``; a builder that cannot run
-    here (no torch: a board) or that fails is one ``UserError`` line (a builder that refuses its arguments says so
-    before anything else is printed)."""
-    args = ["--tile", str(array), "--sparsity", str(sparsity), "--method", method]
-    args += ["--rates-from", str(rates_from)] if rates_from else ["--sensitivity", SENSITIVITY] if sparsity > 0 else []
-    args += (["--model", str(model)] if model else []) + (["--permute"] if permute else [])
+def run_offline(tool: Tuple[str, ...], args: List[str], out: Path, what: str, use: str) -> None:
+    """Write ``out`` with an offline tool (``tool``: :data:`BUILDER` or :data:`ROTATOR`) in its own process, its
+    output passed on to stderr; a tool that cannot run here (no torch: a board) or that fails is one ``UserError``
+    line naming the command to run offline and ``use``, the option that takes its output (a tool that refuses its
+    arguments says so before anything else is printed)."""
     if find_spec("torch") is None:
+        name = use.split()[-1]
         raise cli.UserError(
-            f"no cached weight package {path.name} and no torch here to build it: build it offline "
-            f"(python {' '.join(BUILDER + tuple(args))} --out PKG) and pass --package PKG"
+            f"no cached {what} {out.name} and no torch here to build it: build it offline "
+            f"(python {' '.join(tool + tuple(args))} --out {name}) and pass {use}"
         )
-    args += ["--cache-dir", str(cache), "--out", str(path)] + (["--calib", *map(str, calib)] if calib else [])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))}
-    heading = f"building weight package {path.name} (once; cached)\n"
+    heading = f"building {what} {out.name} (once; cached)\n"
     last = ""  # each line is passed on once the next one arrives: a failure's last line is its message
     with subprocess.Popen(
-        [sys.executable, *BUILDER, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        [sys.executable, *tool, *args, "--cache-dir", str(cache_root()), "--out", str(out)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     ) as proc:
         for line in io.TextIOWrapper(proc.stdout, errors="replace", newline=""):
             if last:
@@ -119,8 +112,51 @@ def build_package(
                 heading = ""
             last = line
     if proc.returncode:
-        raise cli.UserError(f"building weight package {path.name} failed: {last.strip() or proc.returncode}")
+        raise cli.UserError(f"building {what} {out.name} failed: {last.strip() or proc.returncode}")
     _echo(heading + last)
+
+
+def build_package(
+    path: Path,
+    array: int,
+    sparsity: float,
+    method: str,
+    calib: List[Path],
+    model: Optional[Path] = None,
+    rates_from: Optional[Path] = None,
+    permute: bool = False,
+) -> None:
+    """Write the package ``path`` with the offline builder (``python -m model.export``, :func:`run_offline`), at
+    the per-layer rates of the package ``rates_from`` if given (else allocated by the sensitivity analysis), the
+    weights reordered for the tiles first if ``permute``."""
+    args = ["--tile", str(array), "--sparsity", str(sparsity), "--method", method]
+    args += ["--rates-from", str(rates_from)] if rates_from else ["--sensitivity", SENSITIVITY] if sparsity > 0 else []
+    args += (["--model", str(model)] if model else []) + (["--permute"] if permute else [])
+    args += ["--calib", *map(str, calib)] if calib else []
+    run_offline(BUILDER, args, path, "weight package", "--package PKG")
+
+
+def rotated_model(model: Optional[Path], audio: List[Path]) -> Path:
+    """Build (once) and cache ``model``'s weights (default: the pip-installed Whisper tiny.en) with each attention
+    head in its weighted SVD basis (``python -m model.rotate``, the same function), weighted by ``audio``'s
+    statistics, named by both; a cached file that is not an intact checkpoint (every member's CRC, read without
+    torch) is rebuilt."""
+    source = model_tag(model) if model else "tiny.en"
+    path = cache_root() / "models" / f"whisper-{source}-rotated-{calibration_tag(audio)}.pt"
+    if path.is_file():
+        try:
+            with zipfile.ZipFile(path) as z:
+                bad = z.testzip()
+            if bad is None:
+                return path
+            problem = f"member {bad} fails its CRC"
+        except (zipfile.BadZipFile, OSError) as e:
+            problem = str(e)
+        print(f"rebuilding the cached rotated model {path.name}: {problem}", file=sys.stderr)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    args = ["--audio", *map(str, audio)] + (["--model", str(model)] if model else [])
+    run_offline(ROTATOR, args, path, "rotated model", "--model rotated.pt")
+    return path
 
 
 def _echo(text: str) -> None:
@@ -145,7 +181,6 @@ def default_package(
     (built first, named in the tag by its digest), the weights reordered for the tiles first if ``permute``
     (the default's package of rates is not reordered); a cached package that does not load (corrupt, or an older
     format) is rebuilt."""
-    cache = cache_root()
     audio = calib or list(DEFAULT_TILE_AUDIO)  # default: the bundled sets (rates; tiles)
     by_default = model and sparsity > 0 and model_rates == "default"
     rates_from = default_package(array, sparsity, method, calib) if by_default else None
@@ -153,14 +188,14 @@ def default_package(
     order = "-permute" if permute else ""  # the weights reordered for the tiles before pruning
     tag = f"s{sparsity:.2f}-{method}-{rates}{order}-{calibration_tag(audio)}" if sparsity > 0 else "dense"
     tag += f"-{model_tag(model)}" if model else ""
-    path = cache / "packages" / f"whisper-tiny.en-{array}x{array}-{tag}.sasp"
+    path = cache_root() / "packages" / f"whisper-tiny.en-{array}x{array}-{tag}.sasp"
     if path.exists():
         try:
             load_package(path, expect_tile=(array, array))
             return path
         except PackageError as e:
             print(f"rebuilding the cached package: {e}", file=sys.stderr)
-    build_package(path, array, sparsity, method, calib, cache, model, rates_from=rates_from, permute=permute)
+    build_package(path, array, sparsity, method, calib, model, rates_from=rates_from, permute=permute)
     return path
 
 
@@ -313,20 +348,28 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
         "python -m model.rotate's) or a CTranslate2 folder; default: the pip package",
     )
     ap.add_argument(
+        "--rotate",
+        action="store_true",
+        help="for the default package (--sparsity > 0): prune the weights (--model's, or the pip package's) with "
+        "each attention head in its weighted SVD basis (the same function; python -m model.rotate on the "
+        "calibration audio, built once and cached), as --model would; docs/pruning.md recommends it in every cell",
+    )
+    ap.add_argument(
         "--model-rates",
         choices=("own", "default"),
         default="own",
-        help="with --model and --sparsity: prune the weights at their own per-layer rates (own, the default) or at "
+        help="with --model or --rotate and --sparsity: prune the weights at their own per-layer rates (own, the "
+        "default) or at "
         "those of the default weights' package of this array and sparsity (default: built first, then "
         "model.export --rates-from it); docs/pruning.md recommends own at 8x8 / 10, 25 %%, default at "
-        "8x8 / 20, 30 %% and 16x16 / 10-30 %% for model.rotate's weights",
+        "8x8 / 20, 30 %% and 16x16 / 10-30 %% for --rotate",
     )
     ap.add_argument(
         "--permute",
         action="store_true",
         help="for the default package (--sparsity > 0): reorder the weights for the tiles before pruning "
-        "(model.export --permute); docs/pruning.md recommends it with --model-rates default at 16x16 / 20 %% "
-        "for model.rotate's weights",
+        "(model.export --permute); docs/pruning.md recommends it with --rotate --model-rates default at "
+        "8x8 / 30 %% and 16x16 / 20 %%",
     )
     ap.add_argument("--window", choices=WINDOWS, default=DEFAULT_WINDOW, help=WINDOW_HELP)
     ap.add_argument(
@@ -342,15 +385,16 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.limit is not None and not args.librispeech:
         ap.error("argument --limit: applies to --librispeech only")
-    if args.package is not None and (args.sparsity or args.calib or args.model or args.permute):
+    if args.package is not None and (args.sparsity or args.calib or args.model or args.rotate or args.permute):
         ap.error(
-            "arguments --sparsity/--calib/--model/--permute: describe the default package; --package names one "
-            "already built"
+            "arguments --sparsity/--calib/--model/--rotate/--permute: describe the default package; --package "
+            "names one already built"
         )
-    if args.model_rates != "own" and (args.model is None or not args.sparsity):
-        ap.error("argument --model-rates: applies to --model with --sparsity > 0")
-    if args.permute and not args.sparsity:
-        ap.error("argument --permute: applies to --sparsity > 0")
+    if args.model_rates != "own" and ((args.model is None and not args.rotate) or not args.sparsity):
+        ap.error("argument --model-rates: applies to --model or --rotate with --sparsity > 0")
+    for flag in ("rotate", "permute"):
+        if getattr(args, flag) and not args.sparsity:
+            ap.error(f"argument --{flag}: applies to --sparsity > 0")
     if args.model is not None and not weights_file(args.model).is_file():
         ap.error(f"argument --model: {args.model} is neither a file nor a CTranslate2 folder with a model.bin")
     if args.json is not None and args.json.is_dir():
@@ -368,8 +412,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.sparsity > 0 and args.calib:
         list_audio_files(*args.calib)  # a missing or empty calibration folder stops here, not after minutes
     try:
+        audio = args.calib or list(DEFAULT_TILE_AUDIO)
+        model = rotated_model(args.model, audio) if args.rotate else args.model
         package_path = args.package or default_package(
-            array, args.sparsity, args.method, args.calib, args.model, args.model_rates, args.permute
+            array, args.sparsity, args.method, args.calib, model, args.model_rates, args.permute
         )
         package = load_package(package_path, expect_tile=(array, array))
         # the emulated kernel is the chosen board's build (its activation chunk), as the overlay would be

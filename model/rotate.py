@@ -116,7 +116,10 @@ def energy_dims(spectrum: List[float], share: float = 0.9) -> int:
 
 
 def save_checkpoint(weights: WhisperWeights, out: Path, files: int) -> None:
-    """``weights`` as an openai-whisper checkpoint (float32; ``model.load`` reads it back), written atomically."""
+    """``weights`` as an openai-whisper checkpoint (float32; ``model.load`` reads it back), written atomically and
+    through a file object, so that its bytes do not depend on its name (``torch.save`` to a path names the archive's
+    folder after the file, here a temporary one): the same weights give the same file, and the same digest in the
+    names of packages pruned from it."""
     import torch
 
     ckpt = {
@@ -124,8 +127,8 @@ def save_checkpoint(weights: WhisperWeights, out: Path, files: int) -> None:
         "model_state_dict": {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in weights.params.items()},
         "rotation": {"audio_files": files, "damp": DAMP},
     }
-    with atomic_path(out) as tmp:
-        torch.save(ckpt, tmp)
+    with atomic_path(out) as tmp, open(tmp, "wb") as f:
+        torch.save(ckpt, f)
 
 
 @cli.entry_point

@@ -1,7 +1,10 @@
-"""The demo's ``--model``: the default package is built from the given weights and cached apart by them."""
+"""The demo's ``--model`` and ``--rotate``: the default package is built from the given (or rotated) weights and
+cached apart by them."""
 
 from __future__ import annotations
 
+import re
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -63,9 +66,9 @@ def test_the_default_packages_rates_are_built_first_and_named(monkeypatch, tmp_p
 def test_the_builder_is_given_the_weights(monkeypatch, tmp_path):
     monkeypatch.setattr(demo, "find_spec", lambda name: None)  # no torch: the message names the whole command
     with pytest.raises(cli.UserError, match=f"--model {tmp_path / 'r.pt'} --out PKG"):
-        demo.build_package(tmp_path / "p.sasp", 16, 0.2, "act-ls", [], tmp_path, tmp_path / "r.pt")
+        demo.build_package(tmp_path / "p.sasp", 16, 0.2, "act-ls", [], tmp_path / "r.pt")
     with pytest.raises(cli.UserError, match="--rates-from d.sasp --model r.pt --out PKG") as e:
-        demo.build_package(Path("p.sasp"), 16, 0.2, "act-ls", [], tmp_path, Path("r.pt"), rates_from=Path("d.sasp"))
+        demo.build_package(Path("p.sasp"), 16, 0.2, "act-ls", [], Path("r.pt"), rates_from=Path("d.sasp"))
     assert "--sensitivity" not in str(e.value)  # rates from a package: no sensitivity analysis
 
 
@@ -74,8 +77,11 @@ def test_the_builder_is_given_the_weights(monkeypatch, tmp_path):
     [
         (["--package", "p.sasp", "--model", "r.pt"], "--package names one already built"),
         (["--model", "missing.pt"], "missing.pt is neither a file nor a CTranslate2 folder"),
-        (["--model-rates", "default", "--sparsity", "0.2"], "applies to --model with --sparsity > 0"),
-        (["--model", "r.pt", "--model-rates", "default"], "applies to --model with --sparsity > 0"),
+        (["--model-rates", "default", "--sparsity", "0.2"], "applies to --model or --rotate with --sparsity > 0"),
+        (["--model", "r.pt", "--model-rates", "default"], "applies to --model or --rotate with --sparsity > 0"),
+        (["--rotate", "--model-rates", "default"], "applies to --model or --rotate with --sparsity > 0"),
+        (["--rotate"], "argument --rotate: applies to --sparsity > 0"),
+        (["--package", "p.sasp", "--rotate"], "--package names one already built"),
         (["--permute"], "argument --permute: applies to --sparsity > 0"),
         (["--package", "p.sasp", "--permute"], "--package names one already built"),
     ],
@@ -108,4 +114,73 @@ def test_permute_is_handed_to_the_builder_and_names_the_package(monkeypatch, tmp
 def test_the_builder_is_asked_to_permute(monkeypatch, tmp_path):
     monkeypatch.setattr(demo, "find_spec", lambda name: None)
     with pytest.raises(cli.UserError, match="--sensitivity held-out --permute --out PKG"):
-        demo.build_package(Path("p.sasp"), 8, 0.2, "act-ls", [], tmp_path, permute=True)
+        demo.build_package(Path("p.sasp"), 8, 0.2, "act-ls", [], permute=True)
+
+
+def fake_rotator(monkeypatch, tmp_path) -> list:
+    """Runs of the offline rotation, recorded as their arguments; each writes a small zip archive (as torch.save
+    does) that names its output."""
+    runs = []
+
+    def run(tool, args, out, what, use):
+        assert tool == demo.ROTATOR and use == "--model rotated.pt"
+        with zipfile.ZipFile(out, "w") as z:
+            z.writestr("archive/data.pkl", out.name)
+        runs.append(args)
+
+    monkeypatch.setattr(demo, "cache_root", lambda: tmp_path)
+    monkeypatch.setattr(demo, "run_offline", run)
+    return runs
+
+
+def test_the_rotated_model_is_built_once_per_weights_and_audio_and_rebuilt_when_damaged(monkeypatch, tmp_path, capsys):
+    runs = fake_rotator(monkeypatch, tmp_path)
+    audio = [tmp_path / "a"]
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.wav").write_bytes(b"RIFF")
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(b"other weights")
+    plain = demo.rotated_model(None, audio)
+    assert demo.rotated_model(None, audio) == plain and len(runs) == 1  # cached: not run again
+    other = demo.rotated_model(weights, audio)
+    assert other != plain and demo.model_tag(weights) in other.name
+    assert runs == [["--audio", str(audio[0])], ["--audio", str(audio[0]), "--model", str(weights)]]
+    (tmp_path / "a" / "y.wav").write_bytes(b"RIFF")  # other audio: another file
+    assert demo.rotated_model(None, audio) != plain and len(runs) == 3
+    (tmp_path / "a" / "y.wav").unlink()
+    capsys.readouterr()
+    data = bytearray(plain.read_bytes())
+    data[data.index(plain.name.encode())] ^= 1  # one flipped bit in a member: its CRC fails, rebuilt
+    plain.write_bytes(bytes(data))
+    assert demo.rotated_model(None, audio) == plain and len(runs) == 4 and zipfile.ZipFile(plain).testzip() is None
+    plain.write_bytes(b"truncated")
+    demo.rotated_model(None, audio)
+    err = capsys.readouterr().err.splitlines()
+    assert (
+        len(runs) == 5 and len(err) == 2 and all(line.startswith("rebuilding the cached rotated model") for line in err)
+    )
+
+
+def test_rotate_prunes_the_rotated_weights(monkeypatch, tmp_path, capsys):
+    """``--rotate`` hands the rotated model (of ``--model``'s weights, on the calibration audio) to the package
+    build, with ``--model-rates`` and ``--permute`` as given."""
+    asked = []
+    monkeypatch.setattr(demo, "rotated_model", lambda model, audio: asked.append((model, audio)) or tmp_path / "r.pt")
+
+    def stop(*a):
+        asked.append(a)
+        raise cli.UserError("stop here")
+
+    monkeypatch.setattr(demo, "default_package", stop)
+    assert demo.main(["--sparsity", "0.2", "--rotate", "--model-rates", "default", "--permute"]) == 2
+    assert asked == [(None, list(demo.DEFAULT_TILE_AUDIO)), (8, 0.2, "act-ls", [], tmp_path / "r.pt", "default", True)]
+    assert "stop here" in capsys.readouterr().err
+
+
+def test_the_rotator_is_named_where_torch_is_missing(monkeypatch, tmp_path):
+    monkeypatch.setattr(demo, "find_spec", lambda name: None)
+    monkeypatch.setattr(demo, "cache_root", lambda: tmp_path)
+    (tmp_path / "x.wav").write_bytes(b"RIFF")
+    command = f"model.rotate --audio {tmp_path} --out rotated.pt) and pass --model rotated.pt"
+    with pytest.raises(cli.UserError, match=re.escape(command)):
+        demo.rotated_model(None, [tmp_path])
