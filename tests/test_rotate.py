@@ -84,7 +84,8 @@ def test_each_head_is_sorted_balanced_and_truncates_as_an_svd():
 def test_the_command_writes_a_checkpoint_the_loader_reads(tmp_path, demo_clip, whisper_weights, capsys, monkeypatch):
     """``python -m model.rotate`` on one clip: an openai-whisper checkpoint whose attention weights are rotated
     and whose other tensors are the model's; its statistics are the exporter's cache file of that audio, so a second
-    run reads them and writes the same checkpoint, byte for byte under another name; bad options are one error line and exit code 2, before any work."""
+    run reads them and writes the same checkpoint, byte for byte under another name; bad options are one error line
+    and exit code 2, before any work."""
     audio = tmp_path / "audio"
     audio.mkdir()
     shutil.copy(demo_clip, audio / demo_clip.name)
