@@ -86,16 +86,16 @@ def model_tag(model: Path) -> str:
     return "model-" + file_digest(weights_file(model))[:8]
 
 
-def run_offline(tool: Tuple[str, ...], args: List[str], out: Path, what: str, use: str) -> None:
+def run_offline(tool: Tuple[str, ...], args: List[str], out: Path, what: str, use: Tuple[str, str]) -> None:
     """Write ``out`` with an offline tool (``tool``: :data:`BUILDER` or :data:`ROTATOR`) in its own process, its
     output passed on to stderr; a tool that cannot run here (no torch: a board) or that fails is one ``UserError``
-    line naming the command to run offline and ``use``, the option that takes its output (a tool that refuses its
-    arguments says so before anything else is printed)."""
+    line naming the command to run offline and ``use``, the option that takes its output and a placeholder for the
+    file (a tool that refuses its arguments says so before anything else is printed)."""
     if find_spec("torch") is None:
-        name = use.split()[-1]
+        option, name = use
         raise cli.UserError(
             f"no cached {what} {out.name} and no torch here to build it: build it offline "
-            f"(python {' '.join(tool + tuple(args))} --out {name}) and pass {use}"
+            f"(python {' '.join(tool + tuple(args))} --out {name}) and pass {option} {name}"
         )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))}
     heading = f"building {what} {out.name} (once; cached)\n"
@@ -133,7 +133,7 @@ def build_package(
     args += ["--rates-from", str(rates_from)] if rates_from else ["--sensitivity", SENSITIVITY] if sparsity > 0 else []
     args += (["--model", str(model)] if model else []) + (["--permute"] if permute else [])
     args += ["--calib", *map(str, calib)] if calib else []
-    run_offline(BUILDER, args, path, "weight package", "--package PKG")
+    run_offline(BUILDER, args, path, "weight package", ("--package", "PKG"))
 
 
 def rotated_model(model: Optional[Path], audio: List[Path]) -> Path:
@@ -155,7 +155,7 @@ def rotated_model(model: Optional[Path], audio: List[Path]) -> Path:
         print(f"rebuilding the cached rotated model {path.name}: {problem}", file=sys.stderr)
     path.parent.mkdir(parents=True, exist_ok=True)
     args = ["--audio", *map(str, audio)] + (["--model", str(model)] if model else [])
-    run_offline(ROTATOR, args, path, "rotated model", "--model rotated.pt")
+    run_offline(ROTATOR, args, path, "rotated model", ("--model", "rotated.pt"))
     return path
 
 

@@ -123,7 +123,7 @@ def fake_rotator(monkeypatch, tmp_path) -> list:
     runs = []
 
     def run(tool, args, out, what, use):
-        assert tool == demo.ROTATOR and use == "--model rotated.pt"
+        assert tool == demo.ROTATOR and use == ("--model", "rotated.pt")
         with zipfile.ZipFile(out, "w") as z:
             z.writestr("archive/data.pkl", out.name)
         runs.append(args)
