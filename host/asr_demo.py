@@ -75,6 +75,12 @@ def calibration_tag(calib: List[Path]) -> str:
     return "calib-" + h.hexdigest()[:8]
 
 
+def package_audio(calib: List[Path]) -> List[Path]:
+    """The audio a default package (and ``--rotate``'s basis) is calibrated on: ``calib``, else the bundled sets
+    (host/assets/calib for the rates, with host/assets/stats for the tiles, as ``model.export``)."""
+    return calib or list(DEFAULT_TILE_AUDIO)
+
+
 def weights_file(model: Path) -> Path:
     """The file that holds ``--model``'s weights: the checkpoint, or a CTranslate2 folder's ``model.bin``."""
     return model / "model.bin" if model.is_dir() else model
@@ -153,7 +159,6 @@ def rotated_model(model: Optional[Path], audio: List[Path]) -> Path:
         except (zipfile.BadZipFile, OSError) as e:
             problem = str(e)
         print(f"rebuilding the cached rotated model {path.name}: {problem}", file=sys.stderr)
-    path.parent.mkdir(parents=True, exist_ok=True)
     args = ["--audio", *map(str, audio)] + (["--model", str(model)] if model else [])
     run_offline(ROTATOR, args, path, "rotated model", ("--model", "rotated.pt"))
     return path
@@ -181,7 +186,7 @@ def default_package(
     (built first, named in the tag by its digest), the weights reordered for the tiles first if ``permute``
     (the default's package of rates is not reordered); a cached package that does not load (corrupt, or an older
     format) is rebuilt."""
-    audio = calib or list(DEFAULT_TILE_AUDIO)  # default: the bundled sets (rates; tiles)
+    audio = package_audio(calib)
     by_default = model and sparsity > 0 and model_rates == "default"
     rates_from = default_package(array, sparsity, method, calib) if by_default else None
     rates = f"rates-{file_digest(rates_from)[:8]}" if rates_from else SENSITIVITY  # how the rates were chosen
@@ -359,8 +364,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
         choices=("own", "default"),
         default="own",
         help="with --model or --rotate and --sparsity: prune the weights at their own per-layer rates (own, the "
-        "default) or at "
-        "those of the default weights' package of this array and sparsity (default: built first, then "
+        "default) or at those of the default weights' package of this array and sparsity (default: built first, then "
         "model.export --rates-from it); docs/pruning.md recommends own at 8x8 / 10, 25 %%, default at "
         "8x8 / 20, 30 %% and 16x16 / 10-30 %% for --rotate",
     )
@@ -412,8 +416,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.sparsity > 0 and args.calib:
         list_audio_files(*args.calib)  # a missing or empty calibration folder stops here, not after minutes
     try:
-        audio = args.calib or list(DEFAULT_TILE_AUDIO)
-        model = rotated_model(args.model, audio) if args.rotate else args.model
+        model = rotated_model(args.model, package_audio(args.calib)) if args.rotate else args.model
         package_path = args.package or default_package(
             array, args.sparsity, args.method, args.calib, model, args.model_rates, args.permute
         )

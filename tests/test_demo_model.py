@@ -124,6 +124,7 @@ def fake_rotator(monkeypatch, tmp_path) -> list:
 
     def run(tool, args, out, what, use):
         assert tool == demo.ROTATOR and use == ("--model", "rotated.pt")
+        out.parent.mkdir(parents=True, exist_ok=True)  # as model.rotate's atomic write does
         with zipfile.ZipFile(out, "w") as z:
             z.writestr("archive/data.pkl", out.name)
         runs.append(args)
