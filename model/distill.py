@@ -19,6 +19,9 @@ from the package's while the per-layer rates are the same.
 ``--soup N`` trains N seeds from the same start (one-shot) and averages their weights (a model soup); it costs
 N runs.
 ``--augment`` applies speed (0.9-1.1, resampling) and noise (20-40 dB SNR) perturbation on the fly.
+Without it the teacher's targets of each clip (its encoder outputs and, with ``logits``, its next-token
+log-probabilities: about 0.2 MB per token of the pseudo-label, some 10 MB per clip in memory) are computed the
+first time the clip is in a batch and kept for the later epochs (``benchmarks/bench_distill_step.py``).
 Checkpoints let an interrupted run resume (the same run only: a checkpoint of other options, start package or
 audio is refused), and a fixed seed gives the same package (on the same device).
 """
@@ -243,6 +246,10 @@ class Distiller:
         self.frames = [-(-n // HOP_LENGTH) for n in self.lengths]
         self.tokenizer = Tokenizer(teacher.vocab)
         self._pseudo = pseudo
+        # the teacher's targets per clip (encoder outputs, next-token log-probabilities), computed the first time a
+        # clip is in a batch: the teacher and the clips are fixed, so every epoch would recompute the same tensors
+        # (a quarter of a CPU step of the 400-step recipe, measured). Augmented clips change every step: none kept.
+        self._kept: Optional[Dict[int, Dict[str, object]]] = None if cfg.augment else {}
 
     # -- masks -------------------------------------------------------------------------------------
     def _set_masks(self) -> None:
@@ -307,8 +314,7 @@ class Distiller:
     def loss(self, idx: Sequence[int], step: int) -> torch.Tensor:
         mel, lengths = self.mels(idx, step)
         use = set(self.cfg.losses)
-        with torch.no_grad():
-            t_blocks = self.teacher.encode_blocks(mel)
+        t_blocks = self._teacher_encoder(idx, mel)
         if self.cfg.trim:
             return self._trim_loss(idx, lengths, mel, t_blocks, use)
         s_blocks = self.student.encode_blocks(mel)
@@ -321,7 +327,7 @@ class Distiller:
             terms.append(self._kv_loss(t_blocks[-1], s_blocks[-1], _nmse))
         if "logits" in use:
             labels = self.pseudo_labels()
-            terms.append(self._logits_kl_rows([labels[i] for i in idx], t_blocks[-1], s_blocks[-1]).mean())
+            terms.append(self._logits_kl_rows(idx, [labels[i] for i in idx], t_blocks[-1], s_blocks[-1]).mean())
         return sum(terms)
 
     def _trim_loss(
@@ -347,7 +353,8 @@ class Distiller:
             if "kv" in use:
                 terms.append(self._kv_loss(t_enc[:, :ctx], s_enc, _nmse_rows))
             if labels is not None:
-                terms.append(self._logits_kl_rows([labels[idx[j]] for j in rows], t_enc, s_enc))
+                clips = [idx[j] for j in rows]
+                terms.append(self._logits_kl_rows(clips, [labels[i] for i in clips], t_enc, s_enc))
         return sum(t.sum() for t in terms) / len(idx)
 
     def _kv_loss(self, t_enc: torch.Tensor, s_enc: torch.Tensor, nmse: Callable) -> torch.Tensor:
@@ -363,18 +370,51 @@ class Distiller:
                 kv.append(nmse(self.student._lin(s_enc, name), t))
         return sum(kv) / len(kv)
 
-    def _logits_kl_rows(self, seqs: List[List[int]], t_enc: torch.Tensor, s_enc: torch.Tensor) -> torch.Tensor:
-        """Per clip, KL(teacher || student) of the next-token distributions teacher-forced on its tokens, summed
-        over the vocabulary and averaged over its positions. The token rows are padded at the end to one length:
-        causal self-attention keeps the real positions' logits as they are alone, and the padding is not scored."""
+    def _teacher_encoder(self, idx: Sequence[int], mel: torch.Tensor) -> List[torch.Tensor]:
+        """The teacher's encoder outputs for clips ``idx`` (``mel``: their full windows), every block's (only with
+        the ``blocks`` loss when kept) and then the final one; each clip's computed once when kept."""
+        if self._kept is None:
+            with torch.no_grad():
+                return self.teacher.encode_blocks(mel)
+        new = [j for j, i in enumerate(idx) if i not in self._kept]
+        if new:
+            with torch.no_grad():
+                blocks = self.teacher.encode_blocks(mel[new])
+            keep = blocks if "blocks" in self.cfg.losses else blocks[-1:]
+            for row, j in enumerate(new):
+                self._kept[idx[j]] = {"enc": [b[row].clone() for b in keep]}
+        return [torch.stack(parts) for parts in zip(*(self._kept[i]["enc"] for i in idx))]
+
+    def _teacher_logp(self, idx: Sequence[int], seqs: List[List[int]], t_enc: torch.Tensor) -> torch.Tensor:
+        """The teacher's next-token log-probabilities ``[clips, width, vocab]`` teacher-forced on ``seqs`` (clips
+        ``idx``, encoder outputs ``t_enc``), padded to the longest by repeating each clip's last position (finite;
+        not scored); each clip's computed once when kept."""
+        width = max(len(s) for s in seqs)
+        if self._kept is None:
+            with torch.no_grad():
+                return F.log_softmax(self.teacher.logits_grad(_padded(seqs, t_enc.device), t_enc).float(), -1)
+        new = [j for j, i in enumerate(idx) if "logp" not in self._kept[i]]
+        if new:
+            with torch.no_grad():
+                logits = self.teacher.logits_grad(_padded([seqs[j] for j in new], t_enc.device), t_enc[new])
+                logp = F.log_softmax(logits.float(), -1)
+            for row, j in enumerate(new):
+                self._kept[idx[j]]["logp"] = logp[row, : len(seqs[j])].clone()
+        rows = [self._kept[i]["logp"] for i in idx]
+        return torch.stack([torch.cat([r, r[-1:].expand(width - len(r), -1)]) for r in rows])
+
+    def _logits_kl_rows(
+        self, idx: Sequence[int], seqs: List[List[int]], t_enc: torch.Tensor, s_enc: torch.Tensor
+    ) -> torch.Tensor:
+        """Per clip (``idx``), KL(teacher || student) of the next-token distributions teacher-forced on its tokens,
+        summed over the vocabulary and averaged over its positions. The token rows are padded at the end to one
+        length: causal self-attention keeps the real positions' logits as they are alone, and the padding is not
+        scored."""
         n = torch.tensor([len(s) for s in seqs], device=t_enc.device)
-        width = int(n.max())
-        t = torch.tensor([s + s[-1:] * (width - len(s)) for s in seqs], device=t_enc.device)
-        with torch.no_grad():
-            t_logp = F.log_softmax(self.teacher.logits_grad(t, t_enc).float(), -1)
-        s_logp = F.log_softmax(self.student.logits_grad(t, s_enc).float(), -1)
+        t_logp = self._teacher_logp(idx, seqs, t_enc)
+        s_logp = F.log_softmax(self.student.logits_grad(_padded(seqs, t_enc.device), s_enc).float(), -1)
         kl = F.kl_div(s_logp, t_logp, log_target=True, reduction="none").sum(-1)  # [clips, width]
-        real = torch.arange(width, device=t_enc.device)[None] < n[:, None]
+        real = torch.arange(t_logp.shape[1], device=t_enc.device)[None] < n[:, None]
         return (kl * real).sum(1) / n
 
     def train_step(self, idx: Sequence[int], step: int) -> float:
@@ -457,6 +497,12 @@ class Distiller:
         for name in gemm_w:
             weights.params[f"{name}.bias"] = self.student.p[f"{name}.bias"].detach().cpu().numpy().astype(np.float32)
         return SparseModel(weights, dict(self.keeps), self.tile, dict(self.rates))
+
+
+def _padded(seqs: List[List[int]], device: torch.device) -> torch.Tensor:
+    """Token sequences as one ``[clips, width]`` tensor, each padded by repeating its last token."""
+    width = max(len(s) for s in seqs)
+    return torch.tensor([s + s[-1:] * (width - len(s)) for s in seqs], device=device)
 
 
 def _nmse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -342,3 +342,40 @@ def test_trimmed_windows_batch_the_clips_that_share_a_window(pruned_package8, wh
         together = float(d.loss(list(range(len(clips))), 0))
     assert min(alone) > 1e-3
     assert together == pytest.approx(np.mean(alone), rel=1e-5)
+
+
+@pytest.mark.parametrize("trim", [True, False])
+def test_the_teachers_targets_are_computed_once_per_clip_and_equal_the_batchs(
+    pruned_package8, whisper_weights, demo_clip, trim
+):
+    """Without augmentation each clip's teacher targets (encoder outputs, next-token log-probabilities) are computed
+    the first time the clip is in a batch and kept: later batches that mix kept and new clips give the losses that
+    computing the teacher for every batch gives (augmented clips are never kept), and the teacher runs once per
+    clip."""
+    from model.distill import sparse_model_of
+
+    a = load_audio(demo_clip)
+    clips = [a, a[: len(a) // 2], a[: len(a) // 3], a[len(a) // 4 :]]
+    pseudo = [[50257, 50362, 400 + i, 500, 600 + 7 * i][: 2 + i % 4] for i in range(len(clips))]
+    cfg = DistillConfig(trim=trim, losses=("enc", "blocks", "kv", "logits"))
+    start = sparse_model_of(load_package(pruned_package8))
+    kept = Distiller(whisper_weights, start, clips, cfg, pseudo)
+    fresh = Distiller(whisper_weights, start, clips, cfg, pseudo)
+    fresh._kept = None  # the augmented path: the teacher for every batch
+    assert Distiller(whisper_weights, start, clips, DistillConfig(augment=True), pseudo)._kept is None
+    runs = {"encoder": 0, "decoder": 0}
+    enc, dec = kept.teacher.encode_blocks, kept.teacher.logits_grad
+
+    def counted(fn, what):
+        def call(*args):
+            runs[what] += args[0].shape[0]
+            return fn(*args)
+
+        return call
+
+    kept.teacher.encode_blocks = counted(enc, "encoder")
+    kept.teacher.logits_grad = counted(dec, "decoder")
+    with torch.no_grad():
+        for batch in ([0, 2], [2, 1, 3], [3, 0], [1, 2, 0, 3]):
+            assert float(kept.loss(batch, 0)) == pytest.approx(float(fresh.loss(batch, 0)), rel=1e-6, abs=0)
+    assert runs == {"encoder": len(clips), "decoder": len(clips)}
