@@ -4,8 +4,8 @@
 # row is scored, so a run stopped at the lease's limit keeps what it finished. A call returns at most 8 files of
 # 64 MiB in all (/work/.library/device/README.md): four shards (~13 MiB each), results.json and log.txt.
 # What travels to the device counts toward one limit (64 MiB in the device README of 2026-12): the carried bundle AND
-# the repository's tracked and unignored files, 54 MB since data/ (30 MB of evaluation audio) and results/ (13.5 MB
-# of CSVs) grew (session 51: git ls-files -co --exclude-standard). A bundle of 40 MiB no longer fits beside them.
+# the repository's tracked and unignored files, 54 MB at session 51 (git ls-files -co --exclude-standard), of which
+# data/ 30 MB of evaluation audio and results/ 13.5 MB of CSVs: beside them, a bundle of 40 MiB is over that limit.
 # For the device calls only, untrack the two folders (the files stay on disk; nothing the GPU run reads is in them):
 #   git rm -r -q --cached data results && printf '/data/\n' >> .git/info/exclude
 # and afterwards: git reset -q -- data results && sed -i '/^\/data\/$/d' .git/info/exclude (checked on a clone:
