@@ -35,6 +35,7 @@ from host.whisper import gemm_operands
 from host.whisper_layers import DEFAULT_PRUNABLE, layer_rows
 from host.whisper_weights import WhisperWeights
 from model.calibrate import CalibStats, collect_stats
+from model.dead_tiles import dead_tiles, partner_of, sources_of
 from model.permute import permute_for_tiles
 from model.pipeline import (
     SHARED_OPTIONS,
@@ -249,10 +250,12 @@ def prune_weights(
     damp: float = DEFAULT_DAMP,
     pattern: str = "free",
     sequential: Sequence[Path] = (),
+    drop_dead: bool = False,
 ) -> Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray]]:
     """``({layer: pruned W[K, N]}, {layer: keep mask})`` for every GEMM layer (unpruned ones unchanged);
     ``pattern`` other than ``free`` removes whole units where the model has them (``prune_structured``);
-    calibration files in ``sequential`` prune layer after layer on them (``model.sequential``)."""
+    calibration files in ``sequential`` prune layer after layer on them (``model.sequential``); ``drop_dead``
+    prunes the tiles a pruned partner makes dead first (``model.dead_tiles``; free tiles)."""
     if pattern not in PATTERNS:
         raise ValueError(f"unknown pruning pattern {pattern!r}; choose from {PATTERNS}")
     ops = gemm_operands(weights)
@@ -264,18 +267,24 @@ def prune_weights(
     elif sequential:
         units = sequential_prune(weights, calibration_clips(weights, sequential), tile, rates, method, damp)
     desc = f"pruning ({method})" if any(r > 0 for r in rates.values()) else "dense: no pruning"
-    for name, (w, _) in tqdm(ops.items(), desc=desc, unit="layer"):
+    source = sources_of(list(ops)) if drop_dead else {}  # {partner: source}: the sources are pruned first
+    for name in tqdm(sorted(ops, key=lambda n: n in source), desc=desc, unit="layer"):
+        w = ops[name][0]
         if name in units:
             pruned[name], keeps[name] = units[name].weight, units[name].keep
             continue
         rate = 0.0 if name in structured else rates.get(name, 0.0)
         if rate > 0:
             gram = stats.gram[name] if stats is not None else None
-            res = prune_layer(w, tile, rate, method, gram, damp)
+            dead = None
+            if name in source:
+                src = source[name]
+                dead = dead_tiles(keeps[src], ops[src][1], partner_of(src)[1], tile, w.shape)
+            res = prune_layer(w, tile, rate, method, gram, damp, dead if dead is not None and dead.any() else None)
             pruned[name], keeps[name] = res.weight, res.keep
         else:
             pruned[name], keeps[name] = w, np.ones(blocks(*w.shape, tile), bool)
-    return pruned, keeps
+    return {n: pruned[n] for n in ops}, {n: keeps[n] for n in ops}
 
 
 def audio_stats(weights: WhisperWeights, cfg: ExportConfig, files: Sequence[Path]) -> CalibStats:
@@ -336,7 +345,15 @@ def export_package(out: Path, weights: WhisperWeights, cfg: ExportConfig) -> Pat
     if cfg.permute and cfg.sparsity > 0 and stats is not None:
         weights, stats, shares, orders = permute_for_tiles(weights, stats, rates, cfg.tile)
     gemm_w, keeps = prune_weights(
-        weights, cfg.tile, rates, cfg.method, stats, cfg.damp, cfg.pattern, files if cfg.sequential else ()
+        weights,
+        cfg.tile,
+        rates,
+        cfg.method,
+        stats,
+        cfg.damp,
+        cfg.pattern,
+        files if cfg.sequential else (),
+        cfg.drop_dead,
     )
     tensors, info = package_tensors(weights, gemm_w, keeps, cfg.tile)
     tile_counts = {n: (i["k"], i["n"], i["tiles_kept"], i["tiles_total"]) for n, i in info.items()}
@@ -387,7 +404,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--sparsity", type=cli.sparsity, default=0.0, help="target fraction of prunable MACs removed")
     add_export_options(
         ap,
-        only=(*SHARED_OPTIONS, "stats_audio", "pattern", "sequential", "permute")
+        only=(*SHARED_OPTIONS, "stats_audio", "pattern", "sequential", "permute", "drop_dead")
         + ("search", "search_audio", "prune_only", "rates_from"),
     )
     ap.add_argument("--out", type=Path, required=True, help="output package path (.sasp)")
@@ -419,6 +436,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         ap.error(
             "argument --permute: needs --sparsity > 0, --pattern free, no --sequential and a --method that prunes "
             "on statistics (not magnitude)"
+        )
+    if args.drop_dead and (args.sparsity == 0 or args.pattern != "free" or args.sequential or args.method == "obs-ls"):
+        ap.error(
+            "argument --drop-dead: needs --sparsity > 0, --pattern free, no --sequential and a --method that scores "
+            "tiles (not obs-ls)"
         )
     refuse_gradual_on_reordered(ap, args)
     if args.search and (args.uniform or args.pattern != "free" or args.sequential or args.sparsity == 0):

@@ -117,6 +117,16 @@ class ExportConfig:
             "for the tiles')",
         ),
     )
+    drop_dead: bool = field(
+        default=False,
+        metadata=cli.option(
+            "--drop-dead",
+            action="store_true",
+            help="prune the key, out-projection and fc2 first, then prune first the query, value and fc1 tiles "
+            "whose outputs they discard, at the same per-layer rates (model.dead_tiles; free tiles, not obs-ls or "
+            "--sequential)",
+        ),
+    )
     sensitivity: str = field(
         default="held-out",
         metadata=cli.option(
@@ -206,6 +216,8 @@ class ExportConfig:
             raise ValueError("sequential pruning needs free tiles and a '-ls' method")
         if self.permute and (self.pattern != "free" or self.sequential or not uses_statistics(self.method)):
             raise ValueError("--permute needs free tiles, a method that prunes on statistics and no --sequential")
+        if self.drop_dead and (self.pattern != "free" or self.sequential or self.method == "obs-ls"):
+            raise ValueError("--drop-dead needs free tiles, a method that scores tiles (not obs-ls), no --sequential")
         if self.sensitivity not in SENSITIVITY:
             raise ValueError(f"unknown sensitivity {self.sensitivity!r}; choose from {SENSITIVITY}")
         if self.probe not in PROBE_WINDOWS:
@@ -248,6 +260,7 @@ class ExportConfig:
         return {
             **({"sequential": True} if self.sequential else {}),
             **({"permute": True} if self.permute else {}),
+            **({"drop_dead": True} if self.drop_dead else {}),
             **({"sensitivity": self.sensitivity} if self.heldout else {}),
             **({"probe": self.probe} if self.allocates and self.probe != "full" else {}),
             **({"refine": self.refine} if self.allocates and self.refine else {}),

@@ -131,10 +131,14 @@ def tile_keep(
     method: str,
     gram: Optional[np.ndarray] = None,
     damp: float = DEFAULT_DAMP,
+    dead: Optional[np.ndarray] = None,
 ) -> np.ndarray:
-    """The keep mask ``[K_blocks, N_blocks]`` of ``method`` at ``rate`` (scores, or the OBS order)."""
+    """The keep mask ``[K_blocks, N_blocks]`` of ``method`` at ``rate`` (scores, or the OBS order); ``dead`` tiles
+    (``[K_blocks, N_blocks]`` bool: their outputs are discarded downstream) are pruned first (score methods)."""
     if method != "obs-ls":
-        return select_keep(tile_scores(w, tile, method, gram), rate)
+        return select_keep(tile_scores(w, tile, method, gram), rate, dead)
+    if dead is not None:
+        raise ValueError("dead tiles are pruned first by the score methods, not by the OBS order")
     if gram is None:
         raise ValueError("OBS tile selection needs calibration statistics")
     return obs_keep(*_obs_order_cached(w, gram, tile, damp), blocks(*w.shape, tile)[0], rate)
@@ -157,11 +161,15 @@ def _obs_order_cached(
     return _OBS_MEMO[key]
 
 
-def select_keep(scores: np.ndarray, rate: float) -> np.ndarray:
-    """Keep mask that prunes exactly ``round(rate * tiles)`` lowest-score tiles (ties broken by position)."""
+def select_keep(scores: np.ndarray, rate: float, dead: Optional[np.ndarray] = None) -> np.ndarray:
+    """Keep mask that prunes exactly ``round(rate * tiles)`` lowest-score tiles (ties broken by position); with
+    ``dead`` (bool, the shape of ``scores``) those tiles first, all of them even beyond that count."""
     if not 0.0 <= rate <= 1.0:
         raise ValueError(f"pruning rate must be in [0, 1], got {rate}")
     n_prune = int(round(rate * scores.size))
+    if dead is not None:
+        scores = np.where(dead, -np.inf, scores)
+        n_prune = max(n_prune, int(dead.sum()))
     keep = np.ones(scores.size, bool)
     keep[np.argsort(scores, axis=None, kind="stable")[:n_prune]] = False
     return keep.reshape(scores.shape)
@@ -222,11 +230,12 @@ def prune_layer(
     method: str = "act-ls",
     gram: Optional[np.ndarray] = None,
     damp: float = DEFAULT_DAMP,
+    dead: Optional[np.ndarray] = None,
 ) -> PrunedLayer:
-    """Prune ``rate`` of the tiles of ``w[K, N]`` with ``method`` (see module docstring)."""
+    """Prune ``rate`` of the tiles of ``w[K, N]`` with ``method`` (see module docstring), ``dead`` tiles first."""
     if method not in METHODS:
         raise ValueError(f"unknown pruning method {method!r}; choose from {METHODS}")
-    keep = tile_keep(w, tile, rate, method, gram, damp)
+    keep = tile_keep(w, tile, rate, method, gram, damp, dead)
     if method.endswith("-ls") and rate > 0:
         return _compensated(w, keep, gram, tile, damp)
     return PrunedLayer(apply_mask(w, keep, tile), keep)
