@@ -16,10 +16,11 @@ tooling, run as its own program (``python -m model.export``, which needs torch):
 weights with each attention head in its weighted SVD basis (``python -m model.rotate``, the same function; built once
 and cached), cached apart by a digest of the weights: at those weights' own per-layer rates, or with ``--model-rates
 default`` at the rates of the default package of the same array and sparsity (built first; ``model.export
---rates-from``), and ``--permute`` reorders the weights for the tiles before pruning (``model.export --permute``).
+--rates-from``), ``--permute`` reorders the weights for the tiles before pruning (``model.export --permute``) and
+``--drop-dead`` prunes first the tiles whose outputs a pruned partner discards (``model.export --drop-dead``).
 docs/pruning.md ("Which package to build, per cell") recommends ``--rotate`` at its own rates at 8x8 / 10 and 25 %,
-with ``--model-rates default`` at 8x8 / 20 % and 16x16 / 10, 25, 30 %, and with ``--model-rates default --permute``
-at 8x8 / 30 % and 16x16 / 20 %.
+with ``--model-rates default`` at 8x8 / 20 % and 16x16 / 10, 25, 30 %, with ``--model-rates default --permute`` at
+8x8 / 30 %, and with ``--model-rates default --permute --drop-dead`` at 16x16 / 20 %.
 """
 
 from __future__ import annotations
@@ -131,13 +132,16 @@ def build_package(
     model: Optional[Path] = None,
     rates_from: Optional[Path] = None,
     permute: bool = False,
+    drop_dead: bool = False,
 ) -> None:
     """Write the package ``path`` with the offline builder (``python -m model.export``, :func:`run_offline`), at
     the per-layer rates of the package ``rates_from`` if given (else allocated by the sensitivity analysis), the
-    weights reordered for the tiles first if ``permute``."""
+    weights reordered for the tiles first if ``permute``, the tiles a pruned partner makes dead pruned first if
+    ``drop_dead``."""
     args = ["--tile", str(array), "--sparsity", str(sparsity), "--method", method]
     args += ["--rates-from", str(rates_from)] if rates_from else ["--sensitivity", SENSITIVITY] if sparsity > 0 else []
     args += (["--model", str(model)] if model else []) + (["--permute"] if permute else [])
+    args += ["--drop-dead"] if drop_dead else []
     args += ["--calib", *map(str, calib)] if calib else []
     run_offline(BUILDER, args, path, "weight package", ("--package", "PKG"))
 
@@ -178,19 +182,22 @@ def default_package(
     model: Optional[Path] = None,
     model_rates: str = "own",
     permute: bool = False,
+    drop_dead: bool = False,
 ) -> Path:
     """Build (once) and cache a package for ``array`` and ``sparsity`` from ``model``'s weights (default: the
     pip-installed Whisper tiny.en), calibrated on ``calib`` (default: the bundled real-speech sets,
     host/assets/calib for the rates and with host/assets/stats for the tiles, as ``model.export``); other weights
     are pruned at their own rates, or with ``model_rates="default"`` at those of the default weights' package
     (built first, named in the tag by its digest), the weights reordered for the tiles first if ``permute``
-    (the default's package of rates is not reordered); a cached package that does not load (corrupt, or an older
+    (the default's package of rates is not reordered), dead tiles pruned first if ``drop_dead`` (``model.export
+    --drop-dead``); a cached package that does not load (corrupt, or an older
     format) is rebuilt."""
     audio = package_audio(calib)
     by_default = model and sparsity > 0 and model_rates == "default"
     rates_from = default_package(array, sparsity, method, calib) if by_default else None
     rates = f"rates-{file_digest(rates_from)[:8]}" if rates_from else SENSITIVITY  # how the rates were chosen
     order = "-permute" if permute else ""  # the weights reordered for the tiles before pruning
+    order += "-dropdead" if drop_dead else ""  # the tiles a pruned partner makes dead pruned first
     tag = f"s{sparsity:.2f}-{method}-{rates}{order}-{calibration_tag(audio)}" if sparsity > 0 else "dense"
     tag += f"-{model_tag(model)}" if model else ""
     path = cache_root() / "packages" / f"whisper-tiny.en-{array}x{array}-{tag}.sasp"
@@ -200,7 +207,9 @@ def default_package(
             return path
         except PackageError as e:
             print(f"rebuilding the cached package: {e}", file=sys.stderr)
-    build_package(path, array, sparsity, method, calib, model, rates_from=rates_from, permute=permute)
+    build_package(
+        path, array, sparsity, method, calib, model, rates_from=rates_from, permute=permute, drop_dead=drop_dead
+    )
     return path
 
 
@@ -375,6 +384,13 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
         "(model.export --permute); docs/pruning.md recommends it with --rotate --model-rates default at "
         "8x8 / 30 %% and 16x16 / 20 %%",
     )
+    ap.add_argument(
+        "--drop-dead",
+        action="store_true",
+        help="for the default package (--sparsity > 0): prune first the query, value and fc1 tiles whose outputs a "
+        "key, out-projection or fc2 pruned whole discards, at the same per-layer rates (model.export --drop-dead); "
+        "docs/pruning.md recommends it with --rotate --model-rates default --permute at 16x16 / 20 %%",
+    )
     ap.add_argument("--window", choices=WINDOWS, default=DEFAULT_WINDOW, help=WINDOW_HELP)
     ap.add_argument(
         "--attention-on-host",
@@ -389,16 +405,19 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.limit is not None and not args.librispeech:
         ap.error("argument --limit: applies to --librispeech only")
-    if args.package is not None and (args.sparsity or args.calib or args.model or args.rotate or args.permute):
+    chosen = (args.sparsity, args.calib, args.model, args.rotate, args.permute, args.drop_dead)
+    if args.package is not None and any(chosen):
         ap.error(
-            "arguments --sparsity/--calib/--model/--rotate/--permute: describe the default package; --package "
-            "names one already built"
+            "arguments --sparsity/--calib/--model/--rotate/--permute/--drop-dead: describe the default package; "
+            "--package names one already built"
         )
     if args.model_rates != "own" and ((args.model is None and not args.rotate) or not args.sparsity):
         ap.error("argument --model-rates: applies to --model or --rotate with --sparsity > 0")
-    for flag in ("rotate", "permute"):
+    for flag in ("rotate", "permute", "drop_dead"):
         if getattr(args, flag) and not args.sparsity:
-            ap.error(f"argument --{flag}: applies to --sparsity > 0")
+            ap.error(f"argument --{flag.replace('_', '-')}: applies to --sparsity > 0")
+    if args.drop_dead and args.method == "obs-ls":
+        ap.error("argument --drop-dead: needs a --method that scores tiles (not obs-ls)")
     if args.model is not None and not weights_file(args.model).is_file():
         ap.error(f"argument --model: {args.model} is neither a file nor a CTranslate2 folder with a model.bin")
     if args.json is not None and args.json.is_dir():
@@ -418,7 +437,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         model = rotated_model(args.model, package_audio(args.calib)) if args.rotate else args.model
         package_path = args.package or default_package(
-            array, args.sparsity, args.method, args.calib, model, args.model_rates, args.permute
+            array, args.sparsity, args.method, args.calib, model, args.model_rates, args.permute, args.drop_dead
         )
         package = load_package(package_path, expect_tile=(array, array))
         # the emulated kernel is the chosen board's build (its activation chunk), as the overlay would be

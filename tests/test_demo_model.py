@@ -30,14 +30,14 @@ def test_packages_from_other_weights_are_cached_apart_and_built_from_them(monkey
 
 
 def fake_builder(monkeypatch, tmp_path) -> list:
-    """Builds of the demo's packages, recorded as (name, weights, rates_from, permute); each writes a file that
-    names itself, so a package's digest follows its name."""
+    """Builds of the demo's packages, recorded as (name, weights, rates_from, permute) and, when asked, the dead
+    tiles first; each writes a file that names itself, so a package's digest follows its name."""
     built = []
 
-    def build(path, *a, rates_from=None, permute=False):
+    def build(path, *a, rates_from=None, permute=False, drop_dead=False):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"package of " + path.name.encode())
-        built.append((path.name, a[-1], rates_from, permute))
+        built.append((path.name, a[-1], rates_from, permute) + (("drop-dead",) if drop_dead else ()))
 
     monkeypatch.setattr(demo, "cache_root", lambda: tmp_path)
     monkeypatch.setattr(demo, "load_package", lambda *a, **k: None)
@@ -84,6 +84,9 @@ def test_the_builder_is_given_the_weights(monkeypatch, tmp_path):
         (["--package", "p.sasp", "--rotate"], "--package names one already built"),
         (["--permute"], "argument --permute: applies to --sparsity > 0"),
         (["--package", "p.sasp", "--permute"], "--package names one already built"),
+        (["--drop-dead"], "argument --drop-dead: applies to --sparsity > 0"),
+        (["--package", "p.sasp", "--drop-dead"], "--package names one already built"),
+        (["--sparsity", "0.2", "--drop-dead", "--method", "obs-ls"], "argument --drop-dead: needs a --method"),
     ],
 )
 def test_model_option_errors(tmp_path, monkeypatch, capsys, argv, words):
@@ -115,6 +118,19 @@ def test_the_builder_is_asked_to_permute(monkeypatch, tmp_path):
     monkeypatch.setattr(demo, "find_spec", lambda name: None)
     with pytest.raises(cli.UserError, match="--sensitivity held-out --permute --out PKG"):
         demo.build_package(Path("p.sasp"), 8, 0.2, "act-ls", [], permute=True)
+    with pytest.raises(cli.UserError, match="--sensitivity held-out --permute --drop-dead --out PKG"):
+        demo.build_package(Path("p.sasp"), 8, 0.2, "act-ls", [], permute=True, drop_dead=True)
+
+
+def test_drop_dead_is_handed_to_the_builder_and_names_the_package(monkeypatch, tmp_path):
+    built = fake_builder(monkeypatch, tmp_path)
+    weights = tmp_path / "rotated.pt"
+    weights.write_bytes(b"rotated weights")
+    permuted = demo.default_package(16, 0.2, "act-ls", [], weights, "default", permute=True)
+    dropped = demo.default_package(16, 0.2, "act-ls", [], weights, "default", permute=True, drop_dead=True)
+    assert dropped != permuted and "-permute-dropdead-" in dropped.name and "dropdead" not in permuted.name
+    plain = tmp_path / "packages" / built[0][0]
+    assert built[1:] == [(permuted.name, weights, plain, True), (dropped.name, weights, plain, True, "drop-dead")]
 
 
 def fake_rotator(monkeypatch, tmp_path) -> list:
@@ -164,7 +180,7 @@ def test_the_rotated_model_is_built_once_per_weights_and_audio_and_rebuilt_when_
 
 def test_rotate_prunes_the_rotated_weights(monkeypatch, tmp_path, capsys):
     """``--rotate`` hands the rotated model (of ``--model``'s weights, on the calibration audio) to the package
-    build, with ``--model-rates`` and ``--permute`` as given."""
+    build, with ``--model-rates``, ``--permute`` and ``--drop-dead`` as given."""
     asked = []
     monkeypatch.setattr(demo, "rotated_model", lambda model, audio: asked.append((model, audio)) or tmp_path / "r.pt")
 
@@ -173,8 +189,11 @@ def test_rotate_prunes_the_rotated_weights(monkeypatch, tmp_path, capsys):
         raise cli.UserError("stop here")
 
     monkeypatch.setattr(demo, "default_package", stop)
-    assert demo.main(["--sparsity", "0.2", "--rotate", "--model-rates", "default", "--permute"]) == 2
-    assert asked == [(None, list(demo.DEFAULT_TILE_AUDIO)), (8, 0.2, "act-ls", [], tmp_path / "r.pt", "default", True)]
+    assert demo.main(["--sparsity", "0.2", "--rotate", "--model-rates", "default", "--permute", "--drop-dead"]) == 2
+    assert asked == [
+        (None, list(demo.DEFAULT_TILE_AUDIO)),
+        (8, 0.2, "act-ls", [], tmp_path / "r.pt", "default", True, True),
+    ]
     assert "stop here" in capsys.readouterr().err
 
 
