@@ -49,8 +49,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     cfg = DistillConfig(batch=args.batch, lr=3e-5, trim=not args.no_trim, losses=tuple(args.loss))
     kept = Distiller(teacher, sparse_model_of(pkg), clips, cfg)
     pseudo = kept.pseudo_labels()
-    fresh = Distiller(teacher, sparse_model_of(pkg), clips, cfg, pseudo)
-    fresh._kept = None  # the augmented path: the teacher for every batch
+    fresh = Distiller(teacher, sparse_model_of(pkg), clips, cfg, pseudo, keep_targets=False)
     order = np.random.default_rng(0).permutation(len(clips))
     batches = [[int(i) for i in order[s : s + args.batch]] for s in range(0, len(clips), args.batch)]
     with torch.no_grad():

@@ -224,7 +224,9 @@ class Distiller:
         clips: Sequence[np.ndarray],
         cfg: DistillConfig,
         pseudo: Optional[List[List[int]]] = None,
+        keep_targets: bool = True,
     ):
+        """``keep_targets=False`` computes the teacher for every batch, as augmented clips always do."""
         self.cfg = cfg
         self.tile = start.tile
         self.teacher = TorchWhisper(teacher, device=cfg.device)
@@ -249,7 +251,7 @@ class Distiller:
         # the teacher's targets per clip (encoder outputs, next-token log-probabilities), computed the first time a
         # clip is in a batch: the teacher and the clips are fixed, so every epoch would recompute the same tensors
         # (a quarter of a CPU step of the 400-step recipe, measured). Augmented clips change every step: none kept.
-        self._kept: Optional[Dict[int, Dict[str, object]]] = None if cfg.augment else {}
+        self._kept: Optional[Dict[int, Dict[str, object]]] = {} if keep_targets and not cfg.augment else None
 
     # -- masks -------------------------------------------------------------------------------------
     def _set_masks(self) -> None:

@@ -360,8 +360,7 @@ def test_the_teachers_targets_are_computed_once_per_clip_and_equal_the_batchs(
     cfg = DistillConfig(trim=trim, losses=("enc", "blocks", "kv", "logits"))
     start = sparse_model_of(load_package(pruned_package8))
     kept = Distiller(whisper_weights, start, clips, cfg, pseudo)
-    fresh = Distiller(whisper_weights, start, clips, cfg, pseudo)
-    fresh._kept = None  # the augmented path: the teacher for every batch
+    fresh = Distiller(whisper_weights, start, clips, cfg, pseudo, keep_targets=False)
     assert Distiller(whisper_weights, start, clips, DistillConfig(augment=True), pseudo)._kept is None
     runs = {"encoder": 0, "decoder": 0}
     enc, dec = kept.teacher.encode_blocks, kept.teacher.logits_grad
