@@ -19,8 +19,8 @@ default`` at the rates of the default package of the same array and sparsity (bu
 --rates-from``), ``--permute`` reorders the weights for the tiles before pruning (``model.export --permute``) and
 ``--drop-dead`` prunes first the tiles whose outputs a pruned partner discards (``model.export --drop-dead``).
 docs/pruning.md ("Which package to build, per cell") recommends ``--rotate`` at its own rates at 8x8 / 10 and 25 %,
-with ``--model-rates default`` at 8x8 / 20 % and 16x16 / 10 %, and with ``--model-rates default --permute
---drop-dead`` at 8x8 / 30 % and 16x16 / 20, 25, 30 %.
+with ``--model-rates default`` at 16x16 / 10 %, with ``--model-rates default --drop-dead`` at 8x8 / 20 %, and with
+``--model-rates default --permute --drop-dead`` at 8x8 / 30 % and 16x16 / 20, 25, 30 %.
 """
 
 from __future__ import annotations
@@ -389,8 +389,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
         action="store_true",
         help="for the default package (--sparsity > 0): prune first the query, value and fc1 tiles whose outputs a "
         "key, out-projection or fc2 pruned whole discards, at the same per-layer rates (model.export --drop-dead); "
-        "docs/pruning.md recommends it with --rotate --model-rates default --permute at 8x8 / 30 %% and 16x16 / "
-        "20-30 %%",
+        "docs/pruning.md recommends it with --rotate --model-rates default at 8x8 / 20 %% and with --permute too at "
+        "8x8 / 30 %% and 16x16 / 20-30 %%",
     )
     ap.add_argument("--window", choices=WINDOWS, default=DEFAULT_WINDOW, help=WINDOW_HELP)
     ap.add_argument(
