@@ -18,9 +18,8 @@ and cached), cached apart by a digest of the weights: at those weights' own per-
 default`` at the rates of the default package of the same array and sparsity (built first; ``model.export
 --rates-from``), ``--permute`` reorders the weights for the tiles before pruning (``model.export --permute``) and
 ``--drop-dead`` prunes first the tiles whose outputs a pruned partner discards (``model.export --drop-dead``).
-docs/pruning.md ("Which package to build, per cell") recommends ``--rotate`` at its own rates at 8x8 / 10 and 25 %,
-with ``--model-rates default`` at 16x16 / 10 %, with ``--model-rates default --drop-dead`` at 8x8 / 20 %, and with
-``--model-rates default --permute --drop-dead`` at 8x8 / 30 % and 16x16 / 20, 25, 30 %.
+``--recommended`` sets these four to what docs/pruning.md ("Which package to build, per cell") recommends without
+training for the cell (``host/recommended_exports.py``, the one table of them; ``--help`` lists it).
 """
 
 from __future__ import annotations
@@ -57,6 +56,7 @@ from host.longform import (  # noqa: E402
     window_name,
 )
 from host.package import PackageError, load_package  # noqa: E402
+from host.recommended_exports import cells, recommended  # noqa: E402
 from host.report import figure, format_table, window_report, work_summary, write_json  # noqa: E402
 from host.session import Session  # noqa: E402
 from host.text_normalize import normalize  # noqa: E402
@@ -302,6 +302,26 @@ def transcribe_one(
     return out
 
 
+def apply_recommended(ap: cli.Parser, args: argparse.Namespace) -> None:
+    """Set ``--recommended``'s flags for the cell of ``--array`` (else the board's) and ``--sparsity``; it stops
+    with one line where they were chosen by hand or the cell has no measured recommendation."""
+    own = [f for f in ("model", "rotate", "permute", "drop_dead") if getattr(args, f)]
+    own += ["model_rates"] if args.model_rates != "own" else []
+    if own:
+        ap.error(f"argument --recommended: sets the package's flags itself; drop --{own[0].replace('_', '-')}")
+    if not args.sparsity:
+        ap.error("argument --recommended: applies to --sparsity > 0")
+    if args.method != "act-ls":
+        ap.error("argument --recommended: measured with --method act-ls")
+    array = args.array or board_spec(args.board).default_array
+    try:
+        recipe = recommended(array, args.sparsity)
+    except ValueError as e:
+        ap.error(f"argument --recommended: {e}")
+    args.rotate, args.model_rates = True, recipe.model_rates
+    args.permute, args.drop_dead = recipe.permute, recipe.drop_dead
+
+
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     """The demo's options, each checked here (out-of-range values stop before any work; a ``--method`` the
     builder does not know stops it before any transcription)."""
@@ -366,7 +386,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
         action="store_true",
         help="for the default package (--sparsity > 0): prune the weights (--model's, or the pip package's) with "
         "each attention head in its weighted SVD basis (the same function; python -m model.rotate on the "
-        "calibration audio, built once and cached), as --model would; docs/pruning.md recommends it in every cell",
+        "calibration audio, built once and cached), as --model would; --recommended sets it",
     )
     ap.add_argument(
         "--model-rates",
@@ -374,23 +394,27 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
         default="own",
         help="with --model or --rotate and --sparsity: prune the weights at their own per-layer rates (own, the "
         "default) or at those of the default weights' package of this array and sparsity (default: built first, then "
-        "model.export --rates-from it); docs/pruning.md recommends own at 8x8 / 10, 25 %%, default at "
-        "8x8 / 20, 30 %% and 16x16 / 10-30 %% for --rotate",
+        "model.export --rates-from it); --recommended sets it per cell",
     )
     ap.add_argument(
         "--permute",
         action="store_true",
         help="for the default package (--sparsity > 0): reorder the weights for the tiles before pruning "
-        "(model.export --permute); docs/pruning.md recommends it with --rotate --model-rates default --drop-dead "
-        "at 8x8 / 30 %% and 16x16 / 20-30 %%",
+        "(model.export --permute); --recommended sets it per cell",
     )
     ap.add_argument(
         "--drop-dead",
         action="store_true",
         help="for the default package (--sparsity > 0): prune first the query, value and fc1 tiles whose outputs a "
         "key, out-projection or fc2 pruned whole discards, at the same per-layer rates (model.export --drop-dead); "
-        "docs/pruning.md recommends it with --rotate --model-rates default at 8x8 / 20 %% and with --permute too at "
-        "8x8 / 30 %% and 16x16 / 20-30 %%",
+        "--recommended sets it per cell",
+    )
+    ap.add_argument(
+        "--recommended",
+        action="store_true",
+        help="for the default package (--sparsity > 0, the pip weights, --method act-ls): set --rotate, --model-rates, "
+        "--permute and --drop-dead to the flags docs/pruning.md recommends without training for --array/--sparsity, "
+        "measured with the bundled calibration audio (host/recommended_exports.py): " + cells().replace("%", "%%"),
     )
     ap.add_argument("--window", choices=WINDOWS, default=DEFAULT_WINDOW, help=WINDOW_HELP)
     ap.add_argument(
@@ -406,12 +430,14 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.limit is not None and not args.librispeech:
         ap.error("argument --limit: applies to --librispeech only")
-    chosen = (args.sparsity, args.calib, args.model, args.rotate, args.permute, args.drop_dead)
+    chosen = (args.sparsity, args.calib, args.model, args.rotate, args.permute, args.drop_dead, args.recommended)
     if args.package is not None and any(chosen):
         ap.error(
-            "arguments --sparsity/--calib/--model/--rotate/--permute/--drop-dead: describe the default package; "
-            "--package names one already built"
+            "arguments --sparsity/--calib/--model/--rotate/--permute/--drop-dead/--recommended: describe the default "
+            "package; --package names one already built"
         )
+    if args.recommended:
+        apply_recommended(ap, args)
     if args.model_rates != "own" and ((args.model is None and not args.rotate) or not args.sparsity):
         ap.error("argument --model-rates: applies to --model or --rotate with --sparsity > 0")
     for flag in ("rotate", "permute", "drop_dead"):

@@ -1,0 +1,55 @@
+"""The export flags that docs/pruning.md recommends per cell without training, the one table of them.
+
+Each cell (array size, sparsity) names the demo's flags of the package that won its pre-registered rule on the
+genuine LibriSpeech halves (docs/pruning.md, "Which package to build, per cell", whose table is checked against
+this one by ``tests/test_recommended_exports.py``). ``host/asr_demo.py --recommended`` builds it; a cell not
+measured has no entry. The distilled recommendations need ``model.distill`` and are in the docs only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Tuple
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The demo's options for one cell's package (``--rotate``, ``--model-rates``, ``--permute``, ``--drop-dead``)."""
+
+    name: str  # the package's name in docs/pruning.md
+    model_rates: str = "own"  # the rotated weights' own per-layer rates, or the default package's ("default")
+    permute: bool = False
+    drop_dead: bool = False
+
+    def flags(self) -> str:
+        """The demo's flags, as the docs' table writes them."""
+        words = ["--rotate"] + (["--model-rates", "default"] if self.model_rates == "default" else [])
+        return " ".join(words + ["--permute"] * self.permute + ["--drop-dead"] * self.drop_dead)
+
+
+_FPX = dict(model_rates="default", permute=True, drop_dead=True)
+
+RECOMMENDED: Dict[Tuple[int, float], Recipe] = {
+    (8, 0.10): Recipe("R8-10"),
+    (8, 0.20): Recipe("R8-20FX", model_rates="default", drop_dead=True),
+    (8, 0.25): Recipe("R8-25"),
+    (8, 0.30): Recipe("R8-30FPX", **_FPX),
+    (16, 0.10): Recipe("R16-10F", model_rates="default"),
+    (16, 0.20): Recipe("R16-20FPX", **_FPX),
+    (16, 0.25): Recipe("R16-25FPX", **_FPX),
+    (16, 0.30): Recipe("R16-30FPX", **_FPX),
+}
+
+
+def cells() -> str:
+    """Every cell with its flags, for help texts: ``8x8 / 10 %: --rotate; ...``."""
+    return "; ".join(f"{a}x{a} / {round(s * 100)} %: {r.flags()}" for (a, s), r in RECOMMENDED.items())
+
+
+def recommended(array: int, sparsity: float) -> Recipe:
+    """The recommended recipe of a cell; ``ValueError`` naming the measured cells for one that was not measured."""
+    key = (array, round(sparsity, 4))
+    if key not in RECOMMENDED:
+        measured = ", ".join(f"{a}x{a} / {round(s * 100)} %" for a, s in RECOMMENDED)
+        raise ValueError(f"no recommendation for {array}x{array} / {sparsity * 100:g} % (measured: {measured})")
+    return RECOMMENDED[key]

@@ -1,0 +1,78 @@
+"""The per-cell recommendations: the code's table is the docs' table, and the demo's ``--recommended`` applies it."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from host import asr_demo as demo
+from host.recommended_exports import RECOMMENDED, Recipe, recommended
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "pruning.md"
+SECTION = "### Which package to build, per cell"
+
+
+def docs_cells() -> dict:
+    """``{(array, sparsity): flags}`` from the first backquoted text of the no-training column of the docs' table."""
+    text = DOCS.read_text(encoding="utf-8")
+    table = text[text.index(SECTION) :].split("\n\n| cell |", 1)[1].split("\n\n", 1)[0]
+    rows = {}
+    for line in table.splitlines():
+        m = re.match(r"\| (\d+)x\1 / (\d+) % \| `([^`]+)`", line)
+        if m:
+            rows[(int(m.group(1)), int(m.group(2)) / 100)] = m.group(3)
+    return rows
+
+
+def test_the_code_table_is_the_docs_table():
+    rows = docs_cells()
+    assert len(rows) == 8  # 8x8 and 16x16 at 10, 20, 25, 30 %
+    assert rows == {cell: recipe.flags() for cell, recipe in RECOMMENDED.items()}
+
+
+def test_flags_are_the_demos_options():
+    assert Recipe("x").flags() == "--rotate"
+    assert Recipe("x", "default", permute=True, drop_dead=True).flags() == (
+        "--rotate --model-rates default --permute --drop-dead"
+    )
+
+
+def test_a_cell_without_a_measurement_names_the_measured_ones():
+    with pytest.raises(ValueError, match=r"no recommendation for 8x8 / 15 % \(measured: 8x8 / 10 %, 8x8 / 20 %"):
+        recommended(8, 0.15)
+
+
+@pytest.mark.parametrize("board, array", [("pynq-z2", 8), ("ultra96-v2", 16)])
+@pytest.mark.parametrize("sparsity", ["0.2", "0.3"])
+def test_the_demo_applies_the_cell_of_its_board(board, array, sparsity):
+    args = demo.parse_args(["--recommended", "--board", board, "--sparsity", sparsity])
+    recipe = recommended(array, float(sparsity))
+    chosen = (args.rotate, args.model_rates, args.permute, args.drop_dead)
+    assert chosen == (True, recipe.model_rates, recipe.permute, recipe.drop_dead)
+
+
+def test_the_demo_applies_the_cell_of_its_array():
+    args = demo.parse_args(["--recommended", "--array", "16", "--sparsity", "0.1"])
+    assert (args.rotate, args.model_rates, args.permute, args.drop_dead) == (True, "default", False, False)
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--recommended"], "argument --recommended: applies to --sparsity > 0"),
+        (["--recommended", "--sparsity", "0.2", "--rotate"], "sets the package's flags itself; drop --rotate"),
+        (["--recommended", "--sparsity", "0.2", "--drop-dead"], "drop --drop-dead"),
+        (["--recommended", "--sparsity", "0.2", "--model", "r.pt"], "drop --model"),
+        (["--recommended", "--sparsity", "0.2", "--method", "obs-ls"], "measured with --method act-ls"),
+        (["--recommended", "--sparsity", "0.15"], "no recommendation for 8x8 / 15 %"),
+        (["--recommended", "--array", "32", "--sparsity", "0.2"], "no recommendation for 32x32 / 20 %"),
+        (["--recommended", "--package", "p.sasp"], "--package names one already built"),
+    ],
+)
+def test_recommended_errors(tmp_path, monkeypatch, capsys, argv, words):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "r.pt").write_bytes(b"x")
+    with pytest.raises(SystemExit) as exit_:
+        demo.parse_args(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and words in err and err.count("\n") == 1
