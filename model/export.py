@@ -36,6 +36,7 @@ from host.whisper_layers import DEFAULT_PRUNABLE, layer_rows
 from host.whisper_weights import WhisperWeights
 from model.calibrate import CalibStats, collect_stats
 from model.dead_tiles import dead_tiles, partner_of, sources_of
+from model.package_inputs import input_digests
 from model.permute import permute_for_tiles
 from model.pipeline import (
     SHARED_OPTIONS,
@@ -341,6 +342,7 @@ def export_package(out: Path, weights: WhisperWeights, cfg: ExportConfig) -> Pat
     plan, calib_stats, calib_files = allocated_rates(weights, cfg)
     rates = only_matching(plan.rates, cfg.prune_only)
     stats, files = tile_statistics(weights, cfg, calib_stats, calib_files)
+    inputs = input_digests(weights, calib_stats, rates, stats)  # by content, before --permute reorders them
     shares, orders = None, None
     if cfg.permute and cfg.sparsity > 0 and stats is not None:
         weights, stats, shares, orders = permute_for_tiles(weights, stats, rates, cfg.tile)
@@ -378,6 +380,7 @@ def export_package(out: Path, weights: WhisperWeights, cfg: ExportConfig) -> Pat
         **({"source_digest": source_digest} if source_digest else {}),
         "calibration_files": len(calib_files),
         **({"stats_audio_files": len(files)} if cfg.tile_audio and pruned else {}),
+        "inputs": inputs,
         "export": saved,
     }
     return write_package(out, tensors, meta)
