@@ -320,6 +320,10 @@ def apply_recommended(ap: cli.Parser, args: argparse.Namespace) -> None:
         ap.error(f"argument --recommended: {e}")
     args.rotate, args.model_rates = True, recipe.model_rates
     args.permute, args.drop_dead = recipe.permute, recipe.drop_dead
+    print(
+        f"--recommended at {array}x{array} / {args.sparsity * 100:g} %: {recipe.flags()} ({recipe.name})",
+        file=sys.stderr,
+    )
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:

@@ -51,9 +51,11 @@ def test_the_demo_applies_the_cell_of_its_board(board, array, sparsity):
     assert chosen == (True, recipe.model_rates, recipe.permute, recipe.drop_dead)
 
 
-def test_the_demo_applies_the_cell_of_its_array():
+def test_the_demo_applies_the_cell_of_its_array_and_says_so(capsys):
     args = demo.parse_args(["--recommended", "--array", "16", "--sparsity", "0.1"])
     assert (args.rotate, args.model_rates, args.permute, args.drop_dead) == (True, "default", False, False)
+    said = "--recommended at 16x16 / 10 %: --rotate --model-rates default (R16-10F)\n"
+    assert capsys.readouterr().err == said
 
 
 @pytest.mark.parametrize(
