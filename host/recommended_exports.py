@@ -32,7 +32,7 @@ _FPX = dict(model_rates="default", permute=True, drop_dead=True)
 RECOMMENDED: Dict[Tuple[int, float], Recipe] = {
     (8, 0.10): Recipe("R8-10"),
     (8, 0.20): Recipe("R8-20FX", model_rates="default", drop_dead=True),
-    (8, 0.25): Recipe("R8-25"),
+    (8, 0.25): Recipe("R8-25FPX", **_FPX),
     (8, 0.30): Recipe("R8-30FPX", **_FPX),
     (16, 0.10): Recipe("R16-10F", model_rates="default"),
     (16, 0.20): Recipe("R16-20FPX", **_FPX),
