@@ -87,6 +87,14 @@ def test_the_builder_is_given_the_weights(monkeypatch, tmp_path):
         (["--drop-dead"], "argument --drop-dead: applies to --sparsity > 0"),
         (["--package", "p.sasp", "--drop-dead"], "--package names one already built"),
         (["--sparsity", "0.2", "--drop-dead", "--method", "obs-ls"], "argument --drop-dead: needs a --method"),
+        (["--recommended"], "argument --recommended: applies to --sparsity > 0"),
+        (["--recommended", "--sparsity", "0.2", "--rotate"], "sets the package's flags itself; drop --rotate"),
+        (["--recommended", "--sparsity", "0.2", "--drop-dead"], "drop --drop-dead"),
+        (["--recommended", "--sparsity", "0.2", "--model", "r.pt"], "drop --model"),
+        (["--recommended", "--sparsity", "0.2", "--method", "obs-ls"], "measured with --method act-ls"),
+        (["--recommended", "--sparsity", "0.15"], "no recommendation for 8x8 / 15 %"),
+        (["--recommended", "--array", "32", "--sparsity", "0.2"], "no recommendation for 32x32 / 20 %"),
+        (["--recommended", "--package", "p.sasp"], "--package names one already built"),
     ],
 )
 def test_model_option_errors(tmp_path, monkeypatch, capsys, argv, words):

@@ -1,4 +1,5 @@
-"""The per-cell recommendations: the code's table is the docs' table, and the demo's ``--recommended`` applies it."""
+"""The per-cell recommendations: the code's table is the docs' table, and the demo's ``--recommended`` applies it
+(its option errors: tests/test_demo_model.py)."""
 
 import re
 from pathlib import Path
@@ -56,25 +57,3 @@ def test_the_demo_applies_the_cell_of_its_array_and_says_so(capsys):
     assert (args.rotate, args.model_rates, args.permute, args.drop_dead) == (True, "default", False, False)
     said = "--recommended at 16x16 / 10 %: --rotate --model-rates default (R16-10F)\n"
     assert capsys.readouterr().err == said
-
-
-@pytest.mark.parametrize(
-    "argv, words",
-    [
-        (["--recommended"], "argument --recommended: applies to --sparsity > 0"),
-        (["--recommended", "--sparsity", "0.2", "--rotate"], "sets the package's flags itself; drop --rotate"),
-        (["--recommended", "--sparsity", "0.2", "--drop-dead"], "drop --drop-dead"),
-        (["--recommended", "--sparsity", "0.2", "--model", "r.pt"], "drop --model"),
-        (["--recommended", "--sparsity", "0.2", "--method", "obs-ls"], "measured with --method act-ls"),
-        (["--recommended", "--sparsity", "0.15"], "no recommendation for 8x8 / 15 %"),
-        (["--recommended", "--array", "32", "--sparsity", "0.2"], "no recommendation for 32x32 / 20 %"),
-        (["--recommended", "--package", "p.sasp"], "--package names one already built"),
-    ],
-)
-def test_recommended_errors(tmp_path, monkeypatch, capsys, argv, words):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "r.pt").write_bytes(b"x")
-    with pytest.raises(SystemExit) as exit_:
-        demo.parse_args(argv)
-    err = capsys.readouterr().err
-    assert exit_.value.code == 2 and words in err and err.count("\n") == 1
