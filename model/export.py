@@ -45,7 +45,6 @@ from model.pipeline import (
     export_config_from,
     step_cache,
     uses_statistics,
-    weights_digest,
 )
 from model.prune import (
     DEFAULT_DAMP,
@@ -338,11 +337,11 @@ def export_package(out: Path, weights: WhisperWeights, cfg: ExportConfig) -> Pat
     ``model.permute``), prune (``cfg.pattern``; on the ``cfg.tile_audio`` statistics when given), quantize, write
     the package with ``cfg`` in its metadata (``export``).
     ``cfg.prune_only`` keeps the plan's rates in the layers it matches and leaves the others dense."""
-    source_digest = weights_digest(weights) if cfg.model else None  # --model's weights, for distillation's check
     plan, calib_stats, calib_files = allocated_rates(weights, cfg)
     rates = only_matching(plan.rates, cfg.prune_only)
     stats, files = tile_statistics(weights, cfg, calib_stats, calib_files)
     inputs = input_digests(weights, calib_stats, rates, stats)  # by content, before --permute reorders them
+    source_digest = inputs["weights"] if cfg.model else None  # --model's weights, for distillation's check
     shares, orders = None, None
     if cfg.permute and cfg.sparsity > 0 and stats is not None:
         weights, stats, shares, orders = permute_for_tiles(weights, stats, rates, cfg.tile)
