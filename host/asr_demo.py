@@ -56,7 +56,7 @@ from host.longform import (  # noqa: E402
     window_name,
 )
 from host.package import PackageError, load_package  # noqa: E402
-from host.recommended_exports import cells, recommended  # noqa: E402
+from host.recommended_exports import cell_name, cells, recommended  # noqa: E402
 from host.report import figure, format_table, window_report, work_summary, write_json  # noqa: E402
 from host.session import Session  # noqa: E402
 from host.text_normalize import normalize  # noqa: E402
@@ -321,7 +321,7 @@ def apply_recommended(ap: cli.Parser, args: argparse.Namespace) -> None:
     args.rotate, args.model_rates = True, recipe.model_rates
     args.permute, args.drop_dead = recipe.permute, recipe.drop_dead
     print(
-        f"--recommended at {array}x{array} / {args.sparsity * 100:g} %: {recipe.flags()} ({recipe.name})",
+        f"--recommended at {cell_name(array, args.sparsity)}: {recipe.flags()} ({recipe.name})",
         file=sys.stderr,
     )
 

@@ -41,15 +41,20 @@ RECOMMENDED: Dict[Tuple[int, float], Recipe] = {
 }
 
 
+def cell_name(array: int, sparsity: float) -> str:
+    """A cell as the docs write it: ``8x8 / 20 %``."""
+    return f"{array}x{array} / {sparsity * 100:g} %"
+
+
 def cells() -> str:
     """Every cell with its flags, for help texts: ``8x8 / 10 %: --rotate; ...``."""
-    return "; ".join(f"{a}x{a} / {round(s * 100)} %: {r.flags()}" for (a, s), r in RECOMMENDED.items())
+    return "; ".join(f"{cell_name(*cell)}: {r.flags()}" for cell, r in RECOMMENDED.items())
 
 
 def recommended(array: int, sparsity: float) -> Recipe:
     """The recommended recipe of a cell; ``ValueError`` naming the measured cells for one that was not measured."""
     key = (array, round(sparsity, 4))
     if key not in RECOMMENDED:
-        measured = ", ".join(f"{a}x{a} / {round(s * 100)} %" for a, s in RECOMMENDED)
-        raise ValueError(f"no recommendation for {array}x{array} / {sparsity * 100:g} % (measured: {measured})")
+        measured = ", ".join(cell_name(*cell) for cell in RECOMMENDED)
+        raise ValueError(f"no recommendation for {cell_name(array, sparsity)} (measured: {measured})")
     return RECOMMENDED[key]
