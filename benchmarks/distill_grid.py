@@ -3,7 +3,7 @@
     # here: teacher weights, per-layer rates, training and evaluation audio -> one folder (< 64 MiB)
     python benchmarks/distill_grid.py bundle --out .device/bundle --calib ../shared/speech/unlabelled \\
         --real ../shared/speech --synth DIR --limit 20
-    # the LibriSpeech recipe (docs/pruning.md, session 36): rates from the bundled calibration set, training on
+    # the LibriSpeech recipe (docs/pruning-log.md, session 36): rates from the bundled calibration set, training on
     # read English (X = ../shared/speech/unlabelled-extra) and apart from it speechocean762 (--data all), both as
     # Ogg Opus with the teacher's pseudo-labels decoded here; the selection half as the GPU's (logged) figure
     python benchmarks/distill_grid.py bundle --out .device/bundle --calib host/assets/calib \\

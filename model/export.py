@@ -7,9 +7,9 @@ sensitivity analysis on the calibration audio (``--uniform`` prunes every prunab
 ``--pattern`` chooses what goes: any tiles (``free``), whole FFN neurons (``ffn``), or FFN neurons and whole
 attention heads (``units``), the structured patterns in tile-aligned runs (docs/pruning.md). ``--stats-audio``
 chooses and compensates the tiles on the statistics of other unlabelled audio, while the per-layer rates still come
-from the calibration audio (docs/pruning.md, "The GPU recipe on LibriSpeech"). Without ``--calib`` and
+from the calibration audio (docs/pruning-log.md, "The GPU recipe on LibriSpeech"). Without ``--calib`` and
 ``--stats-audio``, the rates come from the bundled calibration set (host/assets/calib) and the tiles from it together
-with the bundled statistics set (host/assets/stats; docs/pruning.md, "A shippable statistics set").
+with the bundled statistics set (host/assets/stats; docs/pruning-log.md, "A shippable statistics set").
 ``--rates-from PACKAGE`` takes the per-layer rates from another package instead (e.g. the default's, for a model
 from ``python -m model.rotate``).
 """

@@ -10,7 +10,7 @@ squares ``diag(X^T X)_k W_kn^2`` (the diagonal part of the ``act`` tile score) t
 keeping a swap only when it lowers that share. The tile choice and compensation then run as before on the
 reordered weights. The package records each group's order (``permutation``) and :func:`reorder` applies it again:
 ``model.distill`` reorders its dense teacher the same way, so that per-dim targets line up. Measured, cell by cell:
-docs/pruning.md, "Reordering the weights for the tiles" (session 40) and the sessions after it.
+docs/pruning-log.md, "Reordering the weights for the tiles" (session 40) and the sessions after it.
 
 Like the channel permutations for 2:4 sparsity (Pool and Yu, "Channel Permutations for N:M Sparsity", NeurIPS
 2021), applied to array-shaped tiles. Heads' own order is not changed (it cannot regroup tiles: a head's width is a

@@ -25,7 +25,7 @@ it as the teacher (``--model``; a package records the digest of the weights it w
 refuses another teacher). The statistics are the inputs' Gram matrices on unlabelled audio (default: the bundled
 calibration and statistics sets, as the exporter's tiles use), cached as the exporter caches them (the same file:
 after a default export of the same weights the command reads them instead of running the audio again).
-Measured: docs/pruning.md, "Rotated heads".
+Measured: docs/pruning-log.md, "Rotated heads".
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ The pool **unseen clean** (``POOLS``: report + train3 + clean12, every clean-sub
 is added when a package's rows span two or more of them: evaluate each folder, then give a package's CSVs
 together (``--together``) over the dense model's CSVs of the same folders. The pool **selection + other10** is
 the selection set since session 36: the selection half alone is one speaker (103) in most of its words, the least
-sensitive of 16 speakers in every cell measured (docs/pruning.md, "22 more LibriSpeech speakers").
+sensitive of 16 speakers in every cell measured (docs/pruning-log.md, "22 more LibriSpeech speakers").
 
     python -m model.splits --csv EVAL.csv [EVAL2.csv ...] [--base DENSE.csv ...]   # per group WER (points over base)
     python -m model.splits --together --csv HALVES.csv TRAIN3.csv DEVTEST.csv --base D1.csv D2.csv D3.csv

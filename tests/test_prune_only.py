@@ -1,5 +1,5 @@
 """``--prune-only``: a diagnostic package pruned in some layers only, at the full allocation's rates, the rest
-dense (docs/pruning.md, "Where the 20 % loss comes from")."""
+dense (docs/pruning-log.md, "Where the 20 % loss comes from")."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """``--rates-from PACKAGE``: an export at another package's per-layer rates instead of its own allocation
-(docs/pruning.md, "The default's rates for the rotated model")."""
+(docs/pruning-log.md, "The default's rates for the rotated model")."""
 
 from __future__ import annotations
 

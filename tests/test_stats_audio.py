@@ -1,5 +1,5 @@
 """``--stats-audio``: the tiles are chosen and compensated on the statistics of other unlabelled audio, while the
-per-layer rates still come from the calibration audio (docs/pruning.md, "The GPU recipe on LibriSpeech")."""
+per-layer rates still come from the calibration audio (docs/pruning-log.md, "The GPU recipe on LibriSpeech")."""
 
 from __future__ import annotations
 
