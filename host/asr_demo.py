@@ -56,7 +56,7 @@ from host.longform import (  # noqa: E402
     window_name,
 )
 from host.package import PackageError, load_package  # noqa: E402
-from host.recommended_exports import cell_name, cells, recommended  # noqa: E402
+from host.recommended_exports import PLAIN, ExportChoice, cell_name, cells, recommended  # noqa: E402
 from host.report import figure, format_table, window_report, work_summary, write_json  # noqa: E402
 from host.session import Session  # noqa: E402
 from host.text_normalize import normalize  # noqa: E402
@@ -131,17 +131,14 @@ def build_package(
     calib: List[Path],
     model: Optional[Path] = None,
     rates_from: Optional[Path] = None,
-    permute: bool = False,
-    drop_dead: bool = False,
+    choice: ExportChoice = PLAIN,
 ) -> None:
     """Write the package ``path`` with the offline builder (``python -m model.export``, :func:`run_offline`), at
-    the per-layer rates of the package ``rates_from`` if given (else allocated by the sensitivity analysis), the
-    weights reordered for the tiles first if ``permute``, the tiles a pruned partner makes dead pruned first if
-    ``drop_dead``."""
+    the per-layer rates of the package ``rates_from`` if given (else allocated by the sensitivity analysis), with
+    ``choice``'s reordering and dead tiles (its rates are what ``rates_from`` carries)."""
     args = ["--tile", str(array), "--sparsity", str(sparsity), "--method", method]
     args += ["--rates-from", str(rates_from)] if rates_from else ["--sensitivity", SENSITIVITY] if sparsity > 0 else []
-    args += (["--model", str(model)] if model else []) + (["--permute"] if permute else [])
-    args += ["--drop-dead"] if drop_dead else []
+    args += (["--model", str(model)] if model else []) + choice.export_flags()
     args += ["--calib", *map(str, calib)] if calib else []
     run_offline(BUILDER, args, path, "weight package", ("--package", "PKG"))
 
@@ -180,25 +177,19 @@ def default_package(
     method: str,
     calib: List[Path],
     model: Optional[Path] = None,
-    model_rates: str = "own",
-    permute: bool = False,
-    drop_dead: bool = False,
+    choice: ExportChoice = PLAIN,
 ) -> Path:
     """Build (once) and cache a package for ``array`` and ``sparsity`` from ``model``'s weights (default: the
     pip-installed Whisper tiny.en), calibrated on ``calib`` (default: the bundled real-speech sets,
     host/assets/calib for the rates and with host/assets/stats for the tiles, as ``model.export``); other weights
-    are pruned at their own rates, or with ``model_rates="default"`` at those of the default weights' package
-    (built first, named in the tag by its digest), the weights reordered for the tiles first if ``permute``
-    (the default's package of rates is not reordered), dead tiles pruned first if ``drop_dead`` (``model.export
-    --drop-dead``); a cached package that does not load (corrupt, or an older
-    format) is rebuilt."""
+    are pruned as ``choice`` says: at their own rates, or at those of the default weights' package (built first,
+    named in the tag by its digest; it is not reordered), reordered for the tiles first, dead tiles first; a cached
+    package that does not load (corrupt, or an older format) is rebuilt."""
     audio = package_audio(calib)
-    by_default = model and sparsity > 0 and model_rates == "default"
+    by_default = model and sparsity > 0 and choice.model_rates == "default"
     rates_from = default_package(array, sparsity, method, calib) if by_default else None
     rates = f"rates-{file_digest(rates_from)[:8]}" if rates_from else SENSITIVITY  # how the rates were chosen
-    order = "-permute" if permute else ""  # the weights reordered for the tiles before pruning
-    order += "-dropdead" if drop_dead else ""  # the tiles a pruned partner makes dead pruned first
-    tag = f"s{sparsity:.2f}-{method}-{rates}{order}-{calibration_tag(audio)}" if sparsity > 0 else "dense"
+    tag = f"s{sparsity:.2f}-{method}-{rates}{choice.tag()}-{calibration_tag(audio)}" if sparsity > 0 else "dense"
     tag += f"-{model_tag(model)}" if model else ""
     path = cache_root() / "packages" / f"whisper-tiny.en-{array}x{array}-{tag}.sasp"
     if path.exists():
@@ -207,9 +198,7 @@ def default_package(
             return path
         except PackageError as e:
             print(f"rebuilding the cached package: {e}", file=sys.stderr)
-    build_package(
-        path, array, sparsity, method, calib, model, rates_from=rates_from, permute=permute, drop_dead=drop_dead
-    )
+    build_package(path, array, sparsity, method, calib, model, rates_from=rates_from, choice=choice)
     return path
 
 
@@ -318,8 +307,8 @@ def apply_recommended(ap: cli.Parser, args: argparse.Namespace) -> None:
         recipe = recommended(array, args.sparsity)
     except ValueError as e:
         ap.error(f"argument --recommended: {e}")
-    args.rotate, args.model_rates = True, recipe.model_rates
-    args.permute, args.drop_dead = recipe.permute, recipe.drop_dead
+    args.rotate, args.model_rates = True, recipe.choice.model_rates
+    args.permute, args.drop_dead = recipe.choice.permute, recipe.choice.drop_dead
     print(
         f"--recommended at {cell_name(array, args.sparsity)}: {recipe.flags()} ({recipe.name})",
         file=sys.stderr,
@@ -467,9 +456,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         list_audio_files(*args.calib)  # a missing or empty calibration folder stops here, not after minutes
     try:
         model = rotated_model(args.model, package_audio(args.calib)) if args.rotate else args.model
-        package_path = args.package or default_package(
-            array, args.sparsity, args.method, args.calib, model, args.model_rates, args.permute, args.drop_dead
-        )
+        choice = ExportChoice(args.model_rates, args.permute, args.drop_dead)
+        package_path = args.package or default_package(array, args.sparsity, args.method, args.calib, model, choice)
         package = load_package(package_path, expect_tile=(array, array))
         # the emulated kernel is the chosen board's build (its activation chunk), as the overlay would be
         kwargs = {"pynq": {"bitfile": args.bitfile, "board": board}, "emulated": {"board": board}}.get(args.backend, {})

@@ -1,4 +1,6 @@
-"""The export flags that docs/pruning.md recommends per cell without training, the one table of them.
+"""How the demo prunes weights other than the pip's (``ExportChoice``: one value for its ``--model-rates``,
+``--permute`` and ``--drop-dead``), and the choices that docs/pruning.md recommends per cell without training, the
+one table of them.
 
 Each cell (array size, sparsity) names the demo's flags of the package that won its pre-registered rule on the
 genuine LibriSpeech halves (docs/pruning.md, "Which package to build, per cell", whose table is checked against
@@ -9,35 +11,59 @@ measured has no entry. The distilled recommendations need ``model.distill`` and 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Tuple
+from typing import Dict, List, Tuple
+
+
+@dataclass(frozen=True)
+class ExportChoice:
+    """How a demo package prunes weights other than the pip's (``--model`` or ``--rotate``): at their own per-layer
+    rates or the default package's (``--model-rates``), reordered for the tiles first (``--permute``), the tiles a
+    pruned partner makes dead first (``--drop-dead``)."""
+
+    model_rates: str = "own"  # "own", or "default": the default weights' package's per-layer rates
+    permute: bool = False
+    drop_dead: bool = False
+
+    def demo_flags(self) -> List[str]:
+        """The demo's options for this choice."""
+        rates = ["--model-rates", "default"] if self.model_rates == "default" else []
+        return rates + self.export_flags()
+
+    def export_flags(self) -> List[str]:
+        """``model.export``'s options for it, besides the rates (``--rates-from`` names the default's package)."""
+        return ["--permute"] * self.permute + ["--drop-dead"] * self.drop_dead
+
+    def tag(self) -> str:
+        """Its part of a cached package's name (the rates are named apart, by the rates package's digest)."""
+        return "-permute" * self.permute + "-dropdead" * self.drop_dead
+
+
+PLAIN = ExportChoice()  # the weights' own rates, not reordered, dead tiles not first
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """The demo's options for one cell's package (``--rotate``, ``--model-rates``, ``--permute``, ``--drop-dead``)."""
+    """One cell's recommended package: the rotated weights (``--rotate``) pruned by ``choice``."""
 
     name: str  # the package's name in docs/pruning.md
-    model_rates: str = "own"  # the rotated weights' own per-layer rates, or the default package's ("default")
-    permute: bool = False
-    drop_dead: bool = False
+    choice: ExportChoice = PLAIN
 
     def flags(self) -> str:
         """The demo's flags, as the docs' table writes them."""
-        words = ["--rotate"] + (["--model-rates", "default"] if self.model_rates == "default" else [])
-        return " ".join(words + ["--permute"] * self.permute + ["--drop-dead"] * self.drop_dead)
+        return " ".join(["--rotate", *self.choice.demo_flags()])
 
 
-_FPX = dict(model_rates="default", permute=True, drop_dead=True)
+_FPX = ExportChoice("default", permute=True, drop_dead=True)
 
 RECOMMENDED: Dict[Tuple[int, float], Recipe] = {
     (8, 0.10): Recipe("R8-10"),
-    (8, 0.20): Recipe("R8-20FX", model_rates="default", drop_dead=True),
-    (8, 0.25): Recipe("R8-25FPX", **_FPX),
-    (8, 0.30): Recipe("R8-30FPX", **_FPX),
-    (16, 0.10): Recipe("R16-10F", model_rates="default"),
-    (16, 0.20): Recipe("R16-20FPX", **_FPX),
-    (16, 0.25): Recipe("R16-25FPX", **_FPX),
-    (16, 0.30): Recipe("R16-30FPX", **_FPX),
+    (8, 0.20): Recipe("R8-20FX", ExportChoice("default", drop_dead=True)),
+    (8, 0.25): Recipe("R8-25FPX", _FPX),
+    (8, 0.30): Recipe("R8-30FPX", _FPX),
+    (16, 0.10): Recipe("R16-10F", ExportChoice("default")),
+    (16, 0.20): Recipe("R16-20FPX", _FPX),
+    (16, 0.25): Recipe("R16-25FPX", _FPX),
+    (16, 0.30): Recipe("R16-30FPX", _FPX),
 }
 
 

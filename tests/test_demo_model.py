@@ -11,6 +11,10 @@ import pytest
 
 import host.asr_demo as demo
 from host import cli
+from host.recommended_exports import PLAIN, ExportChoice
+
+AT_DEFAULT = ExportChoice("default")  # the default package's per-layer rates
+PERMUTED = ExportChoice("default", permute=True)
 
 
 def test_packages_from_other_weights_are_cached_apart_and_built_from_them(monkeypatch, tmp_path):
@@ -34,10 +38,10 @@ def fake_builder(monkeypatch, tmp_path) -> list:
     tiles first; each writes a file that names itself, so a package's digest follows its name."""
     built = []
 
-    def build(path, *a, rates_from=None, permute=False, drop_dead=False):
+    def build(path, *a, rates_from=None, choice=PLAIN):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"package of " + path.name.encode())
-        built.append((path.name, a[-1], rates_from, permute) + (("drop-dead",) if drop_dead else ()))
+        built.append((path.name, a[-1], rates_from, choice.permute) + (("drop-dead",) if choice.drop_dead else ()))
 
     monkeypatch.setattr(demo, "cache_root", lambda: tmp_path)
     monkeypatch.setattr(demo, "load_package", lambda *a, **k: None)
@@ -50,7 +54,7 @@ def test_the_default_packages_rates_are_built_first_and_named(monkeypatch, tmp_p
     weights = tmp_path / "rotated.pt"
     weights.write_bytes(b"rotated weights")
     own = demo.default_package(8, 0.2, "act-ls", [], weights)
-    at_default = demo.default_package(8, 0.2, "act-ls", [], weights, "default")
+    at_default = demo.default_package(8, 0.2, "act-ls", [], weights, AT_DEFAULT)
     plain = demo.default_package(8, 0.2, "act-ls", [])
     assert at_default not in (own, plain) and demo.model_tag(weights) in at_default.name
     assert f"rates-{demo.file_digest(plain)[:8]}" in at_default.name
@@ -60,7 +64,7 @@ def test_the_default_packages_rates_are_built_first_and_named(monkeypatch, tmp_p
         (plain.name, None, None, False),
         (at_default.name, weights, plain, False),
     ]
-    assert demo.default_package(8, 0.0, "act-ls", [], weights, "default").name.startswith("whisper-tiny.en-8x8-dense")
+    assert demo.default_package(8, 0.0, "act-ls", [], weights, AT_DEFAULT).name.startswith("whisper-tiny.en-8x8-dense")
 
 
 def test_the_builder_is_given_the_weights(monkeypatch, tmp_path):
@@ -110,8 +114,8 @@ def test_permute_is_handed_to_the_builder_and_names_the_package(monkeypatch, tmp
     built = fake_builder(monkeypatch, tmp_path)
     weights = tmp_path / "rotated.pt"
     weights.write_bytes(b"rotated weights")
-    at_default = demo.default_package(16, 0.2, "act-ls", [], weights, "default")
-    permuted = demo.default_package(16, 0.2, "act-ls", [], weights, "default", permute=True)
+    at_default = demo.default_package(16, 0.2, "act-ls", [], weights, AT_DEFAULT)
+    permuted = demo.default_package(16, 0.2, "act-ls", [], weights, PERMUTED)
     assert permuted != at_default and "-permute-" in permuted.name and "-permute-" not in at_default.name
     plain = tmp_path / "packages" / built[0][0]
     # the package of rates is the plain default, built once and not reordered; only the last build reorders
@@ -125,17 +129,17 @@ def test_permute_is_handed_to_the_builder_and_names_the_package(monkeypatch, tmp
 def test_the_builder_is_asked_to_permute(monkeypatch, tmp_path):
     monkeypatch.setattr(demo, "find_spec", lambda name: None)
     with pytest.raises(cli.UserError, match="--sensitivity held-out --permute --out PKG"):
-        demo.build_package(Path("p.sasp"), 8, 0.2, "act-ls", [], permute=True)
+        demo.build_package(Path("p.sasp"), 8, 0.2, "act-ls", [], choice=ExportChoice(permute=True))
     with pytest.raises(cli.UserError, match="--sensitivity held-out --permute --drop-dead --out PKG"):
-        demo.build_package(Path("p.sasp"), 8, 0.2, "act-ls", [], permute=True, drop_dead=True)
+        demo.build_package(Path("p.sasp"), 8, 0.2, "act-ls", [], choice=ExportChoice(permute=True, drop_dead=True))
 
 
 def test_drop_dead_is_handed_to_the_builder_and_names_the_package(monkeypatch, tmp_path):
     built = fake_builder(monkeypatch, tmp_path)
     weights = tmp_path / "rotated.pt"
     weights.write_bytes(b"rotated weights")
-    permuted = demo.default_package(16, 0.2, "act-ls", [], weights, "default", permute=True)
-    dropped = demo.default_package(16, 0.2, "act-ls", [], weights, "default", permute=True, drop_dead=True)
+    permuted = demo.default_package(16, 0.2, "act-ls", [], weights, PERMUTED)
+    dropped = demo.default_package(16, 0.2, "act-ls", [], weights, ExportChoice("default", True, True))
     assert dropped != permuted and "-permute-dropdead-" in dropped.name and "dropdead" not in permuted.name
     plain = tmp_path / "packages" / built[0][0]
     assert built[1:] == [(permuted.name, weights, plain, True), (dropped.name, weights, plain, True, "drop-dead")]
@@ -200,7 +204,7 @@ def test_rotate_prunes_the_rotated_weights(monkeypatch, tmp_path, capsys):
     assert demo.main(["--sparsity", "0.2", "--rotate", "--model-rates", "default", "--permute", "--drop-dead"]) == 2
     assert asked == [
         (None, list(demo.DEFAULT_TILE_AUDIO)),
-        (8, 0.2, "act-ls", [], tmp_path / "r.pt", "default", True, True),
+        (8, 0.2, "act-ls", [], tmp_path / "r.pt", ExportChoice("default", True, True)),
     ]
     assert "stop here" in capsys.readouterr().err
 

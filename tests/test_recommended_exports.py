@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from host import asr_demo as demo
-from host.recommended_exports import RECOMMENDED, Recipe, recommended
+from host.recommended_exports import RECOMMENDED, ExportChoice, Recipe, recommended
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "pruning.md"
 SECTION = "### Which package to build, per cell"
@@ -33,7 +33,7 @@ def test_the_code_table_is_the_docs_table():
 
 def test_flags_are_the_demos_options():
     assert Recipe("x").flags() == "--rotate"
-    assert Recipe("x", "default", permute=True, drop_dead=True).flags() == (
+    assert Recipe("x", ExportChoice("default", permute=True, drop_dead=True)).flags() == (
         "--rotate --model-rates default --permute --drop-dead"
     )
 
@@ -48,8 +48,7 @@ def test_a_cell_without_a_measurement_names_the_measured_ones():
 def test_the_demo_applies_the_cell_of_its_board(board, array, sparsity):
     args = demo.parse_args(["--recommended", "--board", board, "--sparsity", sparsity])
     recipe = recommended(array, float(sparsity))
-    chosen = (args.rotate, args.model_rates, args.permute, args.drop_dead)
-    assert chosen == (True, recipe.model_rates, recipe.permute, recipe.drop_dead)
+    assert ExportChoice(args.model_rates, args.permute, args.drop_dead) == recipe.choice and args.rotate
 
 
 def test_the_demo_applies_the_cell_of_its_array_and_says_so(capsys):
