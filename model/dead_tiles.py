@@ -41,13 +41,14 @@ def partner_of(name: str) -> Optional[Tuple[str, str]]:
     return None
 
 
-def sources_of(names: Sequence[str]) -> Dict[str, str]:
-    """``{partner: source}`` for every source in ``names`` whose partner is in ``names`` too."""
+def sources_of(names: Sequence[str]) -> Dict[str, Tuple[str, str]]:
+    """``{partner: (source, axis)}`` for every source in ``names`` whose partner is in ``names`` too (``axis`` as
+    :func:`partner_of`'s)."""
     found = {}
     for name in names:
         pair = partner_of(name)
         if pair is not None and pair[0] in names:
-            found[pair[0]] = name
+            found[pair[0]] = (name, pair[1])
     return found
 
 

@@ -35,7 +35,7 @@ from host.whisper import gemm_operands
 from host.whisper_layers import DEFAULT_PRUNABLE, layer_rows
 from host.whisper_weights import WhisperWeights
 from model.calibrate import CalibStats, collect_stats
-from model.dead_tiles import dead_tiles, partner_of, sources_of
+from model.dead_tiles import dead_tiles, sources_of
 from model.package_inputs import input_digests
 from model.permute import permute_for_tiles
 from model.pipeline import (
@@ -267,7 +267,7 @@ def prune_weights(
     elif sequential:
         units = sequential_prune(weights, calibration_clips(weights, sequential), tile, rates, method, damp)
     desc = f"pruning ({method})" if any(r > 0 for r in rates.values()) else "dense: no pruning"
-    source = sources_of(list(ops)) if drop_dead else {}  # {partner: source}: the sources are pruned first
+    source = sources_of(list(ops)) if drop_dead else {}  # {partner: (source, axis)}: the sources are pruned first
     for name in tqdm(sorted(ops, key=lambda n: n in source), desc=desc, unit="layer"):
         w = ops[name][0]
         if name in units:
@@ -278,8 +278,8 @@ def prune_weights(
             gram = stats.gram[name] if stats is not None else None
             dead = None
             if name in source:
-                src = source[name]
-                dead = dead_tiles(keeps[src], ops[src][1], partner_of(src)[1], tile, w.shape)
+                src, axis = source[name]
+                dead = dead_tiles(keeps[src], ops[src][1], axis, tile, w.shape)
             res = prune_layer(w, tile, rate, method, gram, damp, dead if dead is not None and dead.any() else None)
             pruned[name], keeps[name] = res.weight, res.keep
         else:
