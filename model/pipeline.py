@@ -293,8 +293,9 @@ class ExportConfig:
         """The GEMM layers of ``names`` that ``prunable`` selects (never the logits)."""
         return [n for n in names if is_prunable(n, self.prunable)]
 
-    def metadata(self) -> Dict[str, Any]:
-        """The JSON form saved in the package (``cache_dir`` left out: it does not change the package)."""
+    def metadata(self, opt_in: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+        """The JSON form saved in the package (``cache_dir`` left out: it does not change the package); ``opt_in``:
+        :meth:`opt_in`'s result where the caller has it (it hashes a ``rates_from`` package)."""
         return {
             "tile": list(self.tile),
             "sparsity": self.sparsity,
@@ -304,7 +305,7 @@ class ExportConfig:
             "uniform": self.uniform,
             "damp": self.damp,
             "pattern": self.pattern,
-            **self.opt_in(),
+            **(self.opt_in() if opt_in is None else opt_in),
             "model": self.model,
             "source": self.source or self.model or DEFAULT_SOURCE,
         }
