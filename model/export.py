@@ -358,8 +358,7 @@ def export_package(out: Path, weights: WhisperWeights, cfg: ExportConfig) -> Pat
     )
     tensors, info = package_tensors(weights, gemm_w, keeps, cfg.tile)
     tile_counts = {n: (i["k"], i["n"], i["tiles_kept"], i["tiles_total"]) for n, i in info.items()}
-    opt_in = cfg.opt_in()  # hashes a --rates-from package: once
-    pruned, saved = cfg.sparsity > 0, cfg.metadata(opt_in)
+    pruned, saved = cfg.sparsity > 0, cfg.metadata()
     meta = {
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
@@ -370,7 +369,7 @@ def export_package(out: Path, weights: WhisperWeights, cfg: ExportConfig) -> Pat
         "mac_sparsity": counted_mac_sparsity(tile_counts, cfg.prunable),
         "allocation": "uniform" if cfg.uniform else "package" if cfg.rates_from is not None else "sensitivity",
         **({"pattern": cfg.pattern} if cfg.pattern != "free" and pruned else {}),
-        **(opt_in if pruned else {}),
+        **(cfg.opt_in() if pruned else {}),
         **({"permuted_groups": shares, "permutation": orders} if shares else {}),
         **({"rate_search": plan.search} if plan.search else {}),
         "prunable": cfg.prunable,

@@ -10,6 +10,7 @@ import argparse
 import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -268,11 +269,17 @@ class ExportConfig:
             **({"prune_only": self.prune_only} if self.prune_only else {}),
             **({"stats_audio": [str(p) for p in self.tile_audio]} if self.tile_audio else {}),
             **(
-                {"rates_from": str(self.rates_from), "rates_from_digest": file_digest(self.rates_from)}
+                {"rates_from": str(self.rates_from), "rates_from_digest": self.rates_from_digest}
                 if self.rates_from is not None
                 else {}
             ),
         }
+
+    @cached_property
+    def rates_from_digest(self) -> Optional[str]:
+        """SHA-256 of the ``rates_from`` package, read once per config (an export calls :meth:`opt_in` for the
+        saved config and again for the package's metadata)."""
+        return file_digest(self.rates_from) if self.rates_from is not None else None
 
     @property
     def tile_audio(self) -> Tuple[Path, ...]:
@@ -293,9 +300,8 @@ class ExportConfig:
         """The GEMM layers of ``names`` that ``prunable`` selects (never the logits)."""
         return [n for n in names if is_prunable(n, self.prunable)]
 
-    def metadata(self, opt_in: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-        """The JSON form saved in the package (``cache_dir`` left out: it does not change the package); ``opt_in``:
-        :meth:`opt_in`'s result where the caller has it (it hashes a ``rates_from`` package)."""
+    def metadata(self) -> Dict[str, Any]:
+        """The JSON form saved in the package (``cache_dir`` left out: it does not change the package)."""
         return {
             "tile": list(self.tile),
             "sparsity": self.sparsity,
@@ -305,7 +311,7 @@ class ExportConfig:
             "uniform": self.uniform,
             "damp": self.damp,
             "pattern": self.pattern,
-            **(self.opt_in() if opt_in is None else opt_in),
+            **self.opt_in(),
             "model": self.model,
             "source": self.source or self.model or DEFAULT_SOURCE,
         }
