@@ -6,8 +6,13 @@ sensitivity analysis can round differently and move a few tiles (docs/pruning.md
 records in each package (``inputs``) the SHA-256 of each input in the order the pipeline uses them: the weights
 pruned (after ``--model``, before ``--permute``), the calibration statistics (which choose the rates), the per-layer
 rates, the statistics that choose and compensate the tiles. ``python -m model.package_inputs A.sasp B.sasp`` names
-the first input where two packages part, the export options (``model.export``'s flags and paths) that differ, and
-how many layers keep the same tiles.
+the first input where two packages part, the export options (``model.export``'s flags and paths) that differ, how
+many reordered groups got the same unit order (``--permute``) and how many layers keep the same tiles.
+
+Measured (docs/pruning-log.md, session 55): statistics computed with one BLAS thread instead of two differ in the
+last bit of half their entries; exports without ``--permute`` keep every tile with either, while ``--permute``'s
+search (random swaps, each kept when it lowers a proxy, so one decision taken otherwise changes all that follow)
+gives 14 of 17 groups another order at 16x16 / 25 % and moves the tiles of 14 of 67 layers.
 """
 
 from __future__ import annotations
@@ -90,6 +95,11 @@ def compare(paths: Sequence[Path]) -> List[str]:
     differ = [f"{k} ({options[0].get(k, '-')} / {options[1].get(k, '-')})" for k in sorted(set().union(*options))
               if options[0].get(k) != options[1].get(k)]  # fmt: skip
     out.append(f"export options that differ: {'; '.join(differ) if differ else 'none'}")
+    orders = [p.metadata.get("permutation", {}) for p in (a, b)]
+    if any(orders):
+        groups = set(orders[0]) | set(orders[1])
+        same = sum(orders[0].get(g) == orders[1].get(g) for g in groups)
+        out.append(f"unit orders (--permute): {same} of {len(groups)} reordered groups the same")
     out.append(f"layers keeping the same tiles: {same_tiles(a, b)} of {len(a.layers)}")
     return out
 

@@ -74,3 +74,22 @@ def test_a_missing_package_is_one_line_and_exit_2(tmp_path, capsys):
     assert main([str(tmp_path / "none.sasp"), str(built)]) == 2
     err = capsys.readouterr().err
     assert "weight package not found" in err and err.count("\n") == 1
+
+
+def test_reordered_groups_with_the_same_unit_order_are_counted(tmp_path, monkeypatch):
+    """``--permute`` packages: the groups whose unit order is the same in both (all of them for one build twice,
+    fewer for other statistics); packages without a reordering print no such line."""
+    from model import export as export_module
+
+    weights = make_tiny_whisper(d=32, seed=3)
+    made = {}
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        monkeypatch.setattr(export_module, "calibration", lambda w, cfg, s=seed: (random_stats(w, seed=s), []))
+        cfg = ExportConfig((4, 4), 0.5, "act-ls", calib=(tmp_path,), uniform=True, permute=True, cache_dir=None)
+        made[name] = export_package(tmp_path / f"{name}.sasp", weights, cfg)
+    groups = len(load_package(made["a"]).metadata["permutation"])
+    same = [line for line in compare([made["a"], made["b"]]) if line.startswith("unit orders")]
+    assert groups > 0 and same == [f"unit orders (--permute): {groups} of {groups} reordered groups the same"]
+    other = next(line for line in compare([made["a"], made["c"]]) if line.startswith("unit orders"))
+    assert int(other.split(": ")[1].split(" of ")[0]) < groups
+    assert not any(line.startswith("unit orders") for line in compare([export(tmp_path, "p"), export(tmp_path, "q")]))
