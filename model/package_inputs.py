@@ -9,10 +9,10 @@ rates, the statistics that choose and compensate the tiles. ``python -m model.pa
 the first input where two packages part, the export options (``model.export``'s flags and paths) that differ, how
 many reordered groups got the same unit order (``--permute``) and how many layers keep the same tiles.
 
-Measured (docs/pruning-log.md, session 55): statistics computed with one BLAS thread instead of two differ in the
-last bit of half their entries; exports without ``--permute`` keep every tile with either, while ``--permute``'s
-search (random swaps, each kept when it lowers a proxy, so one decision taken otherwise changes all that follow)
-gives 14 of 17 groups another order at 16x16 / 25 % and moves the tiles of 14 of 67 layers.
+Measured with it (docs/pruning-log.md, session 55): statistics computed with one BLAS thread instead of two differ
+in the last bit of half their entries; exports without ``--permute`` keep every tile with either, and ``--permute``
+does too since its search keeps no swap whose gain is rounding (``model.permute.MARGIN``; before, 14 of 17 groups got
+another order at 16x16 / 25 % and the tiles of 14 of 67 layers moved).
 """
 
 from __future__ import annotations
