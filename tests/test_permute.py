@@ -17,7 +17,7 @@ from host.cli import UserError
 from host.package import load_package
 from host.whisper import gemm_operands
 from host.whisper_layers import LOGITS_LAYER
-from model.calibrate import CalibStats
+from model.calibrate import STORED_DTYPE, CalibStats
 from model.permute import perm_groups, permute_for_tiles, reorder
 from model.pipeline import ExportConfig
 
@@ -81,12 +81,11 @@ def test_the_order_does_not_follow_the_statistics_last_bit(model, stats):
     rng = np.random.default_rng(0)
 
     def last_bit(g: np.ndarray) -> np.ndarray:
-        g32 = g.astype(np.float32)
-        return np.where(rng.random(g.shape) < 0.5, np.nextafter(g32, np.float32(np.inf)), g32).astype(np.float64)
+        g32 = g.astype(STORED_DTYPE)
+        return np.where(rng.random(g.shape) < 0.5, np.nextafter(g32, STORED_DTYPE(np.inf)), g32).astype(np.float64)
 
-    as_stored = {n: g.astype(np.float32).astype(np.float64) for n, g in stats.gram.items()}
-    stored = CalibStats(as_stored, stats.rows, stats.odd)
-    other = CalibStats({n: last_bit(g) for n, g in stats.gram.items()}, stats.rows, stats.odd)
+    stored = stats.as_stored()
+    other = CalibStats({n: last_bit(g) for n, g in stored.gram.items()}, stored.rows, stored.odd)
     orders = [permute_for_tiles(model, s, rates_of(model, 0.4), TILE, swaps=5000)[3] for s in (stored, other)]
     assert orders[0].keys() == orders[1].keys() and len(orders[0]) > 0
     assert all(orders[0][g] == orders[1][g] for g in orders[0])
