@@ -37,7 +37,7 @@ from host.whisper_weights import WhisperWeights
 from model.calibrate import CalibStats, collect_stats
 from model.dead_tiles import dead_tiles, sources_of
 from model.package_inputs import input_digests
-from model.permute import permute_for_tiles
+from model.permute import permute_for_tiles, search_record
 from model.pipeline import (
     SHARED_OPTIONS,
     ExportConfig,
@@ -370,7 +370,7 @@ def export_package(out: Path, weights: WhisperWeights, cfg: ExportConfig) -> Pat
         "allocation": "uniform" if cfg.uniform else "package" if cfg.rates_from is not None else "sensitivity",
         **({"pattern": cfg.pattern} if cfg.pattern != "free" and pruned else {}),
         **(cfg.opt_in() if pruned else {}),
-        **({"permuted_groups": shares, "permutation": orders} if shares else {}),
+        **({"permuted_groups": shares, "permutation": orders, "permute_search": search_record()} if shares else {}),
         **({"rate_search": plan.search} if plan.search else {}),
         "prunable": cfg.prunable,
         "quantization": QUANT_SCHEME,

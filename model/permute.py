@@ -40,6 +40,11 @@ SEED = 0
 MARGIN = 1e-9
 
 
+def search_record() -> Dict[str, float]:
+    """The search :func:`permute_for_tiles` runs by default, as a package records it (``permute_search``)."""
+    return {"swaps": SWAPS, "seed": SEED, "margin": MARGIN}
+
+
 @dataclass(frozen=True)
 class PermGroup:
     """Layers that one reordering of ``size`` units moves together: ``(layer, axis)`` with axis ``out`` (the

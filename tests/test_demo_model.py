@@ -10,11 +10,16 @@ from pathlib import Path
 import pytest
 
 import host.asr_demo as demo
-from host import cli
-from host.recommended_exports import PLAIN, ExportChoice
+from host import cli, recommended_exports
+from host.recommended_exports import PERMUTE_SEARCH_REVISION, PLAIN, ExportChoice
 
 AT_DEFAULT = ExportChoice("default")  # the default package's per-layer rates
 PERMUTED = ExportChoice("default", permute=True)
+
+
+def searched_tag() -> str:
+    """The part of a ``--permute`` package's cached name that names the order search's revision."""
+    return f"-permute{PERMUTE_SEARCH_REVISION}-"
 
 
 def test_packages_from_other_weights_are_cached_apart_and_built_from_them(monkeypatch, tmp_path):
@@ -116,7 +121,7 @@ def test_permute_is_handed_to_the_builder_and_names_the_package(monkeypatch, tmp
     weights.write_bytes(b"rotated weights")
     at_default = demo.default_package(16, 0.2, "act-ls", [], weights, AT_DEFAULT)
     permuted = demo.default_package(16, 0.2, "act-ls", [], weights, PERMUTED)
-    assert permuted != at_default and "-permute-" in permuted.name and "-permute-" not in at_default.name
+    assert permuted != at_default and searched_tag() in permuted.name and "-permute" not in at_default.name
     plain = tmp_path / "packages" / built[0][0]
     # the package of rates is the plain default, built once and not reordered; only the last build reorders
     assert built == [
@@ -124,6 +129,20 @@ def test_permute_is_handed_to_the_builder_and_names_the_package(monkeypatch, tmp
         (at_default.name, weights, plain, False),
         (permuted.name, weights, plain, True),
     ]
+
+
+def test_a_package_of_an_older_order_search_is_built_again(monkeypatch, tmp_path):
+    """A cached ``--permute`` package is named by the search revision that built it: after the search changes, the
+    demo builds a new one instead of using the old search's."""
+    built = fake_builder(monkeypatch, tmp_path)
+    weights = tmp_path / "rotated.pt"
+    weights.write_bytes(b"rotated weights")
+    monkeypatch.setattr(recommended_exports, "PERMUTE_SEARCH_REVISION", 1)
+    old = demo.default_package(16, 0.2, "act-ls", [], weights, PERMUTED)
+    monkeypatch.setattr(recommended_exports, "PERMUTE_SEARCH_REVISION", PERMUTE_SEARCH_REVISION)
+    new = demo.default_package(16, 0.2, "act-ls", [], weights, PERMUTED)
+    assert old.exists() and new == old.with_name(old.name.replace("-permute1-", searched_tag()))
+    assert [b[0] for b in built if b[3]] == [old.name, new.name]
 
 
 def test_the_builder_is_asked_to_permute(monkeypatch, tmp_path):
@@ -140,7 +159,8 @@ def test_drop_dead_is_handed_to_the_builder_and_names_the_package(monkeypatch, t
     weights.write_bytes(b"rotated weights")
     permuted = demo.default_package(16, 0.2, "act-ls", [], weights, PERMUTED)
     dropped = demo.default_package(16, 0.2, "act-ls", [], weights, ExportChoice("default", True, True))
-    assert dropped != permuted and "-permute-dropdead-" in dropped.name and "dropdead" not in permuted.name
+    assert dropped != permuted and "dropdead" not in permuted.name
+    assert searched_tag() + "dropdead-" in dropped.name
     plain = tmp_path / "packages" / built[0][0]
     assert built[1:] == [(permuted.name, weights, plain, True), (dropped.name, weights, plain, True, "drop-dead")]
 
