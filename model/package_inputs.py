@@ -7,7 +7,8 @@ records in each package (``inputs``) the SHA-256 of each input in the order the 
 pruned (after ``--model``, before ``--permute``), the calibration statistics (which choose the rates), the per-layer
 rates, the statistics that choose and compensate the tiles. ``python -m model.package_inputs A.sasp B.sasp`` names
 the first input where two packages part, the export options (``model.export``'s flags and paths) that differ, how
-many reordered groups got the same unit order (``--permute``) and how many layers keep the same tiles.
+many reordered groups got the same unit order (``--permute``) and by which search (``permute_search``: proposals,
+seed, margin; not recorded before session 56), and how many layers keep the same tiles.
 
 Measured with it (docs/pruning-log.md, session 55): statistics computed with one BLAS thread instead of two differ
 in the last bit of half their entries; exports without ``--permute`` keep every tile with either, and ``--permute``
@@ -77,6 +78,16 @@ def same_tiles(a: Package, b: Package) -> int:
     return same
 
 
+def search_text(package: Package) -> str:
+    """The unit-order search a package records (``permute_search``), or why there is none."""
+    if not package.metadata.get("permutation"):
+        return "none (no --permute)"
+    search = package.metadata.get("permute_search")
+    if search is None:  # recorded since session 56; the margin came in session 55
+        return "not recorded (exported before session 56)"
+    return ", ".join(f"{k} {v:g}" for k, v in search.items())
+
+
 def compare(paths: Sequence[Path]) -> List[str]:
     """Lines saying where two packages' inputs part (the first differing input), and their layers' tiles."""
     a, b = (load_package(p) for p in paths)
@@ -100,6 +111,9 @@ def compare(paths: Sequence[Path]) -> List[str]:
         groups = set(orders[0]) | set(orders[1])
         same = sum(orders[0].get(g) == orders[1].get(g) for g in groups)
         out.append(f"unit orders (--permute): {same} of {len(groups)} reordered groups the same")
+        searches = [search_text(p) for p in (a, b)]
+        differ = "" if searches[0] == searches[1] else f" / {searches[1]}  DIFFERENT"
+        out.append(f"order search (--permute): {searches[0]}{differ}")
     out.append(f"layers keeping the same tiles: {same_tiles(a, b)} of {len(a.layers)}")
     return out
 

@@ -93,3 +93,23 @@ def test_reordered_groups_with_the_same_unit_order_are_counted(tmp_path, monkeyp
     other = next(line for line in compare([made["a"], made["c"]]) if line.startswith("unit orders"))
     assert int(other.split(": ")[1].split(" of ")[0]) < groups
     assert not any(line.startswith("unit orders") for line in compare([export(tmp_path, "p"), export(tmp_path, "q")]))
+
+
+def test_the_order_search_each_package_used_is_named(tmp_path, monkeypatch):
+    """The search's record (proposals, seed, margin) is printed once when both packages agree, both and DIFFERENT
+    when not, and a package exported before the record existed says so."""
+    from model import export as export_module
+    from model.permute import MARGIN, SEED, SWAPS
+
+    monkeypatch.setattr(export_module, "calibration", lambda w, cfg: (random_stats(w, seed=0), []))
+    cfg = ExportConfig((4, 4), 0.5, "act-ls", calib=(tmp_path,), uniform=True, permute=True, cache_dir=None)
+    new = export_package(tmp_path / "new.sasp", make_tiny_whisper(d=32, seed=3), cfg)
+    tensors, meta = read_tensors(new)
+    old = write_package(tmp_path / "old.sasp", dict(tensors), {k: v for k, v in meta.items() if k != "permute_search"})
+    record = f"swaps {SWAPS:g}, seed {SEED:g}, margin {MARGIN:g}"
+    line = [x for x in compare([new, new]) if x.startswith("order search")]
+    assert line == [f"order search (--permute): {record}"]
+    line = next(x for x in compare([new, old]) if x.startswith("order search"))
+    assert line == f"order search (--permute): {record} / not recorded (exported before session 56)  DIFFERENT"
+    plain = next(x for x in compare([export(tmp_path, "p"), new]) if x.startswith("order search"))
+    assert plain.startswith("order search (--permute): none (no --permute) / swaps")
