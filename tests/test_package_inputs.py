@@ -19,6 +19,15 @@ def export(tmp_path, name: str, seed: int = 3, **kwargs):
     return export_package(tmp_path / f"{name}.sasp", make_tiny_whisper(d=32, seed=seed), cfg)
 
 
+def export_permuted(tmp_path, monkeypatch, name: str, stats_seed: int = 0):
+    """An ``act-ls --permute`` export of the tiny model whose statistics are ``random_stats`` of ``stats_seed``."""
+    from model import export as export_module
+
+    monkeypatch.setattr(export_module, "calibration", lambda w, cfg: (random_stats(w, seed=stats_seed), []))
+    cfg = ExportConfig((4, 4), 0.5, "act-ls", calib=(tmp_path,), uniform=True, permute=True, cache_dir=None)
+    return export_package(tmp_path / f"{name}.sasp", make_tiny_whisper(d=32, seed=3), cfg)
+
+
 def test_an_export_records_its_inputs(tmp_path):
     meta = load_package(export(tmp_path, "a")).metadata
     weights = make_tiny_whisper(d=32, seed=3)
@@ -79,14 +88,7 @@ def test_a_missing_package_is_one_line_and_exit_2(tmp_path, capsys):
 def test_reordered_groups_with_the_same_unit_order_are_counted(tmp_path, monkeypatch):
     """``--permute`` packages: the groups whose unit order is the same in both (all of them for one build twice,
     fewer for other statistics); packages without a reordering print no such line."""
-    from model import export as export_module
-
-    weights = make_tiny_whisper(d=32, seed=3)
-    made = {}
-    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
-        monkeypatch.setattr(export_module, "calibration", lambda w, cfg, s=seed: (random_stats(w, seed=s), []))
-        cfg = ExportConfig((4, 4), 0.5, "act-ls", calib=(tmp_path,), uniform=True, permute=True, cache_dir=None)
-        made[name] = export_package(tmp_path / f"{name}.sasp", weights, cfg)
+    made = {name: export_permuted(tmp_path, monkeypatch, name, seed) for name, seed in (("a", 0), ("b", 0), ("c", 1))}
     groups = len(load_package(made["a"]).metadata["permutation"])
     same = [line for line in compare([made["a"], made["b"]]) if line.startswith("unit orders")]
     assert groups > 0 and same == [f"unit orders (--permute): {groups} of {groups} reordered groups the same"]
@@ -98,12 +100,9 @@ def test_reordered_groups_with_the_same_unit_order_are_counted(tmp_path, monkeyp
 def test_the_order_search_each_package_used_is_named(tmp_path, monkeypatch):
     """The search's record (proposals, seed, margin) is printed once when both packages agree, both and DIFFERENT
     when not, and a package exported before the record existed says so."""
-    from model import export as export_module
     from model.permute import MARGIN, SEED, SWAPS
 
-    monkeypatch.setattr(export_module, "calibration", lambda w, cfg: (random_stats(w, seed=0), []))
-    cfg = ExportConfig((4, 4), 0.5, "act-ls", calib=(tmp_path,), uniform=True, permute=True, cache_dir=None)
-    new = export_package(tmp_path / "new.sasp", make_tiny_whisper(d=32, seed=3), cfg)
+    new = export_permuted(tmp_path, monkeypatch, "new")
     tensors, meta = read_tensors(new)
     old = write_package(tmp_path / "old.sasp", dict(tensors), {k: v for k, v in meta.items() if k != "permute_search"})
     record = f"swaps {SWAPS:g}, seed {SEED:g}, margin {MARGIN:g}"
