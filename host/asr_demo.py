@@ -64,6 +64,11 @@ from host.whisper import WhisperRuntime  # noqa: E402
 
 BUILDER = ("-m", "model.export")  # the offline package builder, run as its own program (it needs torch)
 ROTATOR = ("-m", "model.rotate")  # the offline change of basis of the attention heads (it needs torch too)
+# The revision of the rotation (``model.rotate``) that the demo's cached rotated model is built with, part of its
+# name (:func:`rotated_name`), so that a file an older rotation wrote is built again: 1, since session 45 (its files
+# carry no number, as they were named before revisions were). Bump it when the rotation changes what it writes:
+# tests/test_rotate.py holds each revision's rotation as a checkpoint records it.
+ROTATION_REVISION = 1
 SENSITIVITY = "held-out"  # the builder's sensitivity analysis for the demo's packages (docs/pruning.md); in their name
 
 
@@ -143,13 +148,19 @@ def build_package(
     run_offline(BUILDER, args, path, "weight package", ("--package", "PKG"))
 
 
+def rotated_name(model: Optional[Path], audio: List[Path]) -> str:
+    """The cached rotated model's file name: by source weights, rotation revision (none for the first) and audio."""
+    source = model_tag(model) if model else "tiny.en"
+    revision = str(ROTATION_REVISION) if ROTATION_REVISION > 1 else ""
+    return f"whisper-{source}-rotated{revision}-{calibration_tag(audio)}.pt"
+
+
 def rotated_model(model: Optional[Path], audio: List[Path]) -> Path:
     """Build (once) and cache ``model``'s weights (default: the pip-installed Whisper tiny.en) with each attention
     head in its weighted SVD basis (``python -m model.rotate``, the same function), weighted by ``audio``'s
-    statistics, named by both; a cached file that is not an intact checkpoint (every member's CRC, read without
-    torch) is rebuilt."""
-    source = model_tag(model) if model else "tiny.en"
-    path = cache_root() / "models" / f"whisper-{source}-rotated-{calibration_tag(audio)}.pt"
+    statistics, named by both and by the rotation's revision (:func:`rotated_name`); a cached file that is not an
+    intact checkpoint (every member's CRC, read without torch) is rebuilt."""
+    path = cache_root() / "models" / rotated_name(model, audio)
     if path.is_file():
         try:
             with zipfile.ZipFile(path) as z:

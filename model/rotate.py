@@ -49,6 +49,12 @@ from model.pipeline import add_export_options, export_config_from
 DAMP = 1e-2  # ridge on each Gram matrix, fraction of its mean diagonal (outlier dims make it ill-conditioned)
 
 
+def rotation_record() -> Dict[str, float]:
+    """The rotation :func:`rotate_heads` makes, as a rotated checkpoint records it (``rotation``, besides its
+    number of audio files)."""
+    return {"damp": DAMP}
+
+
 def attention_groups(config: Dict[str, int]) -> List[PermGroup]:
     """The query/key and value/out groups of every attention (``model.permute.perm_groups`` without the FFN's):
     ``members`` = ``((first, "out"), (second, "out" for a key, "in" for the out-projection))``, ``segment`` = the
@@ -125,7 +131,7 @@ def save_checkpoint(weights: WhisperWeights, out: Path, files: int) -> None:
     ckpt = {
         "dims": dict(weights.config),
         "model_state_dict": {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in weights.params.items()},
-        "rotation": {"audio_files": files, "damp": DAMP},
+        "rotation": {"audio_files": files, **rotation_record()},
     }
     with atomic_path(out) as tmp, open(tmp, "wb") as f:
         torch.save(ckpt, f)

@@ -210,6 +210,24 @@ def test_the_rotated_model_is_built_once_per_weights_and_audio_and_rebuilt_when_
     )
 
 
+def test_a_rotated_model_of_an_older_rotation_is_built_again(monkeypatch, tmp_path):
+    """The cached rotated model is named by the rotation's revision (none in the first's name, as cached before):
+    after the rotation changes, the demo builds a new one instead of using the old rotation's."""
+    runs = fake_rotator(monkeypatch, tmp_path)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.wav").write_bytes(b"RIFF")
+    monkeypatch.setattr(demo, "ROTATION_REVISION", 1)
+    old = demo.rotated_model(None, [tmp_path / "a"])
+    monkeypatch.setattr(demo, "ROTATION_REVISION", 2)
+    new = demo.rotated_model(None, [tmp_path / "a"])
+    assert (
+        old.exists()
+        and "-rotated-calib-" in old.name
+        and new == old.with_name(old.name.replace("-rotated-", "-rotated2-"))
+    )
+    assert len(runs) == 2
+
+
 def test_rotate_prunes_the_rotated_weights(monkeypatch, tmp_path, capsys):
     """``--rotate`` hands the rotated model (of ``--model``'s weights, on the calibration audio) to the package
     build, with ``--model-rates``, ``--permute`` and ``--drop-dead`` as given."""
