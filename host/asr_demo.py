@@ -43,6 +43,7 @@ from host import cli  # noqa: E402
 from host.audio import DEFAULT_TILE_AUDIO, DEMO_CLIP, demo_reference  # noqa: E402
 from host.boards import board_spec  # noqa: E402
 from host.cache import cache_root, file_digest  # noqa: E402
+from host.code_digest import code_tag  # noqa: E402
 from host.dataset import list_audio_files, read_librispeech  # noqa: E402
 from host.driver import BACKENDS, Accelerator  # noqa: E402
 from host.longform import (  # noqa: E402
@@ -64,11 +65,6 @@ from host.whisper import WhisperRuntime  # noqa: E402
 
 BUILDER = ("-m", "model.export")  # the offline package builder, run as its own program (it needs torch)
 ROTATOR = ("-m", "model.rotate")  # the offline change of basis of the attention heads (it needs torch too)
-# The revision of the rotation (``model.rotate``) that the demo's cached rotated model is built with, part of its
-# name (:func:`rotated_name`), so that a file an older rotation wrote is built again: 1, since session 45 (its files
-# carry no number, as they were named before revisions were). Bump it when the rotation changes what it writes:
-# tests/test_rotate.py holds each revision's rotation as a checkpoint records it.
-ROTATION_REVISION = 1
 SENSITIVITY = "held-out"  # the builder's sensitivity analysis for the demo's packages (docs/pruning.md); in their name
 
 
@@ -149,16 +145,15 @@ def build_package(
 
 
 def rotated_name(model: Optional[Path], audio: List[Path]) -> str:
-    """The cached rotated model's file name: by source weights, rotation revision (none for the first) and audio."""
+    """The cached rotated model's file name: by source weights, audio and the rotation's code (:func:`code_tag`)."""
     source = model_tag(model) if model else "tiny.en"
-    revision = str(ROTATION_REVISION) if ROTATION_REVISION > 1 else ""
-    return f"whisper-{source}-rotated{revision}-{calibration_tag(audio)}.pt"
+    return f"whisper-{source}-rotated-{calibration_tag(audio)}-{code_tag(ROTATOR[1])}.pt"
 
 
 def rotated_model(model: Optional[Path], audio: List[Path]) -> Path:
     """Build (once) and cache ``model``'s weights (default: the pip-installed Whisper tiny.en) with each attention
     head in its weighted SVD basis (``python -m model.rotate``, the same function), weighted by ``audio``'s
-    statistics, named by both and by the rotation's revision (:func:`rotated_name`); a cached file that is not an
+    statistics, named by both and by the rotation's code (:func:`rotated_name`); a cached file that is not an
     intact checkpoint (every member's CRC, read without torch) is rebuilt."""
     path = cache_root() / "models" / rotated_name(model, audio)
     if path.is_file():
@@ -194,14 +189,15 @@ def default_package(
     pip-installed Whisper tiny.en), calibrated on ``calib`` (default: the bundled real-speech sets,
     host/assets/calib for the rates and with host/assets/stats for the tiles, as ``model.export``); other weights
     are pruned as ``choice`` says: at their own rates, or at those of the default weights' package (built first,
-    named in the tag by its digest; it is not reordered), reordered for the tiles first, dead tiles first; a cached
+    named in the tag by its digest; it is not reordered), reordered for the tiles first, dead tiles first; named by
+    the builder's code too (:func:`code_tag`), so that a package that other code built is built again; a cached
     package that does not load (corrupt, or an older format) is rebuilt."""
     audio = package_audio(calib)
     by_default = model and sparsity > 0 and choice.model_rates == "default"
     rates_from = default_package(array, sparsity, method, calib) if by_default else None
     rates = f"rates-{file_digest(rates_from)[:8]}" if rates_from else SENSITIVITY  # how the rates were chosen
     tag = f"s{sparsity:.2f}-{method}-{rates}{choice.tag()}-{calibration_tag(audio)}" if sparsity > 0 else "dense"
-    tag += f"-{model_tag(model)}" if model else ""
+    tag += (f"-{model_tag(model)}" if model else "") + f"-{code_tag(BUILDER[1])}"
     path = cache_root() / "packages" / f"whisper-tiny.en-{array}x{array}-{tag}.sasp"
     if path.exists():
         try:

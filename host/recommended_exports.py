@@ -13,12 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Tuple
 
-# The revision of the builder's unit-order search (``model.permute``) that the demo's cached ``--permute`` packages
-# are built with, part of their name (:meth:`ExportChoice.tag`), so that a package an older search built is built
-# again: 1, sessions 40-54; 2, a swap is kept only when it gains more than a margin (session 55). Bump it when that
-# search changes what it keeps: tests/test_permute.py holds each revision's search as a package records it.
-PERMUTE_SEARCH_REVISION = 2
-
 
 @dataclass(frozen=True)
 class ExportChoice:
@@ -41,7 +35,7 @@ class ExportChoice:
 
     def tag(self) -> str:
         """Its part of a cached package's name (the rates are named apart, by the rates package's digest)."""
-        return f"-permute{PERMUTE_SEARCH_REVISION}" * self.permute + "-dropdead" * self.drop_dead
+        return "-permute" * self.permute + "-dropdead" * self.drop_dead
 
 
 PLAIN = ExportChoice()  # the weights' own rates, not reordered, dead tiles not first

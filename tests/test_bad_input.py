@@ -222,9 +222,9 @@ def test_every_cache_lives_under_sasp_cache(tmp_path, monkeypatch):
 
 
 def test_demo_rebuilds_a_damaged_cached_package_under_sasp_cache(tmp_path, capsys):
-    from host.asr_demo import default_package
+    from host.asr_demo import BUILDER, code_tag, default_package
 
-    path = tmp_path / "cache" / "packages" / "whisper-tiny.en-8x8-dense.sasp"
+    path = tmp_path / "cache" / "packages" / f"whisper-tiny.en-8x8-dense-{code_tag(BUILDER[1])}.sasp"
     path.parent.mkdir(parents=True)
     path.write_bytes(b"\x00" * 100)  # e.g. left by an older version
     assert default_package(8, 0.0, "act-ls", []) == path

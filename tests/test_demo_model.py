@@ -10,16 +10,11 @@ from pathlib import Path
 import pytest
 
 import host.asr_demo as demo
-from host import cli, recommended_exports
-from host.recommended_exports import PERMUTE_SEARCH_REVISION, PLAIN, ExportChoice
+from host import cli
+from host.recommended_exports import PLAIN, ExportChoice
 
 AT_DEFAULT = ExportChoice("default")  # the default package's per-layer rates
 PERMUTED = ExportChoice("default", permute=True)
-
-
-def searched_tag() -> str:
-    """The part of a ``--permute`` package's cached name that names the order search's revision."""
-    return f"-permute{PERMUTE_SEARCH_REVISION}-"
 
 
 def test_packages_from_other_weights_are_cached_apart_and_built_from_them(monkeypatch, tmp_path):
@@ -121,7 +116,7 @@ def test_permute_is_handed_to_the_builder_and_names_the_package(monkeypatch, tmp
     weights.write_bytes(b"rotated weights")
     at_default = demo.default_package(16, 0.2, "act-ls", [], weights, AT_DEFAULT)
     permuted = demo.default_package(16, 0.2, "act-ls", [], weights, PERMUTED)
-    assert permuted != at_default and searched_tag() in permuted.name and "-permute" not in at_default.name
+    assert permuted != at_default and "-permute-" in permuted.name and "-permute" not in at_default.name
     plain = tmp_path / "packages" / built[0][0]
     # the package of rates is the plain default, built once and not reordered; only the last build reorders
     assert built == [
@@ -131,18 +126,22 @@ def test_permute_is_handed_to_the_builder_and_names_the_package(monkeypatch, tmp
     ]
 
 
-def test_a_package_of_an_older_order_search_is_built_again(monkeypatch, tmp_path):
-    """A cached ``--permute`` package is named by the search revision that built it: after the search changes, the
-    demo builds a new one instead of using the old search's."""
+def test_a_package_that_other_code_built_is_built_again(monkeypatch, tmp_path):
+    """A cached package is named by the builder's code (``model.export``'s, with ``code_tag``): after that code
+    changes, the demo builds a new one instead of using the old code's, the package of rates too."""
     built = fake_builder(monkeypatch, tmp_path)
     weights = tmp_path / "rotated.pt"
     weights.write_bytes(b"rotated weights")
-    monkeypatch.setattr(recommended_exports, "PERMUTE_SEARCH_REVISION", 1)
+    code = {"model.export": "code-old"}
+    monkeypatch.setattr(demo, "code_tag", lambda module: code[module])
     old = demo.default_package(16, 0.2, "act-ls", [], weights, PERMUTED)
-    monkeypatch.setattr(recommended_exports, "PERMUTE_SEARCH_REVISION", PERMUTE_SEARCH_REVISION)
+    assert demo.default_package(16, 0.2, "act-ls", [], weights, PERMUTED) == old and len(built) == 2
+    code["model.export"] = "code-new"
     new = demo.default_package(16, 0.2, "act-ls", [], weights, PERMUTED)
-    assert old.exists() and new == old.with_name(old.name.replace("-permute1-", searched_tag()))
-    assert [b[0] for b in built if b[3]] == [old.name, new.name]
+    assert old.exists() and old.name.endswith("-code-old.sasp") and new.name.endswith("-code-new.sasp")
+    rates_old, rates_new = built[0][0], built[2][0]  # the package of rates is built again too
+    assert [b[0] for b in built] == [rates_old, old.name, rates_old.replace("-code-old", "-code-new"), new.name]
+    assert rates_new != rates_old and f"rates-{demo.file_digest(tmp_path / 'packages' / rates_new)[:8]}" in new.name
 
 
 def test_the_builder_is_asked_to_permute(monkeypatch, tmp_path):
@@ -160,7 +159,7 @@ def test_drop_dead_is_handed_to_the_builder_and_names_the_package(monkeypatch, t
     permuted = demo.default_package(16, 0.2, "act-ls", [], weights, PERMUTED)
     dropped = demo.default_package(16, 0.2, "act-ls", [], weights, ExportChoice("default", True, True))
     assert dropped != permuted and "dropdead" not in permuted.name
-    assert searched_tag() + "dropdead-" in dropped.name
+    assert "-permute-dropdead-" in dropped.name
     plain = tmp_path / "packages" / built[0][0]
     assert built[1:] == [(permuted.name, weights, plain, True), (dropped.name, weights, plain, True, "drop-dead")]
 
@@ -210,22 +209,19 @@ def test_the_rotated_model_is_built_once_per_weights_and_audio_and_rebuilt_when_
     )
 
 
-def test_a_rotated_model_of_an_older_rotation_is_built_again(monkeypatch, tmp_path):
-    """The cached rotated model is named by the rotation's revision (none in the first's name, as cached before):
-    after the rotation changes, the demo builds a new one instead of using the old rotation's."""
+def test_a_rotated_model_that_other_code_built_is_built_again(monkeypatch, tmp_path):
+    """The cached rotated model is named by the rotation's code (``model.rotate``'s, with ``code_tag``): after
+    that code changes, the demo builds a new one instead of using the old code's."""
     runs = fake_rotator(monkeypatch, tmp_path)
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "x.wav").write_bytes(b"RIFF")
-    monkeypatch.setattr(demo, "ROTATION_REVISION", 1)
+    code = {"model.rotate": "code-old"}
+    monkeypatch.setattr(demo, "code_tag", lambda module: code[module])
     old = demo.rotated_model(None, [tmp_path / "a"])
-    monkeypatch.setattr(demo, "ROTATION_REVISION", 2)
+    assert demo.rotated_model(None, [tmp_path / "a"]) == old and len(runs) == 1
+    code["model.rotate"] = "code-new"
     new = demo.rotated_model(None, [tmp_path / "a"])
-    assert (
-        old.exists()
-        and "-rotated-calib-" in old.name
-        and new == old.with_name(old.name.replace("-rotated-", "-rotated2-"))
-    )
-    assert len(runs) == 2
+    assert old.exists() and new == old.with_name(old.name.replace("-code-old.pt", "-code-new.pt")) and len(runs) == 2
 
 
 def test_rotate_prunes_the_rotated_weights(monkeypatch, tmp_path, capsys):

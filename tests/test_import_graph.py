@@ -1,5 +1,6 @@
-"""The project's import graph, read from the source with ``ast`` (nothing is imported): the board side (``host``)
-never imports the offline tooling (``model``) or the benchmarks, and no modules import each other in a circle.
+"""The project's import graph, read from the source with ``ast`` (``host.code_digest.imported_names``; none of the
+modules read is imported): the board side (``host``) never imports the offline tooling (``model``) or the
+benchmarks, and no modules import each other in a circle.
 
 Every import counts, those inside functions included, and ``importlib.import_module("literal")`` too; importing
 ``a.b.c`` also runs the packages ``a`` and ``a.b``, so those are edges as well.
@@ -9,9 +10,11 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Set, Tuple
+from typing import Dict, List, Optional, Set, Tuple
 
 import pytest
+
+from host.code_digest import imported_names
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("host", "model", "benchmarks")
@@ -25,29 +28,6 @@ def module_name(path: Path, root: Path) -> str:
     """Dotted module name of a source file under ``root`` (a package's ``__init__.py`` is the package)."""
     parts = list(path.relative_to(root).with_suffix("").parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def imported_names(tree: ast.AST, module: str, is_package: bool) -> Iterator[str]:
-    """Every module name ``tree`` imports, anywhere in it (``from a import b`` yields ``a.b`` and ``a``)."""
-    package = module if is_package else module.rpartition(".")[0]
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            yield from (alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join(anchor + ([base] if base else []))
-            yield base
-            yield from (f"{base}.{alias.name}" for alias in node.names if alias.name != "*")
-        elif (
-            isinstance(node, ast.Call)
-            and (getattr(node.func, "attr", None) or getattr(node.func, "id", None)) == "import_module"
-            and node.args
-            and isinstance(node.args[0], ast.Constant)
-            and isinstance(node.args[0].value, str)
-        ):
-            yield node.args[0].value
 
 
 def import_graph(root: Path, packages: Tuple[str, ...] = PACKAGES) -> Graph:
@@ -180,7 +160,7 @@ ROOMS = {
     "asr": {"audio", "features", "tokenizer", "whisper", "longform", "dataset", "text_normalize"},
     "accelerator": {"quant", "blocksparse", "package", "stream", "cycle_model", "emulator", "pynq_backend", "driver"},
     "performance": {"system_model", "resources", "power"},
-    "application": {"session", "report", "asr_demo", "cli", "cache_usage"},
+    "application": {"session", "report", "asr_demo", "cli", "cache_usage", "code_digest"},
 }
 ALLOWED = {
     "facts": {"facts"},

@@ -14,7 +14,6 @@ import model.calibrate as calibrate
 import model.distill as distill
 import model.export as export
 import model.rotate as rotate
-from host.asr_demo import ROTATION_REVISION
 from host.cli import UserError
 from host.dataset import list_audio_files
 from host.package import load_package
@@ -34,9 +33,6 @@ def attention_stats(weights, seed: int = 0) -> CalibStats:
     return out
 
 
-ROTATION_REVISIONS = {1: {"damp": 1e-2}}  # each revision of host.asr_demo.ROTATION_REVISION, as a checkpoint records it
-
-
 def pair(weights, kind: str, first: str, second: str, cols: slice):
     """A head's ``(a, b)`` with ``a b^T`` the product it computes (``rotate_heads``' layout)."""
     a = weights.params[f"{first}.weight"].astype(np.float64).T[:, cols]
@@ -52,13 +48,6 @@ def test_rotated_model_computes_the_same(whisper_weights, demo_clip):
     assert moved and all(k.rsplit(".", 2)[-2] in ("query", "key", "value", "out") for k in moved)
     assert len(spectra) == 2 * (4 + 4 + 4)  # query/key, value/out: 4 encoder, 4 + 4 decoder attentions
     assert_same_function(whisper_weights, new, demo_clip)
-
-
-def test_the_demo_names_its_rotated_model_by_this_rotation():
-    """The rotation that builds models now is the one the demo's cache names them by (``ROTATION_REVISION``)."""
-    assert rotate.rotation_record() == ROTATION_REVISIONS[ROTATION_REVISION], (
-        "model.rotate's rotation changed: bump host.asr_demo.ROTATION_REVISION and add it here"
-    )
 
 
 def test_each_head_is_sorted_balanced_and_truncates_as_an_svd():
