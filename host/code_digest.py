@@ -1,5 +1,6 @@
 """A digest of the project code that an offline tool runs, found without importing it: what the demo's cached
-packages and rotated models are named by, so that a file that other code built is built again.
+packages and rotated models are named by, and ``model.export``'s step caches keyed by, so that a file that other
+code built is built again.
 
 The tool's module and every project module it imports (and their packages' ``__init__``), at any depth and
 anywhere in a file (a function's own ``import`` too), are found by parsing (``ast``); each is digested as its

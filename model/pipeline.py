@@ -19,6 +19,7 @@ import numpy as np
 from host import cli
 from host.audio import DEFAULT_TILE_AUDIO
 from host.cache import CacheRoot, file_digest
+from host.code_digest import code_tag
 from host.whisper_layers import DEFAULT_PRUNABLE, is_prunable
 from host.whisper_weights import WhisperWeights
 from model.prune import DEFAULT_DAMP, METHODS, PATTERNS
@@ -331,12 +332,12 @@ def export_config_from(args: argparse.Namespace, **values: Any) -> ExportConfig:
 
 # ------------------------------------------------------------------------------------------------ step caches
 
-STEPS = {
-    "calib": ("npz", ("prunable",)),
-    "sensitivity": ("json", ("prunable", "tile", "method", "damp")),
-    "search": ("json", ("prunable", "tile", "method", "damp", "sparsity", "search")),
+STEPS = {  # step: (file type, the config fields it reads, the module whose code computes it)
+    "calib": ("npz", ("prunable",), "model.calibrate"),
+    "sensitivity": ("json", ("prunable", "tile", "method", "damp"), "model.sensitivity"),
+    "search": ("json", ("prunable", "tile", "method", "damp", "sparsity", "search"), "model.search"),
 }
-STEP_VERSION = 4  # 4: files by content (path, size, mtime before); 3: keyed by config hash
+STEP_VERSION = 5  # 5: by the step's code too; 4: files by content (path, size, mtime before); 3: by config hash
 
 
 def weights_digest(weights: WhisperWeights, *extra: bytes) -> str:
@@ -355,12 +356,13 @@ def step_cache(
 ) -> Optional[Path]:
     """Cache file of ``step`` (``calib`` statistics, of the calibration or the ``--stats-audio`` files,
     ``sensitivity`` or the rate ``search``) under ``cfg.cache_dir`` (``None``: no cache): the hash of the config
-    fields the step reads, ``extra`` (what else it starts from), the weights and the files' contents in order (the
-    calibration files: the order makes the held-out folds). Not their paths or times: a clone, a worktree or a
-    checkout that rewrites the same audio finds the same cache."""
+    fields the step reads, ``extra`` (what else it starts from), the weights, the files' contents in order (the
+    calibration files: the order makes the held-out folds) and the code that computes the step (``code_tag`` of
+    its module and what that imports: changed code computes it again). Not their paths or times: a clone, a
+    worktree or a checkout that rewrites the same audio finds the same cache."""
     if cfg.cache_dir is None:
         return None
-    ext, fields = STEPS[step]
+    ext, fields, module = STEPS[step]
     ident = {
         "step": step,
         "version": STEP_VERSION,
@@ -370,6 +372,7 @@ def step_cache(
         **(extra or {}),
         "weights": weights_digest(weights),
         "files": [file_digest(f) for f in files],
+        "code": code_tag(module),
     }
     key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:20]
     return Path(cfg.cache_dir) / step / f"{step}-{key}.{ext}"

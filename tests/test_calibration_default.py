@@ -77,6 +77,23 @@ def test_step_caches_follow_the_audio_not_its_path_or_time(tmp_path, whisper_wei
     assert step_cache("calib", cfg, whisper_weights, copies) != step_cache("calib", cfg, whisper_weights, files)
 
 
+def test_step_caches_follow_the_code_that_computes_them(tmp_path, whisper_weights, monkeypatch):
+    """Each step's cache is keyed by its module's code (``code_tag``): a change there computes that step again and
+    leaves the others' caches; each module is the one that holds what the exporter calls for the step."""
+    import model.pipeline as pipeline
+    from model import calibrate, search, sensitivity
+
+    held = {"calib": calibrate.collect_stats, "sensitivity": sensitivity.layer_errors, "search": search.search_rates}
+    assert {step: fn.__module__ for step, fn in held.items()} == {s: m for s, (_, _, m) in pipeline.STEPS.items()}
+    cfg = ExportConfig((8, 8), 0.2, "act-ls", cache_dir=tmp_path / "cache")
+    files = list_audio_files(CALIB_DIR)[:2]
+    before = {step: pipeline.step_cache(step, cfg, whisper_weights, files) for step in pipeline.STEPS}
+    code_tag = pipeline.code_tag
+    monkeypatch.setattr(pipeline, "code_tag", lambda m: code_tag(m) + "-changed" * (m == "model.calibrate"))
+    after = {step: pipeline.step_cache(step, cfg, whisper_weights, files) for step in pipeline.STEPS}
+    assert [step for step in before if before[step] != after[step]] == ["calib"]
+
+
 def test_the_order_of_calibration_files_does_not_follow_how_folders_are_spelled(tmp_path, monkeypatch):
     """The order makes the held-out folds (window parity): the same folders named relative or absolute, or in
     another order, give the same list."""
