@@ -44,6 +44,7 @@ from tqdm import tqdm
 
 from host import cli
 from host.cache import cache_root
+from host.code_digest import code_tag
 from host.dataset import list_audio_files
 from host.features import HOP_LENGTH, N_SAMPLES
 from host.longform import load_windows
@@ -196,10 +197,12 @@ def load_clips(audio: Sequence[Path]) -> List[np.ndarray]:
 
 
 def pseudo_cache_path(teacher: WhisperWeights, audio: torch.Tensor) -> Path:
-    """Cache file of the teacher's pseudo-labels: keyed by every teacher tensor and the padded clip samples
-    (``model.pipeline.weights_digest``)."""
+    """Cache file of the teacher's pseudo-labels: keyed by every teacher tensor, the padded clip samples
+    (``model.pipeline.weights_digest``) and the code that decodes them (``code_tag`` of this module, which holds the
+    decoding's settings, and of what it imports, the teacher's ``model.reference`` among them)."""
     samples = audio.detach().cpu().numpy().astype(np.float32).tobytes()
-    return cache_root() / "pseudo" / f"pseudo-{weights_digest(teacher, samples)[:20]}.json"
+    key = weights_digest(teacher, samples, code_tag("model.distill").encode())
+    return cache_root() / "pseudo" / f"pseudo-{key[:20]}.json"
 
 
 def read_pseudo(path: Path, clips: int) -> Optional[List[List[int]]]:

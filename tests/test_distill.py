@@ -252,6 +252,7 @@ def test_distill_without_audio_is_a_clear_error(pruned_package8, whisper_weights
 def test_pseudo_labels_are_decoded_once_and_a_damaged_cache_is_redone(
     pruned_package8, whisper_weights, train_dir, tmp_path, monkeypatch
 ):
+    import model.distill as distill_module
     from model.distill import load_clips, pseudo_cache_path, sparse_model_of
     from model.reference import TorchWhisper
 
@@ -271,6 +272,9 @@ def test_pseudo_labels_are_decoded_once_and_a_damaged_cache_is_redone(
     d = Distiller(whisper_weights, start, clips, DistillConfig(epochs=1))
     pseudo_cache_path(d.teacher.w, d.audio).write_text('{"clips": 2, "tok')  # interrupted write
     assert labels() == first and len(calls) == 2 * len(clips)
+    code_tag = distill_module.code_tag
+    monkeypatch.setattr(distill_module, "code_tag", lambda module: code_tag(module) + "-changed")  # other decoding
+    assert labels() == first and len(calls) == 3 * len(clips)  # decoded again, not read from the old code's file
 
 
 def test_a_soup_is_the_average_of_its_seeds_runs_and_keeps_the_tiles(
