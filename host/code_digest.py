@@ -1,6 +1,6 @@
 """A digest of the project code that an offline tool runs, found without importing it: what the demo's cached
-packages and rotated models are named by, and ``model.export``'s step caches keyed by, so that a file that other
-code built is built again.
+packages and rotated models are named by, and ``model.export``'s step caches and ``model.distill``'s pseudo-labels
+keyed by, so that a file that other code built is built again.
 
 The tool's module and every project module it imports (and their packages' ``__init__``), at any depth and
 anywhere in a file (a function's own ``import`` too), are found by parsing (``ast``); each is digested as its
@@ -77,9 +77,11 @@ def project_modules(module: str, root: Path = ROOT) -> Dict[str, ast.AST]:
     todo = [module]
     while todo:
         name = todo.pop()
+        if name in trees:
+            continue
         todo += [name.rsplit(".", i)[0] for i in range(1, name.count(".") + 1)]  # its packages run first
         path = module_file(name, root)
-        if name in trees or path is None:
+        if path is None:
             continue
         trees[name] = ast.parse(path.read_bytes(), filename=str(path))
         todo += imported_names(trees[name], name, path.name == "__init__.py")
