@@ -6,18 +6,23 @@ The tool's module and every project module it imports (and their packages' ``__i
 anywhere in a file (a function's own ``import`` too), are found by parsing (``ast``); each is digested as its
 syntax tree without docstrings, so that a comment or docstring edit keeps the cache and any other change to the
 code that builds it does not (another Python version may write the same tree otherwise: a rebuild, no harm).
-Imports outside the repository (numpy, torch) are not followed: their versions are not part of the name.
+Imports outside the repository (numpy, torch) are not followed; instead :func:`code_tag` adds the versions of
+Python and of the libraries that compute the numbers (:data:`LIBRARIES`), so that a package or statistics that
+another torch or numpy computed (last-bit differences that can move a tile choice) are computed again too.
 """
 
 from __future__ import annotations
 
 import ast
 import hashlib
+import sys
 from functools import cache
+from importlib import metadata
 from pathlib import Path
 from typing import Dict, List, Optional
 
 ROOT = Path(__file__).resolve().parents[1]
+LIBRARIES = ("numpy", "scipy", "torch", "soundfile")  # what the offline tools compute and decode audio with
 
 
 def module_file(name: str, root: Path = ROOT) -> Optional[Path]:
@@ -99,8 +104,24 @@ def code_digest(module: str, root: Path = ROOT) -> str:
     return h.hexdigest()
 
 
+def library_versions() -> str:
+    """Python's version and each of :data:`LIBRARIES`' installed versions ("none" where one is not installed), as
+    one line."""
+
+    def version(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "none"
+
+    python = "python " + ".".join(map(str, sys.version_info[:3]))
+    return " ".join([python, *(f"{name} {version(name)}" for name in LIBRARIES)])
+
+
 @cache
 def code_tag(module: str) -> str:
-    """A short name for the code of ``module`` (:func:`code_digest`, once per process): files that other code built
-    are cached apart."""
-    return "code-" + code_digest(module)[:8]
+    """A short name for the code of ``module`` and the libraries that run it (:func:`code_digest` and
+    :func:`library_versions`, once per process): files that other code or other library versions built are cached
+    apart."""
+    h = hashlib.sha256(f"{code_digest(module)}\n{library_versions()}".encode())
+    return "code-" + h.hexdigest()[:8]

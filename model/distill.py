@@ -22,8 +22,8 @@ N runs.
 Without it the teacher's targets of each clip (its encoder outputs and, with ``logits``, its next-token
 log-probabilities: about 0.2 MB per token of the pseudo-label, some 10 MB per clip in memory) are computed the
 first time the clip is in a batch and kept for the later epochs (``benchmarks/bench_distill_step.py``).
-Checkpoints let an interrupted run resume (the same run only: a checkpoint of other options, start package or
-audio is refused), and a fixed seed gives the same package (on the same device).
+Checkpoints let an interrupted run resume (the same run only: a checkpoint of other options, start package, audio
+or training code is refused), and a fixed seed gives the same package (on the same device).
 """
 
 from __future__ import annotations
@@ -532,8 +532,9 @@ RESUMABLE_OPTIONS = ("max_steps", "epochs", "checkpoint_every", "device", "soup"
 
 def run_key(cfg: DistillConfig, start: SparseModel, audio: torch.Tensor, total: int) -> str:
     """What a checkpoint must match to be resumed (JSON): the options that shape the training, the total steps
-    where the gradual schedule times its pruning by it, and a digest of the start (weights, masks, per-layer
-    rates: the package a gradual run starts from the dense weights for) and the clips."""
+    where the gradual schedule times its pruning by it, a digest of the start (weights, masks, per-layer rates: the
+    package a gradual run starts from the dense weights for) and the clips, and the code that trains
+    (``code_tag`` of this module: a run resumed after a change to it would mix two codes' steps)."""
     opts = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in RESUMABLE_OPTIONS}
     opts["losses"] = list(opts["losses"])
     if cfg.schedule == "gradual":
@@ -542,6 +543,7 @@ def run_key(cfg: DistillConfig, start: SparseModel, audio: torch.Tensor, total: 
     masks += json.dumps(start.rates, sort_keys=True).encode()
     samples = audio.detach().cpu().numpy().tobytes()
     opts["start_and_clips"] = weights_digest(start.weights, masks, samples)[:20]
+    opts["code"] = code_tag("model.distill")
     return json.dumps(opts, sort_keys=True)
 
 

@@ -87,3 +87,32 @@ def test_every_project_module_the_tool_loads_is_digested(tool):
     ours = {name for name, file in loaded.items() if file and in_project(Path(file))}
     assert tool in ours and len(ours) > 10
     assert ours <= set(project_modules(tool))
+
+
+def test_another_library_version_or_python_gives_another_tag(monkeypatch):
+    import host.code_digest as cd
+
+    def tag() -> str:
+        cd.code_tag.cache_clear()
+        return cd.code_tag("model.rotate")
+
+    installed = cd.metadata.version
+    first = tag()
+    assert "torch " + installed("torch") in cd.library_versions()
+    monkeypatch.setattr(cd.metadata, "version", lambda name: installed(name) + ("+other" if name == "torch" else ""))
+    assert tag() != first
+    monkeypatch.setattr(cd.metadata, "version", installed)
+    assert tag() == first
+
+    def without_soundfile(name: str) -> str:
+        if name == "soundfile":
+            raise cd.metadata.PackageNotFoundError(name)
+        return installed(name)
+
+    monkeypatch.setattr(cd.metadata, "version", without_soundfile)
+    assert "soundfile none" in cd.library_versions() and tag() != first
+    monkeypatch.setattr(cd.metadata, "version", installed)
+    monkeypatch.setattr(cd.sys, "version_info", (3, 99, 0))
+    assert tag() != first and "python 3.99.0" in cd.library_versions()
+    monkeypatch.undo()
+    cd.code_tag.cache_clear()

@@ -223,7 +223,11 @@ def test_augmented_clips_keep_their_length_and_a_silent_padding(pruned_package8,
     assert d.mels([0], 0)[0].shape == mel[:1].shape
 
 
-def test_a_checkpoint_of_another_run_or_a_damaged_one_is_refused(pruned_package8, whisper_weights, train_dir, tmp_path):
+def test_a_checkpoint_of_another_run_or_a_damaged_one_is_refused(
+    pruned_package8, whisper_weights, train_dir, tmp_path, monkeypatch
+):
+    import model.distill as distill_module
+
     ckpt = tmp_path / "run.ckpt"
     distill(
         pruned_package8,
@@ -234,6 +238,19 @@ def test_a_checkpoint_of_another_run_or_a_damaged_one_is_refused(pruned_package8
         ckpt,
     )
     written = ckpt.read_bytes()
+    code_tag = distill_module.code_tag
+    with monkeypatch.context() as m:  # the same options after a change to the training code
+        m.setattr(distill_module, "code_tag", lambda module: code_tag(module) + "-changed")
+        with pytest.raises(UserError, match="checkpoint of another run \\(code differ\\)"):
+            distill(
+                pruned_package8,
+                whisper_weights,
+                [train_dir],
+                tmp_path / "b.sasp",
+                DistillConfig(epochs=1, lr=1e-4, max_steps=2, checkpoint_every=1),
+                ckpt,
+            )
+    assert ckpt.read_bytes() == written
     other = DistillConfig(epochs=1, lr=3e-5, max_steps=2, checkpoint_every=1)
     with pytest.raises(UserError, match="checkpoint of another run \\(lr differ\\)"):
         distill(pruned_package8, whisper_weights, [train_dir], tmp_path / "b.sasp", other, ckpt)
