@@ -35,20 +35,15 @@ def test_report_set_is_labelled_and_speaker_disjoint(folder, groups, count):
     assert "CC BY 4.0" in (root / "README.md").read_text()
 
 
-def present_sets() -> list:
-    """``model.report_sets``' sets whose folder this checkout has (the halves sit beside the repository)."""
-    return [(name, folder, base) for name, (folder, base) in REPORT_SETS.items() if folder.is_dir()]
-
-
 def test_each_dense_csv_scores_its_whole_set():
-    assert {name for name, _, _ in present_sets()} >= {"t3", "dt"}
-    for name, folder, base in present_sets():
+    assert {name for name, _, _ in report_sets.sets_to_run(None)} >= {"t3", "dt"}
+    for name, folder, base in report_sets.sets_to_run(None):
         ids = {u.utt_id for u in read_librispeech(folder)}
         assert {r["utt_id"] for r in read_rows(base)} == ids, name
 
 
 def test_the_dense_csvs_are_what_the_dense_package_transcribes_now(dense_package8, tmp_path):
-    for name, folder, base in present_sets():  # the first two utterances (by id) of each set
+    for name, folder, base in report_sets.sets_to_run(None):  # the first two utterances (by id) of each set
         out = tmp_path / f"{name}.csv"
         argv = ["--librispeech", str(folder), "--package", str(dense_package8), "--limit", "2", "--csv", str(out)]
         assert evaluate.main(argv) == 0
@@ -71,7 +66,7 @@ def test_report_sets_evaluates_each_set_and_reads_it_over_dense(tmp_path, monkey
     package.write_bytes(b"stands in")
     assert report_sets.main(["--package", str(package), "--out", str(tmp_path / "P"), "--speakers"]) == 0
     out = capsys.readouterr().out
-    names = [name for name, _, _ in present_sets()]
+    names = [name for name, _, _ in report_sets.sets_to_run(None)]
     assert sorted(p.name for p in tmp_path.glob("P-*.csv")) == sorted(f"P-{n}.csv" for n in names)
     assert "unseen clean +0.00 pts" in out and "other10 +0.00 pts" in out and "speaker 2414 (other10" in out
     assert "of its words changed" in out and "+0.00 pts" in out and "-0." not in out.split("over", 1)[1]
