@@ -560,8 +560,11 @@ def read_checkpoint(path: Path, key: str) -> dict:
     ours = json.loads(key)
     differ = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
     if differ:
+        options = [k for k in differ if k != "code"]
+        why = [f"{', '.join(options)} {'differ' if len(options) > 1 else 'differs'}"] if options else []
+        why += ["written by other training code or library versions"] if "code" in differ else []
         raise cli.UserError(
-            f"{path}: checkpoint of another run ({', '.join(differ)} differ); delete it or choose another --checkpoint"
+            f"{path}: checkpoint of another run ({'; '.join(why)}); delete it or choose another --checkpoint"
         )
     return state
 
