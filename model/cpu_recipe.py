@@ -9,7 +9,8 @@ read-English clips of :data:`READ_AUDIO` (``unlabelled`` and six folders of ``un
 checkpointed every 20 steps to ``NAME.ckpt`` (the same command resumes an interrupted run; a checkpoint of other
 options, start, clips or training code is refused), then ``model.report_sets --speakers`` on it
 (``NAME-{halves,t3,dt}.csv`` and the points over dense int8). Pass ``--model`` when the start was pruned from a
-rotated model (``--rotate``, ``--recommended``), so that the teacher is that model too.
+rotated model (``--rotate``, ``--recommended``), so that the teacher is that model too (``model.distill``
+refuses a teacher other than the weights that the start records it was pruned from).
 
 Emulated wall time on this project's 2-core machines: about 10-16 s a step (65-100 minutes), the evaluation about
 10 minutes (sessions 41-61, ``docs/pruning-log.md``).
