@@ -5,9 +5,10 @@ the distilled package's readings on the report sets (issue "Pruning that holds o
 
 Runs ``model.distill`` with :data:`RECIPE` (400 steps of 16 trimmed clips, 6,400 clip-steps, on the CPU) on the 54
 read-English clips of :data:`READ_AUDIO` (``unlabelled`` and six folders of ``unlabelled-extra`` under
-``shared/speech`` beside the repository, or ``--speech``; no transcript of them is read) into ``NAME.sasp``,
-checkpointed every 20 steps to ``NAME.ckpt`` (the same command resumes an interrupted run; a checkpoint of other
-options, start, clips or training code is refused), then ``model.report_sets --speakers`` on it
+``shared/speech`` beside the repository, or ``--speech``, which must hold the halves' ``librispeech`` folder too;
+no transcript of the training clips is read) into ``NAME.sasp``, checkpointed every 20 steps to ``NAME.ckpt`` (the
+same command resumes an interrupted run; a checkpoint of other options, start, clips or training code is refused),
+then ``model.report_sets --speakers`` on it
 (``NAME-{halves,t3,dt}.csv`` and the points over dense int8). Pass ``--model`` when the start was pruned from a
 rotated model (``--rotate``, ``--recommended``), so that the teacher is that model too (``model.distill``
 refuses a teacher other than the weights that the start records it was pruned from).
@@ -79,6 +80,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not args.out.parent.is_dir():
         raise cli.UserError(f"--out {args.out}: the folder {args.out.parent} does not exist")
     folders = read_audio(args.speech)
+    halves = args.speech / "librispeech"
+    if args.speech != SPEECH and not halves.is_dir():  # checked before the hour of training, not after it
+        raise cli.UserError(f"--speech {args.speech}: no librispeech folder in it (the halves to report on)")
     package = args.out.with_name(args.out.name + ".sasp")
     debug = ["--debug"] * args.debug
     teacher = ["--model", str(args.model)] if args.model is not None else []
@@ -88,8 +92,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     )
     if rc:
         return rc
-    halves = args.speech / "librispeech"
-    given = ["--halves", str(halves)] if args.speech != SPEECH and halves.is_dir() else []
+    given = ["--halves", str(halves)] if args.speech != SPEECH else []
     return report_sets.main(["--package", str(package), "--out", str(args.out), *given, "--speakers", *debug])
 
 

@@ -77,6 +77,7 @@ def test_a_failed_distillation_stops_before_the_evaluation(tmp_path, monkeypatch
         ("no out folder", "does not exist"),
         ("a folder missing", "training audio is missing"),
         ("a clip more", "55 clips, not the recipe's 54"),
+        ("no halves", "no librispeech folder"),
     ],
 )
 def test_bad_input_is_a_one_line_error(tmp_path, calls, capsys, change, message):
@@ -85,6 +86,8 @@ def test_bad_input_is_a_one_line_error(tmp_path, calls, capsys, change, message)
         for f in (speech / cpu_recipe.READ_AUDIO[-1]).iterdir():
             f.unlink()
         (speech / cpu_recipe.READ_AUDIO[-1]).rmdir()
+    if change == "no halves":
+        (speech / "librispeech").rmdir()
     start = tmp_path / "start.sasp"
     if change != "no start":
         start.write_bytes(b"x")
