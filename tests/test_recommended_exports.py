@@ -9,8 +9,10 @@ import pytest
 from host import asr_demo as demo
 from host.recommended_exports import RECOMMENDED, ExportChoice, Recipe, recommended
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "pruning.md"
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs" / "pruning.md"
 SECTION = "### Which package to build, per cell"
+POINTS = re.compile(r"[+-]\d+\.\d\d")
 
 
 def docs_cells() -> dict:
@@ -23,6 +25,30 @@ def docs_cells() -> dict:
         if m:
             rows[(int(m.group(1)), int(m.group(2)) / 100)] = m.group(3)
     return rows
+
+
+def table_rows(text: str, start: str) -> dict:
+    """``{"8x8 / 10 %": [cells...]}``: the rows of the first table after ``start`` in ``text``."""
+    table = text[text.index(start) :].split("\n\n  |" if start.startswith("- **") else "\n\n|", 1)[1]
+    rows = {}
+    for line in table.split("\n\n", 1)[0].splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if re.fullmatch(r"\d+x\d+ / \d+ %", cells[0]):
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_the_readmes_summary_is_the_docs_table():
+    """README's per-cell summary gives each recommendation's report half / unseen clean and speedup as the docs'
+    table does (the docs' table owns them: a change there that misses README fails here)."""
+    docs = table_rows(DOCS.read_text(encoding="utf-8"), SECTION)
+    readme = table_rows((ROOT / "README.md").read_text(encoding="utf-8"), "- **Pruning on LibriSpeech**")
+    assert len(docs) == 8 and readme.keys() == docs.keys()
+    for cell, (_, plain, _, distilled, speedup) in docs.items():
+        ours = readme[cell]
+        assert POINTS.findall(ours[0]) == POINTS.findall(plain)[1:3], cell
+        assert POINTS.findall(ours[1]) == POINTS.findall(distilled)[1:3], cell  # none: both empty
+        assert re.findall(r"\d\.\d+x", ours[2]) == re.findall(r"\d\.\d+x", speedup)[:2], cell
 
 
 def test_the_code_table_is_the_docs_table():
