@@ -210,3 +210,36 @@ def pruned_package8(tmp_path_factory, whisper_weights):
 
     cfg = ExportConfig(sparsity=0.3, method="magnitude", prunable=r"^encoder\.blocks\.", uniform=True, cache_dir=None)
     return export_package(tmp_path_factory.mktemp("pkg") / "mag30.sasp", whisper_weights, cfg)
+
+
+class HelloRuntime:
+    """A Whisper runtime stand-in: decodes every window of audio as "hello world" (whatever the audio) and counts
+    the windows decoded in ``calls``; the ``interrupt_at``-th one raises ``KeyboardInterrupt`` (0: none)."""
+
+    cfg = {"n_audio_ctx": 1500}
+
+    def __init__(self, interrupt_at: int = 0):
+        self.calls, self.interrupt_at = 0, interrupt_at
+
+    def features(self, audio):
+        return audio
+
+    def audio_ctx(self, n_samples: int) -> int:
+        return 1500
+
+    def encode(self, mel, audio_ctx=None):
+        return mel
+
+    def decode(self, encoded):
+        from host.whisper import Transcript
+
+        self.calls += 1
+        if self.calls == self.interrupt_at:
+            raise KeyboardInterrupt
+        return Transcript("hello world", [1, 2], no_speech_prob=0.01, avg_logprob=-0.1)
+
+
+@pytest.fixture
+def hello_runtime():
+    """:class:`HelloRuntime`, the class (call it, with ``interrupt_at`` where wanted)."""
+    return HelloRuntime

@@ -285,32 +285,6 @@ def test_sensitivity_cache(tmp_path, monkeypatch):
 # -- model.evaluate: scores what it can, names the failures, resumes from its CSV -------------------------------
 
 
-class _FakeRuntime:
-    """Transcribes every window of audio as "hello world" (whatever the audio); counts the windows decoded."""
-
-    cfg = {"n_audio_ctx": 1500}
-
-    def __init__(self, interrupt_at: int = 0):
-        self.calls, self.interrupt_at = 0, interrupt_at
-
-    def features(self, audio):
-        return audio
-
-    def audio_ctx(self, n_samples: int) -> int:
-        return 1500
-
-    def encode(self, mel, audio_ctx=None):
-        return mel
-
-    def decode(self, encoded):
-        from host.whisper import Transcript
-
-        self.calls += 1
-        if self.calls == self.interrupt_at:
-            raise KeyboardInterrupt
-        return Transcript("hello world", [1, 2], no_speech_prob=0.01, avg_logprob=-0.1)
-
-
 def _corpus(root: Path) -> Path:
     d = root / "corpus" / "1" / "2"
     for i in range(4):
@@ -323,11 +297,11 @@ def _corpus(root: Path) -> Path:
     return root / "corpus"
 
 
-def test_evaluate_scores_what_it_can_and_resumes(tmp_path, monkeypatch, capsys):
+def test_evaluate_scores_what_it_can_and_resumes(tmp_path, monkeypatch, capsys, hello_runtime):
     from model import evaluate
 
     corpus, out = _corpus(tmp_path), tmp_path / "res.csv"
-    rt = _FakeRuntime()
+    rt = hello_runtime()
     monkeypatch.setattr(evaluate, "build_runtime", lambda model, package: (rt, "fake weights"))
     argv = ["--librispeech", str(corpus), "--csv", str(out)]
     assert evaluate.main(argv) == 2
@@ -344,13 +318,13 @@ def test_evaluate_scores_what_it_can_and_resumes(tmp_path, monkeypatch, capsys):
     assert "holds results of another setup" in capsys.readouterr().err
 
 
-def test_evaluate_interrupted_keeps_the_scored_rows(tmp_path, monkeypatch, capsys):
+def test_evaluate_interrupted_keeps_the_scored_rows(tmp_path, monkeypatch, capsys, hello_runtime):
     from model import evaluate
 
     corpus, out = _corpus(tmp_path), tmp_path / "res.csv"
     for bad in ("1-2-0001.flac", "1-2-0003.flac"):
         shutil.copy(corpus / "1" / "2" / "1-2-0000.flac", corpus / "1" / "2" / bad)
-    rt = _FakeRuntime(interrupt_at=3)
+    rt = hello_runtime(interrupt_at=3)
     monkeypatch.setattr(evaluate, "build_runtime", lambda model, package: (rt, "fake weights"))
     argv = ["--librispeech", str(corpus), "--csv", str(out)]
     assert evaluate.main(argv) == 130

@@ -161,29 +161,7 @@ def test_demo_transcribes_a_long_recording_without_seam_errors(real_speech_dir, 
     assert quiet["transcript"] == "" and quiet["windows"][0]["skipped"].startswith("energy gate")
 
 
-class _HelloRuntime:
-    """Decodes every window as "hello world"; counts the windows."""
-
-    cfg = {"n_audio_ctx": 1500}
-    windows = 0
-
-    def features(self, audio):
-        return audio
-
-    def audio_ctx(self, n_samples: int) -> int:
-        return 1500
-
-    def encode(self, mel, audio_ctx=None):
-        return mel
-
-    def decode(self, encoded):
-        from host.whisper import Transcript
-
-        self.windows += 1
-        return Transcript("hello world", [1, 2], no_speech_prob=0.01, avg_logprob=-0.1)
-
-
-def test_evaluate_join_chapters_scores_one_recording_per_chapter(tmp_path, monkeypatch, capsys):
+def test_evaluate_join_chapters_scores_one_recording_per_chapter(tmp_path, monkeypatch, capsys, hello_runtime):
     from model import evaluate
 
     d = tmp_path / "corpus" / "1" / "2"
@@ -191,12 +169,12 @@ def test_evaluate_join_chapters_scores_one_recording_per_chapter(tmp_path, monke
     for i in range(2):
         sf.write(str(d / f"1-2-{i:04d}.flac"), 0.3 * np.sin(2 * np.pi * 220 * np.arange(SR) / SR), SR)
     (d / "1-2.trans.txt").write_text("1-2-0000 HELLO\n1-2-0001 WORLD\n")
-    rt = _HelloRuntime()
+    rt = hello_runtime()
     monkeypatch.setattr(evaluate, "build_runtime", lambda model, package: (rt, "fake weights"))
     assert evaluate.main(["--librispeech", str(tmp_path / "corpus"), "--join-chapters"]) == 0
     out = capsys.readouterr().out
     assert "WER 0.00% on 1 recordings" in out and "chapters joined; encoder window trimmed" in out
-    assert rt.windows == 1
+    assert rt.calls == 1
 
 
 def test_windows_of_cover_any_length_for_calibration_audio():
