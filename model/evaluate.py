@@ -11,6 +11,7 @@ transcription with the per-utterance WER of the same audio.
 from __future__ import annotations
 
 import csv
+import re
 import sys
 import tempfile
 import time
@@ -105,9 +106,16 @@ def evaluate(
     return EvalResult(wer, len(rows), audio_s, wall_s, rows, failures)
 
 
+def setup_key(setup: str) -> str:
+    """What makes two runs' rows one run's: the setup without the package's path, which the digest after it
+    identifies (a package moved or copied elsewhere resumes its CSV)."""
+    return re.sub(r"^package .*? \((sha256:[0-9a-f]+)\)", r"package (\1)", setup)
+
+
 def read_done(path: Path, setup: str) -> Dict[str, dict]:
-    """The rows of an earlier run with the same ``setup`` in the per-utterance CSV at ``path`` (none if it does
-    not exist); a row cut short by an interrupted run is dropped (that utterance is scored again)."""
+    """The rows of an earlier run with the same setup (:func:`setup_key`) in the per-utterance CSV at ``path``
+    (none if it does not exist); a row cut short by an interrupted run is dropped (that utterance is scored
+    again)."""
     if not path.exists():
         return {}
     try:
@@ -124,7 +132,7 @@ def read_done(path: Path, setup: str) -> Dict[str, dict]:
             float(row["seconds"]), float(row["wall_s"]), float(row["wer"])
         except (TypeError, ValueError):
             continue
-        if row["setup"] != setup:
+        if setup_key(row["setup"]) != setup_key(setup):
             raise cli.UserError(
                 f"--csv {path}: holds results of another setup ({row['setup']}, not {setup}): choose another path"
             )

@@ -318,6 +318,23 @@ def test_evaluate_scores_what_it_can_and_resumes(tmp_path, monkeypatch, capsys, 
     assert "holds results of another setup" in capsys.readouterr().err
 
 
+def test_evaluate_resumes_a_moved_package_by_its_digest_not_its_path(tmp_path, monkeypatch, capsys, hello_runtime):
+    from model import evaluate
+
+    corpus, out = _corpus(tmp_path), tmp_path / "res.csv"
+    rt = hello_runtime()
+    runs = {"a/P.sasp": "sha256:59969f689c01", "b/Q.sasp": "sha256:59969f689c01", "c/P.sasp": "sha256:0123456789ab"}
+    monkeypatch.setattr(evaluate, "build_runtime", lambda model, package: (rt, f"package {package} ({runs[package]})"))
+    argv = ["--librispeech", str(corpus), "--csv", str(out)]
+    for path in runs:
+        assert evaluate.main(argv + ["--package", path]) == 2  # (two undecodable utterances)
+    assert rt.calls == 3  # the copy at b/ reused a/'s rows (1 + 2 windows); c/ is another package
+    cap = capsys.readouterr()
+    wer = [line for line in cap.out.splitlines() if line.startswith("WER")]
+    assert len(wer) == 2 and "reused" not in wer[0] and "package b/Q.sasp" in wer[1] and "(2 reused from" in wer[1]
+    assert "holds results of another setup (package a/P.sasp (sha256:59969f689c01)" in cap.err
+
+
 def test_evaluate_interrupted_keeps_the_scored_rows(tmp_path, monkeypatch, capsys, hello_runtime):
     from model import evaluate
 
