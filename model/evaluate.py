@@ -190,7 +190,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         "--csv",
         type=Path,
         default=None,
-        help="per-utterance CSV, written as results come; a rerun with the same setup resumes from it",
+        help="per-utterance CSV, written as results come; a rerun with the same setup (the same package by its "
+        "digest, wherever it lies) resumes from it",
     )
     ap.add_argument("--window", choices=WINDOWS, default=DEFAULT_WINDOW, help=WINDOW_HELP)
     ap.add_argument(
