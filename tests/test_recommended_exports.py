@@ -15,26 +15,25 @@ SECTION = "### Which package to build, per cell"
 POINTS = re.compile(r"[+-]\d+\.\d\d")
 
 
-def docs_cells() -> dict:
-    """``{(array, sparsity): flags}`` from the first backquoted text of the no-training column of the docs' table."""
-    text = DOCS.read_text(encoding="utf-8")
-    table = text[text.index(SECTION) :].split("\n\n| cell |", 1)[1].split("\n\n", 1)[0]
+def table_rows(text: str, start: str) -> dict:
+    """``{"8x8 / 10 %": [cells...]}``: the rows of the first table after ``start`` in ``text`` (indented or not)."""
+    lines = iter(text[text.index(start) :].splitlines())
+    table = next(line.strip() for line in lines if line.strip().startswith("|"))
     rows = {}
-    for line in table.splitlines():
-        m = re.match(r"\| (\d+)x\1 / (\d+) % \| `([^`]+)`", line)
-        if m:
-            rows[(int(m.group(1)), int(m.group(2)) / 100)] = m.group(3)
+    while table.startswith("|"):
+        cells = [c.strip() for c in table.strip("|").split("|")]
+        if re.fullmatch(r"\d+x\d+ / \d+ %", cells[0]):
+            rows[cells[0]] = cells[1:]
+        table = next(lines, "").strip()
     return rows
 
 
-def table_rows(text: str, start: str) -> dict:
-    """``{"8x8 / 10 %": [cells...]}``: the rows of the first table after ``start`` in ``text``."""
-    table = text[text.index(start) :].split("\n\n  |" if start.startswith("- **") else "\n\n|", 1)[1]
+def docs_cells() -> dict:
+    """``{(array, sparsity): flags}`` from the first backquoted text of the no-training column of the docs' table."""
     rows = {}
-    for line in table.split("\n\n", 1)[0].splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if re.fullmatch(r"\d+x\d+ / \d+ %", cells[0]):
-            rows[cells[0]] = cells[1:]
+    for cell, cells in table_rows(DOCS.read_text(encoding="utf-8"), SECTION).items():
+        array, percent = re.fullmatch(r"(\d+)x\1 / (\d+) %", cell).groups()
+        rows[(int(array), int(percent) / 100)] = re.match(r"`([^`]+)`", cells[0]).group(1)
     return rows
 
 
