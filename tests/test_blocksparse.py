@@ -100,7 +100,7 @@ def test_validate_duplicate_and_unsorted_kidx():
 @pytest.mark.parametrize("tile", [(4, 4), (8, 8), (12, 12), (16, 16), (32, 32)])
 def test_gemm_int_matches_int64(tile):
     rng = np.random.default_rng(tile[0])
-    for m, k, n, p in [(1, 40, 24, 0.5), (33, 100, 72, 0.0), (7, 384, 96, 0.75), (5, 17, 9, 1.0)]:
+    for m, k, n, p in [(1, 40, 24, 0.5), (33, 100, 72, 0.0), (7, 384, 96, 0.75), (5, 17, 9, 1.0), (3, 1536, 40, 0.3)]:
         w, keep = _rand_w(rng, k, n, tile, p)
         bs = BlockSparseWeights.from_dense(w, tile, keep)
         x = rng.integers(-128, 128, (m, k), dtype=np.int8)
@@ -126,3 +126,17 @@ def test_gemm_int_rejects_wrong_input():
         bs.gemm_int(np.zeros((2, 31), dtype=np.int8))
     with pytest.raises(ValueError):
         bs.gemm_int(np.zeros((2, 32), dtype=np.float32))
+
+
+def test_the_benchmark_finds_the_dense_product_equal_to_the_per_pattern_one(tiny_package, capsys):
+    """``benchmarks/bench_reference_gemm.py`` on a pruned package: every layer's two products agree (it raises
+    otherwise) and it prints the ratio line."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_reference_gemm.py"
+    spec = importlib.util.spec_from_file_location("bench_reference_gemm", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--package", str(tiny_package), "--rows", "9", "--repeats", "1"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("all ")
