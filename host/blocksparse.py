@@ -156,8 +156,7 @@ class BlockSparseWeights:
         an integer of magnitude <= 1024 * 128 * 128 = 2**24, which float32 represents exactly in any summation
         order, so the int32 total equals the kernel's. The zeros cost products here that the kernel skips (its
         cycles come from the cycle model): one BLAS product of the whole matrix beats one small product per pattern
-        of kept tiles, which free tile choice makes nearly one per column block
-        (``benchmarks/bench_reference_gemm.py``).
+        of kept tiles, of which free tile choice makes tens per layer (``benchmarks/bench_reference_gemm.py``).
         """
         x_q = np.asarray(x_q)
         if x_q.dtype != np.int8 or x_q.ndim != 2 or x_q.shape[1] != self.k:
