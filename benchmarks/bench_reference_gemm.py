@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from host import cli  # noqa: E402
 from host.blocksparse import EXACT_ROWS, BlockSparseWeights  # noqa: E402
+from host.package import Package, load_package  # noqa: E402
 from host.whisper_layers import LOGITS_LAYER  # noqa: E402
 
 
@@ -81,7 +82,7 @@ def by_pattern(w: BlockSparseWeights, x_q: np.ndarray) -> np.ndarray:
     return w.__dict__["_per_pattern"](x_q)
 
 
-def transcribe_both(pkg: object, wav: Path, repeats: int) -> str:
+def transcribe_both(pkg: Package, wav: Path, repeats: int) -> str:
     """Median wall time of transcribing ``wav`` with each product, alternately, and their ratio."""
     from host.driver import Accelerator
     from host.session import Session
@@ -138,8 +139,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = ap.parse_args(argv)
     if args.wav is not None and not args.wav.is_file():
         raise cli.UserError(f"--wav {args.wav}: no such file")
-    from host.package import load_package
-
     pkg = load_package(args.package)
     rng = np.random.default_rng(0)
     sums: Dict[int, List[float]] = {m: [0.0, 0.0] for m in (args.rows, 1)}
