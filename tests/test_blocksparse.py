@@ -128,9 +128,8 @@ def test_gemm_int_rejects_wrong_input():
         bs.gemm_int(np.zeros((2, 32), dtype=np.float32))
 
 
-def test_the_benchmark_finds_the_dense_product_equal_to_the_per_pattern_one(tiny_package, capsys):
-    """``benchmarks/bench_reference_gemm.py`` on a pruned package: every layer's two products agree (it raises
-    otherwise) and it prints the ratio line."""
+def _reference_gemm_benchmark():
+    """``benchmarks/bench_reference_gemm.py`` as a module."""
     import importlib.util
     from pathlib import Path
 
@@ -138,5 +137,20 @@ def test_the_benchmark_finds_the_dense_product_equal_to_the_per_pattern_one(tiny
     spec = importlib.util.spec_from_file_location("bench_reference_gemm", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+def test_the_benchmark_finds_the_dense_product_equal_to_the_per_pattern_one(tiny_package, capsys):
+    """``benchmarks/bench_reference_gemm.py`` on a pruned package: every layer's two products agree (it raises
+    otherwise) and it prints the ratio line."""
+    bench = _reference_gemm_benchmark()
     assert bench.main(["--package", str(tiny_package), "--rows", "9", "--repeats", "1"]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("all ")
+
+
+def test_the_benchmark_refuses_a_missing_wav_before_any_work(tiny_package, tmp_path, capsys):
+    bench = _reference_gemm_benchmark()
+    argv = ["--package", str(tiny_package), "--wav", str(tmp_path / "missing.wav")]
+    assert bench.main(argv) == 2
+    out = capsys.readouterr()
+    assert out.err.strip() == f"error: --wav {tmp_path / 'missing.wav'}: no such file" and out.out == ""
