@@ -113,7 +113,8 @@ def transcribe_both(pkg: Package, wav: Path, repeats: int) -> str:
         raise AssertionError(f"{wav}: the two products transcribe differently: {sorted(texts)}")
     old, new = (statistics.median(times[k]) for k in ("per pattern", "dense"))
     return (
-        f"{wav.name} transcribed (reference backend, trimmed window): per pattern {old:.2f} s, dense {new:.2f} s, "
+        f"{wav.name} transcribed (reference backend, trimmed window; emulated wall time, this machine): per pattern "
+        f"{old:.2f} s, dense {new:.2f} s, "
         f"ratio {old / new:.1f}x"
     )
 
