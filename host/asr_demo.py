@@ -443,8 +443,6 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     for flag in ("rotate", "permute", "drop_dead"):
         if getattr(args, flag) and not args.sparsity:
             ap.error(f"argument --{flag.replace('_', '-')}: applies to --sparsity > 0")
-    if args.drop_dead and args.method == "obs-ls":
-        ap.error("argument --drop-dead: needs a --method that scores tiles (not obs-ls)")
     if args.model is not None and not weights_file(args.model).is_file():
         ap.error(f"argument --model: {args.model} is neither a file nor a CTranslate2 folder with a model.bin")
     if args.json is not None and args.json.is_dir():

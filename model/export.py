@@ -439,11 +439,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             "argument --permute: needs --sparsity > 0, --pattern free, no --sequential and a --method that prunes "
             "on statistics (not magnitude)"
         )
-    if args.drop_dead and (args.sparsity == 0 or args.pattern != "free" or args.sequential or args.method == "obs-ls"):
-        ap.error(
-            "argument --drop-dead: needs --sparsity > 0, --pattern free, no --sequential and a --method that scores "
-            "tiles (not obs-ls)"
-        )
+    if args.drop_dead and (args.sparsity == 0 or args.pattern != "free" or args.sequential):
+        ap.error("argument --drop-dead: needs --sparsity > 0, --pattern free and no --sequential")
     refuse_gradual_on_reordered(ap, args)
     if args.search and (args.uniform or args.pattern != "free" or args.sequential or args.sparsity == 0):
         ap.error("argument --search: needs --sparsity > 0 with sensitivity-based rates of free tiles")

@@ -125,7 +125,7 @@ class ExportConfig:
             "--drop-dead",
             action="store_true",
             help="prune the key, out-projection and fc2 first, then prune first the query, value and fc1 tiles "
-            "whose outputs they discard, at the same per-layer rates (model.dead_tiles; free tiles, not obs-ls or "
+            "whose outputs they discard, at the same per-layer rates (model.dead_tiles; free tiles, not "
             "--sequential)",
         ),
     )
@@ -218,8 +218,8 @@ class ExportConfig:
             raise ValueError("sequential pruning needs free tiles and a '-ls' method")
         if self.permute and (self.pattern != "free" or self.sequential or not uses_statistics(self.method)):
             raise ValueError("--permute needs free tiles, a method that prunes on statistics and no --sequential")
-        if self.drop_dead and (self.pattern != "free" or self.sequential or self.method == "obs-ls"):
-            raise ValueError("--drop-dead needs free tiles, a method that scores tiles (not obs-ls), no --sequential")
+        if self.drop_dead and (self.pattern != "free" or self.sequential):
+            raise ValueError("--drop-dead needs free tiles and no --sequential")
         if self.sensitivity not in SENSITIVITY:
             raise ValueError(f"unknown sensitivity {self.sensitivity!r}; choose from {SENSITIVITY}")
         if self.probe not in PROBE_WINDOWS:

@@ -106,19 +106,33 @@ def obs_order(
     return order, cost
 
 
-def obs_keep(order: np.ndarray, cost: np.ndarray, k_blocks: int, rate: float) -> np.ndarray:
+def obs_keep(
+    order: np.ndarray, cost: np.ndarray, k_blocks: int, rate: float, dead: Optional[np.ndarray] = None
+) -> np.ndarray:
     """Keep mask ``[K_blocks, N_blocks]`` that prunes ``round(rate * tiles)`` tiles, the cheapest removals of
     :func:`obs_order` first over all column blocks (each block's costs made non-decreasing, so every block
-    loses a prefix of its own order)."""
+    loses a prefix of its own order). ``dead`` tiles (bool ``[K_blocks, N_blocks]``, whole column blocks, as
+    ``model.dead_tiles`` finds them) go first, all of them even beyond that count, as in :func:`select_keep`: the
+    order's column blocks are independent, so the live blocks' orders stand as they are."""
     if not 0.0 <= rate <= 1.0:
         raise ValueError(f"pruning rate must be in [0, 1], got {rate}")
     nb, steps = cost.shape
     n_prune = int(round(rate * k_blocks * nb))
-    if n_prune > nb * steps:
-        raise ValueError(f"pruning rate {rate} is beyond the OBS order's {steps}/{k_blocks} row blocks per column")
-    rising = np.maximum.accumulate(cost, axis=1)
-    taken = np.bincount(np.argsort(rising, axis=None, kind="stable")[:n_prune] // steps, minlength=nb)
     keep = np.ones((k_blocks, nb), bool)
+    rising = np.maximum.accumulate(cost, axis=1)
+    if dead is not None:
+        cols = dead.all(axis=0)
+        if not np.array_equal(dead, np.broadcast_to(cols, dead.shape)):
+            raise ValueError("OBS tile selection prunes dead tiles as whole column blocks only")
+        keep[:, cols] = False
+        n_prune = max(0, n_prune - int(dead.sum()))
+        rising[cols] = np.inf
+        nb_live = nb - int(cols.sum())
+    else:
+        nb_live = nb
+    if n_prune > nb_live * steps:
+        raise ValueError(f"pruning rate {rate} is beyond the OBS order's {steps}/{k_blocks} row blocks per column")
+    taken = np.bincount(np.argsort(rising, axis=None, kind="stable")[:n_prune] // steps, minlength=nb)
     for j in range(nb):
         keep[order[j, : taken[j]], j] = False
     return keep
@@ -134,14 +148,12 @@ def tile_keep(
     dead: Optional[np.ndarray] = None,
 ) -> np.ndarray:
     """The keep mask ``[K_blocks, N_blocks]`` of ``method`` at ``rate`` (scores, or the OBS order); ``dead`` tiles
-    (``[K_blocks, N_blocks]`` bool: their outputs are discarded downstream) are pruned first (score methods)."""
+    (``[K_blocks, N_blocks]`` bool: their outputs are discarded downstream) are pruned first."""
     if method != "obs-ls":
         return select_keep(tile_scores(w, tile, method, gram), rate, dead)
-    if dead is not None:
-        raise ValueError("dead tiles are pruned first by the score methods, not by the OBS order")
     if gram is None:
         raise ValueError("OBS tile selection needs calibration statistics")
-    return obs_keep(*_obs_order_cached(w, gram, tile, damp), blocks(*w.shape, tile)[0], rate)
+    return obs_keep(*_obs_order_cached(w, gram, tile, damp), blocks(*w.shape, tile)[0], rate, dead)
 
 
 _OBS_MEMO: Dict[bytes, Tuple[np.ndarray, np.ndarray]] = {}

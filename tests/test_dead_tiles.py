@@ -98,7 +98,7 @@ def test_select_keep_prunes_the_dead_tiles_first_and_all_of_them():
     assert (~select_keep(scores, 0.25, dead)).sum() == 8  # more dead tiles than the rate's count: all of them
 
 
-@pytest.mark.parametrize("method", ["act-ls", "magnitude"])
+@pytest.mark.parametrize("method", ["act-ls", "magnitude", "obs-ls"])
 def test_drop_dead_prunes_the_partners_dead_tiles_first_at_the_same_rates(model, stats, method):
     """Every source prunes its weak block whole; with ``drop_dead`` each partner prunes the matching tiles and
     keeps its rate's count, and every other layer is what it was without the option."""
@@ -131,10 +131,10 @@ def test_drop_dead_is_recorded_only_when_on(model, tmp_path):
     assert "drop_dead" not in load_package(plain).metadata["export"]
     assert load_package(dropped).metadata["export"]["drop_dead"] is True
     with pytest.raises(ValueError, match="--drop-dead needs"):
-        replace(cfg, method="obs-ls", drop_dead=True)
+        replace(cfg, pattern="ffn", drop_dead=True)
 
 
-@pytest.mark.parametrize("extra", [["--sparsity", "0"], ["--method", "obs-ls"], ["--pattern", "ffn"], ["--sequential"]])
+@pytest.mark.parametrize("extra", [["--sparsity", "0"], ["--pattern", "ffn"], ["--sequential"]])
 def test_export_cli_refuses_what_drop_dead_cannot_do(tmp_path, capsys, extra):
     """One error line naming --drop-dead, exit code 2, before any work."""
     with pytest.raises(SystemExit) as stop:

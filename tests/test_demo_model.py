@@ -90,7 +90,6 @@ def test_the_builder_is_given_the_weights(monkeypatch, tmp_path):
         (["--package", "p.sasp", "--permute"], "--package names one already built"),
         (["--drop-dead"], "argument --drop-dead: applies to --sparsity > 0"),
         (["--package", "p.sasp", "--drop-dead"], "--package names one already built"),
-        (["--sparsity", "0.2", "--drop-dead", "--method", "obs-ls"], "argument --drop-dead: needs a --method"),
         (["--recommended"], "argument --recommended: applies to --sparsity > 0"),
         (["--recommended", "--sparsity", "0.2", "--rotate"], "sets the package's flags itself; drop --rotate"),
         (["--recommended", "--sparsity", "0.2", "--drop-dead"], "drop --drop-dead"),

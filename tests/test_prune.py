@@ -94,6 +94,26 @@ def test_obs_refuses_a_rate_beyond_its_order(layer):
         obs_keep(order, cost, 13, 1.5)
 
 
+def test_obs_prunes_dead_column_blocks_first_and_the_rest_by_its_order(layer):
+    """Dead tiles (whole column blocks) go first and count towards the rate; the other blocks lose the cheapest
+    prefixes of their own orders, as an export of those blocks alone at the remaining count would; all dead tiles go
+    even beyond the rate's count, and a dead set that is not whole column blocks is refused."""
+    x, _, w = layer
+    order, cost = obs_order(w, x.T @ x, (8, 8))
+    dead = np.zeros((13, 8), bool)
+    dead[:, [2, 5]] = True
+    keep = obs_keep(order, cost, 13, 0.4, dead)
+    assert (~keep).sum() == round(0.4 * 13 * 8) and not keep[:, [2, 5]].any()
+    live = [0, 1, 3, 4, 6, 7]
+    alone = obs_keep(order[live], cost[live], 13, (round(0.4 * 13 * 8) - 26) / (13 * 6))
+    np.testing.assert_array_equal(keep[:, live], alone)
+    assert (~obs_keep(order, cost, 13, 0.1, dead)).sum() == 26  # beyond the 10 tiles of the rate
+    np.testing.assert_array_equal(obs_keep(order, cost, 13, 0.4, np.zeros_like(dead)), obs_keep(order, cost, 13, 0.4))
+    dead[0, 0] = True
+    with pytest.raises(ValueError, match="whole column blocks"):
+        obs_keep(order, cost, 13, 0.4, dead)
+
+
 def test_obs_drops_a_duplicated_input_that_activation_scores_keep():
     """Row blocks 0 and 1 see the same inputs: either can go at almost no cost once the other absorbs its
     weights, which only a selection that accounts for compensation sees (the activation score ranks them highest)."""
