@@ -17,8 +17,9 @@ weights with each attention head in its weighted SVD basis (``python -m model.ro
 and cached), cached apart by a digest of the weights: at those weights' own per-layer rates, or with ``--model-rates
 default`` at the rates of the default package of the same array and sparsity (built first; ``model.export
 --rates-from``), ``--permute`` reorders the weights for the tiles before pruning (``model.export --permute``) and
-``--drop-dead`` prunes first the tiles whose outputs a pruned partner discards (``model.export --drop-dead``).
-``--recommended`` sets these four to what docs/pruning.md ("Which package to build, per cell") recommends without
+``--drop-dead`` prunes first the tiles whose outputs a pruned partner discards (``model.export --drop-dead``);
+``--obs-tiles`` chooses the tiles at the default package's rates by the OBS order (``model.export --method obs-ls``).
+``--recommended`` sets these five to what docs/pruning.md ("Which package to build, per cell") recommends without
 training for the cell (``host/recommended_exports.py``, the one table of them; ``--help`` lists it).
 """
 
@@ -136,8 +137,9 @@ def build_package(
 ) -> None:
     """Write the package ``path`` with the offline builder (``python -m model.export``, :func:`run_offline`), at
     the per-layer rates of the package ``rates_from`` if given (else allocated by the sensitivity analysis), with
-    ``choice``'s reordering and dead tiles (its rates are what ``rates_from`` carries)."""
-    args = ["--tile", str(array), "--sparsity", str(sparsity), "--method", method]
+    ``choice``'s reordering, dead tiles and tile selection (its rates are what ``rates_from`` carries; ``method`` is
+    the rates' method, which ``choice`` may replace for the tiles)."""
+    args = ["--tile", str(array), "--sparsity", str(sparsity), "--method", choice.method(method)]
     args += ["--rates-from", str(rates_from)] if rates_from else ["--sensitivity", SENSITIVITY] if sparsity > 0 else []
     args += (["--model", str(model)] if model else []) + choice.export_flags()
     args += ["--calib", *map(str, calib)] if calib else []
@@ -301,7 +303,7 @@ def transcribe_one(
 def apply_recommended(ap: cli.Parser, args: argparse.Namespace) -> None:
     """Set ``--recommended``'s flags for the cell of ``--array`` (else the board's) and ``--sparsity``; it stops
     with one line where they were chosen by hand or the cell has no measured recommendation."""
-    own = [f for f in ("model", "rotate", "permute", "drop_dead") if getattr(args, f)]
+    own = [f for f in ("model", "rotate", "permute", "drop_dead", "obs_tiles") if getattr(args, f)]
     own += ["model_rates"] if args.model_rates != "own" else []
     if own:
         ap.error(f"argument --recommended: sets the package's flags itself; drop --{own[0].replace('_', '-')}")
@@ -316,6 +318,7 @@ def apply_recommended(ap: cli.Parser, args: argparse.Namespace) -> None:
         ap.error(f"argument --recommended: {e}")
     args.rotate, args.model_rates = True, recipe.choice.model_rates
     args.permute, args.drop_dead = recipe.choice.permute, recipe.choice.drop_dead
+    args.obs_tiles = recipe.choice.obs
     print(
         f"--recommended at {cell_name(array, args.sparsity)}: {recipe.flags()} ({recipe.name})",
         file=sys.stderr,
@@ -410,11 +413,18 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
         "--recommended sets it per cell",
     )
     ap.add_argument(
+        "--obs-tiles",
+        action="store_true",
+        help="with --model-rates default: choose the tiles by the OBS order (model.export --method obs-ls) at the "
+        "default package's per-layer rates, which --method allocated; --recommended sets it per cell",
+    )
+    ap.add_argument(
         "--recommended",
         action="store_true",
         help="for the default package (--sparsity > 0, the pip weights, --method act-ls): set --rotate, --model-rates, "
-        "--permute and --drop-dead to the flags docs/pruning.md recommends without training for --array/--sparsity, "
-        "measured with the bundled calibration audio (host/recommended_exports.py): " + cells().replace("%", "%%"),
+        "--permute, --drop-dead and --obs-tiles to the flags docs/pruning.md recommends without training for "
+        "--array/--sparsity, measured with the bundled calibration audio (host/recommended_exports.py): "
+        + cells().replace("%", "%%"),
     )
     ap.add_argument("--window", choices=WINDOWS, default=DEFAULT_WINDOW, help=WINDOW_HELP)
     ap.add_argument(
@@ -430,16 +440,18 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.limit is not None and not args.librispeech:
         ap.error("argument --limit: applies to --librispeech only")
-    chosen = (args.sparsity, args.calib, args.model, args.rotate, args.permute, args.drop_dead, args.recommended)
-    if args.package is not None and any(chosen):
+    chosen = (args.sparsity, args.calib, args.model, args.rotate, args.permute, args.drop_dead, args.obs_tiles)
+    if args.package is not None and (any(chosen) or args.recommended):
         ap.error(
-            "arguments --sparsity/--calib/--model/--rotate/--permute/--drop-dead/--recommended: describe the default "
-            "package; --package names one already built"
+            "arguments --sparsity/--calib/--model/--rotate/--permute/--drop-dead/--obs-tiles/--recommended: describe "
+            "the default package; --package names one already built"
         )
     if args.recommended:
         apply_recommended(ap, args)
     if args.model_rates != "own" and ((args.model is None and not args.rotate) or not args.sparsity):
         ap.error("argument --model-rates: applies to --model or --rotate with --sparsity > 0")
+    if args.obs_tiles and args.model_rates != "default":
+        ap.error("argument --obs-tiles: applies to --model-rates default (at their own rates: --method obs-ls)")
     for flag in ("rotate", "permute", "drop_dead"):
         if getattr(args, flag) and not args.sparsity:
             ap.error(f"argument --{flag.replace('_', '-')}: applies to --sparsity > 0")
@@ -461,7 +473,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         list_audio_files(*args.calib)  # a missing or empty calibration folder stops here, not after minutes
     try:
         model = rotated_model(args.model, package_audio(args.calib)) if args.rotate else args.model
-        choice = ExportChoice(args.model_rates, args.permute, args.drop_dead)
+        choice = ExportChoice(args.model_rates, args.permute, args.drop_dead, args.obs_tiles)
         package_path = args.package or default_package(array, args.sparsity, args.method, args.calib, model, choice)
         package = load_package(package_path, expect_tile=(array, array))
         # the emulated kernel is the chosen board's build (its activation chunk), as the overlay would be

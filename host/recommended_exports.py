@@ -1,6 +1,6 @@
 """How the demo prunes weights other than the pip's (``ExportChoice``: one value for its ``--model-rates``,
-``--permute`` and ``--drop-dead``), and the choices that docs/pruning.md recommends per cell without training, the
-one table of them.
+``--permute``, ``--drop-dead`` and ``--obs-tiles``), and the choices that docs/pruning.md recommends per cell without
+training, the one table of them.
 
 Each cell (array size, sparsity) names the demo's flags of the package that won its pre-registered rule on the
 genuine LibriSpeech halves (docs/pruning.md, "Which package to build, per cell", whose table is checked against
@@ -18,24 +18,32 @@ from typing import Dict, List, Tuple
 class ExportChoice:
     """How a demo package prunes weights other than the pip's (``--model`` or ``--rotate``): at their own per-layer
     rates or the default package's (``--model-rates``), reordered for the tiles first (``--permute``), the tiles a
-    pruned partner makes dead first (``--drop-dead``)."""
+    pruned partner makes dead first (``--drop-dead``), the tiles chosen by the OBS order (``model.export --method
+    obs-ls``) instead of the activation scores, at the rates the default package's method allocated
+    (``--obs-tiles``)."""
 
     model_rates: str = "own"  # "own", or "default": the default weights' package's per-layer rates
     permute: bool = False
     drop_dead: bool = False
+    obs: bool = False
 
     def demo_flags(self) -> List[str]:
         """The demo's options for this choice."""
         rates = ["--model-rates", "default"] if self.model_rates == "default" else []
-        return rates + self.export_flags()
+        return rates + ["--permute"] * self.permute + ["--drop-dead"] * self.drop_dead + ["--obs-tiles"] * self.obs
 
     def export_flags(self) -> List[str]:
-        """``model.export``'s options for it, besides the rates (``--rates-from`` names the default's package)."""
+        """``model.export``'s options for it, besides the rates (``--rates-from`` names the default's package) and
+        the method (:meth:`method`)."""
         return ["--permute"] * self.permute + ["--drop-dead"] * self.drop_dead
+
+    def method(self, rates_method: str) -> str:
+        """``model.export --method`` for the package's tiles, given the method its rates were allocated with."""
+        return "obs-ls" if self.obs else rates_method
 
     def tag(self) -> str:
         """Its part of a cached package's name (the rates are named apart, by the rates package's digest)."""
-        return "-permute" * self.permute + "-dropdead" * self.drop_dead
+        return "-permute" * self.permute + "-dropdead" * self.drop_dead + "-obs" * self.obs
 
 
 PLAIN = ExportChoice()  # the weights' own rates, not reordered, dead tiles not first
@@ -57,7 +65,7 @@ _FPX = ExportChoice("default", permute=True, drop_dead=True)
 
 RECOMMENDED: Dict[Tuple[int, float], Recipe] = {
     (8, 0.10): Recipe("R8-10"),
-    (8, 0.20): Recipe("R8-20FX", ExportChoice("default", drop_dead=True)),
+    (8, 0.20): Recipe("R8-20FXO", ExportChoice("default", drop_dead=True, obs=True)),
     (8, 0.25): Recipe("R8-25FPX", _FPX),
     (8, 0.30): Recipe("R8-30FPX", _FPX),
     (16, 0.10): Recipe("R16-10F", ExportChoice("default")),

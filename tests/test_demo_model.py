@@ -98,6 +98,10 @@ def test_the_builder_is_given_the_weights(monkeypatch, tmp_path):
         (["--recommended", "--sparsity", "0.15"], "no recommendation for 8x8 / 15 %"),
         (["--recommended", "--array", "32", "--sparsity", "0.2"], "no recommendation for 32x32 / 20 %"),
         (["--recommended", "--package", "p.sasp"], "--package names one already built"),
+        (["--package", "p.sasp", "--obs-tiles"], "--package names one already built"),
+        (["--sparsity", "0.2", "--rotate", "--obs-tiles"], "argument --obs-tiles: applies to --model-rates default"),
+        (["--obs-tiles"], "argument --obs-tiles: applies to --model-rates default"),
+        (["--recommended", "--sparsity", "0.2", "--obs-tiles"], "drop --obs-tiles"),
     ],
 )
 def test_model_option_errors(tmp_path, monkeypatch, capsys, argv, words):
@@ -161,6 +165,23 @@ def test_drop_dead_is_handed_to_the_builder_and_names_the_package(monkeypatch, t
     assert "-permute-dropdead-" in dropped.name
     plain = tmp_path / "packages" / built[0][0]
     assert built[1:] == [(permuted.name, weights, plain, True), (dropped.name, weights, plain, True, "drop-dead")]
+
+
+def test_obs_tiles_build_the_tiles_by_obs_at_the_act_ls_defaults_rates(monkeypatch, tmp_path):
+    """``--obs-tiles``: the package of rates is the plain act-ls default; the rotated package is built with
+    ``--method obs-ls`` from those rates and cached apart from the one with activation-scored tiles."""
+    build_package = demo.build_package
+    built = fake_builder(monkeypatch, tmp_path)
+    weights = tmp_path / "rotated.pt"
+    weights.write_bytes(b"rotated weights")
+    scored = demo.default_package(8, 0.2, "act-ls", [], weights, ExportChoice("default", drop_dead=True))
+    obs = demo.default_package(8, 0.2, "act-ls", [], weights, ExportChoice("default", drop_dead=True, obs=True))
+    assert obs != scored and obs.name.count("-act-ls-rates-") == 1 and "-dropdead-obs-" in obs.name
+    plain = tmp_path / "packages" / built[0][0]
+    assert "-act-ls-" in plain.name and [b[2] for b in built[1:]] == [plain, plain]
+    monkeypatch.setattr(demo, "find_spec", lambda name: None)
+    with pytest.raises(cli.UserError, match="--method obs-ls --rates-from d.sasp --model r.pt --out PKG"):
+        build_package(Path("p.sasp"), 8, 0.2, "act-ls", [], Path("r.pt"), Path("d.sasp"), ExportChoice(obs=True))
 
 
 def fake_rotator(monkeypatch, tmp_path) -> list:

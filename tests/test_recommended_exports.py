@@ -61,6 +61,9 @@ def test_flags_are_the_demos_options():
     assert Recipe("x", ExportChoice("default", permute=True, drop_dead=True)).flags() == (
         "--rotate --model-rates default --permute --drop-dead"
     )
+    assert Recipe("x", ExportChoice("default", drop_dead=True, obs=True)).flags() == (
+        "--rotate --model-rates default --drop-dead --obs-tiles"
+    )
 
 
 def test_a_cell_without_a_measurement_names_the_measured_ones():
@@ -73,7 +76,8 @@ def test_a_cell_without_a_measurement_names_the_measured_ones():
 def test_the_demo_applies_the_cell_of_its_board(board, array, sparsity):
     args = demo.parse_args(["--recommended", "--board", board, "--sparsity", sparsity])
     recipe = recommended(array, float(sparsity))
-    assert ExportChoice(args.model_rates, args.permute, args.drop_dead) == recipe.choice and args.rotate
+    assert ExportChoice(args.model_rates, args.permute, args.drop_dead, args.obs_tiles) == recipe.choice
+    assert args.rotate
 
 
 def test_the_demo_applies_the_cell_of_its_array_and_says_so(capsys):
