@@ -62,12 +62,13 @@ class Recipe:
 
 
 _FPX = ExportChoice("default", permute=True, drop_dead=True)
+_FPXO = ExportChoice("default", permute=True, drop_dead=True, obs=True)
 
 RECOMMENDED: Dict[Tuple[int, float], Recipe] = {
     (8, 0.10): Recipe("R8-10"),
     (8, 0.20): Recipe("R8-20FXO", ExportChoice("default", drop_dead=True, obs=True)),
-    (8, 0.25): Recipe("R8-25FPXO", ExportChoice("default", permute=True, drop_dead=True, obs=True)),
-    (8, 0.30): Recipe("R8-30FPX", _FPX),
+    (8, 0.25): Recipe("R8-25FPXO", _FPXO),
+    (8, 0.30): Recipe("R8-30FPXO", _FPXO),
     (16, 0.10): Recipe("R16-10F", ExportChoice("default")),
     (16, 0.20): Recipe("R16-20FPX", _FPX),
     (16, 0.25): Recipe("R16-25FPX", _FPX),
