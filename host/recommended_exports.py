@@ -30,7 +30,7 @@ class ExportChoice:
     def demo_flags(self) -> List[str]:
         """The demo's options for this choice."""
         rates = ["--model-rates", "default"] if self.model_rates == "default" else []
-        return rates + ["--permute"] * self.permute + ["--drop-dead"] * self.drop_dead + ["--obs-tiles"] * self.obs
+        return rates + self.export_flags() + ["--obs-tiles"] * self.obs
 
     def export_flags(self) -> List[str]:
         """``model.export``'s options for it, besides the rates (``--rates-from`` names the default's package) and
