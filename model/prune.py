@@ -120,17 +120,14 @@ def obs_keep(
     n_prune = int(round(rate * k_blocks * nb))
     keep = np.ones((k_blocks, nb), bool)
     rising = np.maximum.accumulate(cost, axis=1)
-    if dead is not None:
-        cols = dead.all(axis=0)
-        if not np.array_equal(dead, np.broadcast_to(cols, dead.shape)):
-            raise ValueError("OBS tile selection prunes dead tiles as whole column blocks only")
-        keep[:, cols] = False
-        n_prune = max(0, n_prune - int(dead.sum()))
-        rising[cols] = np.inf
-        nb_live = nb - int(cols.sum())
-    else:
-        nb_live = nb
-    if n_prune > nb_live * steps:
+    dead = np.zeros((k_blocks, nb), bool) if dead is None else dead
+    cols = dead.all(axis=0)
+    if not np.array_equal(dead, np.broadcast_to(cols, dead.shape)):
+        raise ValueError("OBS tile selection prunes dead tiles as whole column blocks only")
+    keep[:, cols] = False
+    n_prune = max(0, n_prune - int(dead.sum()))
+    rising[cols] = np.inf
+    if n_prune > int((~cols).sum()) * steps:
         raise ValueError(f"pruning rate {rate} is beyond the OBS order's {steps}/{k_blocks} row blocks per column")
     taken = np.bincount(np.argsort(rising, axis=None, kind="stable")[:n_prune] // steps, minlength=nb)
     for j in range(nb):
