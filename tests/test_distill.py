@@ -378,7 +378,7 @@ def test_the_teachers_targets_are_computed_once_per_clip_and_equal_the_batchs(
     from model.distill import sparse_model_of
 
     a = load_audio(demo_clip)
-    clips = [a, a[: len(a) // 2], a[: len(a) // 3], a[len(a) // 4 :]]
+    clips = [a, a[: len(a) // 2], a[len(a) // 4 :]]
     pseudo = [[50257, 50362, 400 + i, 500, 600 + 7 * i][: 2 + i % 4] for i in range(len(clips))]
     cfg = DistillConfig(trim=trim, losses=("enc", "blocks", "kv", "logits"))
     start = sparse_model_of(load_package(pruned_package8))
@@ -398,6 +398,6 @@ def test_the_teachers_targets_are_computed_once_per_clip_and_equal_the_batchs(
     kept.teacher.encode_blocks = counted(enc, "encoder")
     kept.teacher.logits_grad = counted(dec, "decoder")
     with torch.no_grad():
-        for batch in ([0, 2], [2, 1, 3], [3, 0], [1, 2, 0, 3]):
+        for batch in ([0, 2], [2, 1], [1, 0, 2]):  # new clips; kept and new mixed; all kept, in another order
             assert float(kept.loss(batch, 0)) == pytest.approx(float(fresh.loss(batch, 0)), rel=1e-6, abs=0)
     assert runs == {"encoder": len(clips), "decoder": len(clips)}
