@@ -163,7 +163,8 @@ def _paired_with_base(
 
 def _paired_points(rows: Sequence[Mapping], paired: Sequence[Mapping], stream: str, seed: int = 0) -> dict:
     """Points of ``rows`` over their ``paired`` base rows with the paired bootstrap interval (resamples from the
-    ``stream`` of that name, :func:`resample_indices`), the utterance count, reference words and ``changed``."""
+    ``stream`` of that name, :func:`resample_indices`), the utterance count, reference words, both word error
+    counts (``errors``, ``base_errors``) and ``changed``."""
     err, words = _counts(rows)
     base_err, _ = _counts(paired)
     idx = resample_indices(len(rows), stream, seed)
@@ -172,6 +173,8 @@ def _paired_points(rows: Sequence[Mapping], paired: Sequence[Mapping], stream: s
         "points": float(100 * (err.sum() - base_err.sum()) / max(words.sum(), 1)),
         "utterances": len(rows),
         "words": int(words.sum()),
+        "errors": int(err.sum()),
+        "base_errors": int(base_err.sum()),
         "interval": bootstrap_interval(boot),
         "changed": _changed(rows, paired),
     }
@@ -256,10 +259,12 @@ def read_many(paths: Sequence[Path]) -> List[dict]:
 
 
 def dwer_text(deltas: Dict[str, dict]) -> str:
-    """``dwer_by_half``'s figures in words."""
+    """``dwer_by_half``'s figures in words, with the word error counts behind each reading (on a few hundred
+    words, one word moves it by a fraction of a point)."""
     return "; ".join(
         f"{h} {v['points']:+.2f} pts ({int(100 * INTERVAL)}% paired bootstrap {v['interval'][0]:+.1f} to "
-        f"{v['interval'][1]:+.1f}), {100 * v['changed']:.1f}% of its words changed"
+        f"{v['interval'][1]:+.1f}; {v['errors']} word errors against the base's {v['base_errors']} of "
+        f"{v['words']} words), {100 * v['changed']:.1f}% of its words changed"
         for h, v in deltas.items()
     )
 

@@ -103,7 +103,10 @@ def test_cli_prints_the_points_over_a_base(tmp_path, capsys):
     base = _write(tmp_path / "base.csv", [_row("1272-1-0", "c d", "c d")])
     assert splits.main(["--csv", _write(tmp_path / "pkg.csv", [_row("1272-1-0", "c d", "c")]), "--base", base]) == 0
     out = capsys.readouterr().out
-    assert "over base.csv: report +50.00 pts (90% paired bootstrap +50.0 to +50.0), 50.0% of its words changed" in out
+    assert (
+        "over base.csv: report +50.00 pts (90% paired bootstrap +50.0 to +50.0; 1 word errors against the base's 0 "
+        "of 2 words), 50.0% of its words changed" in out
+    )
 
 
 def test_one_package_on_three_folders_is_pooled_over_the_unseen_clean_groups(tmp_path, capsys):
