@@ -169,12 +169,13 @@ def _paired_points(rows: Sequence[Mapping], paired: Sequence[Mapping], stream: s
     base_err, _ = _counts(paired)
     idx = resample_indices(len(rows), stream, seed)
     boot = 100 * (err[idx].sum(1) - base_err[idx].sum(1)) / np.maximum(words[idx].sum(1), 1)
+    errors, base_errors, n_words = int(err.sum()), int(base_err.sum()), int(words.sum())
     return {
-        "points": float(100 * (err.sum() - base_err.sum()) / max(words.sum(), 1)),
+        "points": 100 * (errors - base_errors) / max(n_words, 1),
         "utterances": len(rows),
-        "words": int(words.sum()),
-        "errors": int(err.sum()),
-        "base_errors": int(base_err.sum()),
+        "words": n_words,
+        "errors": errors,
+        "base_errors": base_errors,
         "interval": bootstrap_interval(boot),
         "changed": _changed(rows, paired),
     }
